@@ -1,0 +1,460 @@
+"""``pbc load``: validate input files against the data contract and load the warehouse.
+
+For every input table found in the delivery folder:
+
+* a file already loaded (same content hash) is skipped: loading twice changes nothing;
+* rows that break a rule go to ``quarantine`` with file, row, column, value and reason;
+  the rest are accepted into the table, partitioned by financial year and month;
+* a ``reconciliation`` row records rows in = rows accepted + rows quarantined (and money);
+* the whole load is one warehouse transaction, built aside and swapped in.
+
+Errors that stop a load (an unreadable file, a missing required column) raise
+:class:`LoadError` naming the file and column; the warehouse is left as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from pbc.calendar import sql_financial_month, sql_financial_year
+from pbc.contracts import TABLES, Table
+from pbc.warehouse.store import Transaction, Warehouse, WarehouseError, scan_sql
+from pbc.warehouse.validate import (
+    Check,
+    first_failure,
+    lit,
+    q,
+    row_checks,
+    text_of,
+    typed,
+)
+
+Progress = Callable[[str, int, int], None]
+
+QUARANTINE_COLUMNS = (
+    "source_table", "source_file", "row_number", "column", "value", "reason", "loaded_at",
+)
+RECONCILIATION_COLUMNS = (
+    "stage", "source_table", "source_file", "rows_in", "rows_accepted", "rows_quarantined",
+    "money_in", "money_out", "money_unattributed", "recorded_at",
+)
+
+
+class LoadError(WarehouseError):
+    """A delivery that cannot be loaded; the message names the file and column."""
+
+
+@dataclass
+class TableLoad:
+    table: str
+    source_file: str
+    status: str  # loaded | replaced | unchanged
+    rows_in: int = 0
+    rows_accepted: int = 0
+    rows_quarantined: int = 0
+    money_in: float | None = None
+    money_out: float | None = None
+    money_unattributed: float | None = None
+    extra_columns: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LoadReport:
+    warehouse: Path
+    tables: list[TableLoad]
+    ignored: list[str]
+    version: int
+    changed: bool
+
+    @property
+    def rows_in(self) -> int:
+        return sum(t.rows_in for t in self.tables)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return sum(t.rows_quarantined for t in self.tables)
+
+
+# ------------------------------------------------------------------ discovery
+def discover(input_dir: Path) -> tuple[dict[str, Path], list[str]]:
+    """Find each contract table's file in ``input_dir``: ``name.csv``, ``name.parquet``
+    or a folder ``name/`` of parts. Returns the files found and the names ignored."""
+    if not input_dir.is_dir():
+        raise LoadError(f"{input_dir}: no such folder")
+    found: dict[str, Path] = {}
+    ignored: list[str] = []
+    for entry in sorted(input_dir.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        name = entry.name
+        table = None
+        if entry.is_file() and entry.suffix.lower() in (".csv", ".parquet"):
+            table = entry.stem
+        elif entry.is_dir() and entry.name in TABLES:
+            table = entry.name
+        if table in TABLES:
+            if table in found:
+                raise LoadError(
+                    f"{input_dir}: table {table} is given twice ({found[table].name} and "
+                    f"{name}); keep one"
+                )
+            found[table] = entry
+        else:
+            ignored.append(name)
+    return found, ignored
+
+
+def content_hash(path: Path) -> str:
+    """SHA-256 of a file, or of a folder's files (relative names and contents)."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _data_files(path: Path) -> tuple[str, list[Path]]:
+    """The format (csv | parquet) and files of a table given as a file or a folder."""
+    files = [path] if path.is_file() else sorted(
+        p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in (".csv", ".parquet")
+    )
+    if not files:
+        raise LoadError(f"{path}: folder holds no .csv or .parquet files")
+    kinds = {f.suffix.lower() for f in files}
+    if len(kinds) > 1:
+        raise LoadError(f"{path}: mixes CSV and Parquet parts; use one format per table")
+    return kinds.pop().lstrip("."), files
+
+
+# ------------------------------------------------------------------ reading
+def _read_raw(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[list[str], str]:
+    """Create temp table ``raw`` (with ``__row`` and ``__file``) from a table's files.
+
+    Returns the file's column names and the format. CSV rows that cannot be parsed at all
+    (wrong number of fields, bad quoting, bad UTF-8) land in temp table ``rejects``."""
+    fmt, files = _data_files(path)
+    file_list = "[" + ", ".join(lit(str(f)) for f in files) + "]"
+    con.execute("DROP TABLE IF EXISTS raw; DROP TABLE IF EXISTS rejects")
+    try:
+        if fmt == "csv":
+            src = (
+                f"read_csv({file_list}, all_varchar = true, header = true, filename = true, "
+                "store_rejects = true, rejects_table = 'csv_reject_errors', "
+                "rejects_scan = 'csv_reject_scans', strict_mode = true)"
+            )
+            con.execute(
+                "CREATE TEMP TABLE raw AS SELECT row_number() OVER (PARTITION BY filename) "
+                f"AS __row, filename AS __file, * EXCLUDE (filename) FROM {src}"
+            )
+            con.execute(
+                # one row per bad line (a line missing two fields gives two errors)
+                "CREATE TEMP TABLE rejects AS SELECT DISTINCT ON (s.file_path, e.line) "
+                "s.file_path AS __file, e.line - 1 AS __row, e.column_name AS col, "
+                "e.csv_line AS value, e.error_type AS kind, e.error_message AS message "
+                "FROM csv_reject_errors e JOIN csv_reject_scans s USING (scan_id) "
+                "ORDER BY s.file_path, e.line, e.column_idx"
+            )
+        else:
+            src = f"read_parquet({file_list}, filename = true, file_row_number = true, " \
+                "union_by_name = true)"
+            con.execute(
+                "CREATE TEMP TABLE raw AS SELECT file_row_number + 1 AS __row, filename AS "
+                f"__file, * EXCLUDE (filename, file_row_number) FROM {src}"
+            )
+            con.execute(
+                "CREATE TEMP TABLE rejects (__file VARCHAR, __row BIGINT, col VARCHAR, "
+                "value VARCHAR, kind VARCHAR, message VARCHAR)"
+            )
+    except duckdb.Error as e:
+        first = str(e).strip().splitlines()[0]
+        raise LoadError(f"{path}: cannot be read as {fmt.upper()}: {first}") from e
+    cols = [r[0] for r in con.execute("DESCRIBE raw").fetchall()]
+    if fmt == "csv" and files:
+        # a CSV row shifted by rejected rows before it: restore its data-row number
+        con.execute(
+            "UPDATE raw SET __row = __row + (SELECT count(*) FROM rejects r WHERE "
+            "r.__file = raw.__file AND r.__row - (SELECT count(*) FROM rejects r2 WHERE "
+            "r2.__file = r.__file AND r2.__row <= r.__row) < raw.__row) "
+            "WHERE EXISTS (SELECT 1 FROM rejects)"
+        )
+    return [c for c in cols if c not in ("__row", "__file")], fmt
+
+
+# ------------------------------------------------------------------ one table
+def _activity_partitions(table: Table) -> str:
+    assert table.activity_date is not None
+    col = table.column(table.activity_date)
+    v = text_of(col.name)
+    date = f"CAST({v} || '-01' AS DATE)" if col.type == "year_month" else f"CAST({v} AS DATE)"
+    return (
+        f"{sql_financial_year(date)} AS financial_year, "
+        f"CAST({sql_financial_month(date)} AS INTEGER) AS month"
+    )
+
+
+def _load_table(
+    tx: Transaction,
+    con: duckdb.DuckDBPyConnection,
+    table: Table,
+    path: Path,
+    digest: str,
+    loaded_at: str,
+) -> TableLoad:
+    columns, _ = _read_raw(con, path)
+    present = set(columns)
+    missing = [c for c in table.required_columns if c not in present]
+    if missing:
+        hints = []
+        lower = {c.lower(): c for c in columns}
+        for m in missing:
+            if m.lower() in lower:
+                hints.append(f" (found {lower[m.lower()]!r}: names are case-sensitive)")
+        raise LoadError(
+            f"{path}: missing required column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(repr(m) for m in missing)} for table {table.name}"
+            + "".join(hints)
+            + f"; required: {', '.join(table.required_columns)}"
+        )
+    extras = [c for c in columns if c not in table.column_names]
+    source_id = digest[:12]
+
+    checks: list[Check] = row_checks(table, present)
+    extra_conds: list[tuple[str, str, str]] = []  # (column, condition, reason SQL)
+    joins: list[str] = []
+    if table.key:
+        key = text_of(table.key)
+        extra_conds.append((
+            table.key, "__first_row <> __row",
+            f"'duplicate {table.key} (first seen at row ' || __first_row || ')'",
+        ))
+        if table.load_mode == "append" and tx.has_table(table.name):
+            joins.append(
+                f"LEFT JOIN (SELECT DISTINCT CAST({q(table.key)} AS VARCHAR) AS __k, "
+                f"first(_source) AS __src FROM {q(table.name)} GROUP BY 1) __old "
+                f"ON __old.__k = {key}"
+            )
+            extra_conds.append((
+                table.key, "__old.__k IS NOT NULL",
+                f"'{table.key} already loaded (from an earlier file, source ' || __old.__src "
+                "|| ')'",
+            ))
+    for i, ref in enumerate(table.references):
+        if not ref.enforce or ref.column not in present:
+            continue
+        if ref.table == table.name:
+            continue
+        if not tx.has_table(ref.table):
+            raise LoadError(
+                f"{path}: table {table.name} refers to {ref.table}, which is neither in this "
+                f"delivery nor in the warehouse; deliver {ref.table} too"
+            )
+        alias = f"__ref{i}"
+        v = text_of(ref.column)
+        joins.append(
+            f"LEFT JOIN (SELECT DISTINCT CAST({q(ref.target)} AS VARCHAR) AS __k FROM "
+            f"{q(ref.table)}) {alias} ON {alias}.__k = {v}"
+        )
+        extra_conds.append((
+            ref.column, f"{v} IS NOT NULL AND {alias}.__k IS NULL",
+            f"'unknown {ref.column} ''' || {v} || ''' (not in {ref.table})'",
+        ))
+
+    n_checks = len(checks)
+    first_row = (
+        f"min(CASE WHEN __f IS NULL THEN __row END) OVER (PARTITION BY {text_of(table.key)})"
+        if table.key else "__row"
+    )
+    fail_whens = " ".join(
+        f"WHEN {cond} THEN {n_checks + j}" for j, (_, cond, _) in enumerate(extra_conds, 1)
+    )
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE checked AS
+        WITH c AS (SELECT *, {first_failure(checks)} AS __f FROM raw),
+        d AS (SELECT *, {first_row} AS __first_row FROM c)
+        SELECT d.*, CASE WHEN __f IS NOT NULL THEN __f {fail_whens} END AS __fail,
+               {_pick_reason(checks, extra_conds)} AS __reason
+        FROM d {' '.join(joins)}
+    """)
+
+    # accepted rows, typed to the contract
+    select_cols = []
+    for col in table.columns:
+        if col.name in present:
+            select_cols.append(f"{typed(col)} AS {q(col.name)}")
+        else:
+            from pbc.contracts import STORAGE_TYPE
+
+            select_cols.append(f"CAST(NULL AS {STORAGE_TYPE[col.type]}) AS {q(col.name)}")
+    select_cols += [f"CAST({q(c)} AS VARCHAR) AS {q(c)}" for c in extras]
+    select_cols.append(f"{lit(source_id)} AS _source")
+    partition_by: tuple[str, ...] = ()
+    if table.activity_date:
+        select_cols.append(_activity_partitions(table))
+        partition_by = ("financial_year", "month")
+    accepted_sql = f"SELECT {', '.join(select_cols)} FROM checked WHERE __fail IS NULL " \
+        "ORDER BY __file, __row"
+
+    replace = table.load_mode == "replace"
+    if replace and tx.has_table(table.name):
+        tx.drop_files("quarantine", f"q-{table.name}-")
+        tx.drop_files("reconciliation", f"r-load-{table.name}-")
+    rows_accepted = tx.write(
+        con, table.name, accepted_sql, file_prefix=f"src-{source_id}",
+        partition_by=partition_by, replace=replace,
+        meta={"kind": table.kind, "load_mode": table.load_mode},
+    )
+    sources = tx.manifest["tables"][table.name].setdefault("sources", {})
+    if replace:
+        sources.clear()
+
+    # quarantine: rule failures plus rows the CSV reader could not parse
+    vsql = _value_sql(checks, extra_conds)
+    quarantine_sql = f"""
+        SELECT {lit(table.name)} AS source_table, __file AS source_file,
+               CAST(__row AS BIGINT) AS row_number, __col AS "column", __value AS value,
+               __reason AS reason, CAST({lit(loaded_at)} AS TIMESTAMP) AS loaded_at
+        FROM (SELECT *, {_pick_column(checks, extra_conds)} AS __col, {vsql} AS __value
+              FROM checked WHERE __fail IS NOT NULL)
+        UNION ALL
+        SELECT {lit(table.name)}, __file, CAST(__row AS BIGINT), col, value,
+               'unreadable row: ' || lower(replace(kind, '_', ' ')) || ' (' || message || ')',
+               CAST({lit(loaded_at)} AS TIMESTAMP)
+        FROM rejects
+        ORDER BY source_file, row_number
+    """
+    rows_quarantined = tx.write(
+        con, "quarantine", quarantine_sql, file_prefix=f"q-{table.name}-{source_id}",
+        meta={"kind": "output"},
+    )
+    rows_in = con.execute("SELECT (SELECT count(*) FROM raw) + (SELECT count(*) FROM rejects)")
+    n_in = int(rows_in.fetchall()[0][0])
+
+    money_in = money_out = money_unattributed = None
+    if table.money:
+        m = f"TRY_CAST({text_of(table.money)} AS DECIMAL(18,2))"
+        unknown = "FALSE"
+        if "practice_code" in present and tx.has_table("practices"):
+            unknown = (
+                f"({text_of('practice_code')} IS NULL OR {text_of('practice_code')} NOT IN "
+                "(SELECT practice_code FROM practices))"
+            )
+        money_in, money_out, money_unattributed = con.execute(f"""
+            SELECT coalesce(sum({m}), 0), coalesce(sum({m}) FILTER (WHERE __fail IS NULL), 0),
+                   coalesce(sum({m}) FILTER (WHERE __fail IS NULL AND {unknown}), 0)
+            FROM checked""").fetchall()[0]
+    rec = TableLoad(
+        table.name, str(path), "replaced" if replace and sources == {} and
+        tx.base_version > 0 else "loaded", n_in, rows_accepted, rows_quarantined,
+        None if money_in is None else float(money_in),
+        None if money_out is None else float(money_out),
+        None if money_unattributed is None else float(money_unattributed), extras,
+    )
+    if rec.rows_in != rec.rows_accepted + rec.rows_quarantined:  # conservation, never silent
+        raise LoadError(
+            f"{path}: internal reconciliation failure: {rec.rows_in} rows in, "
+            f"{rec.rows_accepted} accepted, {rec.rows_quarantined} quarantined"
+        )
+    _write_reconciliation(tx, con, rec, source_id, loaded_at)
+    sources[digest] = {
+        "file": str(path), "source_id": source_id, "loaded_at": loaded_at,
+        "rows_in": n_in, "rows_accepted": rows_accepted, "rows_quarantined": rows_quarantined,
+    }
+    con.execute(f"CREATE OR REPLACE VIEW {q(table.name)} AS {scan_sql(tx.glob(table.name))}")
+    return rec
+
+
+def _write_reconciliation(
+    tx: Transaction, con: duckdb.DuckDBPyConnection, rec: TableLoad, source_id: str, at: str
+) -> None:
+    def money(v: float | None) -> str:
+        return "CAST(NULL AS DECIMAL(18,2))" if v is None else f"CAST({v!r} AS DECIMAL(18,2))"
+
+    sql = (
+        f"SELECT 'load' AS stage, {lit(rec.table)} AS source_table, "
+        f"{lit(rec.source_file)} AS source_file, CAST({rec.rows_in} AS BIGINT) AS rows_in, "
+        f"CAST({rec.rows_accepted} AS BIGINT) AS rows_accepted, "
+        f"CAST({rec.rows_quarantined} AS BIGINT) AS rows_quarantined, "
+        f"{money(rec.money_in)} AS money_in, {money(rec.money_out)} AS money_out, "
+        f"{money(rec.money_unattributed)} AS money_unattributed, "
+        f"CAST({lit(at)} AS TIMESTAMP) AS recorded_at"
+    )
+    tx.write(con, "reconciliation", sql, file_prefix=f"r-load-{rec.table}-{source_id}",
+             meta={"kind": "output"})
+
+
+def _pick_reason(checks: list[Check], extra: list[tuple[str, str, str]]) -> str:
+    whens = [f"WHEN {i} THEN {lit(c.reason)}" for i, c in enumerate(checks, 1)]
+    whens += [f"WHEN {len(checks) + j} THEN {r}" for j, (_, _, r) in enumerate(extra, 1)]
+    idx = "CASE WHEN __f IS NOT NULL THEN __f " + " ".join(
+        f"WHEN {cond} THEN {len(checks) + j}" for j, (_, cond, _) in enumerate(extra, 1)
+    ) + " END"
+    return f"CASE {idx} {' '.join(whens)} END" if whens else "CAST(NULL AS VARCHAR)"
+
+
+def _pick_column(checks: list[Check], extra: list[tuple[str, str, str]]) -> str:
+    whens = [f"WHEN {i} THEN {lit(c.column)}" for i, c in enumerate(checks, 1)]
+    whens += [f"WHEN {len(checks) + j} THEN {lit(col)}" for j, (col, _, _) in enumerate(extra, 1)]
+    return f"CASE __fail {' '.join(whens)} END" if whens else "CAST(NULL AS VARCHAR)"
+
+
+def _value_sql(checks: list[Check], extra: list[tuple[str, str, str]]) -> str:
+    cols = [c.column for c in checks] + [col for col, _, _ in extra]
+    whens = [f"WHEN {i} THEN CAST({q(c)} AS VARCHAR)" for i, c in enumerate(cols, 1)]
+    return f"CASE __fail {' '.join(whens)} END" if whens else "CAST(NULL AS VARCHAR)"
+
+
+# ------------------------------------------------------------------ the load
+def load(
+    input_dir: Path | str,
+    warehouse: Warehouse,
+    progress: Progress | None = None,
+) -> LoadReport:
+    """Load every contract table found in ``input_dir`` into ``warehouse`` atomically."""
+    input_dir = Path(input_dir)
+    found, ignored = discover(input_dir)
+    if not found:
+        raise LoadError(
+            f"{input_dir}: no input tables found (expected files named after the contract "
+            f"tables, e.g. apc_spells.parquet or practices.csv)"
+        )
+    loaded_at = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+    order = [t for t in TABLES if t in found]
+    results: list[TableLoad] = []
+    fail_after = os.environ.get("PBC_TEST_FAIL_AFTER")  # test hook: simulate a crash
+    tmp = warehouse.root / ".tmp"
+    with warehouse.begin("load") as tx:
+        tmp.mkdir(parents=True, exist_ok=True)
+        con = tx.connect()
+        con.execute(f"SET temp_directory = {lit(str(tmp))}")
+        con.execute("SET preserve_insertion_order = true")
+        try:
+            for i, name in enumerate(order):
+                path = found[name]
+                if progress:
+                    progress(f"load {name}", i, len(order))
+                digest = content_hash(path)
+                entry = tx.manifest["tables"].get(name)
+                if entry and digest in entry.get("sources", {}):
+                    results.append(TableLoad(name, str(path), "unchanged"))
+                    continue
+                results.append(_load_table(tx, con, TABLES[name], path, digest, loaded_at))
+                if fail_after == name:
+                    raise RuntimeError(f"PBC_TEST_FAIL_AFTER={name}: simulated failure")
+            if progress:
+                progress("load", len(order), len(order))
+        finally:
+            con.close()
+        changed = tx.changed
+        version = tx.base_version + (1 if changed else 0)
+    return LoadReport(warehouse.root, results, ignored, version, changed)

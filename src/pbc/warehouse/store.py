@@ -1,0 +1,301 @@
+"""The analytic warehouse: Parquet tables plus a DuckDB catalogue, versioned.
+
+Layout::
+
+    WDIR/
+      current -> versions/000007          (a symlink, swapped atomically)
+      versions/000007/
+        manifest.json                     (tables, their sources and content hashes)
+        catalogue.duckdb                  (views over every table, for any DuckDB client)
+        tables/<table>/financial_year=2025-26/month=1/src-<id>-0.parquet
+      .lock
+
+Every change (a load, a pricing run) is a :class:`Transaction`: it builds a new
+version beside the current one (unchanged Parquet files are hard-linked, not
+copied), and only when everything is written does it rename the version into
+place and swap ``current``. A failed or killed change leaves the previous version
+untouched and readable (DESIGN.md guarantee 4; the same pattern as OpenPrescribing's
+built-aside DuckDB files).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+KEEP_VERSIONS = 2
+PARTITION_COLUMNS = ("financial_year", "month")
+
+
+class WarehouseError(Exception):
+    """A problem with the warehouse a user can act on (no stack trace shown)."""
+
+
+def _empty_manifest() -> dict[str, Any]:
+    return {"version": 0, "created_at": None, "tables": {}, "history": []}
+
+
+class Warehouse:
+    """A warehouse directory. Reading never changes it; writing goes through :meth:`begin`."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).resolve()
+
+    # ---------------------------------------------------------------- reading
+    @property
+    def current(self) -> Path | None:
+        link = self.root / "current"
+        if not link.is_symlink() and not link.exists():
+            return None
+        return link.resolve()
+
+    def exists(self) -> bool:
+        return self.current is not None
+
+    def manifest(self) -> dict[str, Any]:
+        cur = self.current
+        if cur is None:
+            return _empty_manifest()
+        with open(cur / "manifest.json", encoding="utf-8") as f:
+            data: dict[str, Any] = json.load(f)
+        return data
+
+    def table_names(self) -> list[str]:
+        return sorted(self.manifest()["tables"])
+
+    def has_table(self, name: str) -> bool:
+        return name in self.manifest()["tables"]
+
+    def table_dir(self, name: str) -> Path:
+        cur = self.current
+        if cur is None or not self.has_table(name):
+            raise WarehouseError(
+                f"table {name!r} is not in the warehouse {self.root} "
+                f"(tables: {', '.join(self.table_names()) or 'none'})"
+            )
+        return cur / "tables" / name
+
+    def parquet_glob(self, name: str) -> str:
+        return str(self.table_dir(name) / "**" / "*.parquet")
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with a view for every warehouse table."""
+        con = duckdb.connect()
+        for name in self.table_names():
+            con.execute(f'CREATE VIEW "{name}" AS {scan_sql(self.parquet_glob(name))}')
+        return con
+
+    def ibis(self) -> Any:
+        """An Ibis DuckDB backend with every warehouse table registered (pipeline stages)."""
+        import ibis
+
+        return ibis.duckdb.from_connection(self.connect())
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        con = self.connect()
+        try:
+            return con.execute(sql, params or []).fetchall()
+        finally:
+            con.close()
+
+    # ---------------------------------------------------------------- writing
+    @contextlib.contextmanager
+    def begin(self, stage: str) -> Iterator[Transaction]:
+        """Build a new version aside; commit on success, discard on any error."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "versions").mkdir(exist_ok=True)
+        lock = open(self.root / ".lock", "w")  # noqa: SIM115 - held for the transaction
+        try:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as e:
+                raise WarehouseError(
+                    f"another pbc process is writing to {self.root}; try again when it ends"
+                ) from e
+            self._clean_stale_staging()
+            tx = Transaction(self, stage)
+            try:
+                yield tx
+                tx.commit()
+            except BaseException:
+                tx.rollback()
+                raise
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            lock.close()
+
+    def _clean_stale_staging(self) -> None:
+        for p in (self.root / "versions").glob(".staging-*"):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def scan_sql(glob: str) -> str:
+    """SQL that reads a table's Parquet files (partition columns are stored in the files)."""
+    g = glob.replace("'", "''")
+    return f"SELECT * FROM read_parquet('{g}', hive_partitioning = false, union_by_name = true)"
+
+
+class Transaction:
+    """A new warehouse version under construction."""
+
+    def __init__(self, warehouse: Warehouse, stage: str) -> None:
+        self.warehouse = warehouse
+        self.stage = stage
+        old = warehouse.manifest()
+        self.manifest: dict[str, Any] = json.loads(json.dumps(old))
+        self.base_version: int = old["version"]
+        self.staging = warehouse.root / "versions" / f".staging-{uuid.uuid4().hex[:12]}"
+        (self.staging / "tables").mkdir(parents=True)
+        self.changed = False
+        cur = warehouse.current
+        if cur is not None:
+            for name in old["tables"]:
+                _link_tree(cur / "tables" / name, self.staging / "tables" / name)
+
+    def table_dir(self, name: str) -> Path:
+        return self.staging / "tables" / name
+
+    def has_table(self, name: str) -> bool:
+        return name in self.manifest["tables"]
+
+    def glob(self, name: str) -> str:
+        return str(self.table_dir(name) / "**" / "*.parquet")
+
+    def drop_table(self, name: str) -> None:
+        shutil.rmtree(self.table_dir(name), ignore_errors=True)
+        self.manifest["tables"].pop(name, None)
+        self.changed = True
+
+    def drop_files(self, name: str, prefix: str) -> None:
+        """Remove the Parquet files of ``name`` whose file name starts with ``prefix``."""
+        for p in self.table_dir(name).rglob(f"{prefix}*.parquet"):
+            p.unlink()
+        self.changed = True
+
+    def write(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        name: str,
+        select_sql: str,
+        *,
+        file_prefix: str,
+        partition_by: tuple[str, ...] = (),
+        replace: bool = False,
+        meta: dict[str, Any] | None = None,
+    ) -> int:
+        """Write the rows of ``select_sql`` (run on ``con``) into table ``name``.
+
+        Files are named ``<file_prefix>-<n>.parquet`` so that one source's rows can be
+        found (and replaced) later. Returns the number of rows written. A table always
+        has at least one file, so an empty table still has its columns.
+        """
+        if replace:
+            shutil.rmtree(self.table_dir(name), ignore_errors=True)
+        tmp = self.staging / f".tmp-{uuid.uuid4().hex[:8]}"
+        rows = con.execute(f"SELECT count(*) FROM ({select_sql})").fetchall()[0][0]
+        if rows and partition_by:
+            parts = ", ".join(partition_by)
+            con.execute(
+                f"COPY ({select_sql}) TO '{tmp}' (FORMAT parquet, PARTITION_BY ({parts}), "
+                f"WRITE_PARTITION_COLUMNS true, FILENAME_PATTERN '{file_prefix}-{{i}}')"
+            )
+        else:
+            tmp.mkdir(parents=True)
+            con.execute(
+                f"COPY ({select_sql}) TO '{tmp / (file_prefix + '-0.parquet')}' (FORMAT parquet)"
+            )
+        dest = self.table_dir(name)
+        for f in tmp.rglob("*.parquet"):
+            target = dest / f.relative_to(tmp)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, target)
+        shutil.rmtree(tmp, ignore_errors=True)
+        entry = self.manifest["tables"].setdefault(name, {"sources": {}})
+        if meta is not None:
+            entry.update(meta)
+        self.changed = True
+        return int(rows)
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A connection with views over the tables as they stand in this transaction."""
+        con = duckdb.connect()
+        for name in self.manifest["tables"]:
+            if any(self.table_dir(name).rglob("*.parquet")):
+                con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {scan_sql(self.glob(name))}')
+        return con
+
+    def commit(self) -> None:
+        if not self.changed:
+            self.rollback()
+            return
+        root = self.warehouse.root
+        version = self.base_version + 1
+        self.manifest["version"] = version
+        self.manifest["created_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        self.manifest["history"].append(
+            {"version": version, "stage": self.stage, "at": self.manifest["created_at"]}
+        )
+        final = root / "versions" / f"{version:06d}"
+        if final.exists():  # left by a load killed between rename and swap
+            shutil.rmtree(final)
+        with open(self.staging / "manifest.json", "w", encoding="utf-8") as f:
+            json.dump(self.manifest, f, indent=2, sort_keys=True)
+        os.rename(self.staging, final)
+        self._write_catalogue(final)  # views bind to files, so write it in the final place
+        tmp_link = root / f".current-{uuid.uuid4().hex[:8]}"
+        os.symlink(Path("versions") / final.name, tmp_link)
+        os.replace(tmp_link, root / "current")  # the atomic swap
+        _fsync_dir(root)
+        self._prune(keep={final.name})
+
+    def _write_catalogue(self, final: Path) -> None:
+        """A DuckDB file with a view per table, pointing at the version's final place."""
+        path = final / "catalogue.duckdb"
+        con = duckdb.connect(str(path))
+        try:
+            for name in sorted(self.manifest["tables"]):
+                glob = str(final / "tables" / name / "**" / "*.parquet")
+                con.execute(f'CREATE VIEW "{name}" AS {scan_sql(glob)}')
+        finally:
+            con.close()
+
+    def _prune(self, keep: set[str]) -> None:
+        versions = sorted(
+            p for p in (self.warehouse.root / "versions").iterdir() if not p.name.startswith(".")
+        )
+        for p in versions[:-KEEP_VERSIONS]:
+            if p.name not in keep:
+                shutil.rmtree(p, ignore_errors=True)
+
+    def rollback(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Hard-link every file of ``src`` under ``dst`` (Parquet files are never modified)."""
+    for f in src.rglob("*"):
+        if f.is_file():
+            target = dst / f.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(f, target)
+            except OSError:
+                shutil.copy2(f, target)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

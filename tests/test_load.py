@@ -1,0 +1,326 @@
+"""The loader: conservation, clear errors for bad input, idempotence and atomicity."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from delivery import VALID, with_change, write_delivery, write_table
+from pbc.warehouse import Warehouse
+from pbc.warehouse.load import LoadError, load
+
+ACTIVITY_ROWS = sum(len(VALID[t]) for t in VALID)
+
+
+def quarantine(wh: Warehouse, table: str | None = None) -> list[tuple]:
+    where = f"WHERE source_table = '{table}'" if table else ""
+    return wh.query(
+        f'SELECT source_table, row_number, "column", value, reason FROM quarantine {where} '
+        "ORDER BY source_table, row_number"
+    )
+
+
+def snapshot(wh: Warehouse) -> dict[str, str]:
+    """Content of the current version: relative path -> sha256 of each file."""
+    cur = wh.current
+    assert cur is not None
+    return {
+        str(p.relative_to(cur)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(cur.rglob("*")) if p.is_file() and p.suffix != ".duckdb"
+    }
+
+
+# ------------------------------------------------------------------ a good delivery
+def test_valid_delivery_loads_everything(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path / "w")
+    report = load(write_delivery(tmp_path / "in"), wh)
+    assert report.rows_quarantined == 0
+    assert report.rows_in == ACTIVITY_ROWS
+    for t in report.tables:
+        assert t.rows_in == t.rows_accepted + t.rows_quarantined
+        assert wh.query(f"SELECT count(*) FROM {t.table}")[0][0] == len(VALID[t.table])
+    # activity is partitioned by financial year and month (month 1 = April)
+    assert wh.query("SELECT DISTINCT financial_year, month FROM apc_spells") == [("2025-26", 2)]
+    assert wh.query("SELECT DISTINCT month FROM ae_attendances") == [(9,)]
+    # types follow the contract
+    row = wh.query("SELECT typeof(admission_date), typeof(age_on_admission) FROM apc_spells")[0]
+    assert row == ("DATE", "BIGINT")
+    assert wh.query("SELECT typeof(actual_cost) FROM prescribing LIMIT 1")[0][0] == "DECIMAL(18,2)"
+
+
+def test_reconciliation_rows_and_money(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path / "w")
+    load(write_delivery(tmp_path / "in"), wh)
+    rec = {
+        r[0]: r[1:] for r in wh.query(
+            "SELECT source_table, rows_in, rows_accepted, rows_quarantined, money_in, money_out, "
+            "money_unattributed FROM reconciliation WHERE stage = 'load'")
+    }
+    assert set(rec) == set(VALID)
+    assert rec["prescribing"][:3] == (2, 2, 0)
+    # money in = money out; the row with a blank practice is unattributed money
+    assert float(rec["prescribing"][3]) == pytest.approx(1244.56)
+    assert float(rec["prescribing"][4]) == pytest.approx(1244.56)
+    assert float(rec["prescribing"][5]) == pytest.approx(10.00)
+
+
+def test_unknown_practice_on_activity_is_kept(tmp_path: Path) -> None:
+    folder = write_delivery(tmp_path / "in")
+    write_table(folder, "apc_spells", with_change("apc_spells", 0, "practice_code", "Z99999"))
+    wh = Warehouse(tmp_path / "w")
+    load(folder, wh)
+    assert quarantine(wh, "apc_spells") == []
+    assert wh.query("SELECT count(*) FROM apc_spells WHERE practice_code = 'Z99999'")[0][0] == 1
+
+
+# ------------------------------------------------------------------ bad rows: quarantined
+BAD_ROWS = [
+    # (table, row, column, value, reason fragment)
+    ("apc_spells", 2, "admission_date", "31/12/2025", "not a valid date"),
+    ("apc_spells", 2, "admission_date", "2025-13-45", "not a valid date"),
+    ("apc_spells", 2, "discharge_date", "", "missing value"),
+    ("apc_spells", 2, "discharge_date", "2025-05-01", "discharge_date is before admission_date"),
+    ("apc_spells", 2, "spell_id", "S1", "duplicate spell_id (first seen at row 1)"),
+    ("apc_spells", 2, "age_on_admission", "130", "above the maximum 120"),
+    ("apc_spells", 2, "age_on_admission", "-1", "below the minimum 0"),
+    ("apc_spells", 2, "age_on_admission", "sixty", "not a whole number"),
+    ("apc_spells", 2, "provider_code", "ZZZ", "unknown provider_code 'ZZZ' (not in providers)"),
+    ("apc_spells", 2, "admission_method", "99", "not an allowed code"),
+    ("apc_spells", 2, "hrg_code", "12345", "does not match the code format"),
+    ("apc_spells", 2, "discharge_date", "1850-01-01", "date out of range"),
+    ("op_attendances", 1, "attended", "maybe", "not true/false"),
+    ("op_attendances", 1, "first_attendance", "7", "not an allowed code"),
+    ("prescribing", 0, "actual_cost", "12.345", "not an amount in pounds with at most 2 decimals"),
+    ("prescribing", 0, "year_month", "2025-13", "not a month (expected YYYY-MM)"),
+    ("prescribing", 0, "items", "-4", "below the minimum 0"),
+    ("providers", 1, "mff_payment_index", "0.95", "below the minimum 1"),
+    ("practices", 1, "practice_code", "XYZ", "does not match the code format"),
+    ("practices", 1, "group_code", "G9", "unknown group_code 'G9' (not in groups)"),
+    ("patients", 3, "patient_id", "P1", "duplicate patient_id (first seen at row 1)"),
+    ("patients", 3, "sex", "X", "not an allowed code (M, F)"),
+    ("patient_conditions", 1, "patient_id", "P999", "unknown patient_id 'P999'"),
+    ("social_care_packages", 0, "end_date", "2025-01-01", "end_date is before start_date"),
+]
+
+
+@pytest.mark.parametrize(("table", "row", "column", "value", "reason"), BAD_ROWS)
+def test_bad_row_is_quarantined_with_reason(
+    tmp_path: Path, table: str, row: int, column: str, value: str, reason: str
+) -> None:
+    folder = write_delivery(tmp_path / "in")
+    write_table(folder, table, with_change(table, row, column, value))
+    wh = Warehouse(tmp_path / "w")
+    report = load(folder, wh)
+    q = quarantine(wh, table)
+    assert len(q) == 1, q
+    source_table, row_number, q_column, q_value, q_reason = q[0]
+    assert (source_table, row_number, q_column) == (table, row + 1, column)
+    assert (q_value or "") == value
+    assert reason in q_reason
+    loaded = next(t for t in report.tables if t.table == table)
+    assert loaded.rows_in == len(VALID[table])
+    assert loaded.rows_accepted == len(VALID[table]) - 1
+
+
+def test_unparseable_csv_rows_are_quarantined(tmp_path: Path) -> None:
+    folder = write_delivery(tmp_path / "in")
+    path = folder / "ae_attendances.csv"
+    lines = path.read_text().splitlines()
+    lines[2] += ",surplus"           # data row 2: too many fields
+    lines[4] = lines[4].rsplit(",", 2)[0]  # data row 4: too few fields
+    path.write_text("\n".join(lines) + "\n")
+    wh = Warehouse(tmp_path / "w")
+    report = load(folder, wh)
+    q = quarantine(wh, "ae_attendances")
+    assert [r[1] for r in q] == [2, 4]
+    assert all(r[4].startswith("unreadable row") for r in q)
+    ae = next(t for t in report.tables if t.table == "ae_attendances")
+    assert (ae.rows_in, ae.rows_accepted, ae.rows_quarantined) == (5, 3, 2)
+    # the rows after a rejected one keep their own row numbers
+    assert wh.query("SELECT attendance_id FROM ae_attendances ORDER BY 1") == [
+        ("E1",), ("E3",), ("E5",)]
+
+
+# ------------------------------------------------------------------ errors that stop a load
+def test_missing_required_column_names_file_and_column(tmp_path: Path) -> None:
+    folder = write_delivery(tmp_path / "in")
+    rows = [{k: v for k, v in r.items() if k != "admission_date"} for r in VALID["apc_spells"]]
+    write_table(folder, "apc_spells", rows)
+    with pytest.raises(LoadError, match=r"apc_spells\.csv: missing required column "
+                       r"'admission_date' for table apc_spells"):
+        load(folder, Warehouse(tmp_path / "w"))
+    assert not Warehouse(tmp_path / "w").exists()
+
+
+def test_column_name_case_gets_a_hint(tmp_path: Path) -> None:
+    folder = write_delivery(tmp_path / "in")
+    rows = [{("Spell_ID" if k == "spell_id" else k): v for k, v in r.items()}
+            for r in VALID["apc_spells"]]
+    write_table(folder, "apc_spells", rows)
+    with pytest.raises(LoadError, match="names are case-sensitive"):
+        load(folder, Warehouse(tmp_path / "w"))
+
+
+def test_unreadable_parquet_names_the_file(tmp_path: Path) -> None:
+    folder = write_delivery(tmp_path / "in")
+    (folder / "apc_spells.csv").unlink()
+    (folder / "apc_spells.parquet").write_bytes(b"this is not parquet")
+    with pytest.raises(LoadError, match=r"apc_spells\.parquet: cannot be read as PARQUET"):
+        load(folder, Warehouse(tmp_path / "w"))
+
+
+def test_table_given_twice_is_an_error(tmp_path: Path) -> None:
+    folder = write_delivery(tmp_path / "in")
+    (folder / "tariff_ae.parquet").write_bytes(b"x")
+    with pytest.raises(LoadError, match="table tariff_ae is given twice"):
+        load(folder, Warehouse(tmp_path / "w"))
+
+
+def test_empty_folder_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    with pytest.raises(LoadError, match="no input tables found"):
+        load(tmp_path / "in", Warehouse(tmp_path / "w"))
+
+
+def test_reference_to_absent_table_is_an_error(tmp_path: Path) -> None:
+    folder = write_delivery(tmp_path / "in", tables=["apc_spells"])
+    with pytest.raises(LoadError, match="refers to providers, which is neither"):
+        load(folder, Warehouse(tmp_path / "w"))
+
+
+def test_cli_error_has_no_stack_trace(tmp_path: Path) -> None:
+    folder = write_delivery(tmp_path / "in")
+    rows = [{k: v for k, v in r.items() if k != "provider_code"} for r in VALID["ae_attendances"]]
+    write_table(folder, "ae_attendances", rows)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pbc.cli", "load", str(folder), "--warehouse", str(tmp_path / "w")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "ae_attendances.csv" in proc.stderr and "provider_code" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+# ------------------------------------------------------------------ idempotence, appends
+def test_loading_the_same_files_twice_changes_nothing(tmp_path: Path) -> None:
+    folder = write_delivery(tmp_path / "in")
+    wh = Warehouse(tmp_path / "w")
+    load(folder, wh)
+    before = snapshot(wh)
+    report = load(folder, wh)
+    assert not report.changed
+    assert all(t.status == "unchanged" for t in report.tables)
+    assert snapshot(wh) == before
+    assert wh.manifest()["version"] == 1
+
+
+def test_new_activity_file_appends_and_rejects_ids_already_loaded(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path / "w")
+    load(write_delivery(tmp_path / "m1"), wh)
+    month2 = [dict(r) for r in VALID["apc_spells"][:2]]  # S1 again: already loaded
+    month2.append({**VALID["apc_spells"][0], "spell_id": "S100", "discharge_date": "2025-06-02"})
+    folder = tmp_path / "m2"
+    write_table(folder, "apc_spells", month2)
+    load(folder, wh)
+    assert wh.query("SELECT count(*) FROM apc_spells")[0][0] == len(VALID["apc_spells"]) + 1
+    reasons = [r[4] for r in quarantine(wh, "apc_spells")]
+    assert len(reasons) == 2 and all("already loaded" in r for r in reasons)
+
+
+def test_new_snapshot_replaces_reference_table(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path / "w")
+    load(write_delivery(tmp_path / "in"), wh)
+    folder = tmp_path / "in2"
+    write_table(folder, "providers", with_change("providers", 1, "mff_payment_index", "1.1"))
+    load(folder, wh)
+    assert wh.query("SELECT mff_payment_index FROM providers WHERE provider_code = 'RVW'") == [
+        (1.1,)]
+    assert wh.query("SELECT count(*) FROM providers")[0][0] == 2
+    assert wh.query(
+        "SELECT count(*) FROM reconciliation WHERE source_table = 'providers'")[0][0] == 1
+
+
+# ------------------------------------------------------------------ atomicity
+def test_failed_load_leaves_previous_warehouse_intact(tmp_path: Path, monkeypatch) -> None:
+    wh = Warehouse(tmp_path / "w")
+    load(write_delivery(tmp_path / "in"), wh)
+    before = snapshot(wh)
+    folder = tmp_path / "in2"
+    write_table(folder, "apc_spells", [
+        {**VALID["apc_spells"][0], "spell_id": f"N{i}"} for i in range(5)])
+    write_table(folder, "ae_attendances", [
+        {**VALID["ae_attendances"][0], "attendance_id": f"N{i}"} for i in range(5)])
+    monkeypatch.setenv("PBC_TEST_FAIL_AFTER", "apc_spells")
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        load(folder, wh)
+    assert snapshot(wh) == before
+    assert wh.query("SELECT count(*) FROM apc_spells")[0][0] == len(VALID["apc_spells"])
+    assert not list((tmp_path / "w" / "versions").glob(".staging-*"))
+    monkeypatch.delenv("PBC_TEST_FAIL_AFTER")
+    load(folder, wh)  # and the next load works
+    assert wh.query("SELECT count(*) FROM apc_spells")[0][0] == len(VALID["apc_spells"]) + 5
+
+
+@pytest.mark.slow
+def test_killed_load_leaves_previous_warehouse_readable(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path / "w")
+    load(write_delivery(tmp_path / "in"), wh)
+    before = snapshot(wh)
+    big = tmp_path / "big"
+    rows = [{**VALID["op_attendances"][0], "attendance_id": f"B{i}"} for i in range(300_000)]
+    write_table(big, "op_attendances", rows)
+    for delay in (0.3, 1.0, 2.0):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pbc.cli", "load", str(big), "--warehouse",
+             str(tmp_path / "w")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        current = json.loads((wh.current / "manifest.json").read_text())  # type: ignore[operator]
+        if current["version"] == 1:
+            assert snapshot(wh) == before
+            assert wh.query("SELECT count(*) FROM op_attendances")[0][0] == 5
+        else:  # the load finished before the kill: it must be whole
+            assert wh.query("SELECT count(*) FROM op_attendances")[0][0] == 300_005
+            break
+    report = load(big, wh)  # a later load cleans up and completes
+    assert wh.query("SELECT count(*) FROM op_attendances")[0][0] == 300_005
+    assert not list((tmp_path / "w" / "versions").glob(".staging-*")) or report
+
+
+# ------------------------------------------------------------------ conservation, any input
+cell = st.one_of(
+    st.sampled_from(["", " ", "2025-05-03", "2025-02-30", "21", "11", "1", "2", "DZ65K", "RTR",
+                     "ZZZ", "78", "-3", "200", "A81001", "J441", "x", "S1"]),
+    st.text(alphabet="ABCZ019-/ ,", max_size=8),
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.fixed_dictionaries({c: cell for c in VALID["apc_spells"][0]}), min_size=1,
+                max_size=25))
+def test_conservation_under_random_rows(tmp_path_factory, rows: list[dict[str, str]]) -> None:
+    base = tmp_path_factory.mktemp("h")
+    folder = write_delivery(base / "in", tables=["commissioners", "providers"])
+    write_table(folder, "apc_spells", rows)
+    wh = Warehouse(base / "w")
+    report = load(folder, wh)
+    apc = next(t for t in report.tables if t.table == "apc_spells")
+    assert apc.rows_in == len(rows) == apc.rows_accepted + apc.rows_quarantined
+    accepted = wh.query("SELECT count(*) FROM apc_spells")[0][0]
+    q_rows = [r[1] for r in quarantine(wh, "apc_spells")]
+    assert accepted == apc.rows_accepted
+    assert len(q_rows) == len(set(q_rows)) == apc.rows_quarantined  # one reason per bad row
+    assert all(1 <= r <= len(rows) for r in q_rows)
+    assert all(r[4] for r in quarantine(wh, "apc_spells"))
