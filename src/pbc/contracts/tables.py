@@ -142,7 +142,7 @@ PRACTICE_GROUPS = Table(
     "Practice moves between groups over time; overrides practices.group_code in its window.",
     (
         _code("practice_code", "Practice.", "A81001", pattern=ODS_PRACTICE),
-        _code("group_code", "Group it belongs to from valid_from.", "G02"),
+        _code("group_code", "Group it belongs to from valid_from.", "G01"),
         Column("valid_from", "date", "First day of membership.", "2025-10-01"),
         Column("valid_to", "date", "Last day of membership (blank: open).", "",
                nullable=True),
