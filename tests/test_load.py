@@ -307,7 +307,8 @@ cell = st.one_of(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.fixed_dictionaries({c: cell for c in VALID["apc_spells"][0]}), min_size=1,
                 max_size=25))
 def test_conservation_under_random_rows(tmp_path_factory, rows: list[dict[str, str]]) -> None:
@@ -324,3 +325,19 @@ def test_conservation_under_random_rows(tmp_path_factory, rows: list[dict[str, s
     assert len(q_rows) == len(set(q_rows)) == apc.rows_quarantined  # one reason per bad row
     assert all(1 <= r <= len(rows) for r in q_rows)
     assert all(r[4] for r in quarantine(wh, "apc_spells"))
+
+
+# ------------------------------------------------------------------ reference files
+def test_tariff_settings_are_kept_and_checked(tmp_path: Path) -> None:
+    folder = write_delivery(tmp_path / "in", tables=["commissioners", "providers"])
+    (folder / "tariff_settings.toml").write_text('financial_year = "2025/26"\n')
+    wh = Warehouse(tmp_path / "w")
+    load(folder, wh)
+    kept = wh.reference_file("tariff_settings.toml")
+    assert kept is not None and "2025/26" in kept.read_text()
+    assert not load(folder, wh).changed
+    (folder / "tariff_settings.toml").write_text("financial_year = \n")
+    with pytest.raises(LoadError, match=r"tariff_settings\.toml: not a valid TOML file"):
+        load(folder, wh)
+    assert wh.reference_file("tariff_settings.toml").read_text() == (  # type: ignore[union-attr]
+        'financial_year = "2025/26"\n')

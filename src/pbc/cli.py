@@ -78,13 +78,18 @@ def synth(
     seed: Annotated[int, typer.Option(help="Random seed: same seed, same files.")] = 1,
     years: Annotated[int, typer.Option(help="Financial years of activity.")] = 1,
     start_year: Annotated[int, typer.Option(help="First financial year (2025 = 2025/26).")] = 2025,
-    fault_rate: Annotated[float, typer.Option(help="Share of rows with deliberate faults.")] = 0.001,
+    fault_rate: Annotated[
+        float, typer.Option(help="Share of rows with deliberate faults.")
+    ] = 0.001,
     nhse_file: Annotated[
         Path | None, typer.Option(help="NHS England practice weighted-population file.")
     ] = None,
-    icb: Annotated[str | None, typer.Option(help="With --nhse-file: one ICB (ICS22 code).")] = None,
+    icb: Annotated[
+        str | None, typer.Option(help="With --nhse-file: one ICB (ICS22 code).")
+    ] = None,
     scale: Annotated[
-        float | None, typer.Option(help="Share of England's practices (e.g. 0.01); sets --practices.")
+        float | None,
+        typer.Option(help="Share of England's practices (e.g. 0.01); sets --practices."),
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
 ) -> None:

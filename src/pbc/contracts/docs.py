@@ -110,7 +110,8 @@ OUTPUTS = """\
 | table | columns |
 |---|---|
 | `quarantine` | source_table, source_file, row_number, column, value, reason, loaded_at |
-| `reconciliation` | stage, source_table, source_file, rows_in, rows_accepted, rows_quarantined, money_in, money_out, money_unattributed, recorded_at |
+| `reconciliation` | stage, source_table, source_file, rows_in, rows_accepted, \
+rows_quarantined, money_in, money_out, money_unattributed, recorded_at |
 
 Every accepted row also carries `_source` (the first 12 hex digits of its file's SHA-256) and,
 for activity, `financial_year` and `month`. `pbc export TABLE --out FILE` writes any table to

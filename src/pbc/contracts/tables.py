@@ -18,7 +18,7 @@ CONDITIONS = (
     "AF", "ASTHMA", "CANCER", "CHD", "CKD", "COPD", "DEM", "DM", "EPIL", "HF", "HYP", "MH",
     "STIA",
 )
-AGE_BANDS = tuple(f"{a}-{a + 4}" for a in range(0, 90, 5)) + ("90+",)
+AGE_BANDS = (*(f"{a}-{a + 4}" for a in range(0, 90, 5)), "90+")
 
 #: NHS Data Dictionary ADMISSION METHOD groups (reference.md §5.1)
 ELECTIVE_ADMISSION_METHODS = ("11", "12", "13")

@@ -61,7 +61,8 @@ def run_demo(
     console.print()
     console.print("[bold]Outputs[/]")
     console.print(f"  input files:     {inputs}")
-    console.print(f"  warehouse:       {wdir} (DuckDB catalogue: {wdir / 'current' / 'catalogue.duckdb'})")
+    catalogue = wdir / "current" / "catalogue.duckdb"
+    console.print(f"  warehouse:       {wdir} (DuckDB catalogue: {catalogue})")
     console.print(
         f"  explore:         .venv/bin/pbc export reconciliation --warehouse {wdir} "
         f"--out {out / 'reconciliation.xlsx'}"

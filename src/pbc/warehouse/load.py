@@ -83,6 +83,10 @@ class LoadReport:
 
 
 # ------------------------------------------------------------------ discovery
+#: files that are not tables but are kept in the warehouse as reference (validated on load)
+REFERENCE_FILES = ("tariff_settings.toml",)
+
+
 def discover(input_dir: Path) -> tuple[dict[str, Path], list[str]]:
     """Find each contract table's file in ``input_dir``: ``name.csv``, ``name.parquet``
     or a folder ``name/`` of parts. Returns the files found and the names ignored."""
@@ -99,7 +103,9 @@ def discover(input_dir: Path) -> tuple[dict[str, Path], list[str]]:
             table = entry.stem
         elif entry.is_dir() and entry.name in TABLES:
             table = entry.name
-        if table in TABLES:
+        if entry.is_file() and name in REFERENCE_FILES:
+            found[name] = entry
+        elif table in TABLES:
             if table in found:
                 raise LoadError(
                     f"{input_dir}: table {table} is given twice ({found[table].name} and "
@@ -374,6 +380,36 @@ def _load_table(
     return rec
 
 
+def _load_reference_file(tx: Transaction, path: Path, digest: str, at: str) -> TableLoad:
+    """Keep a settings file (e.g. tariff settings) in the warehouse, after checking it."""
+    validate_reference_file(path)
+    tx.put_file(path, f"reference/{path.name}")
+    tx.manifest.setdefault("files", {})[path.name] = {
+        "file": str(path), "sha256": digest, "loaded_at": at,
+    }
+    return TableLoad(path.name, str(path), "loaded", 1, 1, 0)
+
+
+def validate_reference_file(path: Path) -> None:
+    """Raise LoadError naming the file (and key) when a settings file is not valid."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise LoadError(f"{path}: not a valid TOML file: {e}") from e
+    if path.name == "tariff_settings.toml":
+        try:
+            from pbc.pricing.settings import TariffSettings
+        except ImportError:  # pricing not installed: a syntax check is all we can do
+            return
+        try:
+            TariffSettings.model_validate(data)
+        except Exception as e:  # pydantic's ValidationError lists each bad key
+            raise LoadError(f"{path}: {e}") from e
+
+
 def _write_reconciliation(
     tx: Transaction, con: duckdb.DuckDBPyConnection, rec: TableLoad, source_id: str, at: str
 ) -> None:
@@ -429,7 +465,7 @@ def load(
             f"tables, e.g. apc_spells.parquet or practices.csv)"
         )
     loaded_at = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="seconds")
-    order = [t for t in TABLES if t in found]
+    order = [t for t in TABLES if t in found] + [f for f in REFERENCE_FILES if f in found]
     results: list[TableLoad] = []
     fail_after = os.environ.get("PBC_TEST_FAIL_AFTER")  # test hook: simulate a crash
     tmp = warehouse.root / ".tmp"
@@ -445,10 +481,14 @@ def load(
                     progress(f"load {name}", i, len(order))
                 digest = content_hash(path)
                 entry = tx.manifest["tables"].get(name)
-                if entry and digest in entry.get("sources", {}):
+                known = tx.manifest.get("files", {}).get(name, {}).get("sha256")
+                if (entry and digest in entry.get("sources", {})) or known == digest:
                     results.append(TableLoad(name, str(path), "unchanged"))
                     continue
-                results.append(_load_table(tx, con, TABLES[name], path, digest, loaded_at))
+                if name in REFERENCE_FILES:
+                    results.append(_load_reference_file(tx, path, digest, loaded_at))
+                else:
+                    results.append(_load_table(tx, con, TABLES[name], path, digest, loaded_at))
                 if fail_after == name:
                     raise RuntimeError(f"PBC_TEST_FAIL_AFTER={name}: simulated failure")
             if progress:

@@ -85,6 +85,12 @@ class Warehouse:
             )
         return cur / "tables" / name
 
+    def reference_file(self, name: str) -> Path | None:
+        """A reference file kept by a load (e.g. ``tariff_settings.toml``), if there is one."""
+        cur = self.current
+        path = None if cur is None else cur / "reference" / name
+        return path if path is not None and path.exists() else None
+
     def parquet_glob(self, name: str) -> str:
         return str(self.table_dir(name) / "**" / "*.parquet")
 
@@ -161,6 +167,8 @@ class Transaction:
         if cur is not None:
             for name in old["tables"]:
                 _link_tree(cur / "tables" / name, self.staging / "tables" / name)
+            if (cur / "reference").is_dir():
+                _link_tree(cur / "reference", self.staging / "reference")
 
     def table_dir(self, name: str) -> Path:
         return self.staging / "tables" / name
@@ -225,6 +233,13 @@ class Transaction:
             entry.update(meta)
         self.changed = True
         return int(rows)
+
+    def put_file(self, source: Path, relative: str) -> None:
+        """Copy a (small) reference file into the new version, e.g. tariff settings."""
+        target = self.staging / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        self.changed = True
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A connection with views over the tables as they stand in this transaction."""
