@@ -30,11 +30,14 @@ from pbc.warehouse.validate import (
     Check,
     first_failure,
     lit,
+    n,
+    normalise,
     q,
     row_checks,
-    text_of,
     typed,
+    v,
 )
+from pbc.warehouse.validate import d as date_of
 
 Progress = Callable[[str, int, int], None]
 
@@ -201,8 +204,10 @@ def _read_raw(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[list[str], st
 def _activity_partitions(table: Table) -> str:
     assert table.activity_date is not None
     col = table.column(table.activity_date)
-    v = text_of(col.name)
-    date = f"CAST({v} || '-01' AS DATE)" if col.type == "year_month" else f"CAST({v} AS DATE)"
+    if col.type == "year_month":
+        date = f"CAST({v(col.name)} || '-01' AS DATE)"
+    else:
+        date = date_of(col.name)
     return (
         f"{sql_financial_year(date)} AS financial_year, "
         f"CAST({sql_financial_month(date)} AS INTEGER) AS month"
@@ -236,29 +241,42 @@ def _load_table(
     source_id = digest[:12]
 
     checks: list[Check] = row_checks(table, present)
-    extra_conds: list[tuple[str, str, str]] = []  # (column, condition, reason SQL)
+    # (column, condition over the joins, reason SQL over the ``checked`` table's columns)
+    extra_conds: list[tuple[str, str, str]] = []
     joins: list[str] = []
+    carried: list[str] = []  # join columns kept in ``checked`` for the reasons
     if table.key:
-        key = text_of(table.key)
+        key = v(table.key)
+        order = "(__file, __row)"
+        joins.append(
+            f"LEFT JOIN (SELECT {key} AS __k, arg_min(__row, {order}) AS __first_row, "
+            f"arg_min(__file, {order}) AS __first_file FROM c WHERE __f IS NULL "
+            f"GROUP BY 1 HAVING count(*) > 1) __dup ON __dup.__k = {key}"
+        )
         extra_conds.append((
-            table.key, "__first_row <> __row",
-            f"'duplicate {table.key} (first seen at row ' || __first_row || ')'",
+            table.key,
+            "__dup.__k IS NOT NULL AND (__dup.__first_row <> __row "
+            "OR __dup.__first_file <> __file)",
+            f"'duplicate {table.key} (first seen at row ' || __dup_first_row || "
+            "CASE WHEN __dup_first_file <> __file THEN ' of ' || __dup_first_file "
+            "ELSE '' END || ')'",
         ))
+        carried += ["__dup.__first_row AS __dup_first_row",
+                    "__dup.__first_file AS __dup_first_file"]
         if table.load_mode == "append" and tx.has_table(table.name):
             joins.append(
-                f"LEFT JOIN (SELECT DISTINCT CAST({q(table.key)} AS VARCHAR) AS __k, "
+                f"LEFT JOIN (SELECT CAST({q(table.key)} AS VARCHAR) AS __k, "
                 f"first(_source) AS __src FROM {q(table.name)} GROUP BY 1) __old "
                 f"ON __old.__k = {key}"
             )
             extra_conds.append((
                 table.key, "__old.__k IS NOT NULL",
-                f"'{table.key} already loaded (from an earlier file, source ' || __old.__src "
+                f"'{table.key} already loaded (from an earlier file, source ' || __old_src "
                 "|| ')'",
             ))
+            carried.append("__old.__src AS __old_src")
     for i, ref in enumerate(table.references):
-        if not ref.enforce or ref.column not in present:
-            continue
-        if ref.table == table.name:
+        if not ref.enforce or ref.column not in present or ref.table == table.name:
             continue
         if not tx.has_table(ref.table):
             raise LoadError(
@@ -266,32 +284,35 @@ def _load_table(
                 f"delivery nor in the warehouse; deliver {ref.table} too"
             )
         alias = f"__ref{i}"
-        v = text_of(ref.column)
+        val = v(ref.column)
         joins.append(
             f"LEFT JOIN (SELECT DISTINCT CAST({q(ref.target)} AS VARCHAR) AS __k FROM "
-            f"{q(ref.table)}) {alias} ON {alias}.__k = {v}"
+            f"{q(ref.table)}) {alias} ON {alias}.__k = {val}"
         )
         extra_conds.append((
-            ref.column, f"{v} IS NOT NULL AND {alias}.__k IS NULL",
-            f"'unknown {ref.column} ''' || {v} || ''' (not in {ref.table})'",
+            ref.column, f"{val} IS NOT NULL AND {alias}.__k IS NULL",
+            "'unknown " + ref.column + " ''' || " + val + " || ''' (not in " + ref.table + ")'",
         ))
 
     n_checks = len(checks)
-    first_row = (
-        f"min(CASE WHEN __f IS NULL THEN __row END) OVER (PARTITION BY {text_of(table.key)})"
-        if table.key else "__row"
-    )
     fail_whens = " ".join(
         f"WHEN {cond} THEN {n_checks + j}" for j, (_, cond, _) in enumerate(extra_conds, 1)
     )
+    extras_sql = "".join(f", CAST({q(c)} AS VARCHAR) AS {q(c)}" for c in extras)
+    # two steps, each materialised once: single-row checks, then the cross-row checks
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE c AS
+        SELECT *, {first_failure(checks)} AS __f
+        FROM (SELECT {normalise(table, present)}{extras_sql} FROM raw)
+    """)
+    con.execute("DROP TABLE raw")
+    carry = "".join(", " + c for c in carried)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE checked AS
-        WITH c AS (SELECT *, {first_failure(checks)} AS __f FROM raw),
-        d AS (SELECT *, {first_row} AS __first_row FROM c)
-        SELECT d.*, CASE WHEN __f IS NOT NULL THEN __f {fail_whens} END AS __fail,
-               {_pick_reason(checks, extra_conds)} AS __reason
-        FROM d {' '.join(joins)}
+        SELECT c.*, CASE WHEN __f IS NOT NULL THEN __f {fail_whens} END AS __fail{carry}
+        FROM c {' '.join(joins)}
     """)
+    con.execute("DROP TABLE c")
 
     # accepted rows, typed to the contract
     select_cols = []
@@ -308,8 +329,7 @@ def _load_table(
     if table.activity_date:
         select_cols.append(_activity_partitions(table))
         partition_by = ("financial_year", "month")
-    accepted_sql = f"SELECT {', '.join(select_cols)} FROM checked WHERE __fail IS NULL " \
-        "ORDER BY __file, __row"
+    accepted_sql = f"SELECT {', '.join(select_cols)} FROM checked WHERE __fail IS NULL"
 
     replace = table.load_mode == "replace"
     if replace and tx.has_table(table.name):
@@ -330,7 +350,8 @@ def _load_table(
         SELECT {lit(table.name)} AS source_table, __file AS source_file,
                CAST(__row AS BIGINT) AS row_number, __col AS "column", __value AS value,
                __reason AS reason, CAST({lit(loaded_at)} AS TIMESTAMP) AS loaded_at
-        FROM (SELECT *, {_pick_column(checks, extra_conds)} AS __col, {vsql} AS __value
+        FROM (SELECT *, {_pick_column(checks, extra_conds)} AS __col, {vsql} AS __value,
+                     {_pick_reason(checks, extra_conds)} AS __reason
               FROM checked WHERE __fail IS NOT NULL)
         UNION ALL
         SELECT {lit(table.name)}, __file, CAST(__row AS BIGINT), col, value,
@@ -343,18 +364,17 @@ def _load_table(
         con, "quarantine", quarantine_sql, file_prefix=f"q-{table.name}-{source_id}",
         meta={"kind": "output"},
     )
-    rows_in = con.execute("SELECT (SELECT count(*) FROM raw) + (SELECT count(*) FROM rejects)")
+    rows_in = con.execute(
+        "SELECT (SELECT count(*) FROM checked) + (SELECT count(*) FROM rejects)")
     n_in = int(rows_in.fetchall()[0][0])
 
     money_in = money_out = money_unattributed = None
     if table.money:
-        m = f"TRY_CAST({text_of(table.money)} AS DECIMAL(18,2))"
+        m = f"CAST(round({n(table.money)}, 2) AS DECIMAL(18,2))"
         unknown = "FALSE"
         if "practice_code" in present and tx.has_table("practices"):
-            unknown = (
-                f"({text_of('practice_code')} IS NULL OR {text_of('practice_code')} NOT IN "
-                "(SELECT practice_code FROM practices))"
-            )
+            pc = v("practice_code")
+            unknown = f"({pc} IS NULL OR {pc} NOT IN (SELECT practice_code FROM practices))"
         money_in, money_out, money_unattributed = con.execute(f"""
             SELECT coalesce(sum({m}), 0), coalesce(sum({m}) FILTER (WHERE __fail IS NULL), 0),
                    coalesce(sum({m}) FILTER (WHERE __fail IS NULL AND {unknown}), 0)
@@ -432,10 +452,7 @@ def _write_reconciliation(
 def _pick_reason(checks: list[Check], extra: list[tuple[str, str, str]]) -> str:
     whens = [f"WHEN {i} THEN {lit(c.reason)}" for i, c in enumerate(checks, 1)]
     whens += [f"WHEN {len(checks) + j} THEN {r}" for j, (_, _, r) in enumerate(extra, 1)]
-    idx = "CASE WHEN __f IS NOT NULL THEN __f " + " ".join(
-        f"WHEN {cond} THEN {len(checks) + j}" for j, (_, cond, _) in enumerate(extra, 1)
-    ) + " END"
-    return f"CASE {idx} {' '.join(whens)} END" if whens else "CAST(NULL AS VARCHAR)"
+    return f"CASE __fail {' '.join(whens)} END" if whens else "CAST(NULL AS VARCHAR)"
 
 
 def _pick_column(checks: list[Check], extra: list[tuple[str, str, str]]) -> str:
@@ -446,7 +463,7 @@ def _pick_column(checks: list[Check], extra: list[tuple[str, str, str]]) -> str:
 
 def _value_sql(checks: list[Check], extra: list[tuple[str, str, str]]) -> str:
     cols = [c.column for c in checks] + [col for col, _, _ in extra]
-    whens = [f"WHEN {i} THEN CAST({q(c)} AS VARCHAR)" for i, c in enumerate(cols, 1)]
+    whens = [f"WHEN {i} THEN {v(c)}" for i, c in enumerate(cols, 1)]
     return f"CASE __fail {' '.join(whens)} END" if whens else "CAST(NULL AS VARCHAR)"
 
 

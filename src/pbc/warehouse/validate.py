@@ -42,70 +42,100 @@ def _in_list(values: tuple[str, ...]) -> str:
     return "(" + ", ".join(lit(v) for v in values) + ")"
 
 
+def v(col: str) -> str:
+    """The normalised text of a column (trimmed, NULL when blank): see :func:`normalise`."""
+    return q(f"v__{col}")
+
+
+def d(col: str) -> str:
+    """The parsed date of a date column (NULL when not a valid ``YYYY-MM-DD``)."""
+    return q(f"d__{col}")
+
+
+def n(col: str) -> str:
+    """The parsed number of a numeric column (NULL when not a number)."""
+    return q(f"n__{col}")
+
+
+def normalise(table: Table, present: set[str]) -> str:
+    """SQL select-list computing each present column's text, date and number once."""
+    parts = ["__row", "__file"]
+    for col in table.columns:
+        if col.name not in present:
+            continue
+        parts.append(f"{text_of(col.name)} AS {v(col.name)}")
+        if col.type == "date":
+            t = text_of(col.name)
+            # strictly YYYY-MM-DD: ten characters, and a real calendar date
+            parts.append(
+                f"CASE WHEN length({t}) = 10 AND substr({t}, 5, 1) = '-' AND "
+                f"substr({t}, 8, 1) = '-' THEN TRY_CAST({t} AS DATE) END AS {d(col.name)}"
+            )
+        elif col.type in ("int", "float", "decimal"):
+            parts.append(f"TRY_CAST({text_of(col.name)} AS DOUBLE) AS {n(col.name)}")
+    return ", ".join(parts)
+
+
 def column_checks(col: Column) -> list[Check]:
-    v = text_of(col.name)
+    """Checks on one column, written against the normalised names (v__, d__, n__)."""
+    val = v(col.name)
     checks: list[Check] = []
     if not col.nullable:
-        checks.append(Check(col.name, f"{v} IS NULL", "missing value (required)"))
-    present = f"{v} IS NOT NULL"
+        checks.append(Check(col.name, f"{val} IS NULL", "missing value (required)"))
+    present = f"{val} IS NOT NULL"
     if col.type == "date":
         checks.append(Check(
-            col.name,
-            f"{present} AND (NOT regexp_full_match({v}, '\\d{{4}}-\\d{{2}}-\\d{{2}}') "
-            f"OR TRY_CAST({v} AS DATE) IS NULL)",
+            col.name, f"{present} AND {d(col.name)} IS NULL",
             "not a valid date (expected YYYY-MM-DD)",
         ))
         checks.append(Check(
             col.name,
-            f"{present} AND TRY_CAST({v} AS DATE) NOT BETWEEN DATE '1900-01-01' "
-            "AND DATE '2100-12-31'",
+            f"{d(col.name)} NOT BETWEEN DATE '1900-01-01' AND DATE '2100-12-31'",
             "date out of range (1900-01-01 to 2100-12-31)",
         ))
     elif col.type == "int":
         checks.append(Check(
-            col.name, f"{present} AND TRY_CAST({v} AS BIGINT) IS NULL",
-            "not a whole number",
+            col.name, f"{present} AND ({n(col.name)} IS NULL OR "
+            f"{n(col.name)} <> floor({n(col.name)}))", "not a whole number",
         ))
     elif col.type == "float":
-        checks.append(Check(
-            col.name, f"{present} AND TRY_CAST({v} AS DOUBLE) IS NULL", "not a number",
-        ))
+        checks.append(Check(col.name, f"{present} AND {n(col.name)} IS NULL", "not a number"))
     elif col.type == "decimal":
+        num = n(col.name)
         checks.append(Check(
             col.name,
-            f"{present} AND (TRY_CAST({v} AS DOUBLE) IS NULL OR "
-            f"abs(TRY_CAST({v} AS DOUBLE) * 100 - round(TRY_CAST({v} AS DOUBLE) * 100)) > 1e-6)",
+            f"{present} AND ({num} IS NULL OR abs({num} * 100 - round({num} * 100)) > 1e-6)",
             "not an amount in pounds with at most 2 decimals",
         ))
     elif col.type == "bool":
         checks.append(Check(
-            col.name, f"{present} AND lower({v}) NOT IN {_in_list(_TRUE + _FALSE)}",
+            col.name, f"{present} AND lower({val}) NOT IN {_in_list(_TRUE + _FALSE)}",
             "not true/false",
         ))
     elif col.type == "year_month":
         checks.append(Check(
-            col.name, f"{present} AND NOT regexp_full_match({v}, '\\d{{4}}-(0[1-9]|1[0-2])')",
+            col.name,
+            f"{present} AND NOT regexp_full_match({val}, '\\d{{4}}-(0[1-9]|1[0-2])')",
             "not a month (expected YYYY-MM)",
         ))
     if col.codes is not None:
         shown = ", ".join(col.codes)
         checks.append(Check(
-            col.name, f"{present} AND {v} NOT IN {_in_list(col.codes)}",
+            col.name, f"{present} AND {val} NOT IN {_in_list(col.codes)}",
             f"not an allowed code ({shown})",
         ))
     if col.pattern is not None:
         checks.append(Check(
-            col.name, f"{present} AND NOT regexp_full_match({v}, {lit(col.pattern)})",
+            col.name, f"{present} AND NOT regexp_full_match({val}, {lit(col.pattern)})",
             f"does not match the code format {col.pattern}",
         ))
-    num = f"TRY_CAST({v} AS DOUBLE)"
     if col.minimum is not None:
         checks.append(Check(
-            col.name, f"{num} < {col.minimum}", f"below the minimum {col.minimum:g}",
+            col.name, f"{n(col.name)} < {col.minimum}", f"below the minimum {col.minimum:g}",
         ))
     if col.maximum is not None:
         checks.append(Check(
-            col.name, f"{num} > {col.maximum}", f"above the maximum {col.maximum:g}",
+            col.name, f"{n(col.name)} > {col.maximum}", f"above the maximum {col.maximum:g}",
         ))
     return checks
 
@@ -118,25 +148,30 @@ def row_checks(table: Table, present: set[str]) -> list[Check]:
             checks.extend(column_checks(col))
     for order in table.date_orders:
         if order.earlier in present and order.later in present:
-            a = f"TRY_CAST({text_of(order.earlier)} AS DATE)"
-            b = f"TRY_CAST({text_of(order.later)} AS DATE)"
             checks.append(Check(
-                order.later, f"{b} < {a}", f"{order.later} is before {order.earlier}",
+                order.later, f"{d(order.later)} < {d(order.earlier)}",
+                f"{order.later} is before {order.earlier}",
             ))
     return checks
 
 
 def typed(col: Column) -> str:
-    """SQL that converts a validated text value to the column's storage type."""
-    v = text_of(col.name)
+    """SQL converting a validated, normalised value to the column's storage type."""
+    val = v(col.name)
     if col.type == "bool":
         return (
-            f"CASE WHEN lower({v}) IN {_in_list(_TRUE)} THEN true "
-            f"WHEN lower({v}) IN {_in_list(_FALSE)} THEN false END"
+            f"CASE WHEN lower({val}) IN {_in_list(_TRUE)} THEN true "
+            f"WHEN lower({val}) IN {_in_list(_FALSE)} THEN false END"
         )
+    if col.type == "date":
+        return d(col.name)
     if col.type == "decimal":
-        return f"CAST(round(CAST({v} AS DOUBLE), 2) AS DECIMAL(18,2))"
-    return f"CAST({v} AS {STORAGE_TYPE[col.type]})"
+        return f"CAST(round({n(col.name)}, 2) AS DECIMAL(18,2))"
+    if col.type == "int":
+        return f"CAST({n(col.name)} AS BIGINT)"
+    if col.type == "float":
+        return n(col.name)
+    return f"CAST({val} AS {STORAGE_TYPE[col.type]})"
 
 
 def first_failure(checks: list[Check]) -> str:
@@ -153,17 +188,5 @@ def pick(checks: list[Check], index_sql: str, what: str) -> str:
         return "CAST(NULL AS VARCHAR)"
     whens = " ".join(
         f"WHEN {i} THEN {lit(getattr(c, what))}" for i, c in enumerate(checks, 1)
-    )
-    return f"CASE {index_sql} {whens} END"
-
-
-def value_of(checks: list[Check], index_sql: str) -> str:
-    """SQL giving the offending value (as text) for a check index."""
-    if not checks:
-        return "CAST(NULL AS VARCHAR)"
-    cols = sorted({c.column for c in checks})
-    by_col = {c: f"CAST({q(c)} AS VARCHAR)" for c in cols}
-    whens = " ".join(
-        f"WHEN {i} THEN {by_col[c.column]}" for i, c in enumerate(checks, 1)
     )
     return f"CASE {index_sql} {whens} END"
