@@ -27,3 +27,40 @@ def nhse_file() -> Path:
     path = NHSE_DIR / "2024_2025.csv"
     require(path.exists(), f"the NHS England weighted-population file at {path}")
     return path
+
+
+POSTGRES_SOCKET = os.environ.get("PBC_TEST_POSTGRES_HOST", "/var/run/postgresql")
+
+
+def _postgres_admin_url() -> str:
+    return f"postgresql+psycopg:///postgres?host={POSTGRES_SOCKET}"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """URL of a running PostgreSQL server (started by .ci/run in CI)."""
+    try:
+        import psycopg
+
+        with psycopg.connect(dbname="postgres", host=POSTGRES_SOCKET, connect_timeout=3):
+            pass
+        ok = True
+    except Exception:
+        ok = False
+    require(ok, f"a PostgreSQL server on {POSTGRES_SOCKET} (pg_ctlcluster 15 main start)")
+    return _postgres_admin_url()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str):
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    import uuid
+
+    import psycopg
+
+    name = f"pbc_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(dbname="postgres", host=POSTGRES_SOCKET, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    yield f"postgresql+psycopg:///{name}?host={POSTGRES_SOCKET}"
+    with psycopg.connect(dbname="postgres", host=POSTGRES_SOCKET, autocommit=True) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

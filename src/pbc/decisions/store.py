@@ -1,0 +1,175 @@
+"""The decision store: every commissioning decision, in a database, with an audit trail.
+
+SQLite by default (a file beside the warehouse), PostgreSQL in production and CI. Every
+state change is one transaction that also writes its :class:`AuditEvent`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from pbc.decisions.models import AuditEvent, BudgetLine, BudgetVersion, utcnow
+from pbc.services.principal import AccessDenied, Principal
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+class DecisionError(Exception):
+    """A decision that cannot be recorded as asked (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Line:
+    practice_code: str
+    service_line: str
+    budget_pence: int
+    fair_share_pence: int | None = None
+    historic_pence: int | None = None
+
+
+def migrate(url: str) -> None:
+    """Bring the database at ``url`` to the latest schema (Alembic ``upgrade head``)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.set_main_option("sqlalchemy.url", url)
+    command.upgrade(cfg, "head")
+
+
+class DecisionStore:
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        self.url = url
+        if create:
+            migrate(url)
+        self.engine: Engine = create_engine(url)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def beside(cls, warehouse_root: Path) -> DecisionStore:
+        """The default store: a SQLite file next to the warehouse."""
+        warehouse_root.mkdir(parents=True, exist_ok=True)
+        return cls(f"sqlite:///{warehouse_root / 'decisions.sqlite'}")
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        with self._session() as session, session.begin():
+            yield session
+
+    @staticmethod
+    def _audit(session: Session, who: Principal, action: str, entity: str, entity_id: str,
+               **detail: Any) -> None:
+        session.add(AuditEvent(
+            actor=who.user, actor_role=f"{who.role}:{who.organisation}", action=action,
+            entity=entity, entity_id=entity_id, detail=json.dumps(detail, sort_keys=True,
+                                                                  default=str),
+        ))
+
+    # ------------------------------------------------------------------ budgets
+    def record_budgets(
+        self, who: Principal, financial_year: str, lines: Iterable[Line], *, reason: str,
+        policy_sha256: str | None = None,
+    ) -> int:
+        """Record a new version of a year's budgets; returns its version number.
+
+        While no version is agreed, the new version is a draft. Once one is agreed, a new
+        version is a *restatement*: it needs a reason, and the agreed one is superseded."""
+        _commissioner_only(who, "set budgets")
+        if not reason.strip():
+            raise DecisionError("a budget version needs a reason")
+        with self._tx() as s:
+            latest = s.scalar(select(func.max(BudgetVersion.version)).where(
+                BudgetVersion.financial_year == financial_year)) or 0
+            agreed = s.scalars(select(BudgetVersion).where(
+                BudgetVersion.financial_year == financial_year,
+                BudgetVersion.status == "agreed")).all()
+            version = BudgetVersion(
+                financial_year=financial_year, version=latest + 1,
+                status="agreed" if agreed else "draft", reason=reason,
+                policy_sha256=policy_sha256, created_by=who.user,
+            )
+            if agreed:  # a restatement replaces the agreed version, keeping history
+                for old in agreed:
+                    old.status = "superseded"
+                version.agreed_by, version.agreed_at = who.user, utcnow()
+            version.lines = [BudgetLine(**line.__dict__) for line in lines]
+            s.add(version)
+            total = sum(line.budget_pence for line in version.lines)
+            self._audit(s, who, "restate_budgets" if agreed else "record_budgets",
+                        "budget_version", f"{financial_year} v{latest + 1}", reason=reason,
+                        lines=len(version.lines), total_pence=total)
+            return latest + 1
+
+    def agree(self, who: Principal, financial_year: str, version: int) -> None:
+        """Agree (freeze) a draft version."""
+        _commissioner_only(who, "agree budgets")
+        with self._tx() as s:
+            v = self._version(s, financial_year, version)
+            if v.status != "draft":
+                raise DecisionError(
+                    f"{financial_year} version {version} is {v.status}; only a draft can be "
+                    "agreed (restate an agreed budget with a new version and a reason)")
+            if s.scalar(select(func.count()).select_from(BudgetVersion).where(
+                    BudgetVersion.financial_year == financial_year,
+                    BudgetVersion.status == "agreed")):
+                raise DecisionError(f"{financial_year} already has an agreed version")
+            v.status, v.agreed_by, v.agreed_at = "agreed", who.user, utcnow()
+            for other in s.scalars(select(BudgetVersion).where(
+                    BudgetVersion.financial_year == financial_year,
+                    BudgetVersion.status == "draft", BudgetVersion.id != v.id)):
+                other.status = "superseded"
+            self._audit(s, who, "agree_budgets", "budget_version",
+                        f"{financial_year} v{version}")
+
+    def current(self, financial_year: str) -> BudgetVersion | None:
+        """The agreed version if there is one, else the latest draft."""
+        with self._session() as s:
+            rows = s.scalars(select(BudgetVersion).where(
+                BudgetVersion.financial_year == financial_year,
+                BudgetVersion.status != "superseded").order_by(
+                BudgetVersion.version.desc())).all()
+            agreed = [r for r in rows if r.status == "agreed"]
+            candidates = agreed or list(rows)
+            if not candidates:
+                return None
+            chosen = candidates[0]
+            _ = chosen.lines  # load while the session is open
+            return chosen
+
+    def lines(self, financial_year: str, version: int) -> list[Line]:
+        with self._session() as s:
+            v = self._version(s, financial_year, version)
+            return [Line(x.practice_code, x.service_line, x.budget_pence, x.fair_share_pence,
+                         x.historic_pence) for x in v.lines]
+
+    def history(self, financial_year: str) -> list[BudgetVersion]:
+        with self._session() as s:
+            return list(s.scalars(select(BudgetVersion).where(
+                BudgetVersion.financial_year == financial_year).order_by(BudgetVersion.version)))
+
+    def audit_log(self) -> list[AuditEvent]:
+        with self._session() as s:
+            return list(s.scalars(select(AuditEvent).order_by(AuditEvent.id)))
+
+    @staticmethod
+    def _version(s: Session, financial_year: str, version: int) -> BudgetVersion:
+        v = s.scalar(select(BudgetVersion).where(
+            BudgetVersion.financial_year == financial_year, BudgetVersion.version == version))
+        if v is None:
+            raise DecisionError(f"no budget version {version} for {financial_year}")
+        return v
+
+
+def _commissioner_only(who: Principal, what: str) -> None:
+    if who.role != "commissioner":
+        raise AccessDenied(f"{who} may not {what}: only the commissioner can")
