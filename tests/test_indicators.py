@@ -1,0 +1,116 @@
+"""Indicator library: validated definitions, and exact numerators/denominators on small data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from delivery import VALID, write_delivery, write_table
+from pbc.indicators.compute import events_by_band, indicator_by_practice
+from pbc.indicators.definition import IndicatorError, load_indicators, read_indicator
+from pbc.warehouse import Warehouse
+from pbc.warehouse.load import load
+
+REQUIRED = {
+    "emergency_admissions", "chronic_acsc_admissions", "acute_acsc_admissions",
+    "elective_admissions", "day_case_rate", "gp_referred_first_outpatients",
+    "consultant_to_consultant_share", "outpatient_follow_up_ratio", "ae_attendances",
+    "emergency_readmissions_30d", "excess_bed_days", "prescribing_cost_per_weighted_patient",
+}
+
+
+def test_library_has_the_required_indicators() -> None:
+    inds = load_indicators()
+    assert set(inds) >= REQUIRED
+    assert any(i.startswith("spend_") for i in inds)
+    for ind in inds.values():
+        assert ind.why_it_matters and ind.source and ind.review_date
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("id: x\n", "title: Field required"),
+    ("{}", "id: Field required"),
+    ("- a list", "expected a mapping"),
+    ("id: bad\ntitle: t\nwhy_it_matters: w\nnumerator: {activity: apc, filters: [nonsense]}\n"
+     "denominator: {population: registered}\nunit: u\nkind: rate\nlow_is_good: true\n"
+     "source: s\nreview_date: 2027-01-01\n", "unknown filter"),
+    ("id: bad\ntitle: t\nwhy_it_matters: w\nnumerator: {activity: op, filters: [emergency]}\n"
+     "denominator: {population: registered}\nunit: u\nkind: rate\nlow_is_good: true\n"
+     "source: s\nreview_date: 2027-01-01\n", "do not apply to op"),
+])
+def test_bad_definition_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(IndicatorError, match=message) as e:
+        read_indicator(path)
+    assert "bad.yaml" in str(e.value)
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Warehouse:
+    folder = write_delivery(tmp_path / "in")
+    spells = [dict(r) for r in VALID["apc_spells"]]
+    # S1..S10 are emergency COPD (J441) stays of 6 days at A81001 (odd) / A81002 (even).
+    spells[0].update(admission_method="11", patient_classification="2")  # S1: day case
+    spells[2].update(admission_method="12", patient_classification="1")  # S3: ordinary elective
+    spells[4].update(primary_diagnosis="J181")                            # S5: pneumonia (acute)
+    # a readmission: P2 discharged 2025-05-09 (S1) and readmitted on 2025-06-01 (S11)
+    spells.append({**spells[1], "spell_id": "S11", "patient_id": "P2",
+                   "admission_date": "2025-06-01", "discharge_date": "2025-07-01"})
+    write_table(folder, "apc_spells", spells)
+    wh = Warehouse(tmp_path / "w")
+    load(folder, wh)
+    return wh
+
+
+def _by_practice(wh: Warehouse, ind_id: str) -> dict[str, tuple[float, float]]:
+    backend = wh.ibis()
+    tables = {n: backend.table(n) for n in wh.table_names()}
+    frame = indicator_by_practice(tables, load_indicators()[ind_id]).execute()
+    return {r.practice_code: (r.numerator, r.denominator) for r in frame.itertuples()}
+
+
+def test_emergency_admissions(warehouse: Warehouse) -> None:
+    # emergency: S2, S4..S11 except S1 (day case), S3 (elective) -> odd: S5,S7,S9; even: 2,4,6,8,10
+    # S11 copies S2 (even practice)
+    got = _by_practice(warehouse, "emergency_admissions")
+    assert got == {"A81001": (3.0, 4.0), "A81002": (6.0, 4.0)}
+
+
+def test_day_case_rate_and_acsc(warehouse: Warehouse) -> None:
+    assert _by_practice(warehouse, "day_case_rate") == {"A81001": (1.0, 2.0),
+                                                         "A81002": (0.0, 0.0)}
+    chronic = _by_practice(warehouse, "chronic_acsc_admissions")
+    assert chronic == {"A81001": (2.0, 4.0), "A81002": (6.0, 4.0)}  # J441 emergencies
+    acute = _by_practice(warehouse, "acute_acsc_admissions")
+    assert acute == {"A81001": (1.0, 4.0), "A81002": (0.0, 4.0)}
+
+
+def test_readmissions_within_30_days(warehouse: Warehouse) -> None:
+    got = _by_practice(warehouse, "emergency_readmissions_30d")
+    # P2's earlier discharge is 2025-05-09 (S1, the day case); S11 admitted 2025-06-01: 23 days
+    assert got["A81002"][0] == 1.0
+
+
+def test_excess_bed_days_use_the_trim_point(warehouse: Warehouse) -> None:
+    # every stay is 6 days (S11: 30 days) against trim points of 12/19: only S11 exceeds (30-19)
+    assert _by_practice(warehouse, "excess_bed_days") == {"A81001": (0.0, 4.0),
+                                                           "A81002": (11.0, 4.0)}
+
+
+def test_monthly_series_has_twelve_months(warehouse: Warehouse) -> None:
+    backend = warehouse.ibis()
+    tables = {n: backend.table(n) for n in warehouse.table_names()}
+    frame = indicator_by_practice(tables, load_indicators()["ae_attendances"],
+                                  by_month=True).execute()
+    assert len(frame) == 2 * 12
+    assert frame.numerator.sum() == 5 and frame[frame.month == 9].numerator.sum() == 5
+
+
+def test_events_by_band_sum_to_events_on_register(warehouse: Warehouse) -> None:
+    backend = warehouse.ibis()
+    tables = {n: backend.table(n) for n in warehouse.table_names()}
+    bands = events_by_band(tables, load_indicators()["emergency_admissions"]).execute()
+    assert bands.events.sum() == 9
+    assert bands.patients.sum() == len(VALID["patients"])
