@@ -114,3 +114,48 @@ def test_events_by_band_sum_to_events_on_register(warehouse: Warehouse) -> None:
     bands = events_by_band(tables, load_indicators()["emergency_admissions"]).execute()
     assert bands.events.sum() == 9
     assert bands.patients.sum() == len(VALID["patients"])
+
+
+# ------------------------------------------------------------------ benchmark tables
+def _tables(wh: Warehouse) -> dict:
+    backend = wh.ibis()
+    return {n: backend.table(n) for n in wh.table_names()}
+
+
+def test_benchmark_table_practice_level(warehouse: Warehouse) -> None:
+    from pbc.indicators.benchmark import benchmark
+
+    inds = load_indicators()
+    out = benchmark(_tables(warehouse), inds["day_case_rate"])
+    a = out.set_index("practice").loc["A81001"]
+    assert a.value == pytest.approx(50.0)
+    # Wilson 95% interval for 1/2 (reference.md §4.3), in per cent
+    assert a.lower_95 == pytest.approx(9.4531205, rel=1e-6)
+    assert a.upper_95 == pytest.approx(90.5468795, rel=1e-6)
+    assert out.set_index("practice").loc["A81002"].significance == "Not applicable"
+
+
+def test_benchmark_standardised_ratio_and_savings(warehouse: Warehouse) -> None:
+    from pbc.indicators.benchmark import benchmark
+
+    out = benchmark(_tables(warehouse), load_indicators()["emergency_admissions"])
+    # indirect standardisation against the commissioner: total observed = total expected
+    assert out.observed.sum() == pytest.approx(out.expected.sum())
+    assert set(out.columns) >= {"isr", "isr_lower_95", "isr_upper_95", "percentile", "decile",
+                                "saving_at_p25", "saving_at_p10", "significance"}
+    # the practice with the lower rate saves nothing; the other saves down to the p10 rate
+    rates = out.set_index("practice").value
+    lowest = rates.idxmin()
+    assert out.set_index("practice").loc[lowest, "saving_at_p10"] == 0
+
+
+def test_benchmark_custom_grouping(warehouse: Warehouse) -> None:
+    import pandas as pd
+
+    from pbc.indicators.benchmark import benchmark
+
+    grouping = pd.DataFrame({"practice_code": ["A81001", "A81002"], "group_code": ["X", "X"]})
+    out = benchmark(_tables(warehouse), load_indicators()["ae_attendances"], level="group",
+                    grouping=grouping)
+    assert list(out.grouping) == ["X"]
+    assert out.numerator.iloc[0] == 5 and out.denominator.iloc[0] == len(VALID["patients"])
