@@ -145,12 +145,12 @@ def _standardised(tables: Mapping[str, Any], ind: Indicator, out: pd.DataFrame,
         weights = dict(zip(ESP2013_BANDS, ESP2013, strict=True))
         long = by[by.patients > 0].rename(columns={"unit": key})
         long = long.assign(esp=long.age_band.map(weights).astype(float))
-        res = dsr_by_group(long, key, "events", "patients", standard_population="esp",
-                           multiplier=ind.multiplier)
-        res = res.rename(columns={"value": "dsr", "lower": "dsr_lower_95",
-                                  "upper": "dsr_upper_95"})
-        keep = [c for c in (key, "dsr", "dsr_lower_95", "dsr_upper_95") if c in res.columns]
-        out = out.merge(res[keep], on=key, how="left")
+        dsrs = dsr_by_group(long, key, "events", "patients", standard_population="esp",
+                            multiplier=ind.multiplier)
+        dsrs = dsrs.rename(columns={"value": "dsr", "lower": "dsr_lower_95",
+                                    "upper": "dsr_upper_95"})
+        keep = [c for c in (key, "dsr", "dsr_lower_95", "dsr_upper_95") if c in dsrs.columns]
+        out = out.merge(dsrs[keep], on=key, how="left")
     return out
 
 
