@@ -1,0 +1,295 @@
+"""Validation of a risk model: discrimination, calibration, and case-finding yield.
+
+- AUC (c-statistic) with a 95% CI by DeLong's method (DeLong, DeLong & Clarke-Pearson,
+  Biometrics 1988;44:837-845), computed with the fast midrank algorithm of Sun & Xu
+  (IEEE Signal Processing Letters 2014;21:1389-1393); two correlated AUCs are compared with
+  DeLong's test.
+- Calibration by logistic recalibration (Cox, Biometrika 1958;45:562-565; Steyerberg,
+  Clinical Prediction Models, 2nd ed. 2019, ch. 15): the slope of ``logit(y) ~ a + b
+  logit(p)``, and the calibration-in-the-large intercept ``a`` with ``logit(p)`` as an
+  offset (slope fixed at 1). Perfect calibration: intercept 0, slope 1. Calibration-plot
+  data: mean predicted risk against the observed rate in deciles of predicted risk.
+- Yield in the NHS segments (reference.md §3.1): per segment and cumulatively, the positive
+  predictive value (share of flagged patients with the outcome) and sensitivity (share of
+  all patients with the outcome who are flagged), compared with the naive rule "two or more
+  emergency admissions in the prior 12 months" and with the model flagging the same number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats
+
+from pbc.risk.segments import assign_segments, nhs_segments
+
+FloatArray = npt.NDArray[np.float64]
+Z95 = float(stats.norm.ppf(0.975))
+
+
+# ------------------------------------------------------------------ discrimination
+def _midrank(x: FloatArray) -> FloatArray:
+    return np.asarray(stats.rankdata(x, method="average"), dtype=float)
+
+
+def _delong_components(
+    y: npt.ArrayLike, scores: list[npt.ArrayLike]
+) -> tuple[FloatArray, FloatArray]:
+    """AUCs and their DeLong covariance matrix for several scores on the same outcome."""
+    yb = np.asarray(y).astype(bool)
+    m, n = int(yb.sum()), int((~yb).sum())
+    if m == 0 or n == 0:
+        raise ValueError("AUC needs at least one patient with and one without the outcome")
+    k = len(scores)
+    aucs = np.empty(k)
+    v01 = np.empty((k, m))
+    v10 = np.empty((k, n))
+    for i, s in enumerate(scores):
+        sa = np.asarray(s, dtype=float)
+        pos, neg = sa[yb], sa[~yb]
+        tx, ty, tz = _midrank(pos), _midrank(neg), _midrank(np.concatenate([pos, neg]))
+        aucs[i] = (tz[:m].sum() - m * (m + 1) / 2) / (m * n)
+        v01[i] = (tz[:m] - tx) / n
+        v10[i] = 1.0 - (tz[m:] - ty) / m
+    s01 = np.atleast_2d(np.cov(v01)) if m > 1 else np.zeros((k, k))
+    s10 = np.atleast_2d(np.cov(v10)) if n > 1 else np.zeros((k, k))
+    return aucs, s01 / m + s10 / n
+
+
+@dataclass(frozen=True)
+class AUC:
+    auc: float
+    lower: float
+    upper: float
+    se: float
+    method: str = "DeLong 1988 (Sun & Xu 2014 algorithm), normal 95% CI"
+
+
+def auc_ci(y: npt.ArrayLike, score: npt.ArrayLike, level: float = 0.95) -> AUC:
+    """AUC with a DeLong confidence interval (clipped to [0, 1])."""
+    aucs, cov = _delong_components(y, [score])
+    se = float(np.sqrt(max(cov[0, 0], 0.0)))
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    a = float(aucs[0])
+    return AUC(a, max(0.0, a - z * se), min(1.0, a + z * se), se)
+
+
+def auc(y: npt.ArrayLike, score: npt.ArrayLike) -> float:
+    """AUC (c-statistic): the probability a random case outranks a random non-case."""
+    return float(_delong_components(y, [score])[0][0])
+
+
+@dataclass(frozen=True)
+class AUCComparison:
+    auc_a: float
+    auc_b: float
+    difference: float
+    se: float
+    p_value: float
+    method: str = "DeLong 1988 test for correlated AUCs"
+
+
+def compare_auc(y: npt.ArrayLike, a: npt.ArrayLike, b: npt.ArrayLike) -> AUCComparison:
+    """DeLong's test of AUC(a) = AUC(b) for two scores on the same patients."""
+    aucs, cov = _delong_components(y, [a, b])
+    var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+    diff = float(aucs[0] - aucs[1])
+    se = float(np.sqrt(max(var, 0.0)))
+    p = float(2 * stats.norm.sf(abs(diff) / se)) if se > 0 else (1.0 if diff == 0 else 0.0)
+    return AUCComparison(float(aucs[0]), float(aucs[1]), diff, se, p)
+
+
+# ------------------------------------------------------------------ calibration
+def _logit(p: FloatArray) -> FloatArray:
+    q = np.clip(p, 1e-12, 1 - 1e-12)
+    return np.asarray(np.log(q / (1 - q)), dtype=float)
+
+
+def _fit_logistic(y: FloatArray, x: FloatArray | None, offset: FloatArray) -> FloatArray:
+    """Newton-Raphson maximum likelihood for logit(P(y)) = offset + b0 [+ b1 x]."""
+    cols = [np.ones_like(offset)] + ([x] if x is not None else [])
+    X = np.column_stack(cols)
+    beta = np.zeros(X.shape[1])
+    for _ in range(100):
+        eta = offset + X @ beta
+        mu = 1 / (1 + np.exp(-eta))
+        w = mu * (1 - mu)
+        grad = X.T @ (y - mu)
+        hess = X.T @ (X * w[:, None])
+        step = np.linalg.solve(hess + 1e-10 * np.eye(X.shape[1]), grad)
+        beta = beta + step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return beta
+
+
+@dataclass(frozen=True)
+class Calibration:
+    intercept: float  # calibration-in-the-large (logit(p) as offset); ideal 0
+    slope: float  # logistic recalibration slope; ideal 1
+    mean_predicted: float
+    observed_rate: float
+    method: str = "logistic recalibration (Cox 1958; Steyerberg 2019)"
+
+
+def calibration(y: npt.ArrayLike, p: npt.ArrayLike) -> Calibration:
+    """Calibration intercept and slope of predicted probabilities ``p`` against outcomes ``y``."""
+    ya, pa = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
+    lp = _logit(pa)
+    intercept = float(_fit_logistic(ya, None, lp)[0])
+    slope = float(_fit_logistic(ya, lp, np.zeros_like(lp))[1])
+    return Calibration(intercept, slope, float(pa.mean()), float(ya.mean()))
+
+
+@dataclass(frozen=True)
+class CalibrationBin:
+    group: int
+    n: int
+    mean_predicted: float
+    observed_rate: float
+
+
+def calibration_bins(
+    y: npt.ArrayLike, p: npt.ArrayLike, groups: int = 10
+) -> list[CalibrationBin]:
+    """Mean predicted vs observed in ``groups`` equal groups of predicted risk (1 = lowest)."""
+    ya, pa = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
+    order = np.argsort(pa, kind="stable")
+    out = []
+    for g, idx in enumerate(np.array_split(order, groups), start=1):
+        if idx.size:
+            out.append(CalibrationBin(g, int(idx.size), float(pa[idx].mean()),
+                                      float(ya[idx].mean())))
+    return out
+
+
+# ------------------------------------------------------------------ case-finding yield
+@dataclass(frozen=True)
+class Yield:
+    name: str
+    flagged: int
+    true_positives: int
+    ppv: float | None  # positive predictive value
+    sensitivity: float | None
+
+
+def _yield(name: str, y: npt.NDArray[np.bool_], flag: npt.NDArray[np.bool_]) -> Yield:
+    n, tp, events = int(flag.sum()), int((flag & y).sum()), int(y.sum())
+    return Yield(name, n, tp, tp / n if n else None, tp / events if events else None)
+
+
+@dataclass
+class ValidationReport:
+    """Everything :func:`validate` measures; ``to_dict`` for JSON, ``to_markdown`` for people."""
+
+    n: int
+    events: int
+    auc: AUC
+    calibration: Calibration
+    calibration_bins: list[CalibrationBin]
+    segments: list[Yield]  # each segment on its own
+    cumulative: list[Yield]  # the segment and every higher one
+    naive_rule: Yield
+    model_at_naive_count: Yield
+    naive_auc: float | None
+    comparators: dict[str, AUC] = field(default_factory=dict)
+    compared_with_naive: AUCComparison | None = None
+    title: str = "Risk model validation"
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_markdown(self) -> str:
+        def pct(v: float | None) -> str:
+            return "-" if v is None else f"{100 * v:.1f}%"
+
+        a = self.auc
+        c = self.calibration
+        lines = [
+            f"# {self.title}", "",
+            f"Patients: {self.n:,}; with the outcome: {self.events:,} "
+            f"({pct(self.events / self.n if self.n else None)}).", "",
+            "## Discrimination", "",
+            f"AUC {a.auc:.3f} (95% CI {a.lower:.3f} to {a.upper:.3f}; {a.method}).",
+        ]
+        if self.naive_auc is not None:
+            lines.append(f"Naive rule (2+ emergency admissions in 12 months) AUC "
+                         f"{self.naive_auc:.3f}.")
+        if self.compared_with_naive is not None:
+            d = self.compared_with_naive
+            lines.append(f"Model minus naive rule: {d.difference:+.3f} (p = {d.p_value:.3g}, "
+                         f"{d.method}).")
+        for name, comp in self.comparators.items():
+            lines.append(f"{name}: AUC {comp.auc:.3f} ({comp.lower:.3f} to {comp.upper:.3f}).")
+        lines += [
+            "", "## Calibration", "",
+            f"Calibration intercept {c.intercept:+.3f} (ideal 0), slope {c.slope:.3f} "
+            f"(ideal 1); mean predicted {pct(c.mean_predicted)}, observed "
+            f"{pct(c.observed_rate)} ({c.method}).", "",
+            "| decile of predicted risk | patients | mean predicted | observed |",
+            "|---:|---:|---:|---:|",
+        ]
+        lines += [f"| {b.group} | {b.n:,} | {pct(b.mean_predicted)} | {pct(b.observed_rate)} |"
+                  for b in self.calibration_bins]
+        lines += [
+            "", "## Case finding in the NHS segments", "",
+            "| segment | flagged | with outcome | PPV | sensitivity | cumulative PPV "
+            "| cumulative sensitivity |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for s, cu in zip(self.segments, self.cumulative, strict=True):
+            lines.append(f"| {s.name} | {s.flagged:,} | {s.true_positives:,} | {pct(s.ppv)} "
+                         f"| {pct(s.sensitivity)} | {pct(cu.ppv)} | {pct(cu.sensitivity)} |")
+        for y in (self.naive_rule, self.model_at_naive_count):
+            lines.append(f"| {y.name} | {y.flagged:,} | {y.true_positives:,} | {pct(y.ppv)} "
+                         f"| {pct(y.sensitivity)} | | |")
+        if self.notes:
+            lines += ["", "## Notes", ""] + [f"- {n}" for n in self.notes]
+        return "\n".join(lines) + "\n"
+
+
+def validate(
+    y: npt.ArrayLike,
+    p: npt.ArrayLike,
+    prior_emergency_12m: npt.ArrayLike,
+    *,
+    naive_threshold: int = 2,
+    comparators: dict[str, npt.ArrayLike] | None = None,
+    title: str = "Risk model validation",
+    notes: list[str] | None = None,
+) -> ValidationReport:
+    """Validate predicted probabilities ``p`` against outcomes ``y`` (0/1).
+
+    ``prior_emergency_12m`` drives the naive rule (flag when >= ``naive_threshold``);
+    ``comparators`` are other scores (e.g. the PARR-30 form) whose AUC is reported too.
+    Segments are assigned by rank of ``p`` (ties in input order)."""
+    ya = np.asarray(y).astype(bool)
+    pa = np.asarray(p, dtype=float)
+    seg, rank = assign_segments(pa)
+    segments, cumulative = [], []
+    flagged_so_far = np.zeros(ya.size, dtype=bool)
+    for s in nhs_segments():
+        here = seg == s.name
+        flagged_so_far |= here
+        segments.append(_yield(s.name, ya, here))
+        cumulative.append(_yield(f"{s.name} or higher", ya, flagged_so_far.copy()))
+    naive = np.asarray(prior_emergency_12m, dtype=float) >= naive_threshold
+    naive_y = _yield(f"naive rule ({naive_threshold}+ emergency admissions in 12 months)",
+                     ya, naive)
+    k = int(naive.sum())
+    model_k = _yield(f"model, top {k:,} (as many as the naive rule)", ya, rank <= k)
+    has_both = 0 < ya.sum() < ya.size
+    naive_auc = auc(ya, naive.astype(float)) if has_both else None
+    comp = compare_auc(ya, pa, naive.astype(float)) if has_both else None
+    return ValidationReport(
+        n=int(ya.size), events=int(ya.sum()), auc=auc_ci(ya, pa),
+        calibration=calibration(ya, pa), calibration_bins=calibration_bins(ya, pa),
+        segments=segments, cumulative=cumulative, naive_rule=naive_y,
+        model_at_naive_count=model_k, naive_auc=naive_auc,
+        comparators={k2: auc_ci(ya, v) for k2, v in (comparators or {}).items()},
+        compared_with_naive=comp, title=title, notes=list(notes or []),
+    )

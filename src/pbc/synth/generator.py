@@ -1,0 +1,949 @@
+"""The synthetic health economy generator: every input table of the data contract.
+
+Everything row-level is generated inside DuckDB SQL from hash-based pseudo-random numbers
+(:mod:`pbc.synth.sql`), streaming to Parquet, so an economy of any size (up to the 62
+million patients of England) is written in bounded memory and the same seed always gives
+byte-identical files. Calibration targets and their sources: ``reference.py`` and
+``../shared/domain/calibration.md``.
+
+The model, in brief: each practice has an age profile (young urban to old coastal) and a
+deprivation level; each patient has an age, sex, deprivation decile and long-term
+conditions whose prevalence rises with age and deprivation; a latent risk (age band rate x
+condition relative risks x deprivation x a lognormal frailty) drives emergency admissions,
+and milder functions of it drive elective, outpatient, A&E, prescribing and social care use.
+Activity counts per patient are binomial approximations to Poisson counts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from pbc.contracts import TABLES
+from pbc.synth import reference as ref
+from pbc.synth.sql import by_age, lookup, normal, quantiles, sql_str, u
+
+Progress = Callable[[str, int, int], None]
+LIST_MEDIAN, LIST_SIGMA = 8210.0, 0.62  # calibration §1: median 8,210, P10 3,460, P90 16,435
+MOVER_SHARE = 0.02  # patients who change practice in the last year
+BLANK_PRACTICE, UNKNOWN_PRACTICE = 0.003, 0.002
+UNKNOWN_PRACTICE_CODE = "V81999"
+UNPRICEABLE_HRG = "UZ01Z"  # "ungroupable": deliberately absent from the tariff
+LETTERS = "ABCDEFGHJKLMNPY"
+
+
+@dataclass
+class SynthConfig:
+    practices: int = 50
+    groups: int = 4
+    local_authorities: int = 2
+    seed: int = 1
+    years: int = 1
+    start_year: int = 2025
+    fault_rate: float = 0.001
+    nhse_file: Path | None = None
+    icb: str | None = None
+    format: str = "parquet"
+    memory_limit: str = "4GB"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.format not in ("parquet", "csv"):
+            raise ValueError(f"format must be parquet or csv, not {self.format!r}")
+        if not 0 <= self.fault_rate < 0.5:
+            raise ValueError("fault rate must be between 0 and 0.5")
+        if self.years < 1:
+            raise ValueError("years must be at least 1")
+        if self.nhse_file is None and self.practices < 1:
+            raise ValueError("practices must be at least 1")
+
+
+@dataclass
+class SynthSummary:
+    rows: dict[str, int]
+    practices: int
+    patients: int
+    seconds: float
+    faults: dict[str, int] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------ organisations
+def _organisations(cfg: SynthConfig) -> dict[str, pd.DataFrame]:
+    rng = np.random.default_rng(cfg.seed)
+    if cfg.nhse_file is not None:
+        return _organisations_from_nhse(cfg, rng)
+    n = cfg.practices
+    n_la = max(1, min(cfg.local_authorities, n))
+    n_groups = max(n_la, min(cfg.groups, n))
+    las = pd.DataFrame({
+        "local_authority_code": [f"E06{9000 + i:06d}" for i in range(n_la)],
+        "local_authority_name": [f"Synthshire {i + 1}" for i in range(n_la)],
+    })
+    commissioner = "Q99"
+    groups = pd.DataFrame({
+        "group_code": [f"G{i + 1:02d}" for i in range(n_groups)],
+        "group_name": [f"Locality {i + 1}" for i in range(n_groups)],
+        "group_type": ["locality" if i % 2 == 0 else "pcn" for i in range(n_groups)],
+        "commissioner_code": commissioner,
+        "_la": [i % n_la for i in range(n_groups)],
+    })
+    group_idx = np.sort(np.arange(n) % n_groups)
+    size = np.clip(np.round(LIST_MEDIAN * np.exp(LIST_SIGMA * rng.standard_normal(n))),
+                   800, 60000).astype(int)
+    practices = pd.DataFrame({
+        "practice_code": [f"{LETTERS[i // 18999 % len(LETTERS)]}{81000 + i % 18999:05d}"
+                          for i in range(n)],
+        "practice_name": [f"Practice {i + 1} Medical Centre" for i in range(n)],
+        "group_code": groups.group_code.to_numpy()[group_idx],
+        "commissioner_code": commissioner,
+        "_la": groups._la.to_numpy()[group_idx],
+        "list_size": size,
+        "age_skew": rng.normal(0, 1, n),
+        "dep_centre": rng.uniform(1.5, 9.5, n),
+    })
+    commissioners = pd.DataFrame({"commissioner_code": [commissioner],
+                                  "commissioner_name": ["NHS Synthetic ICB"]})
+    return _finish_organisations(cfg, rng, commissioners, groups, las, practices)
+
+
+def _organisations_from_nhse(cfg: SynthConfig, rng: np.random.Generator) -> dict[str, pd.DataFrame]:
+    path = Path(cfg.nhse_file)  # type: ignore[arg-type]
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such NHS England weighted-population file")
+    raw = pd.read_csv(path, dtype=str)
+    need = ["Practice_Code", "GP_Practice_Name", "ICS22", "ICS22name", "LAD21", "LTLA21",
+            "pop 2022/23", "G&A WP", "Final WP"]
+    missing = [c for c in need if c not in raw.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)} "
+                         "(expected NHS England's practice weighted-population layout)")
+    if cfg.icb:
+        raw = raw.loc[raw["ICS22"].eq(cfg.icb)]
+        if raw.empty:
+            raise ValueError(f"{path}: no practices in ICB {cfg.icb!r} (column ICS22)")
+    raw = raw.sort_values("Practice_Code").reset_index(drop=True)
+    pop = pd.to_numeric(raw["pop 2022/23"]).to_numpy()
+    ok = pop > 0
+    raw, pop = raw[ok].reset_index(drop=True), pop[ok]
+    need_index = pd.to_numeric(raw["Final WP"]).to_numpy() / pop
+    older = pd.to_numeric(raw["G&A WP"]).to_numpy() / pop
+    loc = raw["LOC22"].fillna("") if "LOC22" in raw.columns else pd.Series([""] * len(raw))
+    group_key = np.where(loc.str.len() > 0, loc, raw.LAD21)
+    group_name = np.where(loc.str.len() > 0,
+                          raw.get("LOC22name", pd.Series(loc)).fillna(""),
+                          raw.LTLA21.fillna("") + " locality")
+    groups = (pd.DataFrame({"group_code": group_key, "group_name": group_name,
+                            "commissioner_code": raw.ICS22, "la": raw.LAD21})
+              .drop_duplicates("group_code").reset_index(drop=True))
+    groups["group_type"] = "locality"
+    las = (pd.DataFrame({"local_authority_code": raw.LAD21,
+                         "local_authority_name": raw.LTLA21})
+           .drop_duplicates("local_authority_code").sort_values("local_authority_code")
+           .reset_index(drop=True))
+    la_index = {c: i for i, c in enumerate(las.local_authority_code)}
+    groups["_la"] = groups.la.map(la_index)
+    rank = pd.Series(need_index).rank(pct=True).to_numpy()
+    practices = pd.DataFrame({
+        "practice_code": raw.Practice_Code.to_numpy(),
+        "practice_name": raw.GP_Practice_Name.fillna("").to_numpy(),
+        "group_code": group_key,
+        "commissioner_code": raw.ICS22.to_numpy(),
+        "_la": raw.LAD21.map(la_index).to_numpy(),
+        "list_size": np.round(pop).astype(int),
+        "age_skew": (older - older.mean()) / (older.std() or 1.0),
+        "dep_centre": 10.0 - 8.5 * rank,
+    })
+    commissioners = (pd.DataFrame({"commissioner_code": raw.ICS22,
+                                   "commissioner_name": raw.ICS22name})
+                     .drop_duplicates("commissioner_code").reset_index(drop=True))
+    return _finish_organisations(cfg, rng, commissioners,
+                                 groups[["group_code", "group_name", "group_type",
+                                         "commissioner_code", "_la"]], las, practices)
+
+
+def _finish_organisations(cfg: SynthConfig, rng: np.random.Generator,
+                          commissioners: pd.DataFrame, groups: pd.DataFrame,
+                          las: pd.DataFrame, practices: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    n_la = len(las)
+    hoods = pd.DataFrame({
+        "neighbourhood_code": [f"N{i + 1:03d}{k + 1}" for i in range(n_la) for k in range(4)],
+        "local_authority_code": [c for c in las.local_authority_code for _ in range(4)],
+        "neighbourhood_name": [f"{n} {k + 1}" for n in las.local_authority_name
+                               for k in range(4)],
+    })
+    n_acute = max(3, min(40, len(practices) // 40 + 3))
+    providers = pd.DataFrame({
+        "provider_code": [f"R{i // 26 % 10}{chr(65 + i % 26)}" for i in range(n_acute)]
+        + ["RYC", "RYM"],
+        "provider_name": [f"Synthetic Hospitals {i + 1} NHS Trust" for i in range(n_acute)]
+        + ["Synthetic Community Health", "Synthetic Mental Health"],
+        "provider_type": ["acute"] * n_acute + ["community", "mental_health"],
+        "mff_payment_index": np.round(
+            np.concatenate([rng.uniform(1.0, 1.25, n_acute), [1.02, 1.03]]), 4),
+    })
+    first = rng.integers(0, 4, len(practices))
+    practices = practices.assign(
+        local_authority_code=las.local_authority_code.to_numpy()[practices._la.to_numpy()],
+        neighbourhood_base=practices._la.to_numpy() * 4,
+        neighbourhood_code=[hoods.neighbourhood_code[la * 4 + f]
+                            for la, f in zip(practices._la, first, strict=True)],
+        open_date=[f"{1948 + int(x)}-04-01" for x in rng.integers(0, 70, len(practices))],
+        close_date=None,
+        home_provider=np.arange(len(practices)) * n_acute // max(len(practices), 1),
+        pid_offset=np.concatenate([[0], np.cumsum(practices.list_size.to_numpy())[:-1]]),
+        pidx=np.arange(len(practices)),
+    )
+    return {"commissioners": commissioners, "groups": groups, "local_authorities": las,
+            "neighbourhoods": hoods, "practices": practices, "providers": providers}
+
+
+def _practice_groups(cfg: SynthConfig, orgs: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One practice moves group half way through the last year (a real, awkward case)."""
+    p, g = orgs["practices"], orgs["groups"]
+    year = cfg.start_year + cfg.years - 1
+    if len(g) < 2 or len(p) < 2:
+        return pd.DataFrame(columns=["practice_code", "group_code", "valid_from", "valid_to"])
+    mover = p.iloc[len(p) // 2]
+    others = [c for c in g.group_code if c != mover.group_code]
+    new = others[0]
+    return pd.DataFrame({
+        "practice_code": [mover.practice_code, mover.practice_code],
+        "group_code": [mover.group_code, new],
+        "valid_from": [f"{cfg.start_year}-04-01", f"{year}-10-01"],
+        "valid_to": [f"{year}-09-30", None],
+    })
+
+
+# ------------------------------------------------------------------ patients
+def _condition_sql(age: str, imd: str, key: str, salt: int) -> list[str]:
+    """A flag per long-term condition: prevalence by age x deprivation (most deprived
+    decile about 1.5 times the least; calibration §6, Cassell et al. 2018)."""
+    cols = []
+    for i, (code, bands, _rr) in enumerate(ref.CONDITIONS):
+        prev = by_age(age, bands, 0.01)
+        dep = f"(1 + 0.055 * (5.5 - {imd}))"
+        cols.append(f"{u(key, salt + i)} < {prev} * {dep} AS c_{code}")
+    return cols
+
+
+def _patients_sql(cfg: SynthConfig) -> str:
+    s = cfg.seed * 1000
+    key = "pid"
+    age_table = quantiles(ref.age_weights(), list(range(101)), 2000)
+    # practice age skew: u' = u ** exp(-0.35 skew): a positive skew shifts to older ages
+    u_age = f"pow({u(key, s + 1)}, exp(-0.35 * age_skew))"
+    z_imd = normal(key, s + 2)
+    conds = _condition_sql("age", "imd_decile", key, s + 10)
+    rr = " * ".join(f"(CASE WHEN c_{c} THEN {r} ELSE 1 END)" for c, _b, r in ref.CONDITIONS)
+    ncond = " + ".join(f"CAST(c_{c} AS INTEGER)" for c, _b, _r in ref.CONDITIONS)
+    frailty_sigma = 0.3
+    return f"""
+    WITH base AS (
+      SELECT pr.*, CAST(pr.pid_offset + k AS BIGINT) AS pid
+      FROM practices pr, unnest(range(pr.list_size)) AS t(k)
+    ), people AS (
+      SELECT pid, practice_code, pidx, group_code, commissioner_code, local_authority_code,
+             neighbourhood_base, home_provider,
+             'P' || lpad(CAST(pid + 1 AS VARCHAR), 10, '0') AS patient_id,
+             CASE WHEN {u(key, s)} < 0.507 THEN 'F' ELSE 'M' END AS sex,
+             CAST({lookup(age_table, u_age)} AS INTEGER) AS age,
+             CAST(least(10, greatest(1, round(dep_centre + 1.6 * {z_imd}))) AS INTEGER)
+               AS imd_decile,
+             CAST(floor({u(key, s + 3)} * 4) AS INTEGER) AS hood,
+             {normal(key, s + 4)} AS z_frail,
+             {u(key, s + 5)} AS u_move,
+             CAST(floor({u(key, s + 6)} * 365) AS INTEGER) AS move_day
+      FROM base
+    ), flagged AS (
+      SELECT *, {", ".join(conds)} FROM people
+    )
+    SELECT *, ({ncond}) AS n_conditions,
+           {rr} * (1 + 0.05 * (5.5 - imd_decile))
+             * exp({frailty_sigma} * z_frail - {frailty_sigma ** 2 / 2}) AS raw_risk
+    FROM flagged
+    """
+
+
+def _band(age: str) -> str:
+    return (f"(CASE WHEN {age} < 5 THEN 0 WHEN {age} < 15 THEN 1 WHEN {age} < 45 THEN 2 "
+            f"WHEN {age} < 65 THEN 3 WHEN {age} < 75 THEN 4 WHEN {age} < 85 THEN 5 ELSE 6 END)"
+            )
+
+
+def _calibrate(con: duckdb.DuckDBPyConnection) -> None:
+    """Scale each person's risk so each age band's mean matches its target rate.
+
+    ``lam_em`` is the expected number of emergency admissions a year (the latent risk);
+    elective, outpatient and A&E rates follow milder powers of the relative risk."""
+    rates = {"em": ref.EMERGENCY_RATE, "el": ref.ELECTIVE_RATE, "op": ref.OP_FIRST_RATE,
+             "ae": ref.AE_RATE}
+    power = {"em": 1.0, "el": 0.5, "op": 0.6, "ae": 0.8}
+    targets = ", ".join(
+        f"{by_age('age', r, 0.001)} / avg(pow(raw_risk, {power[k]})) "
+        f"OVER (PARTITION BY {_band('age')}) * pow(raw_risk, {power[k]}) AS lam_{k}"
+        for k, r in rates.items()
+    )
+    con.execute(f"CREATE OR REPLACE TABLE pat AS SELECT *, {targets} FROM pat_raw "
+                "ORDER BY pid")
+    con.execute("DROP TABLE pat_raw")
+
+
+# ------------------------------------------------------------------ activity
+def _season(kind: str) -> list[int]:
+    """Day offsets (0 = 1 April) by a seasonal profile: respiratory emergencies peak in winter,
+    A&E minors in summer, the rest nearly flat (calibration §7)."""
+    amp = {"resp": 0.35, "flat": 0.03, "ae": -0.08}[kind]
+    weights = [1 + amp * math.cos(2 * math.pi * (d - 275) / 365) for d in range(365)]
+    return quantiles(weights, list(range(365)), 3650)
+
+
+def _count_rows(lam: str, kmax: int, key: str, salt: int) -> tuple[str, str]:
+    """FROM-clause and WHERE-clause drawing a binomial ~ Poisson(lam) number of events."""
+    k = f"CAST(least({kmax}, greatest(2, ceil({lam} * 3))) AS INTEGER)"
+    return (f"unnest(range({k})) AS e(k)",
+            f"{u(f'{key} * 64 + k', salt)} < {lam} / {k}")
+
+
+class _Faults:
+    """SQL for deliberate faults on a fraction of rows, keyed by the row's own key."""
+
+    KINDS = ("discharge_before_admission", "duplicate_id", "bad_date", "missing_date",
+             "age_out_of_range", "unknown_provider")
+
+    def __init__(self, rate: float, key: str, salt: int) -> None:
+        self.on = f"({u(key, salt)} < {rate!r})"
+        self.kind = f"CAST(floor({u(key, salt + 1)} * 6) AS INTEGER)"
+        self.coin = u(key, salt + 2)
+
+    def when(self, kind: str) -> str:
+        return f"({self.on} AND {self.kind} = {self.KINDS.index(kind)})"
+
+    def date(self, date_sql: str, *, allow_missing: bool = True) -> str:
+        iso = f"strftime({date_sql}, '%Y-%m-%d')"
+        missing = f"WHEN {self.when('missing_date')} THEN NULL " if allow_missing else ""
+        return (f"CASE WHEN {self.when('bad_date')} AND {self.coin} < 0.5 THEN '2025-13-45' "
+                f"WHEN {self.when('bad_date')} THEN strftime({date_sql}, '%d/%m/%Y') "
+                f"{missing}ELSE {iso} END")
+
+
+def _practice_on_row(cfg: SynthConfig, codes: list[str], y: int, day: str, key: str,
+                     salt: int) -> str:
+    """The practice recorded on an activity row: blank or unknown for a few rows
+    (unattributed, not faults); the previous practice for movers before their move."""
+    last = cfg.years - 1
+    prev = lookup(codes, "0") if len(codes) == 1 else \
+        f"list_extract([{', '.join(sql_str(c) for c in codes)}], " \
+        f"CAST((pidx + 1) % {len(codes)} AS INTEGER) + 1)"
+    moved_before = "TRUE" if y < last else f"{day} < move_day"
+    ua = u(key, salt)
+    return (f"CASE WHEN {ua} < {BLANK_PRACTICE} THEN NULL "
+            f"WHEN {ua} < {BLANK_PRACTICE + UNKNOWN_PRACTICE} THEN '{UNKNOWN_PRACTICE_CODE}' "
+            f"WHEN u_move < {MOVER_SHARE} AND {moved_before} THEN {prev} "
+            "ELSE practice_code END")
+
+
+def _provider(providers: list[str], n_acute: int, key: str, salt: int) -> str:
+    acute = ", ".join(sql_str(c) for c in providers[:n_acute])
+    idx = (f"CASE WHEN {u(key, salt)} < 0.8 THEN home_provider "
+           f"ELSE CAST(floor({u(key, salt + 1)} * {n_acute}) AS INTEGER) END")
+    return f"list_extract([{acute}], {idx} + 1)"
+
+
+def _apc_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: int) -> str:
+    parts: list[str] = []
+    last = cfg.years - 1
+    dx = ref.EMERGENCY_DIAGNOSES
+    linked = [(i, d) for i, d in enumerate(dx) if d[3] is not None]
+    general = [(i, d) for i, d in enumerate(dx) if d[3] is None]
+    gen_table = quantiles([d[4] for _, d in general], [i for i, _ in general], 1000)
+    em_method = quantiles([0.7, 0.15, 0.02, 0.04, 0.03, 0.02, 0.035, 0.005],
+                          ["21", "22", "23", "24", "2A", "2B", "2D", "28"], 1000)
+    el_method = quantiles([0.7, 0.25, 0.05], ["11", "12", "13"], 100)
+    procs = ref.ELECTIVE_PROCEDURES
+    proc_table = quantiles([p[5] for p in procs], list(range(len(procs))), 1000)
+    resp_days, flat_days = _season("resp"), _season("flat")
+    for y in range(cfg.years):
+        fy = cfg.start_year + y
+        back = last - y
+        s = cfg.seed * 100_000 + y * 1000 + 100
+        age_y = f"(age - {back})"
+        # ---- emergency spells
+        frm, where = _count_rows("lam_em", 40, "pid", s)
+        ek = "(pid * 64 + k)"
+        dx_idx = "CASE " + " ".join(
+            f"WHEN c_{d[3]} AND {u(ek, s + 1 + j)} < {d[4]} THEN {i}"
+            for j, (i, d) in enumerate(linked)
+        ) + f" ELSE {lookup(gen_table, u(ek, s + 20))} END"
+        f = _Faults(cfg.fault_rate, "ek", s + 90)
+        p0 = f"(CASE WHEN {age_y} < 45 THEN 0.45 WHEN {age_y} < 75 THEN 0.33 ELSE 0.22 END)"
+        los = (f"CASE WHEN {u(ek, s + 30)} < {p0} THEN 0 ELSE CAST(least(120, greatest(1, round("
+               f"exp(ln(1.5 + {age_y} / 20.0) + 0.9 * {normal(ek, s + 31)})))) AS INTEGER) END")
+        suffix = (f"CASE WHEN n_conditions >= 3 OR {age_y} >= 80 THEN 'A' "
+                  f"WHEN n_conditions >= 1 OR {age_y} >= 60 THEN 'B' ELSE 'C' END")
+        em = f"""
+        SELECT pid, k, {ek} AS ek, {dx_idx} AS dx, {los} AS los, {age_y} AS age_y,
+               practice_code, pidx, u_move, move_day, commissioner_code, home_provider,
+               patient_id, n_conditions
+        FROM pat, {frm} WHERE {age_y} >= 0 AND {where}"""
+        dx_list = lambda n: "[" + ", ".join(sql_str(d[n]) for d in dx) + "]"  # noqa: E731
+        resp_list = "[" + ", ".join("true" if d[5] else "false" for d in dx) + "]"
+        day = (f"CASE WHEN list_extract({resp_list}, dx + 1) THEN "
+               f"{lookup(resp_days, u('ek', s + 40))} ELSE {lookup(flat_days, u('ek', s + 40))}"
+               " END")
+        adm = f"(DATE '{fy}-04-01' + CAST(day AS INTEGER))"
+        parts.append(f"""
+        SELECT printf('S%dE%011d', {fy}, ek) AS spell_id, patient_id,
+          {_practice_on_row(cfg, codes, y, 'day', 'ek', s + 50)} AS practice_code,
+          commissioner_code,
+          CASE WHEN {f.when('unknown_provider')} THEN 'RZZ'
+               ELSE {_provider(providers, n_acute, 'ek', s + 60)} END AS provider_code,
+          {f.date(adm)} AS admission_date,
+          CASE WHEN {f.when('discharge_before_admission')}
+               THEN strftime({adm} - 2, '%Y-%m-%d')
+               ELSE strftime({adm} + los, '%Y-%m-%d') END AS discharge_date,
+          {lookup(em_method, u('ek', s + 70))} AS admission_method,
+          '1' AS patient_classification,
+          CASE WHEN {u('ek', s + 71)} < 0.0005 THEN '{UNPRICEABLE_HRG}'
+               ELSE list_extract({dx_list(1)}, dx + 1) || ({suffix.replace(age_y, 'age_y')})
+          END AS hrg_code,
+          CAST(CASE WHEN {f.when('age_out_of_range')} THEN
+               (CASE WHEN {f.coin} < 0.5 THEN 130 ELSE -1 END) ELSE age_y END AS BIGINT)
+            AS age_on_admission,
+          list_extract({dx_list(0)}, dx + 1) AS primary_diagnosis,
+          CASE WHEN age_y < 16 THEN '420' ELSE list_extract({dx_list(2)}, dx + 1) END
+            AS treatment_function_code,
+          CASE WHEN age_y < 18 AND {u('ek', s + 72)} < 0.25 THEN 'children' END
+            AS top_up_category,
+          {f.when('duplicate_id')} AS _dup, {len(parts)} AS _part, ek AS _ek
+        FROM (SELECT *, {day} AS day FROM ({em}))""")
+        # ---- elective spells
+        s2 = s + 500
+        frm, where = _count_rows("lam_el", 30, "pid", s2)
+        f2 = _Faults(cfg.fault_rate, "ek", s2 + 90)
+        pr = f"CAST({lookup(proc_table, u(ek, s2 + 1))} AS INTEGER)"
+        pl = lambda n: "[" + ", ".join(  # noqa: E731
+            "NULL" if p[n] is None else (sql_str(p[n]) if isinstance(p[n], str) else repr(p[n]))
+            for p in procs) + "]"
+        el = f"""
+        SELECT pid, {ek} AS ek, {pr} AS pr, {age_y} AS age_y, practice_code, pidx, u_move,
+               move_day, commissioner_code, home_provider, patient_id, n_conditions,
+               {lookup(flat_days, u(ek, s2 + 2))} AS day
+        FROM pat, {frm} WHERE {age_y} >= 0 AND {where}"""
+        daycase = f"({u('ek', s2 + 3)} < list_extract({pl(2)}, pr + 1))"
+        los_el = (f"CASE WHEN {daycase} THEN 0 ELSE CAST(least(60, greatest(1, round(exp(ln(3)"
+                  f" + 0.6 * {normal('ek', s2 + 4)})))) AS INTEGER) END")
+        parts.append(f"""
+        SELECT printf('S%dL%011d', {fy}, ek) AS spell_id, patient_id,
+          {_practice_on_row(cfg, codes, y, 'day', 'ek', s2 + 50)} AS practice_code,
+          commissioner_code,
+          CASE WHEN {f2.when('unknown_provider')} THEN 'RZZ'
+               ELSE {_provider(providers, n_acute, 'ek', s2 + 60)} END AS provider_code,
+          {f2.date(adm)} AS admission_date,
+          CASE WHEN {f2.when('discharge_before_admission')}
+               THEN strftime({adm} - 2, '%Y-%m-%d')
+               ELSE strftime({adm} + {los_el}, '%Y-%m-%d') END AS discharge_date,
+          {lookup(el_method, u('ek', s2 + 70))} AS admission_method,
+          CASE WHEN {daycase} THEN '2' ELSE '1' END AS patient_classification,
+          list_extract({pl(0)}, pr + 1) ||
+            (CASE WHEN age_y >= 70 OR n_conditions >= 2 THEN 'A' ELSE 'B' END) AS hrg_code,
+          CAST(CASE WHEN {f2.when('age_out_of_range')} THEN
+               (CASE WHEN {f2.coin} < 0.5 THEN 130 ELSE -1 END) ELSE age_y END AS BIGINT)
+            AS age_on_admission,
+          list_extract({pl(3)}, pr + 1) AS primary_diagnosis,
+          list_extract({pl(1)}, pr + 1) AS treatment_function_code,
+          CASE WHEN list_extract({pl(4)}, pr + 1) = 'children' AND age_y >= 18 THEN NULL
+               ELSE list_extract({pl(4)}, pr + 1) END AS top_up_category,
+          {f2.when('duplicate_id')} AS _dup, {len(parts)} AS _part, ek AS _ek
+        FROM ({el})""")
+        # ---- maternity (women 16-45)
+        s3 = s + 800
+        frm, where = _count_rows("0.055", 2, "pid", s3)
+        parts.append(f"""
+        SELECT printf('S%dM%011d', {fy}, pid * 64 + k) AS spell_id, patient_id,
+          practice_code, commissioner_code,
+          {_provider(providers, n_acute, 'pid * 64 + k', s3 + 60)} AS provider_code,
+          strftime(DATE '{fy}-04-01' + CAST(floor({u('pid * 64 + k', s3 + 1)} * 365)
+            AS INTEGER), '%Y-%m-%d') AS admission_date,
+          strftime(DATE '{fy}-04-01' + CAST(floor({u('pid * 64 + k', s3 + 1)} * 365)
+            AS INTEGER) + CAST(floor({u('pid * 64 + k', s3 + 2)} * 4) AS INTEGER),
+            '%Y-%m-%d') AS discharge_date,
+          '31' AS admission_method, '1' AS patient_classification,
+          CASE WHEN {u('pid * 64 + k', s3 + 3)} < 0.3 THEN 'NZ30A' ELSE 'NZ30B' END
+            AS hrg_code,
+          CAST(age - {back} AS BIGINT) AS age_on_admission, 'O800' AS primary_diagnosis,
+          '501' AS treatment_function_code, CAST(NULL AS VARCHAR) AS top_up_category,
+          FALSE AS _dup, {len(parts)} AS _part, pid * 64 + k AS _ek
+        FROM pat, {frm}
+        WHERE sex = 'F' AND age - {back} BETWEEN 16 AND 45 AND {where}""")
+    return _with_duplicates(" UNION ALL ".join(parts))
+
+
+def _with_duplicates(union_sql: str) -> str:
+    """Every row once, then a second copy of the rows chosen for a duplicate-id fault, in a
+    fixed order (part, event key): the parallel lateral unnest alone does not keep order."""
+    return (f"SELECT * EXCLUDE (_dup) FROM ({union_sql}) "
+            f"UNION ALL BY NAME SELECT * EXCLUDE (_dup, _part), 1000 + _part AS _part "
+            f"FROM ({union_sql}) WHERE _dup ORDER BY _part, _ek")
+
+
+def _op_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: int) -> str:
+    parts: list[str] = []
+    last = cfg.years - 1
+    tfc = quantiles([w for _, w in ref.OP_TFC], [c for c, _ in ref.OP_TFC], 1000)
+    refsrc = quantiles([0.54, 0.18, 0.06, 0.08, 0.06, 0.04, 0.04],
+                       ["03", "05", "04", "10", "11", "92", "01"], 100)
+    days = _season("flat")
+    for y in range(cfg.years):
+        fy = cfg.start_year + y
+        back = last - y
+        for kind, lam, letter, salt_off in (("first", "lam_op", "F", 0),
+                                            ("follow_up", "lam_op * 2.2", "U", 500)):
+            s = cfg.seed * 100_000 + y * 1000 + 10_000 + salt_off
+            frm, where = _count_rows(lam, 60, "pid", s)
+            ek = "(pid * 64 + k)"
+            f = _Faults(cfg.fault_rate, ek, s + 90)
+            day = f"(DATE '{fy}-04-01' + CAST({lookup(days, u(ek, s + 1))} AS INTEGER))"
+            codes_fa = ("'1'", "'3'") if kind == "first" else ("'2'", "'4'")
+            dna = "(0.04 + 0.008 * (10 - imd_decile))"
+            source = lookup(refsrc, u(ek, s + 4)) if kind == "first" else "CAST(NULL AS VARCHAR)"
+            parts.append(f"""
+            SELECT printf('O%d{letter}%011d', {fy}, {ek}) AS attendance_id, patient_id,
+              {_practice_on_row(cfg, codes, y, f"date_diff('day', DATE '{fy}-04-01', {day})",
+                                ek, s + 50)} AS practice_code,
+              commissioner_code,
+              CASE WHEN {f.when('unknown_provider')} OR {f.when('age_out_of_range')}
+                   THEN 'RZZ' ELSE {_provider(providers, n_acute, ek, s + 60)} END
+                AS provider_code,
+              CASE WHEN {f.when('discharge_before_admission')} THEN '2025-13-45'
+                   ELSE {f.date(day)} END AS appointment_date,
+              {lookup(tfc, u(ek, s + 2))} AS treatment_function_code,
+              CASE WHEN {u(ek, s + 3)} < 0.15 THEN {codes_fa[1]} ELSE {codes_fa[0]} END
+                AS first_attendance,
+              {u(ek, s + 5)} >= {dna} AS attended,
+              {source} AS referral_source,
+              CASE WHEN {u(ek, s + 5)} >= {dna} AND {u(ek, s + 6)} < 0.06
+                   THEN {lookup(ref.OP_PROCEDURE_HRG, u(ek, s + 7))} END AS hrg_code,
+              {f.when('duplicate_id')} AS _dup, {len(parts)} AS _part, {ek} AS _ek
+            FROM pat, {frm} WHERE age - {back} >= 0 AND {where}""")
+    return _with_duplicates(" UNION ALL ".join(parts))
+
+
+def _ae_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: int) -> str:
+    parts: list[str] = []
+    last = cfg.years - 1
+    dept = quantiles([0.60, 0.05, 0.30, 0.05], ["1", "2", "3", "4"], 100)
+    major = quantiles([w for _, w in ref.AE_HRG], [h for h, _ in ref.AE_HRG], 1000)
+    minor = quantiles([0.2, 0.3, 0.5], ["VB09Z", "VB10Z", "VB11Z"], 100)
+    days = _season("ae")
+    for y in range(cfg.years):
+        fy = cfg.start_year + y
+        back = last - y
+        s = cfg.seed * 100_000 + y * 1000 + 20_000
+        frm, where = _count_rows("lam_ae", 40, "pid", s)
+        ek = "(pid * 64 + k)"
+        f = _Faults(cfg.fault_rate, ek, s + 90)
+        day = f"(DATE '{fy}-04-01' + CAST({lookup(days, u(ek, s + 1))} AS INTEGER))"
+        dtype = lookup(dept, u(ek, s + 2))
+        parts.append(f"""
+        SELECT printf('A%d%011d', {fy}, {ek}) AS attendance_id, patient_id,
+          {_practice_on_row(cfg, codes, y, f"date_diff('day', DATE '{fy}-04-01', {day})",
+                            ek, s + 50)} AS practice_code,
+          commissioner_code,
+          CASE WHEN {f.when('unknown_provider')} OR {f.when('age_out_of_range')} THEN 'RZZ'
+               ELSE {_provider(providers, n_acute, ek, s + 60)} END AS provider_code,
+          CASE WHEN {f.when('discharge_before_admission')} THEN '31/12/2025'
+               ELSE {f.date(day)} END AS arrival_date,
+          dtype AS department_type,
+          CASE WHEN dtype IN ('3', '4') THEN {lookup(minor, u(ek, s + 3))}
+               ELSE {lookup(major, u(ek, s + 3))} END AS hrg_code,
+          {f.when('duplicate_id')} AS _dup, {len(parts)} AS _part, {ek} AS _ek
+        FROM (SELECT *, {dtype} AS dtype FROM pat, {frm} WHERE age - {back} >= 0 AND {where})
+        """)
+    return _with_duplicates(" UNION ALL ".join(parts))
+
+
+def _prescribing_sql(cfg: SynthConfig) -> str:
+    bnf = ref.BNF
+    s = cfg.seed * 100_000 + 30_000
+    col = lambda n: "[" + ", ".join(  # noqa: E731
+        sql_str(b[n]) if isinstance(b[n], str) else repr(b[n]) for b in bnf) + "]"
+    key = "(pidx * 100000 + mi * 100 + bi)"
+    month = f"strftime(DATE '{cfg.start_year}-04-01' + INTERVAL (mi) MONTH, '%Y-%m')"
+    season = "(1 + 0.06 * cos(2 * pi() * (mi % 12 - 9) / 12))"
+    return f"""
+    WITH ps AS (
+      SELECT pidx, any_value(practice_code) AS practice_code, count(*) AS n,
+             avg(CAST(age >= 65 AS DOUBLE)) AS s65, avg(raw_risk) AS risk
+      FROM pat GROUP BY pidx
+    ), tot AS (SELECT avg(CAST(age >= 65 AS DOUBLE)) AS s65, avg(raw_risk) AS risk FROM pat)
+    SELECT
+      CASE WHEN {u(key, s)} < 0.002 THEN NULL ELSE ps.practice_code END AS practice_code,
+      {month} AS year_month,
+      list_extract({col(0)}, bi + 1) AS bnf_code,
+      list_extract({col(1)}, bi + 1) AS bnf_name,
+      CAST(greatest(0, round(n * list_extract({col(2)}, bi + 1) / 12 * {season}
+        * {ref.PRESCRIBING_ITEMS_SCALE}
+        * (CASE WHEN list_extract({col(4)}, bi + 1) THEN ps.s65 / tot.s65 ELSE 1 END)
+        * pow(ps.risk / tot.risk, 0.3) * exp(0.15 * {normal(key, s + 1)} - 0.01125)))
+        AS BIGINT) AS items,
+      0.0 AS actual_cost, bi, mi, pidx
+    FROM ps, tot, unnest(range({12 * cfg.years})) AS m(mi), unnest(range({len(bnf)})) AS b(bi)
+    """
+
+
+def _prescribing_final(cfg: SynthConfig, inner: str) -> str:
+    col = "[" + ", ".join(repr(b[3]) for b in ref.BNF) + "]"
+    s = cfg.seed * 100_000 + 30_500
+    key = "(pidx * 100000 + mi * 100 + bi)"
+    return f"""
+    SELECT practice_code, year_month, bnf_code, bnf_name, items,
+      round(items * list_extract({col}, bi + 1) * {ref.PRESCRIBING_COST_SCALE}
+            * (1 + 0.08 * {normal(key, s)}), 2)
+        AS actual_cost
+    FROM ({inner}) ORDER BY pidx, mi, bi"""
+
+
+def _social_care_sql(cfg: SynthConfig) -> str:
+    parts: list[str] = []
+    last = cfg.years - 1
+    kinds = ref.SOCIAL_CARE
+    table = quantiles([k[1] for k in kinds], list(range(len(kinds))), 1000)
+    names = "[" + ", ".join(sql_str(k[0]) for k in kinds) + "]"
+    costs = "[" + ", ".join(repr(k[2]) for k in kinds) + "]"
+    for y in range(cfg.years):
+        fy = cfg.start_year + y
+        back = last - y
+        s = cfg.seed * 100_000 + y * 1000 + 40_000
+        age_y = f"(age - {back})"
+        w = (f"(CASE WHEN {age_y} >= 65 THEN 4.0 WHEN {age_y} >= 18 THEN 0.5 ELSE 0.02 END"
+             " * pow(lam_em, 0.6))")
+        f = _Faults(cfg.fault_rate, "pid", s + 90)
+        start = f"(DATE '{fy}-04-01' + CAST(floor({u('pid', s + 2)} * 365) AS INTEGER))"
+        parts.append(f"""
+        SELECT printf('C%d%011d', {fy}, pid) AS package_id, local_authority_code,
+          list_extract({names}, st + 1) AS service_type,
+          {f.date(start, allow_missing=False)} AS start_date,
+          CASE WHEN {f.when('discharge_before_admission')} THEN strftime({start} - 7, '%Y-%m-%d')
+               WHEN {u('pid', s + 3)} < 0.5 THEN NULL
+               ELSE strftime({start} + 7 * (1 + CAST(floor({u('pid', s + 4)} * 40) AS INTEGER)),
+                             '%Y-%m-%d') END AS end_date,
+          round(list_extract({costs}, st + 1) * exp(0.25 * {normal('pid', s + 5)} - 0.03125), 2)
+            AS weekly_cost,
+          CASE WHEN {u('pid', s + 6)} < 0.9 THEN patient_id END AS patient_id,
+          FALSE AS _dup
+        FROM (SELECT *, CAST({lookup(table, u('pid', s + 1))} AS INTEGER) AS st FROM pat
+              WHERE {age_y} >= 0 AND {u('pid', s)} < 0.015 * {w} /
+                (SELECT avg({w}) FROM pat WHERE {age_y} >= 0))""")
+    return " UNION ALL ".join(f"SELECT * EXCLUDE (_dup) FROM ({p})" for p in parts)
+
+
+def _patients_out_sql(cfg: SynthConfig, hood_codes: list[str]) -> str:
+    s = cfg.seed * 100_000 + 50_000
+    last_start = cfg.start_year + cfg.years - 1
+    hoods = "[" + ", ".join(sql_str(h) for h in hood_codes) + "]"
+    dup = f"({u('pid', s)} < {cfg.fault_rate / 2!r})"
+    bad_age = f"({u('pid', s + 1)} < {cfg.fault_rate / 2!r})"
+    body = f"""
+    SELECT patient_id, practice_code, sex,
+      CAST(CASE WHEN {bad_age} THEN 130 ELSE age END AS BIGINT) AS age,
+      CAST(imd_decile AS BIGINT) AS imd_decile,
+      list_extract({hoods}, neighbourhood_base + hood + 1) AS neighbourhood_code,
+      CASE WHEN u_move < {MOVER_SHARE} THEN strftime(DATE '{last_start}-04-01' + move_day,
+                                                       '%Y-%m-%d')
+           ELSE strftime(DATE '{cfg.start_year}-04-01' - CAST(floor(
+             {u('pid', s + 2)} * least(age * 365 + 1, 9000)) AS INTEGER), '%Y-%m-%d') END
+        AS registered_from,
+      CAST(NULL AS VARCHAR) AS registered_to, {dup} AS _dup, 0 AS _part, pid AS _ek
+    FROM pat"""
+    return _with_duplicates(body)
+
+
+def _conditions_sql(cfg: SynthConfig) -> str:
+    s = cfg.seed * 100_000 + 60_000
+    parts = [
+        f"SELECT patient_id, '{c}' AS condition, strftime(DATE '{cfg.start_year}-04-01' - "
+        f"CAST(floor({u('pid', s + i)} * 3650) AS INTEGER), '%Y-%m-%d') AS recorded_date "
+        f"FROM pat WHERE c_{c}"
+        for i, (c, _b, _r) in enumerate(ref.CONDITIONS)
+    ]
+    return " UNION ALL ".join(parts)
+
+
+# ------------------------------------------------------------------ tariff
+def _price(code: str, salt: int, lo: float, hi: float) -> float:
+    """A deterministic price for a code (a stable hash, not Python's salted ``hash``)."""
+    h = int.from_bytes(__import__("hashlib").sha256(f"{code}:{salt}".encode()).digest()[:8],
+                       "big")
+    return round(lo + (hi - lo) * (h / 2**64), 0)
+
+
+def _tariff(cfg: SynthConfig) -> dict[str, pd.DataFrame]:
+    rows = []
+    mult = {"A": 1.5, "B": 1.0, "C": 0.7}
+    roots = {d[1]: "emergency" for d in ref.EMERGENCY_DIAGNOSES}
+    for p in ref.ELECTIVE_PROCEDURES:
+        roots[p[0]] = "elective"
+    for root, kind in sorted(roots.items()):
+        for suffix in ("A", "B", "C"):
+            code = root + suffix
+            nel = _price(root, 1, 1200, 3200) * mult[suffix]
+            nel_trim = int(_price(root, 2, 5, 30) * (1.3 if suffix == "A" else 1))
+            el_trim = int(_price(root, 3, 3, 15))
+            ebd = _price(root, 4, 250, 350)
+            if kind == "elective":
+                dc = _price(root, 5, 600, 1600) * mult[suffix]
+                ordinary = _price(root, 6, 2500, 7000) * mult[suffix]
+                combined_only = _price(root, 7, 0, 3) < 1
+            else:
+                dc = ordinary = nel * 0.9
+                combined_only = True
+            sse = kind == "emergency" and _price(root, 8, 0, 2) >= 1
+            pct = _price(root, 9, 20, 70) / 100
+            rows.append({
+                "hrg_code": code, "hrg_name": f"Synthetic HRG {code}",
+                "day_case_price": None if combined_only else dc,
+                "ordinary_elective_price": None if combined_only else ordinary,
+                "combined_elective_price": round((dc + ordinary) / 2, 0) if combined_only
+                else None,
+                "elective_trim_days": el_trim, "non_elective_price": nel,
+                "non_elective_trim_days": nel_trim, "excess_bed_day_price": ebd,
+                "sse_applies": "Y" if sse else "N",
+                "sse_price": round(nel * pct, 0) if sse else None,
+                "outpatient_procedure_price": None, "sse_pct": pct if sse else None,
+            })
+    for code in ("NZ30A", "NZ30B"):
+        nel = _price(code, 1, 1500, 3500)
+        rows.append({"hrg_code": code, "hrg_name": f"Synthetic HRG {code}",
+                     "day_case_price": None, "ordinary_elective_price": None,
+                     "combined_elective_price": nel, "elective_trim_days": 5,
+                     "non_elective_price": nel, "non_elective_trim_days": 8,
+                     "excess_bed_day_price": 300.0, "sse_applies": "N", "sse_price": None,
+                     "outpatient_procedure_price": None, "sse_pct": None})
+    for code in ref.OP_PROCEDURE_HRG:
+        rows.append({"hrg_code": code, "hrg_name": f"Outpatient procedure {code}",
+                     "day_case_price": _price(code, 5, 400, 900), "ordinary_elective_price":
+                     _price(code, 6, 900, 2000), "combined_elective_price": None,
+                     "elective_trim_days": 5, "non_elective_price": _price(code, 1, 800, 1800),
+                     "non_elective_trim_days": 10, "excess_bed_day_price": 300.0,
+                     "sse_applies": "N", "sse_price": None,
+                     "outpatient_procedure_price": _price(code, 10, 100, 400),
+                     "sse_pct": None})
+    apc = pd.DataFrame(rows)
+    tfcs = sorted({c for c, _ in ref.OP_TFC})
+    op = pd.DataFrame({
+        "treatment_function_code": tfcs,
+        "first_attendance_price": [_price(t, 11, 150, 230) for t in tfcs],
+        "follow_up_price": [_price(t, 12, 70, 120) for t in tfcs],
+    })
+    ae = pd.DataFrame({"hrg_code": list(ref.AE_PRICE),
+                       "price": [float(v) for v in ref.AE_PRICE.values()]})
+    return {"tariff_apc": apc, "tariff_op": op, "tariff_ae": ae}
+
+
+def _write_annex_a(tariff: dict[str, pd.DataFrame], path: Path) -> None:
+    """The same tariff as an Annex A style workbook (the national tariff's own layout)."""
+    import xlsxwriter
+
+    apc, op = tariff["tariff_apc"], tariff["tariff_op"]
+    book = xlsxwriter.Workbook(str(path))
+    book.set_properties({"created": dt.datetime(2000, 1, 1)})  # byte-identical files
+    try:
+        sheets: dict[str, tuple[list[str], list[list[Any]]]] = {
+            "APC & OPROC": (
+                ["HRG code", "HRG name", "Outpatient procedure tariff (£)",
+                 "Combined day case / ordinary elective spell tariff (£)",
+                 "Day case spell tariff (£)", "Ordinary elective spell tariff (£)",
+                 "Ordinary elective long stay trim point (days)",
+                 "Non-elective spell tariff (£)", "Non-elective long stay trim point (days)",
+                 "Per day long stay payment (for days exceeding trim point) (£)",
+                 "Reduced short stay emergency tariff _applicable?",
+                 "% applied in calculation of reduced short stay emergency tariff",
+                 "Reduced short stay emergency tariff (£)"],
+                [[r.hrg_code, r.hrg_name, r.outpatient_procedure_price,
+                  r.combined_elective_price, r.day_case_price, r.ordinary_elective_price,
+                  r.elective_trim_days, r.non_elective_price, r.non_elective_trim_days,
+                  r.excess_bed_day_price, "Yes" if r.sse_applies == "Y" else "No",
+                  r.sse_pct, r.sse_price] for r in apc.itertuples()]),
+            "OP": (["Treatment function code", "Treatment function name",
+                    "First attendance - single professional (£)",
+                    "Follow-up attendance - single professional (£)"],
+                   [[r.treatment_function_code, f"TFC {r.treatment_function_code}",
+                     r.first_attendance_price, r.follow_up_price] for r in op.itertuples()]),
+            "A&E": (["HRG code", "HRG name", "Type 1 and 2 Departments (£)",
+                     "Type 3 Departments (£)"],
+                    [[code, f"A&E {code}", price, round(price / 2, 0)]
+                     for code, price in ref.AE_PRICE.items()]),
+        }
+        for name, (header, data) in sheets.items():
+            ws = book.add_worksheet(name)
+            ws.write_row(0, 0, header)
+            for i, row in enumerate(data, 1):
+                for j, v in enumerate(row):
+                    if v is None or (isinstance(v, float) and math.isnan(v)):
+                        continue
+                    ws.write(i, j, v)
+    finally:
+        book.close()
+
+
+def _settings_toml(cfg: SynthConfig, con: duckdb.DuckDBPyConnection, spells: str) -> str:
+    """Tariff settings with an emergency baseline per contract at 95% of this year's
+    emergency value (so some contracts are over it, as in life)."""
+    last = cfg.start_year + cfg.years - 1
+    rows = con.execute(f"""
+        SELECT s.commissioner_code, s.provider_code,
+               round(0.95 * sum(t.non_elective_price * p.mff_payment_index), 2)
+        FROM read_parquet('{spells}') s
+        JOIN tariff_apc t ON t.hrg_code = s.hrg_code
+        JOIN providers p ON p.provider_code = s.provider_code
+        WHERE s.admission_method IN ('21','22','23','24','25','2A','2B','2C','2D','28')
+          AND s.commissioner_code IS NOT NULL
+          AND TRY_CAST(s.discharge_date AS DATE) BETWEEN DATE '{last}-04-01'
+              AND DATE '{last + 1}-03-31'
+        GROUP BY 1, 2 ORDER BY 1, 2""").fetchall()
+    lines = [f'financial_year = "{last}/{(last + 1) % 100:02d}"', "",
+             "[emergency_marginal_rate]", "rate = 0.30", ""]
+    for comm, prov, base in rows:
+        lines += ["[[emergency_marginal_rate.baseline]]", f'commissioner_code = "{comm}"',
+                  f'provider_code = "{prov}"', f"baseline = {base:.2f}", ""]
+    lines += ["[short_stay_emergency]", "min_age = 19", "max_length_of_stay = 1", "",
+              "[top_up]", "children = 0.60", "orthopaedic = 0.24", "spinal = 0.32",
+              "neurosciences = 0.28", "", "[outpatients]", "telephone_first_fraction = 1.0",
+              "telephone_follow_up_fraction = 1.0", "", "[ae]",
+              'department_type_fraction = { "1" = 1.0, "2" = 1.0, "3" = 0.5, "4" = 0.5 }', ""]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ driver
+def generate(cfg: SynthConfig, out: Path, progress: Progress | None = None) -> SynthSummary:
+    """Write every input table of the data contract for a synthetic economy into ``out``."""
+    t0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / ".tmp"
+    tmp.mkdir(exist_ok=True)
+    steps = ["organisations", "patients", "conditions", "apc_spells", "op_attendances",
+             "ae_attendances", "prescribing", "social_care_packages", "tariff", "truth"]
+    done = 0
+
+    def step(name: str) -> None:
+        nonlocal done
+        if progress:
+            progress(name, done, len(steps))
+        done += 1
+
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = '{cfg.memory_limit}'")
+    con.execute(f"SET temp_directory = '{tmp}'")
+    con.execute("SET preserve_insertion_order = true")
+    if cfg.threads:
+        con.execute(f"SET threads = {cfg.threads}")
+    rows: dict[str, int] = {}
+    ext = cfg.format
+
+    def write(name: str, sql: str) -> None:
+        target = out / f"{name}.{ext}"
+        for old in (out / f"{name}.parquet", out / f"{name}.csv"):
+            old.unlink(missing_ok=True)
+        opts = "FORMAT parquet, COMPRESSION zstd" if ext == "parquet" else "HEADER, DELIMITER ','"
+        cols = ", ".join(f'"{c.name}"' for c in TABLES[name].columns)
+        con.execute(f"COPY (SELECT {cols} FROM ({sql})) TO '{target}' ({opts})")
+        rows[name] = int(con.execute(
+            f"SELECT count(*) FROM {'read_parquet' if ext == 'parquet' else 'read_csv'}"
+            f"('{target}')").fetchall()[0][0])
+
+    step("organisations")
+    orgs = _organisations(cfg)
+    practices = orgs["practices"]
+    last_start = cfg.start_year + cfg.years - 1
+    for name, frame in orgs.items():
+        con.register(f"{name}_df", frame)
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_df")
+    write("commissioners", "SELECT * FROM commissioners")
+    write("groups", "SELECT * FROM groups")
+    write("local_authorities", "SELECT * FROM local_authorities")
+    write("neighbourhoods", "SELECT * FROM neighbourhoods")
+    write("practices", "SELECT * REPLACE (CAST(close_date AS VARCHAR) AS close_date) "
+          "FROM practices")
+    write("providers", "SELECT * FROM providers")
+    pg = _practice_groups(cfg, orgs)
+    con.register("pg_df", pg)
+    write("practice_groups", "SELECT * FROM pg_df")
+
+    step("patients")
+    con.execute(f"CREATE TABLE pat_raw AS {_patients_sql(cfg)}")
+    _calibrate(con)
+    write("patients", _patients_out_sql(cfg, list(orgs["neighbourhoods"].neighbourhood_code)))
+    write("list_sizes", """
+        SELECT practice_code, sex, CASE WHEN age >= 90 THEN '90+' ELSE
+          CAST(age // 5 * 5 AS VARCHAR) || '-' || CAST(age // 5 * 5 + 4 AS VARCHAR) END
+          AS age_band, count(*) AS patients FROM pat GROUP BY ALL ORDER BY ALL""")
+    step("conditions")
+    write("patient_conditions", _conditions_sql(cfg))
+
+    codes = list(practices.practice_code)
+    providers = list(orgs["providers"].provider_code)
+    n_acute = int((orgs["providers"].provider_type == "acute").sum())
+    step("apc_spells")
+    write("apc_spells", _apc_sql(cfg, codes, providers, n_acute))
+    step("op_attendances")
+    write("op_attendances", _op_sql(cfg, codes, providers, n_acute))
+    step("ae_attendances")
+    write("ae_attendances", _ae_sql(cfg, codes, providers, n_acute))
+    step("prescribing")
+    write("prescribing", _prescribing_final(cfg, _prescribing_sql(cfg)))
+    step("social_care_packages")
+    write("social_care_packages", _social_care_sql(cfg))
+
+    step("tariff")
+    tariff = _tariff(cfg)
+    for name, frame in tariff.items():
+        con.register(f"{name}_df", frame)
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_df")
+        write(name, f"SELECT * FROM {name}")
+    _write_annex_a(tariff, out / "tariff_annex_a.xlsx")
+    spells = out / f"apc_spells.{ext}"
+    if ext == "parquet":
+        (out / "tariff_settings.toml").write_text(_settings_toml(cfg, con, str(spells)))
+    else:
+        con.execute(f"CREATE TABLE spells_csv AS SELECT * FROM read_csv('{spells}', "
+                    "all_varchar = true)")
+        con.execute(f"COPY spells_csv TO '{tmp / 's.parquet'}' (FORMAT parquet)")
+        (out / "tariff_settings.toml").write_text(
+            _settings_toml(cfg, con, str(tmp / "s.parquet")))
+
+    step("truth")
+    (out / "truth").mkdir(exist_ok=True)
+    con.execute(f"""COPY (SELECT patient_id, lam_em AS latent_risk,
+        lam_em AS expected_emergency_admissions FROM pat ORDER BY pid)
+        TO '{out / 'truth' / 'patient_risk.parquet'}' (FORMAT parquet)""")
+    patients = int(con.execute("SELECT count(*) FROM pat").fetchall()[0][0])
+    faults = _count_faults(cfg)
+    con.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+    summary = SynthSummary(rows, len(practices), patients, time.perf_counter() - t0, faults)
+    manifest = {"config": {k: str(v) if isinstance(v, Path) else v
+                           for k, v in asdict(cfg).items()},
+                "rows": rows, "practices": len(practices), "patients": patients,
+                "financial_years": [f"{y}/{(y + 1) % 100:02d}" for y in
+                                    range(cfg.start_year, last_start + 1)]}
+    (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    if progress:
+        progress("done", len(steps), len(steps))
+    return summary
+
+
+def _count_faults(cfg: SynthConfig) -> dict[str, int]:
+    """Faults are drawn per row at ``fault_rate``; their exact count shows in quarantine."""
+    return {"fault_rate_per_row": 0} if cfg.fault_rate == 0 else {}

@@ -1,0 +1,522 @@
+"""Indicative budgets: policy, fair shares, pace of change, caps, exact sums, opt-outs,
+groups, phasing and explanations. Property tests use Hypothesis."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pbc.budgets import (
+    AGE_BANDS,
+    BudgetError,
+    FairShareInputs,
+    PolicyError,
+    band_costs,
+    derive_cost_weights,
+    explain,
+    fit_person_model,
+    group_budgets,
+    need_index_from_conditions,
+    parse_policy,
+    person_based,
+    phase_budgets,
+    read_nhse_file,
+    read_policy,
+    seasonal_profile,
+    set_budgets,
+    weighted_capitation,
+)
+from pbc.budgets.explain import INPUT_KEYS
+from pbc.budgets.money import largest_remainder
+from pbc.budgets.phasing import split_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "src" / "pbc" / "reference" / "budgets" / "sample_policy.toml"
+
+
+def policy_dict(**over: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "financial_year": "2025/26",
+        "scope": ["elective_inpatient"],
+        "envelope": {"elective_inpatient": {"pounds": 400}},
+        "fair_share": {"elective_inpatient": {"method": "weighted_capitation"}},
+        "pace_of_change": {"pace": 0.5},
+    }
+    d.update(over)
+    return d
+
+
+def fs_frame(wp: list[float], line: str = "elective_inpatient") -> pd.DataFrame:
+    return pd.DataFrame({"practice_code": [f"P{i:03d}" for i in range(len(wp))],
+                         "service_line": line, "weighted_population": wp})
+
+
+def spend(pounds: list[float], line: str = "elective_inpatient") -> pd.DataFrame:
+    return pd.DataFrame({"practice_code": [f"P{i:03d}" for i in range(len(pounds))],
+                         "service_line": line, "spend": pounds})
+
+
+# ---------------------------------------------------------------- policy
+
+def test_sample_policy_reads() -> None:
+    p = read_policy(SAMPLE)
+    assert p.financial_year == "2025/26"
+    assert p.pace == 0.25 and p.floor == -0.02 and p.ceiling == 0.06
+    assert p.fair_share["prescribing"].component == "prescribing"
+    assert p.opt_out[0].service_lines == ("prescribing",)
+
+
+
+
+def test_policy_errors(tmp_path: Path) -> None:
+    d = tomllib.loads(SAMPLE.read_text())
+    bad = copy.deepcopy(d)
+    bad["envelope"]["day_case"]["uplift_percent"] = "lots"
+    bad["pace_of_change"]["pace"] = 1.5
+    bad["fair_share"]["ae"] = {"method": "nhse_weighted_population", "component": "dental"}
+    with pytest.raises(PolicyError) as err:
+        parse_policy(bad, source="p.toml")
+    msg = str(err.value)
+    assert msg.startswith("p.toml: invalid budget policy")
+    assert "envelope.day_case.uplift_percent" in msg
+    assert "pace_of_change.pace" in msg
+    assert "fair_share.ae: unknown component 'dental'" in msg
+    bad = copy.deepcopy(d)
+    bad["top_slice"][1]["service_lines"] = ["social_care"]
+    with pytest.raises(PolicyError, match=r"top_slice\[1\].*not in scope"):
+        parse_policy(bad)
+    bad = copy.deepcopy(d)
+    del bad["envelope"]["ae"]
+    with pytest.raises(PolicyError, match=r"`envelope` has no entry .*'ae'"):
+        parse_policy(bad)
+    bad = copy.deepcopy(d)
+    bad["envelope"]["prescribing"]["pounds"] = "1.234"
+    with pytest.raises(PolicyError, match=r"envelope.prescribing.pounds: .*2 decimal"):
+        parse_policy(bad)
+    bad = copy.deepcopy(d)
+    bad["scope"].append("dentistry")
+    with pytest.raises(PolicyError, match=r"scope\[8\]"):
+        parse_policy(bad)
+    p = tmp_path / "p.toml"
+    p.write_text("financial_year = ")
+    with pytest.raises(PolicyError, match=r"p\.toml: not valid TOML"):
+        read_policy(p)
+    with pytest.raises(PolicyError, match="not found"):
+        read_policy(tmp_path / "none.toml")
+
+
+# ---------------------------------------------------------------- fair shares
+
+def test_weighted_capitation_by_hand() -> None:
+    ls = pd.DataFrame({"practice_code": ["A", "A", "B"], "sex": ["F", "M", "F"],
+                       "age_band": ["0-4", "90+", "0-4"], "patients": [10, 5, 20]})
+    cw = pd.DataFrame({"sex": ["F", "M"], "age_band": ["0-4", "90+"],
+                       "service_line": "ae", "cost_weight": [0.5, 3.0]})
+    need = pd.DataFrame({"practice_code": ["A"], "need_index": [1.2]})
+    out = weighted_capitation(ls, cw, ["ae"], need).set_index("practice_code")
+    assert out.loc["A", "population"] == 15
+    assert out.loc["A", "weighted_population"] == pytest.approx((10 * 0.5 + 5 * 3.0) * 1.2)
+    assert out.loc["A", "cost_weight_index"] == pytest.approx(20 / 15)
+    assert out.loc["B", "weighted_population"] == pytest.approx(10.0)  # need 1 by default
+    assert out["share"].sum() == pytest.approx(1.0)
+
+
+def _people(n: int, seed: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    pats = pd.DataFrame({
+        "patient_id": [f"p{i}" for i in range(n)],
+        "practice_code": rng.choice(["A", "B", "C"], n),
+        "sex": rng.choice(["F", "M"], n),
+        "age": rng.integers(0, 100, n),
+        "imd_decile": rng.integers(1, 11, n),
+    })
+    has = rng.random(n) < 0.2
+    cond = pd.DataFrame({"patient_id": pats.loc[has, "patient_id"], "condition": "HF"})
+    return pats, cond
+
+
+def test_cost_weights_smoothed_and_normalised() -> None:
+    pats, _ = _people(5000)
+    cost = pd.DataFrame({"patient_id": pats["patient_id"], "service_line": "ae",
+                         "cost": (pats["age"] * 2.0).round(2)})
+    bc = band_costs(pats, cost)
+    w = derive_cost_weights(bc)
+    merged = w.merge(bc, on=["sex", "age_band", "service_line"])
+    mean = (merged["cost_weight"] * merged["patients"]).sum() / merged["patients"].sum()
+    assert mean == pytest.approx(1.0)
+    f = w[w["sex"] == "F"].set_index("age_band").loc[list(AGE_BANDS), "cost_weight"]
+    assert f.is_monotonic_increasing  # cost rises with age
+    raw = derive_cost_weights(bc, window=1)
+    g = bc[(bc["sex"] == "F")].set_index("age_band")
+    # window=1: weight = cost per head / population mean cost per head
+    overall = bc["cost_pence"].sum() / bc["patients"].sum()
+    assert raw[(raw["sex"] == "F") & (raw["age_band"] == "40-44")]["cost_weight"].iloc[0] == \
+        pytest.approx(g.loc["40-44", "cost_pence"] / g.loc["40-44", "patients"] / overall)
+
+
+def test_need_index_from_conditions() -> None:
+    pats, cond = _people(3000)
+    ni = need_index_from_conditions(pats, cond)
+    size = pats.groupby("practice_code").size()
+    assert (ni.set_index("practice_code")["need_index"] * size).sum() / size.sum() == \
+        pytest.approx(1.0)
+
+
+def test_person_based_recovers_model() -> None:
+    pats, cond = _people(4000, seed=3)
+    hf = pats["patient_id"].isin(cond["patient_id"])
+    band = (pats["age"] // 5).clip(upper=18)
+    cost = pd.DataFrame({"patient_id": pats["patient_id"], "service_line": "non_elective",
+                         "cost": (100 + 10 * band + 900 * hf).astype(float)})
+    model = fit_person_model(pats, cond, cost, ["non_elective"])
+    hf_coef = model.coefficients[model.features.index("HF"), 0]
+    assert hf_coef == pytest.approx(900, abs=1e-6)
+    assert model.r_squared[0] > 0.99
+    out = person_based(pats, cond, model)
+    assert out["weighted_population"].sum() == pytest.approx(len(pats))
+    pred = cost.merge(pats, on="patient_id").groupby("practice_code")["cost"].sum()
+    np.testing.assert_allclose(out.set_index("practice_code")["share"], pred / pred.sum())
+
+
+# ---------------------------------------------------------------- budgets by hand
+
+def test_budget_worked_example_no_caps() -> None:
+    pol = parse_policy(policy_dict())
+    res = set_budgets(pol, fs_frame([100, 200, 100]), spend([150, 150, 100]))
+    f = res.frame.set_index("practice_code")
+    assert list(f["fair_share"]) == [10000, 20000, 10000]
+    assert list(f["historic"]) == [15000, 15000, 10000]
+    assert list(f["budget"]) == [12500, 17500, 10000]
+    assert list(f["distance_from_target"]) == [0.25, -0.125, 0.0]
+    assert set(res.frame.columns) >= {"financial_year", "practice_code", "service_line",
+                                      "fair_share", "historic", "budget"}
+
+
+def test_budget_worked_example_floor_binds() -> None:
+    pol = parse_policy(policy_dict(pace_of_change={"pace": 0.5, "floor_percent": -10}))
+    res = set_budgets(pol, fs_frame([100, 200, 100]), spend([150, 150, 100]))
+    f = res.frame.set_index("practice_code")
+    # P000 target £125 < floor £135: held at the floor; £265 left for the others in
+    # proportion to targets £175 : £100 -> £168.6363.. and £96.3636..
+    assert list(f["cap"]) == ["floor", "", ""]
+    assert list(f["budget"]) == [13500, 16864, 9636]
+    assert f["budget"].sum() == 40000
+
+
+def test_envelope_from_prior_year_with_uplift_topslice_and_unattributed() -> None:
+    pol = parse_policy(policy_dict(
+        envelope={"elective_inpatient": {"uplift_percent": 2.5}},
+        top_slice=[{"name": "reserve", "percent": 1}, {"name": "mgmt", "pounds": 3.33}],
+    ))
+    sp = pd.concat([spend([100.01, 200.02]),
+                    pd.DataFrame({"practice_code": [""], "service_line": "elective_inpatient",
+                                  "spend": [50.00]})])
+    res = set_budgets(pol, fs_frame([1, 1]), sp)
+    s = res.summary.iloc[0]
+    assert s["prior_spend"] == 35003 and s["prior_spend_unattributed"] == 5000
+    assert s["envelope"] == 35878  # 350.03 x 1.025 = 358.78075
+    assert s["top_slices"] == 359 + 333  # 1% of 358.78 = 3.5878 -> 3.59
+    assert res.frame["budget"].sum() == s["available"] == 35878 - 692
+    assert list(res.frame["historic"]) == [10251, 20502]  # 100.01 x 1.025 = 102.51025
+    ts = res.commissioner_retained
+    assert list(ts["name"]) == ["reserve", "mgmt"] and list(ts["amount"]) == [359, 333]
+    assert (res.frame["budget"] + res.frame["top_slice_share"]).sum() == s["envelope"]
+
+
+def test_opt_out_by_group_and_unknown_code() -> None:
+    pol = parse_policy(policy_dict(opt_out=[{"code": "G1", "service_lines":
+                                             ["elective_inpatient"]}]))
+    groups = pd.DataFrame({"practice_code": ["P000", "P001", "P002"],
+                           "group_code": ["G1", "G1", "G2"],
+                           "valid_from": ["2024-04-01", "2024-04-01", "2024-04-01"],
+                           "valid_to": [None, "2025-03-31", None]})
+    res = set_budgets(pol, fs_frame([1, 1, 1]), spend([1, 1, 1]), practice_groups=groups)
+    f = res.frame.set_index("practice_code")
+    assert list(f["opted_out"]) == [True, False, False]  # P001 left G1 before 1 April
+    assert f.loc["P000", "budget"] == 0
+    ret = res.commissioner_retained.query("kind == 'opt_out'")
+    assert list(ret["practice_code"]) == ["P000"]
+    assert ret["amount"].sum() + f["budget"].sum() == 40000
+    pol = parse_policy(policy_dict(opt_out=[{"code": "ZZ", "service_lines":
+                                             ["elective_inpatient"]}]))
+    with pytest.raises(BudgetError, match=r"opt_out\[0\]\.code 'ZZ'"):
+        set_budgets(pol, fs_frame([1]), spend([1]))
+
+
+def test_caps_infeasible_exact_sum_wins() -> None:
+    pol = parse_policy(policy_dict(envelope={"elective_inpatient": {"pounds": 100}},
+                                   pace_of_change={"pace": 0.2, "floor_percent": -5}))
+    res = set_budgets(pol, fs_frame([1, 1]), spend([100, 100]))
+    assert res.frame["budget"].sum() == 10000
+    assert set(res.frame["cap"]) == {"floor_relaxed"}
+    assert not res.summary["caps_feasible"].iloc[0]
+    assert "could not all be met" in explain(res, "P000").to_text()
+
+
+# ---------------------------------------------------------------- properties
+
+money = st.integers(min_value=0, max_value=10**9)
+
+
+@st.composite
+def budget_case(draw: st.DrawFn) -> dict[str, Any]:
+    n = draw(st.integers(1, 25))
+    wp = draw(st.lists(st.floats(0, 1e5, allow_nan=False), min_size=n, max_size=n))
+    if sum(wp) == 0:
+        wp[0] = 1.0
+    prior = draw(st.lists(money, min_size=n, max_size=n))
+    envelope = draw(st.integers(0, 10**11))
+    pct = draw(st.floats(0, 20).map(lambda x: round(x, 2)))
+    pace = draw(st.floats(0, 1).map(lambda x: round(x, 3)))
+    floor = draw(st.none() | st.floats(-20, 0).map(lambda x: round(x, 1)))
+    ceiling = draw(st.none() | st.floats(0, 20).map(lambda x: round(x, 1)))
+    opt = draw(st.lists(st.integers(0, n - 1), max_size=3, unique=True))
+    return {"wp": wp, "prior": prior, "envelope": envelope, "pct": pct, "pace": pace,
+            "floor": floor, "ceiling": ceiling, "opt": opt}
+
+
+def _run(case: dict[str, Any], **pace_over: Any) -> Any:
+    pace = {"pace": case["pace"], "floor_percent": case["floor"],
+            "ceiling_percent": case["ceiling"]}
+    pace.update(pace_over)
+    pol = parse_policy(policy_dict(
+        envelope={"elective_inpatient": {"pounds": f"{case['envelope'] / 100:.2f}"}},
+        top_slice=[{"name": "reserve", "percent": case["pct"]}],
+        pace_of_change={k: v for k, v in pace.items() if v is not None},
+        opt_out=[{"code": f"P{i:03d}", "service_lines": ["elective_inpatient"]}
+                 for i in case["opt"]],
+    ))
+    sp = pd.DataFrame({"practice_code": [f"P{i:03d}" for i in range(len(case["prior"]))],
+                       "service_line": "elective_inpatient", "spend_pence": case["prior"]})
+    return set_budgets(pol, fs_frame(case["wp"]), sp)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(budget_case())
+def test_budgets_sum_to_envelope_minus_top_slices(case: dict[str, Any]) -> None:
+    res = _run(case)
+    s = res.summary.iloc[0]
+    top = res.commissioner_retained.query("kind == 'top_slice'")["amount"].sum()
+    opted = res.commissioner_retained.query("kind == 'opt_out'")["amount"].sum()
+    assert s["envelope"] == case["envelope"]
+    assert int(res.frame["budget"].sum()) + int(opted) == case["envelope"] - int(top)
+    assert int(res.frame["fair_share"].sum()) == case["envelope"] - int(top)
+    assert res.frame["budget"].dtype == np.int64
+    assert (res.frame["budget"] >= 0).all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(budget_case(), st.floats(0, 1), st.floats(0, 1))
+def test_budget_moves_monotonically_towards_fair_share(case: dict[str, Any], a: float,
+                                                       b: float) -> None:
+    """With no floor or ceiling (so no cap can bind) and a practice with historic spend,
+    raising the pace never moves its budget further from its fair share, and never past
+    it, except by the one penny of largest-remainder rounding."""
+    lo, hi = sorted([round(a, 3), round(b, 3)])
+    case = {**case, "floor": None, "ceiling": None, "opt": []}
+    r1 = _run(case, pace=lo).frame
+    r2 = _run(case, pace=hi).frame
+    fair = r1["fair_share"].to_numpy()
+    d1 = r1["budget"].to_numpy() - fair
+    d2 = r2["budget"].to_numpy() - fair
+    assert (np.abs(d2) <= np.abs(d1) + 1).all()
+    assert ((np.sign(d2) * np.sign(d1) >= 0) | (np.abs(d2) <= 1)).all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(budget_case(), st.data())
+def test_opt_out_moves_exactly_that_line_to_commissioner(case: dict[str, Any],
+                                                         data: st.DataObject) -> None:
+    n = len(case["wp"])
+    base = _run({**case, "opt": []})
+    who = data.draw(st.integers(0, n - 1))
+    out = _run({**case, "opt": [who]})
+    b, o = base.frame, out.frame
+    code = f"P{who:03d}"
+    assert o.loc[o["practice_code"] == code, "budget"].iloc[0] == 0
+    retained = out.commissioner_retained.query("kind == 'opt_out'")
+    assert list(retained["practice_code"]) == [code]
+    assert retained["amount"].iloc[0] == b.loc[b["practice_code"] == code, "budget"].iloc[0]
+    others = b["practice_code"] != code
+    assert (b.loc[others, "budget"].to_numpy() == o.loc[others, "budget"].to_numpy()).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 10**12), min_size=1, max_size=40),
+       st.lists(st.floats(0, 1e6, allow_nan=False), min_size=12, max_size=12))
+def test_phasing_sums_exactly(totals: list[int], shares: list[float]) -> None:
+    if sum(shares) == 0:
+        shares[3] = 1.0
+    out = split_rows(totals, shares)
+    assert out.shape == (len(totals), 12)
+    assert (out.sum(axis=1) == np.asarray(totals)).all()
+    assert (out >= 0).all()
+    frame = pd.DataFrame({"practice_code": [f"P{i}" for i in range(len(totals))],
+                          "service_line": "ae", "budget": totals})
+    prof = pd.DataFrame({"service_line": "ae", "month": range(1, 13), "share": shares})
+    ph = phase_budgets(frame, prof)
+    assert ph.groupby("practice_code", sort=False)["budget"].sum().tolist() == totals
+
+
+@given(st.lists(st.floats(0, 1e9, allow_nan=False), min_size=1, max_size=50),
+       st.integers(-10**12, 10**12))
+def test_largest_remainder_exact(weights: list[float], total: int) -> None:
+    parts = largest_remainder(weights, total)
+    assert int(parts.sum()) == total
+
+
+# ---------------------------------------------------------------- phasing and groups
+
+def test_seasonal_profile_and_phasing() -> None:
+    act = pd.DataFrame({"service_line": ["ae", "ae", "ae", "day_case"],
+                        "activity_date": ["2024-04-03", "2024-04-20", "2025-01-09",
+                                          "2024-05-01"],
+                        "price": [100.0, 100.0, 200.0, 10.0]})
+    prof = seasonal_profile(act).set_index(["service_line", "month"])["share"]
+    assert prof[("ae", 1)] == 0.5 and prof[("ae", 10)] == 0.5 and prof[("day_case", 2)] == 1
+    ph = phase_budgets(pd.DataFrame({"practice_code": ["A"], "service_line": ["ae"],
+                                     "budget": [1001]}), seasonal_profile(act))
+    assert ph.set_index("month")["budget"].loc[[1, 10]].tolist() == [501, 500]
+    flat = phase_budgets(pd.DataFrame({"practice_code": ["A"], "service_line": ["prescribing"],
+                                       "budget": [1205]}), seasonal_profile(act))
+    assert flat["budget"].tolist() == [101] * 5 + [100] * 7
+
+
+def test_group_budgets_move_pro_rata_by_month() -> None:
+    budgets = pd.DataFrame({"financial_year": "2025/26", "practice_code": ["A", "B"],
+                            "service_line": "ae", "budget": [120000, 60000]})
+    members = pd.DataFrame({
+        "practice_code": ["A", "A", "B"], "group_code": ["G1", "G2", "G1"],
+        "valid_from": ["2020-01-01", "2025-07-01", "2020-01-01"],
+        "valid_to": ["2025-06-30", None, None]})
+    g = group_budgets(budgets, members).set_index("group_code")["budget"]
+    assert g["G1"] == 120000 * 3 // 12 + 60000 and g["G2"] == 120000 * 9 // 12
+    assert g.sum() == 180000
+    # with phased budgets the months' actual money moves
+    monthly = phase_budgets(budgets, pd.DataFrame({"service_line": "ae", "month": range(1, 13),
+                                                   "share": [2] * 3 + [1] * 9}))
+    g2 = group_budgets(budgets, members, monthly=monthly).set_index("group_code")["budget"]
+    assert g2["G1"] == 120000 * 6 // 15 + 60000 and g2.sum() == 180000
+    overlap = pd.concat([members, pd.DataFrame({"practice_code": ["B"], "group_code": ["G3"],
+                                                "valid_from": ["2025-01-01"],
+                                                "valid_to": [None]})])
+    with pytest.raises(ValueError, match="'B' is in more than one group on 2025-04-01"):
+        group_budgets(budgets, overlap)
+
+
+# ---------------------------------------------------------------- explain
+
+def _capitation_inputs(sizes: dict[str, int], weight_9094: float = 3.0,
+                       need_a: float = 1.2) -> FairShareInputs:
+    rows = []
+    for code, n in sizes.items():
+        rows += [(code, "F", "0-4", n), (code, "M", "90+", n // 4)]
+    ls = pd.DataFrame(rows, columns=["practice_code", "sex", "age_band", "patients"])
+    cw = pd.DataFrame({"sex": ["F", "M"], "age_band": ["0-4", "90+"], "service_line": "ae",
+                       "cost_weight": [0.5, weight_9094]})
+    need = pd.DataFrame({"practice_code": ["A"], "need_index": [need_a]})
+    return FairShareInputs(list_sizes=ls, cost_weights=cw, need_index=need)
+
+
+def _explain(sizes: dict[str, int], pace: float = 0.5, **kw: Any) -> dict[str, str]:
+    pol = parse_policy(policy_dict(
+        scope=["ae"], envelope={"ae": {"pounds": 1_000_000, "uplift_percent": 2}},
+        fair_share={"ae": {"method": "weighted_capitation"}},
+        pace_of_change={"pace": pace, "floor_percent": -50, "ceiling_percent": 50},
+        top_slice=[{"name": "reserve", "percent": 1}]))
+    sp = pd.DataFrame({"practice_code": ["A", "B", "C"], "service_line": "ae",
+                       "spend": [300_000.0, 400_000.0, 250_000.0]})
+    res = set_budgets(pol, _capitation_inputs(sizes, **kw), sp)
+    exp = res.explanations["A"]
+    assert exp.to_text().startswith("Indicative budget 2025/26 for practice A")
+    return {s.key: s.value for s in exp.line("ae").steps}
+
+
+SIZES = {"A": 8000, "B": 9000, "C": 6000}
+
+
+def _changed(a: dict[str, str], b: dict[str, str]) -> set[str]:
+    return {k for k in a if a[k] != b[k]}
+
+
+def test_explanation_changes_only_the_expected_terms() -> None:
+    base = _explain(SIZES)
+    assert base["population"] == "10,000"
+    assert base["cost_weight_index"] == "1.0000"  # (8000 x 0.5 + 2000 x 3) / 10000
+    assert base["weighted_population"] == "12,000.0"  # x need 1.2
+    derived = {"weighted_population", "weighted_share", "fair_share", "target",
+               "scale_factor", "calculated_budget", "budget", "top_slice_share",
+               "distance_from_target", "cap"}
+    # a list size: population changes, no other input does
+    ch = _changed(base, _explain({**SIZES, "A": 8800}))
+    assert ch & INPUT_KEYS == {"population"}
+    assert ch <= {"population"} | derived and "weighted_population" in ch
+    # another practice's list size: none of A's inputs change, its fair share does
+    ch = _changed(base, _explain({**SIZES, "B": 12000}))
+    assert ch & INPUT_KEYS == set() and "fair_share" in ch and "weighted_population" not in ch
+    # a cost weight: only the cost weight input changes
+    ch = _changed(base, _explain(SIZES, weight_9094=4.0))
+    assert ch & INPUT_KEYS == {"cost_weight_index"}
+    # a need index
+    ch = _changed(base, _explain(SIZES, need_a=1.3))
+    assert ch & INPUT_KEYS == {"need_index"}
+    # the pace: weighted population, fair share and historic stay put
+    ch = _changed(base, _explain(SIZES, pace=0.8))
+    assert ch & INPUT_KEYS == {"pace"}
+    assert ch <= {"pace", "target", "scale_factor", "calculated_budget", "budget",
+                  "top_slice_share", "distance_from_target", "cap"}
+    assert "target" in ch
+
+
+def test_explanation_text_is_checkable_by_hand() -> None:
+    pol = parse_policy(policy_dict(opt_out=[{"code": "P001",
+                                             "service_lines": ["elective_inpatient"]}]))
+    res = set_budgets(pol, fs_frame([100, 200, 100]), spend([150, 150, 100]))
+    text = explain(res, "P000").to_text()
+    for fragment in ["Fair share", "£100.00", "£150.00 + 0.5 x (£100.00 - £150.00)",
+                     "Indicative budget", "£125.00", "Available to practices"]:
+        assert fragment in text, fragment
+    opted = res.explain("P001")
+    assert opted.total_budget == 0 and opted.total_retained == 17500
+    assert "Held by the commissioner" in opted.to_text()
+    with pytest.raises(KeyError):
+        explain(res, "NOPE")
+
+
+# ---------------------------------------------------------------- end to end, real file
+
+def test_sample_policy_on_real_file(nhse_file: Path) -> None:
+    nhse = read_nhse_file(nhse_file)
+    pol = read_policy(SAMPLE)
+    icb = nhse[nhse["ICS22"] == "QHM"]
+    codes = icb["Practice_Code"].tolist()
+    rng = np.random.default_rng(7)
+    # list sizes from the file's populations, spread over bands; simple cost weights
+    bands = [(s, b) for s in ("F", "M") for b in AGE_BANDS]
+    ls = pd.DataFrame([(c, s, b, int(p / len(bands))) for c, p in
+                       zip(codes, icb["population"], strict=True) for s, b in bands],
+                      columns=["practice_code", "sex", "age_band", "patients"])
+    cw = pd.DataFrame([(s, b, line, 0.5 + i / 19) for line in pol.scope
+                       for s in ("F", "M") for i, b in enumerate(AGE_BANDS)],
+                      columns=["sex", "age_band", "service_line", "cost_weight"])
+    sp = pd.DataFrame([(c, line, round(float(p) * rng.uniform(20, 80), 2))
+                       for c, p in zip(codes, icb["population"], strict=True)
+                       for line in pol.scope], columns=["practice_code", "service_line",
+                                                        "spend"])
+    res = set_budgets(pol, FairShareInputs(list_sizes=ls, cost_weights=cw, nhse=nhse), sp)
+    assert len(res.frame) == len(codes) * len(pol.scope)
+    for _, s in res.summary.iterrows():
+        got = res.frame.loc[res.frame["service_line"] == s["service_line"], "budget"].sum()
+        assert got + s["retained_opt_out"] == s["envelope"] - s["top_slices"]
+    assert res.frame.query("practice_code == 'A81005' and service_line == 'prescribing'")[
+        "opted_out"].item()
+    changes = res.frame.query("cap == '' and historic > 0")
+    assert len(changes)
