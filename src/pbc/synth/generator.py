@@ -242,7 +242,7 @@ def _patients_sql(cfg: SynthConfig) -> str:
     key = "pid"
     age_table = quantiles(ref.age_weights(), list(range(101)), 2000)
     # practice age skew: u' = u ** exp(-0.35 skew): a positive skew shifts to older ages
-    u_age = f"pow({u(key, s + 1)}, exp(-0.35 * age_skew))"
+    u_age = f"pow({u(key, s + 1)}, exp(-0.3 * age_skew))"
     z_imd = normal(key, s + 2)
     conds = _condition_sql("age", "imd_decile", key, s + 10)
     rr = " * ".join(f"(CASE WHEN c_{c} THEN {r} ELSE 1 END)" for c, _b, r in ref.CONDITIONS)

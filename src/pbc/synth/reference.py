@@ -9,7 +9,7 @@ def age_weights() -> list[float]:
     w = []
     for a in range(101):
         if a < 15:
-            v = 1.16
+            v = 1.00
         elif a < 20:
             v = 1.10
         elif a < 30:

@@ -1,0 +1,219 @@
+"""The synthetic health economy: contract-shaped, deterministic, and calibrated.
+
+Ranges are the calibration targets of ../shared/domain/calibration.md, widened for sampling
+noise on an economy of about 100,000 patients.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pbc.contracts import TABLES
+from pbc.synth import SynthConfig, generate
+from pbc.warehouse import Warehouse
+from pbc.warehouse.load import load
+
+EMERGENCY = "('21','22','23','24','25','2A','2B','2C','2D','28')"
+BAND = ("CASE WHEN age < 5 THEN '00-04' WHEN age < 15 THEN '05-14' WHEN age < 45 THEN '15-44' "
+        "WHEN age < 65 THEN '45-64' WHEN age < 75 THEN '65-74' WHEN age < 85 THEN '75-84' "
+        "ELSE '85+' END")
+
+
+@pytest.fixture(scope="module")
+def economy(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Warehouse]:
+    base = tmp_path_factory.mktemp("economy")
+    generate(SynthConfig(practices=12, groups=3, local_authorities=2, seed=5), base / "in")
+    wh = Warehouse(base / "wh")
+    load(base / "in", wh)
+    return base / "in", wh
+
+
+def one(wh: Warehouse, sql: str) -> float:
+    return float(wh.query(sql)[0][0])
+
+
+def test_every_contract_table_is_written_with_contract_columns(economy) -> None:
+    folder, _ = economy
+    con = duckdb.connect()
+    for name, table in TABLES.items():
+        path = folder / f"{name}.parquet"
+        assert path.exists(), name
+        cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM '{path}'").fetchall()]
+        assert cols == table.column_names, name
+    assert (folder / "tariff_annex_a.xlsx").exists()
+    assert (folder / "tariff_settings.toml").exists()
+    assert (folder / "truth" / "patient_risk.parquet").exists()
+
+
+def test_same_seed_gives_byte_identical_files(tmp_path: Path) -> None:
+    cfg = SynthConfig(practices=3, groups=2, local_authorities=1, seed=9, years=2,
+                      start_year=2024)
+
+    def digest(folder: Path) -> dict[str, str]:
+        return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    generate(cfg, tmp_path / "a")
+    generate(cfg, tmp_path / "b")
+    assert digest(tmp_path / "a") == digest(tmp_path / "b")
+    generate(SynthConfig(practices=3, groups=2, local_authorities=1, seed=10, years=2,
+                         start_year=2024), tmp_path / "c")
+    assert digest(tmp_path / "a")["apc_spells.parquet"] != digest(tmp_path / "c")[
+        "apc_spells.parquet"]
+
+
+def test_age_sex_pyramid(economy) -> None:
+    _, wh = economy
+    share = lambda cond: one(wh, f"SELECT avg(CASE WHEN {cond} THEN 1.0 ELSE 0 END) "  # noqa: E731
+                             "FROM patients")
+    assert 0.15 <= share("age >= 65") <= 0.22        # 18.4% (Census 2021)
+    assert 0.15 <= share("age < 15") <= 0.21         # 17.4%
+    assert 0.015 <= share("age >= 85") <= 0.035      # about 2.3%
+    assert 0.49 <= share("sex = 'F'") <= 0.53        # 51%
+    # pyramids differ by practice: the share aged 75+ spreads across practices
+    spread = wh.query("SELECT min(s), max(s) FROM (SELECT practice_code, avg(CASE WHEN "
+                      "age >= 75 THEN 1.0 ELSE 0 END) s FROM patients GROUP BY 1)")[0]
+    assert spread[1] - spread[0] > 0.02
+
+
+def test_condition_prevalence_rises_with_age(economy) -> None:
+    _, wh = economy
+    n = one(wh, "SELECT count(*) FROM patients")
+    prev = dict(wh.query(f"SELECT condition, count(*) * 100.0 / {n} FROM patient_conditions "
+                         "GROUP BY 1"))
+    assert 11 <= prev["HYP"] <= 17          # QOF 13.6-15.3%
+    assert 5 <= prev["DM"] <= 9             # 6.5-7.8%
+    assert 2 <= prev["CHD"] <= 4.5          # 3.0%
+    assert 1 <= prev["COPD"] <= 3           # 1.9%
+    by_age = wh.query(f"""
+        SELECT {BAND} b, avg(CASE WHEN c.patient_id IS NOT NULL THEN 1.0 ELSE 0 END)
+        FROM patients p LEFT JOIN (SELECT DISTINCT patient_id FROM patient_conditions
+          WHERE condition = 'HYP') c USING (patient_id) GROUP BY 1 ORDER BY 1""")
+    rates = [r[1] for r in by_age]
+    assert rates[2] < rates[3] < rates[4] < rates[5]  # 15-44 < 45-64 < 65-74 < 75-84
+
+
+def test_emergency_admissions_by_age_band(economy) -> None:
+    _, wh = economy
+    rows = dict(wh.query(f"""
+        WITH pb AS (SELECT {BAND} b, count(*) n FROM patients GROUP BY 1),
+        eb AS (SELECT {BAND} b, count(*) e FROM apc_spells s JOIN patients p USING (patient_id)
+               WHERE admission_method IN {EMERGENCY} GROUP BY 1)
+        SELECT b, e * 1000.0 / n FROM pb JOIN eb USING (b)"""))
+    assert 80 <= one(wh, f"SELECT count(*) * 1000.0 / (SELECT count(*) FROM patients) "
+                     f"FROM apc_spells WHERE admission_method IN {EMERGENCY}") <= 110
+    assert 330 <= rows["85+"] <= 520                # ≈420 per 1,000 at 85+
+    assert rows["05-14"] < rows["45-64"] < rows["65-74"] < rows["75-84"] < rows["85+"]
+
+
+def test_activity_mix(economy) -> None:
+    _, wh = economy
+    n = one(wh, "SELECT count(*) FROM patients")
+    assert 0.72 <= one(wh, "SELECT avg(CASE WHEN patient_classification = '2' THEN 1.0 "
+                       "ELSE 0 END) FROM apc_spells WHERE admission_method IN "
+                       "('11','12','13')") <= 0.85            # day-case rate ≈80%
+    assert 0.25 <= one(wh, "SELECT avg(CASE WHEN discharge_date = admission_date THEN 1.0 "
+                       f"ELSE 0 END) FROM apc_spells WHERE admission_method IN {EMERGENCY}"
+                       ) <= 0.42                              # ≈1/3 zero-day emergencies
+    assert 0.05 <= one(wh, "SELECT avg(CASE WHEN attended THEN 0.0 ELSE 1 END) "
+                       "FROM op_attendances") <= 0.09         # DNA 6-8%
+    ratio = one(wh, "SELECT count(*) FILTER (WHERE first_attendance IN ('2','4')) * 1.0 / "
+                "count(*) FILTER (WHERE first_attendance IN ('1','3')) FROM op_attendances")
+    assert 1.9 <= ratio <= 2.5                                # follow-up : first ≈2.2
+    assert 350 <= one(wh, f"SELECT count(*) * 1000.0 / {n} FROM ae_attendances") <= 480
+    assert 0.28 <= one(wh, "SELECT avg(CASE WHEN department_type IN ('3','4') THEN 1.0 "
+                       "ELSE 0 END) FROM ae_attendances") <= 0.42  # 35% at types 3/4
+    items, cost = wh.query(f"SELECT sum(items) / {n}, sum(actual_cost) / {n} "
+                           "FROM prescribing")[0]
+    assert 15 <= items <= 23 and 120 <= cost <= 185          # 18.7 items, £151 a head
+    assert 10 <= one(wh, f"SELECT count(*) * 1000.0 / {n} FROM social_care_packages") <= 22
+
+
+def test_winter_and_seasonality(economy) -> None:
+    _, wh = economy
+    by_month = dict(wh.query(f"SELECT month, count(*) FROM apc_spells WHERE admission_method "
+                             f"IN {EMERGENCY} AND primary_diagnosis LIKE 'J%' GROUP BY 1"))
+    winter = by_month[9] + by_month[10] + by_month[11]   # Dec-Feb
+    summer = by_month[4] + by_month[5] + by_month[6]     # Jul-Sep
+    assert winter > 1.3 * summer
+
+
+def test_latent_risk_drives_emergency_admissions(economy) -> None:
+    folder, wh = economy
+    con = wh.connect()
+    truth = folder / "truth" / "patient_risk.parquet"
+    corr = con.execute(f"""
+        SELECT corr(t.latent_risk, coalesce(e.n, 0)) FROM '{truth}' t
+        LEFT JOIN (SELECT patient_id, count(*) n FROM apc_spells WHERE admission_method IN
+                   {EMERGENCY} GROUP BY 1) e USING (patient_id)""").fetchall()[0][0]
+    assert corr > 0.2
+
+
+def test_unattributed_activity_is_real_not_faulty(economy) -> None:
+    _, wh = economy
+    blank, unknown = wh.query("SELECT avg(CASE WHEN practice_code IS NULL THEN 1.0 ELSE 0 END),"
+                              " avg(CASE WHEN practice_code = 'V81999' THEN 1.0 ELSE 0 END) "
+                              "FROM apc_spells")[0]
+    assert 0.001 < blank < 0.006 and 0.0005 < unknown < 0.004
+    assert wh.query("SELECT count(*) FROM quarantine WHERE value = 'V81999'")[0][0] == 0
+
+
+def test_practice_moves(economy) -> None:
+    _, wh = economy
+    assert wh.query("SELECT count(*) FROM practice_groups")[0][0] == 2
+    moved = one(wh, """SELECT count(DISTINCT s.patient_id) FROM apc_spells s JOIN patients p
+        USING (patient_id) WHERE s.practice_code <> p.practice_code
+        AND s.practice_code <> 'V81999'""")
+    assert moved > 0
+
+
+def test_faults_at_the_configured_rate(economy, tmp_path: Path) -> None:
+    _, wh = economy
+    rows = one(wh, "SELECT sum(rows_in) FROM reconciliation WHERE source_table IN "
+               "('apc_spells', 'op_attendances', 'ae_attendances')")
+    bad = one(wh, "SELECT count(*) FROM quarantine WHERE source_table IN "
+              "('apc_spells', 'op_attendances', 'ae_attendances')")
+    assert 0.0005 <= bad / rows <= 0.002            # default 0.1%
+    reasons = {r[0] for r in wh.query("SELECT reason FROM quarantine")}
+    for fragment in ("before admission_date", "duplicate", "not a valid date",
+                     "missing value", "above the maximum", "unknown provider_code"):
+        assert any(fragment in r for r in reasons), fragment
+    generate(SynthConfig(practices=2, groups=1, local_authorities=1, fault_rate=0),
+             tmp_path / "clean")
+    clean = Warehouse(tmp_path / "cw")
+    assert load(tmp_path / "clean", clean).rows_quarantined == 0
+
+
+def test_tariff_covers_the_activity(economy) -> None:
+    _, wh = economy
+    missing = wh.query("SELECT DISTINCT hrg_code FROM apc_spells WHERE hrg_code NOT IN "
+                       "(SELECT hrg_code FROM tariff_apc)")
+    assert missing == [("UZ01Z",)]  # deliberately unpriceable, as in life
+
+
+def test_nhse_file_gives_real_practices(nhse_file: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    raw = pd.read_csv(nhse_file, dtype=str)
+    icb = raw.groupby("ICS22").size().sort_values().index[0]  # the smallest ICB
+    generate(SynthConfig(nhse_file=nhse_file, icb=icb, seed=2), tmp_path / "n")
+    practices = pd.read_parquet(tmp_path / "n" / "practices.parquet")
+    real = raw[raw.ICS22 == icb]
+    assert sorted(practices.practice_code) == sorted(real.Practice_Code)
+    patients = pd.read_parquet(tmp_path / "n" / "patients.parquet")
+    sizes = patients.groupby("practice_code").size()
+    code = real.Practice_Code.iloc[0]
+    expected = round(float(real.set_index("Practice_Code").loc[code, "pop 2022/23"]))
+    assert abs(sizes[code] - expected) <= max(3, expected * 0.002)  # only faults differ
+    assert set(practices.commissioner_code) == {icb}
+
+
+def test_bad_config_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="fault rate"):
+        SynthConfig(fault_rate=0.9)
+    with pytest.raises(FileNotFoundError):
+        generate(SynthConfig(nhse_file=tmp_path / "nope.csv"), tmp_path / "o")
