@@ -202,7 +202,7 @@ def test_nhse_file_gives_real_practices(nhse_file: Path, tmp_path: Path) -> None
     icb = raw.groupby("ICS22").size().sort_values().index[0]  # the smallest ICB
     generate(SynthConfig(nhse_file=nhse_file, icb=icb, seed=2), tmp_path / "n")
     practices = pd.read_parquet(tmp_path / "n" / "practices.parquet")
-    real = raw[raw.ICS22 == icb]
+    real = raw[icb == raw.ICS22]
     assert sorted(practices.practice_code) == sorted(real.Practice_Code)
     patients = pd.read_parquet(tmp_path / "n" / "patients.parquet")
     sizes = patients.groupby("practice_code").size()
