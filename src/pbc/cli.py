@@ -64,7 +64,8 @@ def user_errors() -> Iterator[None]:
 
     try:
         yield
-    except (UserError, LoadError, WarehouseError, FileNotFoundError, ValueError) as e:
+    except (UserError, LoadError, WarehouseError, FileNotFoundError, ValueError,
+            PermissionError, KeyError) as e:
         _fail(str(e))
 
 
@@ -165,6 +166,251 @@ def export(
     with user_errors():
         rows = export_table(Warehouse(warehouse), table, out)
         console.print(f"wrote {rows:,} rows of {table} to {out}")
+
+
+# ---------------------------------------------------------------------- principals
+AsOpt = Annotated[
+    str | None,
+    typer.Option("--as", help="Act as ROLE:ORGANISATION, e.g. practice:A81001 or "
+                 "commissioner:QHM (default: the warehouse's commissioner)."),
+]
+
+
+def _principal(warehouse: Path, acting_as: str | None) -> Any:
+    from pbc.services.principal import Principal
+
+    if acting_as:
+        role, _, org = acting_as.partition(":")
+        roles = ("commissioner", "group", "practice", "local_authority", "public")
+        if role not in roles or not org:
+            raise UserError(f"--as {acting_as!r}: expected ROLE:ORGANISATION with ROLE one of "
+                            f"{', '.join(roles)}")
+        return Principal(os.environ.get("USER", "cli"), role, org)  # type: ignore[arg-type]
+    rows = Warehouse(warehouse).query("SELECT DISTINCT commissioner_code FROM practices")
+    if len(rows) != 1:
+        raise UserError("the warehouse has several commissioners: say which with "
+                        "--as commissioner:CODE")
+    return Principal(os.environ.get("USER", "cli"), "commissioner", rows[0][0])
+
+
+# ---------------------------------------------------------------------- risk
+risk_app = typer.Typer(help="Case finding: risk of emergency admission.", no_args_is_help=True)
+app.add_typer(risk_app, name="risk")
+
+
+def _access_errors() -> Any:
+    from pbc.services.principal import AccessDenied
+
+    return AccessDenied
+
+
+@risk_app.command("train")
+def risk_train(warehouse: WarehouseOpt = Path("warehouse"), acting_as: AsOpt = None) -> None:
+    """Train the emergency-admission model on the warehouse's history (with a model card)."""
+    from pbc.services import risk
+
+    with user_errors():
+        result = risk.train(Warehouse(warehouse), _principal(warehouse, acting_as))
+        console.print(result.validation.to_markdown())
+        console.print(f"model {result.model.version} stored in the warehouse "
+                      f"({result.windows.method} validation)")
+
+
+@risk_app.command("score")
+def risk_score(warehouse: WarehouseOpt = Path("warehouse"), acting_as: AsOpt = None) -> None:
+    """Score every registered patient; writes the risk_scores table."""
+    from pbc.services import risk
+
+    with user_errors():
+        s = risk.score(Warehouse(warehouse), _principal(warehouse, acting_as))
+        console.print(f"scored {s.rows:,} patients at {s.reference_date} with model "
+                      f"{s.model_version}: " + ", ".join(f"{k} {v:,}" for k, v in
+                                                         s.segments.items()))
+
+
+@risk_app.command("report")
+def risk_report(
+    warehouse: WarehouseOpt = Path("warehouse"),
+    acting_as: AsOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Write the report (Markdown).")] = None,
+) -> None:
+    """Validation report: AUC, calibration, PPV and sensitivity by segment, naive rule."""
+    from pbc.services import risk
+
+    with user_errors():
+        text = risk.report(Warehouse(warehouse), _principal(warehouse, acting_as)).to_markdown()
+        if out:
+            out.write_text(text, encoding="utf-8")
+            console.print(f"wrote {out}")
+        else:
+            console.print(text)
+
+
+@risk_app.command("list")
+def risk_list(
+    practice: Annotated[str, typer.Argument(help="Practice code.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    acting_as: AsOpt = None,
+    top: Annotated[int, typer.Option(help="How many patients.")] = 20,
+    out: Annotated[Path | None, typer.Option(help="Export to .csv or .xlsx.")] = None,
+) -> None:
+    """A practice's own case-finding list (only for a user of that practice: --as practice:CODE)."""
+    from pbc.services import risk
+
+    with user_errors():
+        who = _principal(warehouse, acting_as)
+        try:
+            if out:
+                path = risk.export_case_finding(Warehouse(warehouse), who, practice, out,
+                                                top_n=top)
+                console.print(f"wrote {path}")
+                return
+            rows = risk.case_finding_list(Warehouse(warehouse), who, practice, top)
+        except _access_errors() as e:
+            raise UserError(str(e)) from e
+        table = RichTable(title=f"Patients at highest risk of emergency admission, {practice}")
+        for col in ("rank", "patient", "risk", "segment", "why"):
+            table.add_column(col)
+        for r in rows:
+            table.add_row(str(r.get("practice_rank", r.get("rank", ""))), str(r["patient_id"]),
+                          f"{float(r['risk']):.1%}", str(r["segment"]), str(r.get("reasons", "")))
+        console.print(table)
+
+
+@risk_app.command("segments")
+def risk_segments(
+    warehouse: WarehouseOpt = Path("warehouse"),
+    acting_as: AsOpt = None,
+    level: Annotated[str, typer.Option(help="practice, group, neighbourhood, "
+                                       "local_authority or commissioner.")] = "group",
+) -> None:
+    """Counts of patients by risk segment (small numbers suppressed outside a practice)."""
+    from pbc.services import risk
+
+    with user_errors():
+        try:
+            counts = risk.segment_counts(Warehouse(warehouse), _principal(warehouse, acting_as),
+                                         level=level)
+        except _access_errors() as e:
+            raise UserError(str(e)) from e
+        console.print(counts.to_markdown())
+
+
+# ---------------------------------------------------------------------- benchmark
+@app.command()
+def benchmark(
+    indicator: Annotated[str | None, typer.Option(help="Indicator id (see --list).")] = None,
+    level: Annotated[str, typer.Option(help="practice, group or commissioner.")] = "practice",
+    warehouse: WarehouseOpt = Path("warehouse"),
+    groups: Annotated[Path | None, typer.Option(
+        help="CSV of practice_code,group_code: benchmark your own grouping.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write .csv or .xlsx.")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the indicators.")] = False,
+) -> None:
+    """Benchmark practices, groups or the commissioner on an indicator, with sound statistics."""
+    from pbc.services.benchmarking import list_indicators, run_benchmark
+
+    with user_errors():
+        if list_ or indicator is None:
+            table = RichTable(title="Indicators")
+            table.add_column("id")
+            table.add_column("title")
+            for ind in list_indicators():
+                table.add_row(ind.id, ind.title)
+            console.print(table)
+            return
+        if level not in ("practice", "group", "commissioner"):
+            raise UserError(f"--level {level!r}: use practice, group or commissioner")
+        frame = run_benchmark(Warehouse(warehouse), indicator, level=level,  # type: ignore[arg-type]
+                              grouping_file=groups, out=out)
+        if out:
+            console.print(f"wrote {len(frame):,} rows to {out}")
+        else:
+            console.print(frame.head(40).to_string(index=False))
+
+
+# ---------------------------------------------------------------------- budgets
+budgets_app = typer.Typer(help="Indicative budgets: set, explain, agree; need indices.",
+                          no_args_is_help=True)
+app.add_typer(budgets_app, name="budgets")
+
+
+@budgets_app.command("set")
+def budgets_set(
+    policy: Annotated[Path, typer.Option(help="Budget policy (TOML).")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    acting_as: AsOpt = None,
+    reason: Annotated[str, typer.Option(help="Why this version (kept in history).")] =
+    "budgets set from policy",
+    nhse_file: Annotated[Path | None, typer.Option(
+        help="NHS England weighted-population file (for nhse_weighted_population lines).")] = None,
+) -> None:
+    """Set indicative budgets by a policy; stores them, a new version, and statements."""
+    from pbc.services import budgets
+
+    with user_errors():
+        run = budgets.set_indicative_budgets(
+            Warehouse(warehouse), policy, _principal(warehouse, acting_as), reason=reason,
+            nhse_file=nhse_file)
+        s = run.result.summary
+        table = RichTable(title=f"Indicative budgets {run.result.policy.financial_year} "
+                          f"(version {run.version}, draft until agreed)")
+        for col in ("service line", "envelope", "top-slices", "historic", "fair share",
+                    "budget"):
+            table.add_column(col, justify="left" if col == "service line" else "right")
+        for r in s.itertuples():
+            table.add_row(str(r.service_line), *(f"£{float(str(v)) / 100:,.0f}" for v in (
+                r.envelope, r.top_slices, r.historic, r.fair_share, r.budget)))
+        console.print(table)
+        console.print(f"statements: {run.statements}")
+
+
+@budgets_app.command("explain")
+def budgets_explain(
+    practice: Annotated[str, typer.Argument(help="Practice code.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+) -> None:
+    """How a practice's budget was built, step by step (a figure you can check by hand)."""
+    from pbc.services import budgets
+
+    with user_errors():
+        console.print(budgets.explanation(Warehouse(warehouse), practice), highlight=False)
+
+
+@budgets_app.command("agree")
+def budgets_agree(
+    year: Annotated[str, typer.Option(help="Financial year, e.g. 2026/27.")],
+    version: Annotated[int, typer.Option(help="Version to agree (freeze).")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    acting_as: AsOpt = None,
+) -> None:
+    """Agree (freeze) a draft version of a year's budgets."""
+    from pbc.services import budgets
+
+    with user_errors():
+        budgets.agree(Warehouse(warehouse), _principal(warehouse, acting_as), year, version)
+        console.print(f"{year} version {version} agreed")
+
+
+@budgets_app.command("needs")
+def budgets_needs(
+    nhse_file: Annotated[Path, typer.Option(help="NHS England weighted-population file.")],
+    group: Annotated[Path, typer.Option(help="CSV with a practice_code column.")],
+    csv: Annotated[Path | None, typer.Option(help="Write the indices to this CSV.")] = None,
+) -> None:
+    """Relative need indices of a group of practices, as NHS England's allocation tool."""
+    from pbc.services import budgets
+
+    with user_errors():
+        frame = budgets.needs_for_group(nhse_file, group, csv)
+        table = RichTable(title="Relative need (group vs ICB; ICB vs England)")
+        for col in ("component", "group_index", "icb_index"):
+            table.add_column(col, justify="left" if col == "component" else "right")
+        for r in frame.itertuples():
+            table.add_row(str(r.component), f"{r.group_index:.4f}", f"{r.icb_index:.4f}")
+        console.print(table)
+        if csv:
+            console.print(f"wrote {csv}")
 
 
 # ---------------------------------------------------------------------- demo
