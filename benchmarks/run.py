@@ -8,7 +8,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["bench_synth.py", "bench_load.py", "bench_pricing.py", "bench_budgets.py",
-         "bench_stats.py"]
+         "bench_risk.py", "bench_indicators.py"]
 
 
 def main() -> int:
