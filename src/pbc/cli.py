@@ -153,6 +153,46 @@ def load(
             )
 
 
+# ---------------------------------------------------------------------- price
+@app.command()
+def price(
+    warehouse: WarehouseOpt = Path("warehouse"),
+    engine: Annotated[str, typer.Option(help="duckdb (default) or spark (pbc[spark]).")] =
+    "duckdb",
+    settings: Annotated[Path | None, typer.Option(
+        help="Tariff settings TOML (default: the one loaded with the data).")] = None,
+    tariff_workbook: Annotated[Path | None, typer.Option(
+        help="Price from an Annex A style workbook instead of the loaded tariff.")] = None,
+) -> None:
+    """Price loaded activity at the national tariff and attribute it to practices."""
+    from pbc.services.pricing import run_pricing
+
+    with user_errors():
+        with progress_bar("price") as cb:
+            cb("pricing and attribution", 0, 1)
+            report = run_pricing(Warehouse(warehouse), settings_file=settings,
+                                 tariff_workbook=tariff_workbook, engine=engine)
+            cb("pricing and attribution", 1, 1)
+        table = RichTable(title=f"Priced activity (warehouse version {report.version})")
+        for col in ("service line", "rows", "money"):
+            table.add_column(col, justify="left" if col == "service line" else "right")
+        for line, rows, money in report.by_service_line:
+            table.add_row(str(line), f"{rows:,}", f"£{float(money):,.2f}")
+        console.print(table)
+        top = RichTable(title="Money by practice (top 10)")
+        for col in ("practice", "rows", "money"):
+            top.add_column(col, justify="left" if col == "practice" else "right")
+        for code, rows, money in report.by_practice[:10]:
+            top.add_row(str(code), f"{rows:,}", f"£{float(money):,.2f}")
+        console.print(top)
+        for r in report.reconciliation:
+            console.print(
+                f"{r['source_table']}: {r['rows_in']:,} rows, {r['rows_unpriced']:,} unpriced "
+                f"(with a reason); money priced £{float(r['money_priced']):,.2f} = attributed "
+                f"£{float(r['money_attributed']):,.2f} + unattributed "
+                f"£{float(r['money_unattributed']):,.2f}")
+
+
 # ---------------------------------------------------------------------- export
 @app.command()
 def export(
@@ -269,11 +309,12 @@ def risk_list(
         except _access_errors() as e:
             raise UserError(str(e)) from e
         table = RichTable(title=f"Patients at highest risk of emergency admission, {practice}")
-        for col in ("rank", "patient", "risk", "segment", "why"):
+        for col in ("rank", "patient", "age", "sex", "risk", "segment", "top factors"):
             table.add_column(col)
         for r in rows:
-            table.add_row(str(r.get("practice_rank", r.get("rank", ""))), str(r["patient_id"]),
-                          f"{float(r['risk']):.1%}", str(r["segment"]), str(r.get("reasons", "")))
+            table.add_row(str(r["practice_rank"]), str(r["patient_id"]), str(r["age"]),
+                          str(r["sex"]), f"{float(r['risk_percent']):.1f}%", str(r["segment"]),
+                          str(r["top_factors"]))
         console.print(table)
 
 

@@ -701,9 +701,9 @@ def _tariff(cfg: SynthConfig) -> dict[str, pd.DataFrame]:
             nel_trim = int(_price(root, 2, 5, 30) * (1.3 if suffix == "A" else 1))
             el_trim = int(_price(root, 3, 3, 15))
             ebd = _price(root, 4, 250, 350)
-            if kind == "elective":
-                dc = _price(root, 5, 600, 1600) * mult[suffix]
-                ordinary = _price(root, 6, 2500, 7000) * mult[suffix]
+            if kind == "elective":  # calibration §5: day case ≈£740, elective ≈£3,700
+                dc = _price(root, 5, 450, 1100) * mult[suffix]
+                ordinary = _price(root, 6, 2200, 5200) * mult[suffix]
                 combined_only = _price(root, 7, 0, 3) < 1
             else:
                 dc = ordinary = nel * 0.9
@@ -714,8 +714,9 @@ def _tariff(cfg: SynthConfig) -> dict[str, pd.DataFrame]:
                 "hrg_code": code, "hrg_name": f"Synthetic HRG {code}",
                 "day_case_price": None if combined_only else dc,
                 "ordinary_elective_price": None if combined_only else ordinary,
-                "combined_elective_price": round((dc + ordinary) / 2, 0) if combined_only
-                else None,
+                # a combined price, as in Annex A, is the blend at the national day-case mix
+                "combined_elective_price": round(0.8 * dc + 0.2 * ordinary, 0)
+                if combined_only else None,
                 "elective_trim_days": el_trim, "non_elective_price": nel,
                 "non_elective_trim_days": nel_trim, "excess_bed_day_price": ebd,
                 "sse_applies": "Y" if sse else "N",

@@ -96,7 +96,7 @@ class Warehouse:
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with a view for every warehouse table."""
-        con = duckdb.connect()
+        con = quiet_connection()
         for name in self.table_names():
             con.execute(f'CREATE VIEW "{name}" AS {scan_sql(self.parquet_glob(name))}')
         return con
@@ -143,6 +143,13 @@ class Warehouse:
     def _clean_stale_staging(self) -> None:
         for p in (self.root / "versions").glob(".staging-*"):
             shutil.rmtree(p, ignore_errors=True)
+
+
+def quiet_connection() -> duckdb.DuckDBPyConnection:
+    """An in-memory connection that prints no progress bar (the CLI draws its own)."""
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    return con
 
 
 def scan_sql(glob: str) -> str:
@@ -243,7 +250,7 @@ class Transaction:
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """A connection with views over the tables as they stand in this transaction."""
-        con = duckdb.connect()
+        con = quiet_connection()
         for name in self.manifest["tables"]:
             if any(self.table_dir(name).rglob("*.parquet")):
                 con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {scan_sql(self.glob(name))}')
