@@ -1,22 +1,34 @@
-"""``pbc demo``: a default synthetic economy taken through every stage that exists."""
+"""``pbc demo``: a default synthetic economy taken through every stage that exists.
+
+The economy has about 50 practices in 4 groups across 2 local authorities (about 450,000
+patients) and two financial years (2024/25 and 2025/26): case finding needs a year of
+history and a year of outcome, and budgets for 2026/27 start from 2025/26 spend.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table as RichTable
 
+from pbc.services.principal import Principal
 from pbc.warehouse import Warehouse
 
 ProgressFactory = Callable[[str], AbstractContextManager[Callable[[str, int, int], None]]]
 
-#: the demo economy: about 50 practices in 4 groups across 2 local authorities (~400,000 patients)
 DEMO_GROUPS = 4
 DEMO_LOCAL_AUTHORITIES = 2
+DEMO_YEARS = 2
+DEMO_START_YEAR = 2024
+DEMO_COMMISSIONER = "Q99"
+DEMO_INDICATORS = ("emergency_admissions", "chronic_acsc_admissions", "day_case_rate",
+                   "outpatient_follow_up_ratio", "ae_attendances",
+                   "prescribing_cost_per_weighted_patient")
+POLICY = Path(__file__).resolve().parents[1] / "reference" / "budgets" / "demo_policy.toml"
 
 
 def run_demo(
@@ -31,49 +43,117 @@ def run_demo(
     from pbc.warehouse.load import load
 
     out = out.resolve()
-    inputs, wdir = out / "input", out / "warehouse"
+    inputs, wdir, reports = out / "input", out / "warehouse", out / "reports"
+    reports.mkdir(parents=True, exist_ok=True)
     timings: list[tuple[str, float]] = []
+    who = Principal("demo", "commissioner", DEMO_COMMISSIONER)
 
-    t0 = time.perf_counter()
-    config = SynthConfig(
-        practices=practices, groups=DEMO_GROUPS, local_authorities=DEMO_LOCAL_AUTHORITIES,
-        seed=seed,
-    )
-    with progress("1. synthesise a health economy") as cb:
-        summary = generate(config, inputs, progress=cb)
-    timings.append(("synthesise", time.perf_counter() - t0))
-    console.print(
-        f"  {summary.practices:,} practices, {summary.patients:,} patients, "
-        f"{sum(summary.rows.values()):,} rows in {inputs}"
-    )
+    @contextmanager
+    def timed(name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        timings.append((name, time.perf_counter() - t0))
 
-    t0 = time.perf_counter()
+    with timed("synthesise"), progress("1. synthesise a health economy") as cb:
+        summary = generate(SynthConfig(
+            practices=practices, groups=DEMO_GROUPS, local_authorities=DEMO_LOCAL_AUTHORITIES,
+            seed=seed, years=DEMO_YEARS, start_year=DEMO_START_YEAR), inputs, progress=cb)
+    console.print(f"  {summary.practices:,} practices, {summary.patients:,} patients, "
+                  f"{sum(summary.rows.values()):,} rows in {inputs}")
+
     warehouse = Warehouse(wdir)
-    with progress("2. validate and load") as cb:
+    with timed("load"), progress("2. validate and load") as cb:
         report = load(inputs, warehouse, progress=cb)
-    timings.append(("load", time.perf_counter() - t0))
-    console.print(
-        f"  {report.rows_in:,} rows in, {report.rows_quarantined:,} quarantined "
-        f"(warehouse version {report.version}{'' if report.changed else ', unchanged'})"
-    )
-    _print_reconciliation(warehouse, console)
+    console.print(f"  {report.rows_in:,} rows in, {report.rows_quarantined:,} quarantined "
+                  f"(warehouse version {report.version}{'' if report.changed else ', unchanged'})")
+    _print_reconciliation(warehouse, console, "load")
+
+    from pbc.services.pricing import run_pricing
+
+    with timed("price"), progress("3. price at the national tariff and attribute") as cb:
+        cb("price", 0, 1)
+        priced = run_pricing(warehouse)
+        cb("price", 1, 1)
+    _print_pricing(priced, console)
+
+    from pbc.services.budgets import set_indicative_budgets
+
+    with timed("budgets"), progress("4. set indicative budgets") as cb:
+        cb("budgets", 0, 1)
+        run = set_indicative_budgets(warehouse, POLICY, who, reason="demo: first setting",
+                                     statements=reports / "budget-statements")
+        cb("budgets", 1, 1)
+    total = int(run.result.frame.budget.sum()) / 100
+    console.print(f"  {run.result.policy.financial_year}: £{total:,.0f} across "
+                  f"{run.result.frame.practice_code.nunique()} practices (version "
+                  f"{run.version}); statements in {run.statements}")
+
+    from pbc.services.benchmarking import run_benchmark
+
+    with timed("benchmark"), progress("5. benchmark practices") as cb:
+        for i, ind in enumerate(DEMO_INDICATORS):
+            cb(ind, i, len(DEMO_INDICATORS))
+            run_benchmark(warehouse, ind, level="practice",
+                          out=reports / f"benchmark_{ind}.xlsx")
+        cb("done", len(DEMO_INDICATORS), len(DEMO_INDICATORS))
+    console.print(f"  {len(DEMO_INDICATORS)} indicators benchmarked: {reports}/benchmark_*.xlsx")
+
+    from pbc.services import risk
+
+    with timed("risk"), progress("6. case finding: train, validate, score") as cb:
+        cb("train", 0, 3)
+        trained = risk.train(warehouse, who)
+        cb("score", 1, 3)
+        scored = risk.score(warehouse, who)
+        cb("report", 2, 3)
+        text = risk.report(warehouse, who).to_markdown()
+        (reports / "risk_model_report.md").write_text(text, encoding="utf-8")
+        cb("done", 3, 3)
+    v = trained.validation.to_dict()
+    console.print(f"  model {trained.model.version}: AUC {_auc(v)}; scored "
+                  f"{scored.rows:,} patients; report {reports / 'risk_model_report.md'}")
 
     console.print()
     console.print("[bold]Outputs[/]")
-    console.print(f"  input files:     {inputs}")
-    catalogue = wdir / "current" / "catalogue.duckdb"
-    console.print(f"  warehouse:       {wdir} (DuckDB catalogue: {catalogue})")
-    console.print(
-        f"  explore:         .venv/bin/pbc export reconciliation --warehouse {wdir} "
-        f"--out {out / 'reconciliation.xlsx'}"
-    )
-    console.print("  timings:         " + ", ".join(f"{n} {s:.1f} s" for n, s in timings))
+    console.print(f"  input files:  {inputs}")
+    console.print(f"  warehouse:    {wdir}")
+    console.print(f"  catalogue:    {wdir / 'current' / 'catalogue.duckdb'} (open with DuckDB)")
+    console.print(f"  reports:      {reports}")
+    console.print("  try:          .venv/bin/pbc budgets explain "
+                  f"{run.result.frame.practice_code.iloc[0]} --warehouse {wdir}")
+    first = run.result.frame.practice_code.iloc[0]
+    console.print(f"                .venv/bin/pbc risk list {first} --as practice:{first} "
+                  f"--warehouse {wdir}")
+    console.print(f"                .venv/bin/pbc export quarantine --warehouse {wdir} "
+                  f"--out {out / 'quarantine.csv'}")
+    console.print("  timings:      " + ", ".join(f"{n} {s:.1f} s" for n, s in timings))
 
 
-def _print_reconciliation(warehouse: Warehouse, console: Console) -> None:
+def _auc(v: dict) -> str:
+    auc = v.get("auc") or {}
+    try:
+        return f"{auc['auc']:.3f} (95% CI {auc['lower']:.3f} to {auc['upper']:.3f})"
+    except (KeyError, TypeError):
+        return "see report"
+
+
+def _print_pricing(report: object, console: Console) -> None:
+    table = RichTable(title="Priced activity by service line")
+    for col in ("service line", "rows", "money"):
+        table.add_column(col, justify="left" if col == "service line" else "right")
+    for line, rows, money in report.by_service_line:  # type: ignore[attr-defined]
+        table.add_row(str(line), f"{rows:,}", f"£{float(money):,.0f}")
+    console.print(table)
+    for r in report.reconciliation:  # type: ignore[attr-defined]
+        console.print(f"  {r['source_table']}: money priced £{float(r['money_priced']):,.2f} = "
+                      f"attributed £{float(r['money_attributed']):,.2f} + unattributed "
+                      f"£{float(r['money_unattributed']):,.2f}")
+
+
+def _print_reconciliation(warehouse: Warehouse, console: Console, stage: str) -> None:
     rows = warehouse.query(
         "SELECT source_table, sum(rows_in), sum(rows_accepted), sum(rows_quarantined) "
-        "FROM reconciliation WHERE stage = 'load' GROUP BY 1 ORDER BY 1"
+        f"FROM reconciliation WHERE stage = '{stage}' GROUP BY 1 ORDER BY 1"
     )
     table = RichTable(title="Reconciliation (load): rows in = accepted + quarantined")
     for col in ("table", "rows in", "accepted", "quarantined"):

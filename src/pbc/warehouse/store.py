@@ -147,8 +147,11 @@ class Warehouse:
 
 def quiet_connection() -> duckdb.DuckDBPyConnection:
     """An in-memory connection that prints no progress bar (the CLI draws its own)."""
+    from pbc.config import memory_limit
+
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
+    con.execute(f"SET memory_limit = '{memory_limit()}'")
     return con
 
 
@@ -217,18 +220,23 @@ class Transaction:
         if replace:
             shutil.rmtree(self.table_dir(name), ignore_errors=True)
         tmp = self.staging / f".tmp-{uuid.uuid4().hex[:8]}"
-        rows = con.execute(f"SELECT count(*) FROM ({select_sql})").fetchall()[0][0]
-        if rows and partition_by:
+        # the query runs once: written, then counted from the files' metadata
+        if partition_by:
             parts = ", ".join(partition_by)
             con.execute(
                 f"COPY ({select_sql}) TO '{tmp}' (FORMAT parquet, PARTITION_BY ({parts}), "
                 f"WRITE_PARTITION_COLUMNS true, FILENAME_PATTERN '{file_prefix}-{{i}}')"
             )
-        else:
+        if not any(tmp.rglob("*.parquet")):  # unpartitioned, or no rows: one (empty) file
+            shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
             con.execute(
                 f"COPY ({select_sql}) TO '{tmp / (file_prefix + '-0.parquet')}' (FORMAT parquet)"
             )
+        glob = str(tmp / "**" / "*.parquet").replace("'", "''")
+        rows = con.execute(
+            f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata('{glob}')"
+        ).fetchall()[0][0]
         dest = self.table_dir(name)
         for f in tmp.rglob("*.parquet"):
             target = dest / f.relative_to(tmp)

@@ -1,0 +1,20 @@
+"""Attribution: priced activity -> practice -> group -> commissioner, and reconciliation.
+
+Public API: :func:`attribute`, :func:`reconcile`, :func:`check_reconciliation`,
+:func:`resolve_commissioner`, :func:`group_as_at`.
+"""
+
+from pbc.attribution.attribute import ATTRIBUTED_SCHEMA, attribute, prescribing_lines
+from pbc.attribution.organisations import group_as_at, resolve_commissioner
+from pbc.attribution.reconcile import ReconciliationError, check_reconciliation, reconcile
+
+__all__ = [
+    "ATTRIBUTED_SCHEMA",
+    "ReconciliationError",
+    "attribute",
+    "check_reconciliation",
+    "group_as_at",
+    "prescribing_lines",
+    "reconcile",
+    "resolve_commissioner",
+]

@@ -1,0 +1,28 @@
+"""Payment by Results pricing (reference.md §1) as engine-neutral Ibis expressions.
+
+Public API:
+
+* :func:`price_activity` - APC spells, outpatient and A&E attendances priced at the tariff
+  (one ``priced_activity`` expression, DuckDB or Spark);
+* :class:`TariffSettings`, :func:`load_settings` - the national adjustments (TOML);
+* :func:`pbc.pricing.tariff.read_annex_a`, :func:`pbc.pricing.tariff.read_tariff_file` -
+  tariff readers (the only I/O in this package, kept in their own module).
+
+Rules live one per module: :mod:`~pbc.pricing.apc`, :mod:`~pbc.pricing.outpatients`,
+:mod:`~pbc.pricing.ae`, :mod:`~pbc.pricing.mret`; money and rounding in
+:mod:`~pbc.pricing.money`.
+"""
+
+from pbc.pricing.activity import EXACT_PRICE, PRICED_SCHEMA, PricingError, price_activity
+from pbc.pricing.settings import SettingsError, TariffSettings, load_settings, settings_from_dict
+
+__all__ = [
+    "EXACT_PRICE",
+    "PRICED_SCHEMA",
+    "PricingError",
+    "SettingsError",
+    "TariffSettings",
+    "load_settings",
+    "price_activity",
+    "settings_from_dict",
+]

@@ -1,0 +1,115 @@
+"""``pbc price``: price loaded activity at the national tariff and attribute it.
+
+Reads the warehouse's activity, tariff and organisation tables as Ibis tables, builds
+the pricing and attribution expressions (pure core: :mod:`pbc.pricing`,
+:mod:`pbc.attribution`), runs them on the chosen engine and writes ``priced_activity``
+(partitioned by financial year and month) and ``reconciliation`` rows for the ``price``
+stage, in one warehouse transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import ibis
+
+from pbc.warehouse import Warehouse, WarehouseError
+from pbc.warehouse.validate import lit
+
+ACTIVITY_INPUTS = ("apc_spells", "op_attendances", "ae_attendances", "prescribing")
+REFERENCE_INPUTS = (
+    "providers", "practices", "groups", "commissioners", "practice_groups",
+    "tariff_apc", "tariff_op", "tariff_ae",
+)
+
+
+@dataclass
+class PricingReport:
+    version: int
+    reconciliation: list[dict[str, Any]]
+    by_service_line: list[tuple[str, int, Decimal]]
+    by_practice: list[tuple[str | None, int, Decimal]]
+
+
+def _settings(warehouse: Warehouse, settings_file: Path | None) -> Any:
+    from pbc.pricing.settings import TariffSettings, load_settings
+
+    path = settings_file or warehouse.reference_file("tariff_settings.toml")
+    return load_settings(path) if path is not None else TariffSettings()
+
+
+def run_pricing(
+    warehouse: Warehouse,
+    *,
+    settings_file: Path | None = None,
+    tariff_workbook: Path | None = None,
+    engine: str = "duckdb",
+) -> PricingReport:
+    """Price and attribute everything in the warehouse; replace ``priced_activity``."""
+    from pbc.attribution import attribute, reconcile
+    from pbc.pricing import price_activity
+
+    if not warehouse.exists():
+        raise WarehouseError(f"{warehouse.root}: no warehouse here yet (run pbc load first)")
+    if engine not in ("duckdb", "spark"):
+        raise WarehouseError(f"unknown engine {engine!r}: use duckdb or spark")
+    settings = _settings(warehouse, settings_file)
+    with warehouse.begin("price") as tx:
+        con = tx.connect()
+        backend = ibis.duckdb.from_connection(con)
+        tables: dict[str, Any] = {
+            name: backend.table(name) for name in ACTIVITY_INPUTS + REFERENCE_INPUTS
+            if tx.has_table(name)
+        }
+        if tariff_workbook is not None:
+            from pbc.pricing.tariff import read_annex_a
+
+            for name, frame in read_annex_a(tariff_workbook).items():
+                tables[name] = ibis.memtable(frame)
+        missing = [t for t in ("providers", "tariff_apc", "tariff_op", "tariff_ae")
+                   if t not in tables]
+        if missing:
+            raise WarehouseError(
+                f"cannot price: the warehouse has no {', '.join(missing)} (load them first)")
+        priced = price_activity(tables, settings)
+        attributed = attribute(priced, tables)
+        # a view (not raw SQL) so that Ibis registers any in-memory tables it uses
+        backend.create_view("priced_activity_new", attributed, overwrite=True)
+        tx.write(con, "priced_activity", "SELECT * FROM priced_activity_new",
+                 file_prefix="priced",
+                 partition_by=("financial_year", "month"), replace=True,
+                 meta={"kind": "output"})
+        con.execute(f"CREATE OR REPLACE VIEW priced_activity AS SELECT * FROM read_parquet("
+                    f"{lit(tx.glob('priced_activity'))}, union_by_name = true)")
+        rec = reconcile(backend.table("priced_activity")).execute()
+        tx.drop_files("reconciliation", "r-price-")
+        rows = rec.to_dict("records")
+        _write_reconciliation(tx, con, rows)
+        by_line = con.execute(
+            "SELECT service_line, count(*), coalesce(sum(price), 0) FROM priced_activity "
+            "GROUP BY 1 ORDER BY 3 DESC").fetchall()
+        by_practice = con.execute(
+            "SELECT practice_code, count(*), coalesce(sum(price), 0) FROM priced_activity "
+            "WHERE attributed GROUP BY 1 ORDER BY 3 DESC").fetchall()
+        con.close()
+        version = tx.base_version + 1
+    return PricingReport(version, rows, by_line, by_practice)
+
+
+def _write_reconciliation(tx: Any, con: Any, rows: list[dict[str, Any]]) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    con.register("price_rec", frame)
+    tx.write(con, "reconciliation", """
+        SELECT 'price' AS stage, source_table, 'priced_activity' AS source_file,
+               CAST(rows_in AS BIGINT) AS rows_in, CAST(rows_priced AS BIGINT) AS rows_accepted,
+               CAST(rows_unpriced AS BIGINT) AS rows_quarantined,
+               CAST(money_priced AS DECIMAL(18,2)) AS money_in,
+               CAST(money_attributed AS DECIMAL(18,2)) AS money_out,
+               CAST(money_unattributed AS DECIMAL(18,2)) AS money_unattributed,
+               current_localtimestamp() AS recorded_at
+        FROM price_rec""", file_prefix="r-price", meta={"kind": "output"})

@@ -1,0 +1,126 @@
+"""Property tests (Hypothesis): prices never negative, conservation, exact MFF scaling."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from pbc.attribution import attribute, check_reconciliation, reconcile
+from pbc.pricing import price_activity, settings_from_dict
+from pricing_fixtures import PROVIDERS, ae, economy, memtables, op, spell
+
+D = Decimal
+# each example runs whole pipelines on DuckDB: few examples, many rows each, no shrinking
+PROPERTY = settings(max_examples=12, deadline=None, phases=[Phase.explicit, Phase.generate],
+                    suppress_health_check=[HealthCheck.too_slow])
+
+practices = st.sampled_from(["A81001", "A81002", "", "Z99999"])
+providers = st.sampled_from(["RTR", "RXX", "NOPE"])
+
+spells = st.builds(
+    lambda i, los, method, classpat, hrg, age, cat, prov, prac: spell(
+        f"S{i}", los=los, admission_method=method, patient_classification=classpat,
+        hrg_code=hrg, age_on_admission=age, top_up_category=cat, provider_code=prov,
+        practice_code=prac, admission_date=f"2025-{4 + i % 9:02d}-0{1 + i % 9}"),
+    st.integers(0, 10**6), st.integers(0, 20),
+    st.sampled_from(["11", "12", "21", "22", "2A", "31", "81"]),
+    st.sampled_from(["1", "2", "3", "4", "5"]), st.sampled_from(["DZ65K", "HB12C", "XX99Z"]),
+    st.integers(0, 100), st.sampled_from([None, "children", "orthopaedic", "spinal"]),
+    providers, practices,
+)
+ops = st.builds(
+    lambda i, tfc, code, attended, hrg, prov, prac: op(
+        f"O{i}", treatment_function_code=tfc, first_attendance=code, attended=attended,
+        hrg_code=hrg, provider_code=prov, practice_code=prac),
+    st.integers(0, 10**6), st.sampled_from(["110", "300", "999"]),
+    st.sampled_from(["1", "2", "3", "4"]), st.booleans(), st.sampled_from([None, "HB12C"]),
+    providers, practices,
+)
+aes = st.builds(
+    lambda i, dept, hrg, prov, prac: ae(f"A{i}", department_type=dept, hrg_code=hrg,
+                                        provider_code=prov, practice_code=prac),
+    st.integers(0, 10**6), st.sampled_from(["1", "2", "3", "4"]),
+    st.sampled_from(["VB07Z", "VB11Z", "VB99Z"]), providers, practices,
+)
+
+
+def unique(rows: list[dict], key: str) -> list[dict]:
+    return list({r[key]: r for r in rows}.values())
+
+
+activity = st.tuples(st.lists(spells, max_size=25), st.lists(ops, max_size=25),
+                     st.lists(aes, max_size=15))
+mffs = st.integers(1_000_000, 1_500_000).map(lambda n: D(n) / 1_000_000)
+tariff_settings = st.builds(
+    lambda rate, baseline, frac: settings_from_dict({
+        "emergency_marginal_rate": {"rate": rate, "baseline": [
+            {"commissioner_code": "QHM", "provider_code": "RXX", "baseline": baseline},
+            {"commissioner_code": "QHM", "provider_code": "RTR", "baseline": baseline / 2}]},
+        "outpatients": {"telephone_first_fraction": frac},
+        "ae": {"department_type_fraction": {"3": frac}},
+    }),
+    st.sampled_from([0.0, 0.3, 0.5, 1.0]), st.integers(0, 20_000).map(float),
+    st.sampled_from([0.0, 0.5, 0.75, 1.0]),
+)
+
+
+def _economy(acts, mff: tuple[D, D] | None = None):
+    s, o, a = acts
+    provs = PROVIDERS
+    if mff is not None:
+        provs = [{**PROVIDERS[0], "mff_payment_index": float(mff[0])},
+                 {**PROVIDERS[1], "mff_payment_index": float(mff[1])}]
+    return economy(apc=unique(s, "spell_id"), ops=unique(o, "attendance_id"),
+                   aes=unique(a, "attendance_id"), providers=provs)
+
+
+@PROPERTY
+@given(acts=activity, s=tariff_settings, mff=st.tuples(mffs, mffs))
+def test_prices_never_negative_and_conserved(acts, s, mff) -> None:
+    tables = memtables(_economy(acts, mff))
+    priced = price_activity(tables, s)
+    attributed = attribute(priced, tables)
+    rows = attributed.to_pyarrow().to_pylist()
+    n_in = sum(len(x) for x in (unique(acts[0], "spell_id"), unique(acts[1], "attendance_id"),
+                                unique(acts[2], "attendance_id")))
+    assert len(rows) == n_in
+    for r in rows:
+        if r["price"] is None:
+            assert r["unpriced_reason"]  # never a silent NULL
+        else:
+            assert r["price"] >= 0 and r["unpriced_reason"] is None
+            parts = sum(r[k] for k in ("base_price", "long_stay_adjustment",
+                                       "short_stay_adjustment", "top_up_adjustment",
+                                       "mff_adjustment", "marginal_rate_adjustment"))
+            assert parts == r["price"]
+    rec = reconcile(attributed, tables).to_pyarrow().to_pylist()
+    check_reconciliation(rec)
+    assert sum(r["rows_in"] for r in rec) == n_in
+    assert sum(r["money_priced"] for r in rec) == sum(r["price"] or 0 for r in rows)
+
+
+@PROPERTY
+@given(acts=activity, m1=st.tuples(mffs, mffs), m2=st.tuples(mffs, mffs))
+def test_changing_the_mff_scales_each_price_exactly(acts, m1, m2) -> None:
+    """Without a marginal rate baseline, exact price / MFF does not depend on the MFF."""
+    def exact(mff):
+        expr = price_activity(memtables(_economy(acts, mff)), keep_exact=True)
+        return {(r["activity_type"], r["activity_id"]): r
+                for r in expr.to_pyarrow().to_pylist()}
+
+    a, b = exact(m1), exact(m2)
+    index = {"RTR": 0, "RXX": 1}
+    assert a.keys() == b.keys()
+    for key, ra in a.items():
+        rb = b[key]
+        if ra["price_exact"] is None:
+            assert rb["price_exact"] is None
+            continue
+        if ra["provider_code"] not in index:  # a DNA: priced 0 without an MFF
+            assert ra["price_exact"] == rb["price_exact"] == 0
+            continue
+        i = index[ra["provider_code"]]
+        assert ra["price_exact"] * m2[i] == rb["price_exact"] * m1[i]
+        assert ra["price"] == ra["price_exact"].quantize(D("0.01"), rounding="ROUND_HALF_UP")
