@@ -6,6 +6,7 @@ noise on an economy of about 100,000 patients.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -49,9 +50,11 @@ def test_every_contract_table_is_written_with_contract_columns(economy) -> None:
     assert (folder / "truth" / "patient_risk.parquet").exists()
 
 
+@pytest.mark.slow
 def test_same_seed_gives_byte_identical_files(tmp_path: Path) -> None:
+    # a small chunk size: the streamed, multi-part layout (used at scale) is deterministic too
     cfg = SynthConfig(practices=3, groups=2, local_authorities=1, seed=9, years=2,
-                      start_year=2024)
+                      start_year=2024, chunk_patients=15_000)
 
     def digest(folder: Path) -> dict[str, str]:
         return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -60,10 +63,10 @@ def test_same_seed_gives_byte_identical_files(tmp_path: Path) -> None:
     generate(cfg, tmp_path / "a")
     generate(cfg, tmp_path / "b")
     assert digest(tmp_path / "a") == digest(tmp_path / "b")
-    generate(SynthConfig(practices=3, groups=2, local_authorities=1, seed=10, years=2,
-                         start_year=2024), tmp_path / "c")
-    assert digest(tmp_path / "a")["apc_spells.parquet"] != digest(tmp_path / "c")[
-        "apc_spells.parquet"]
+    assert "apc_spells/part-00001.parquet" in digest(tmp_path / "a")  # several parts
+    generate(dataclasses.replace(cfg, seed=10), tmp_path / "c")
+    part = "truth/patient_risk.parquet"
+    assert digest(tmp_path / "a")[part] != digest(tmp_path / "c")[part]
 
 
 def test_age_sex_pyramid(economy) -> None:
@@ -195,6 +198,7 @@ def test_tariff_covers_the_activity(economy) -> None:
     assert missing == [("UZ01Z",)]  # deliberately unpriceable, as in life
 
 
+@pytest.mark.slow
 def test_nhse_file_gives_real_practices(nhse_file: Path, tmp_path: Path) -> None:
     import pandas as pd
 
@@ -217,3 +221,78 @@ def test_bad_config_is_refused(tmp_path: Path) -> None:
         SynthConfig(fault_rate=0.9)
     with pytest.raises(FileNotFoundError):
         generate(SynthConfig(nhse_file=tmp_path / "nope.csv"), tmp_path / "o")
+
+
+def test_summary_counts_faults_by_kind_and_unattributed(economy, tmp_path: Path) -> None:
+    folder, _ = economy
+    import json
+
+    manifest = json.loads((folder / "MANIFEST.json").read_text())
+    faults = manifest["faults"]
+    for kind in ("discharge_before_admission", "duplicate_id", "bad_date", "missing_date",
+                 "age_out_of_range", "unknown_provider", "duplicate_patient_id",
+                 "patient_age_out_of_range"):
+        assert faults.get(kind, 0) > 0, kind
+    con = duckdb.connect()
+    # the duplicate count in the summary is exactly the repeated ids in the files
+    dups = sum(con.execute(f"SELECT count(*) - count(DISTINCT {key}) FROM "
+                           f"'{folder / t}.parquet'").fetchall()[0][0]
+               for t, key in (("apc_spells", "spell_id"), ("op_attendances", "attendance_id"),
+                              ("ae_attendances", "attendance_id")))
+    assert dups == faults["duplicate_id"]
+    activity = sum(manifest["rows"][t] for t in ("apc_spells", "op_attendances",
+                                                  "ae_attendances"))
+    table_faults = sum(v for k, v in faults.items() if not k.startswith(("patient_",
+                                                                       "duplicate_patient")))
+    assert 0.0006 <= table_faults / activity <= 0.0016
+    unattributed = manifest["unattributed_activity"]
+    assert 0.002 <= unattributed["blank_practice"] / activity <= 0.004
+    assert 0.001 <= unattributed["unknown_practice"] / activity <= 0.003
+    s = generate(SynthConfig(practices=2, groups=1, local_authorities=1, fault_rate=0),
+                 tmp_path / "clean")
+    assert s.faults == {}
+
+
+def test_practice_age_mix_and_length_of_stay(economy) -> None:
+    folder, _ = economy
+    con = duckdb.connect()
+    mean04, mean75 = con.execute(f"""SELECT avg(s04), avg(s75) FROM (SELECT practice_code,
+        avg(CASE WHEN age < 5 THEN 1.0 ELSE 0 END) s04,
+        avg(CASE WHEN age >= 75 THEN 1.0 ELSE 0 END) s75
+        FROM '{folder}/patients.parquet' GROUP BY 1)""").fetchall()[0]
+    assert 0.045 <= mean04 <= 0.075          # mean 5.9% (BMJ Open practice table)
+    assert 0.05 <= mean75 <= 0.10            # mean 7.7%
+    los = con.execute(f"""SELECT avg(date_diff('day', TRY_CAST(admission_date AS DATE),
+        TRY_CAST(discharge_date AS DATE))), max(date_diff('day',
+        TRY_CAST(admission_date AS DATE), TRY_CAST(discharge_date AS DATE)))
+        FROM '{folder}/apc_spells.parquet' WHERE admission_method IN {EMERGENCY}""").fetchall()
+    assert 6 <= los[0][0] <= 10 and los[0][1] >= 60   # mean 7.9-9.1, long tail
+    refs = dict(con.execute(f"""SELECT referral_source, count(*) * 1.0 / sum(count(*)) OVER ()
+        FROM '{folder}/op_attendances.parquet' WHERE first_attendance IN ('1','3')
+        GROUP BY 1""").fetchall())
+    assert 0.50 <= refs["03"] <= 0.58 and 0.15 <= refs["05"] <= 0.21   # 54% GP, 18% consultant
+
+
+def test_chunked_economy_writes_parts_with_the_same_rows(tmp_path: Path) -> None:
+    """A big economy streams as folders of Parquet parts; the rows are the same as in one
+    file (chunking changes only the layout, never the economy)."""
+    cfg = dict(practices=4, groups=2, local_authorities=1, seed=3)
+    one_file = generate(SynthConfig(**cfg), tmp_path / "one")  # type: ignore[arg-type]
+    parts = generate(SynthConfig(**cfg, chunk_patients=10_000),  # type: ignore[arg-type]
+                     tmp_path / "parts")
+    assert one_file.rows == parts.rows and one_file.faults == parts.faults
+    assert len(list((tmp_path / "parts" / "apc_spells").glob("part-*.parquet"))) >= 2
+    con = duckdb.connect()
+    for table in ("patients", "apc_spells", "op_attendances", "social_care_packages"):
+        a = con.execute(f"SELECT * FROM '{tmp_path}/one/{table}.parquet' "
+                        "ORDER BY ALL").fetchall()
+        b = con.execute(f"SELECT * FROM '{tmp_path}/parts/{table}/*.parquet' "
+                        "ORDER BY ALL").fetchall()
+        assert a == b, table
+
+
+def test_progress_is_reported(tmp_path: Path) -> None:
+    seen: list[tuple[str, int, int]] = []
+    generate(SynthConfig(practices=1, groups=1, local_authorities=1),
+             tmp_path / "p", progress=lambda s, d, t: seen.append((s, d, t)))
+    assert seen[-1][0] == "done" and {"patients", "apc_spells", "tariff"} <= {s for s, *_ in seen}

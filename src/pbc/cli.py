@@ -121,6 +121,12 @@ def _print_synth(summary: Any, out: Path, seconds: float) -> None:
     console.print(
         f"{summary.practices:,} practices, {summary.patients:,} patients; {seconds:.1f} s"
     )
+    if summary.faults:
+        faults = ", ".join(f"{kind} {n:,}" for kind, n in sorted(summary.faults.items()))
+        console.print(f"deliberate faults (the loader should quarantine them): {faults}")
+    if summary.unattributed:
+        un = ", ".join(f"{t} {n:,}" for t, n in sorted(summary.unattributed.items()))
+        console.print(f"activity with a blank or unknown practice (valid, unattributed): {un}")
 
 
 # ---------------------------------------------------------------------- load

@@ -29,6 +29,7 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pbc.contracts import TABLES
 from pbc.synth import reference as ref
@@ -45,6 +46,15 @@ LETTERS = "ABCDEFGHJKLMNPY"
 
 @dataclass
 class SynthConfig:
+    """What to generate. The defaults are the demo economy: 50 practices in 4 groups across
+    2 local authorities (≈470,000 patients), one financial year (2025/26), 0.1% faults.
+
+    ``nhse_file`` (optionally with ``icb``, an ICS22 code) takes the real practices,
+    hierarchy, list sizes and need from NHS England's weighted-population file instead of
+    ``practices``/``groups``/``local_authorities``. ``chunk_patients`` bounds the patients
+    generated at once; an economy bigger than that is written as folders of Parquet parts.
+    """
+
     practices: int = 50
     groups: int = 4
     local_authorities: int = 2
@@ -57,6 +67,7 @@ class SynthConfig:
     format: str = "parquet"
     memory_limit: str = "4GB"
     threads: int | None = None
+    chunk_patients: int = 2_000_000
 
     def __post_init__(self) -> None:
         if self.format not in ("parquet", "csv"):
@@ -67,15 +78,24 @@ class SynthConfig:
             raise ValueError("years must be at least 1")
         if self.nhse_file is None and self.practices < 1:
             raise ValueError("practices must be at least 1")
+        if self.chunk_patients < 1:
+            raise ValueError("chunk_patients must be at least 1")
+        if self.nhse_file is not None:
+            self.nhse_file = Path(self.nhse_file)
 
 
 @dataclass
 class SynthSummary:
+    """What was written: rows per table, practices, patients, seconds taken, deliberate faults
+    by kind (``bad_date``, ``duplicate_id``, ... as written, exactly) and the unattributed
+    (blank or unknown practice) activity rows, which are valid rows, not faults."""
+
     rows: dict[str, int]
     practices: int
     patients: int
     seconds: float
     faults: dict[str, int] = field(default_factory=dict)
+    unattributed: dict[str, int] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------ organisations
@@ -208,6 +228,36 @@ def _finish_organisations(cfg: SynthConfig, rng: np.random.Generator,
             "neighbourhoods": hoods, "practices": practices, "providers": providers}
 
 
+AGE_Q = 1000  # entries in each practice's age quantile table
+
+
+def _age_tables(practices: pd.DataFrame, rng: np.random.Generator) -> pa.Table:
+    """Each practice's own age pyramid, as a 1,000-entry quantile table.
+
+    The England shape (``ref.age_weights``) is tilted per practice: ``age_skew`` moves weight
+    from young adults to the old (young urban lists to old coastal ones) and a ``family``
+    factor moves weight to children. Tuned so that across practices the share aged 0-4 has
+    mean ≈5.9% (5th-95th centile ≈3.7-8.8%) and 75+ mean ≈7.7% (≈2.6-12.9%), with 65+ ≈18%
+    and 0-14 ≈17% overall (calibration §1: BMJ Open practice characteristics; Census 2021).
+    """
+    a = np.arange(101)
+    base = (np.array(ref.age_weights()) * np.where(a < 5, 1.1, 1.0)
+            * np.where(a >= 75, 0.9, 1.0) * np.where(a < 15, 1.05, 1.0))
+    skew = practices.age_skew.to_numpy(dtype=float)
+    family = rng.normal(0.0, 0.18, len(practices))
+    g = np.where(a >= 18, np.clip((a - 45) / 30, -0.9, 1.0), -0.5)
+    w = base[None, :] * np.exp(0.4 * skew[:, None] * g[None, :]) \
+        * np.exp(family[:, None] * (a < 15)[None, :])
+    cdf = np.cumsum(w, axis=1)
+    cdf /= cdf[:, -1:]
+    probs = (np.arange(AGE_Q) + 0.5) / AGE_Q
+    ages = np.stack([np.searchsorted(c, probs) for c in cdf]).astype(np.int16)
+    return pa.table({
+        "pidx": pa.array(practices.pidx.to_numpy(dtype=np.int64)),
+        "ages": pa.array(list(ages), type=pa.list_(pa.int16())),
+    })
+
+
 def _practice_groups(cfg: SynthConfig, orgs: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """One practice moves group half way through the last year (a real, awkward case)."""
     p, g = orgs["practices"], orgs["groups"]
@@ -237,12 +287,15 @@ def _condition_sql(age: str, imd: str, key: str, salt: int) -> list[str]:
     return cols
 
 
-def _patients_sql(cfg: SynthConfig) -> str:
+def _patients_sql(cfg: SynthConfig, lo: int, hi: int) -> str:
+    """Patients of practices ``lo`` <= pidx < ``hi``, in patient-number order.
+
+    Age comes from the practice's own pyramid (:func:`_age_tables`); deprivation is centred on
+    the practice's level (so correlated within practice); conditions by age x deprivation; the
+    raw (uncalibrated) risk multiplies condition relative risks, deprivation and a lognormal
+    frailty (sigma 0.3)."""
     s = cfg.seed * 1000
     key = "pid"
-    age_table = quantiles(ref.age_weights(), list(range(101)), 2000)
-    # practice age skew: u' = u ** exp(-0.35 skew): a positive skew shifts to older ages
-    u_age = f"pow({u(key, s + 1)}, exp(-0.3 * age_skew))"
     z_imd = normal(key, s + 2)
     conds = _condition_sql("age", "imd_decile", key, s + 10)
     rr = " * ".join(f"(CASE WHEN c_{c} THEN {r} ELSE 1 END)" for c, _b, r in ref.CONDITIONS)
@@ -250,14 +303,16 @@ def _patients_sql(cfg: SynthConfig) -> str:
     frailty_sigma = 0.3
     return f"""
     WITH base AS (
-      SELECT pr.*, CAST(pr.pid_offset + k AS BIGINT) AS pid
-      FROM practices pr, unnest(range(pr.list_size)) AS t(k)
+      SELECT pr.*, aq.ages, CAST(pr.pid_offset + k AS BIGINT) AS pid
+      FROM (SELECT * FROM practices WHERE pidx >= {lo} AND pidx < {hi}) pr
+      JOIN age_q aq ON aq.pidx = pr.pidx, unnest(range(pr.list_size)) AS t(k)
     ), people AS (
       SELECT pid, practice_code, pidx, group_code, commissioner_code, local_authority_code,
              neighbourhood_base, home_provider,
              'P' || lpad(CAST(pid + 1 AS VARCHAR), 10, '0') AS patient_id,
              CASE WHEN {u(key, s)} < 0.507 THEN 'F' ELSE 'M' END AS sex,
-             CAST({lookup(age_table, u_age)} AS INTEGER) AS age,
+             CAST(list_extract(ages, CAST(floor({u(key, s + 1)} * {AGE_Q}) AS INTEGER) + 1)
+               AS INTEGER) AS age,
              CAST(least(10, greatest(1, round(dep_centre + 1.6 * {z_imd}))) AS INTEGER)
                AS imd_decile,
              CAST(floor({u(key, s + 3)} * 4) AS INTEGER) AS hood,
@@ -271,7 +326,7 @@ def _patients_sql(cfg: SynthConfig) -> str:
     SELECT *, ({ncond}) AS n_conditions,
            {rr} * (1 + 0.05 * (5.5 - imd_decile))
              * exp({frailty_sigma} * z_frail - {frailty_sigma ** 2 / 2}) AS raw_risk
-    FROM flagged
+    FROM flagged ORDER BY pid
     """
 
 
@@ -281,29 +336,38 @@ def _band(age: str) -> str:
             )
 
 
+RATES = {"em": ref.EMERGENCY_RATE, "el": ref.ELECTIVE_RATE, "op": ref.OP_FIRST_RATE,
+         "ae": ref.AE_RATE}
+POWER = {"em": 1.0, "el": 0.5, "op": 0.6, "ae": 0.8}
+
+
 def _calibrate(con: duckdb.DuckDBPyConnection) -> None:
     """Scale each person's risk so each age band's mean matches its target rate.
 
     ``lam_em`` is the expected number of emergency admissions a year (the latent risk);
-    elective, outpatient and A&E rates follow milder powers of the relative risk."""
-    rates = {"em": ref.EMERGENCY_RATE, "el": ref.ELECTIVE_RATE, "op": ref.OP_FIRST_RATE,
-             "ae": ref.AE_RATE}
-    power = {"em": 1.0, "el": 0.5, "op": 0.6, "ae": 0.8}
-    targets = ", ".join(
-        f"{by_age('age', r, 0.001)} / avg(pow(raw_risk, {power[k]})) "
-        f"OVER (PARTITION BY {_band('age')}) * pow(raw_risk, {power[k]}) AS lam_{k}"
-        for k, r in rates.items()
-    )
-    con.execute(f"CREATE OR REPLACE TABLE pat AS SELECT *, {targets} FROM pat_raw "
-                "ORDER BY pid")
-    con.execute("DROP TABLE pat_raw")
+    elective, outpatient and A&E rates follow milder powers of the relative risk. The band
+    means are one streaming aggregate; ``pat`` is then a view over ``pat_raw`` (which is
+    stored in patient order), so nothing national-sized is sorted or copied again."""
+    means = ", ".join(f"avg(pow(raw_risk, {POWER[k]}))" for k in RATES)
+    rows = con.execute(f"SELECT {_band('age')} AS b, {means} FROM pat_raw GROUP BY 1 "
+                       "ORDER BY 1").fetchall()
+    lams = []
+    for i, k in enumerate(RATES):
+        factor = {int(r[0]): float(r[i + 1]) for r in rows}
+        whens = " ".join(
+            f"WHEN {b} THEN {rate * 0.001 / factor[b]!r}"
+            for b, (_lo, _hi, rate) in enumerate(RATES[k]) if factor.get(b)
+        )
+        lams.append(f"(CASE {_band('age')} {whens} ELSE 0.0 END) "
+                    f"* pow(raw_risk, {POWER[k]}) AS lam_{k}")
+    con.execute(f"CREATE OR REPLACE VIEW pat AS SELECT *, {', '.join(lams)} FROM pat_raw")
 
 
 # ------------------------------------------------------------------ activity
 def _season(kind: str) -> list[int]:
     """Day offsets (0 = 1 April) by a seasonal profile: respiratory emergencies peak in winter,
     A&E minors in summer, the rest nearly flat (calibration §7)."""
-    amp = {"resp": 0.35, "flat": 0.03, "ae": -0.08}[kind]
+    amp = {"resp": 0.28, "flat": -0.01, "ae": -0.08}[kind]
     weights = [1 + amp * math.cos(2 * math.pi * (d - 275) / 365) for d in range(365)]
     return quantiles(weights, list(range(365)), 3650)
 
@@ -313,6 +377,15 @@ def _count_rows(lam: str, kmax: int, key: str, salt: int) -> tuple[str, str]:
     k = f"CAST(least({kmax}, greatest(2, ceil({lam} * 3))) AS INTEGER)"
     return (f"unnest(range({k})) AS e(k)",
             f"{u(f'{key} * 64 + k', salt)} < {lam} / {k}")
+
+
+#: in outpatient and A&E rows (no discharge date, no age) two fault kinds become others
+OP_AE_FAULTS: dict[str, str | None] = {"discharge_before_admission": "bad_date",
+                                       "age_out_of_range": "unknown_provider"}
+#: social care packages carry only date faults
+SOCIAL_CARE_FAULTS: dict[str, str | None] = {
+    "discharge_before_admission": "end_before_start", "duplicate_id": None,
+    "missing_date": None, "age_out_of_range": None, "unknown_provider": None}
 
 
 class _Faults:
@@ -325,6 +398,13 @@ class _Faults:
         self.on = f"({u(key, salt)} < {rate!r})"
         self.kind = f"CAST(floor({u(key, salt + 1)} * 6) AS INTEGER)"
         self.coin = u(key, salt + 2)
+
+    def label(self, effective: dict[str, str | None] | None = None) -> str:
+        """The fault written on a row, by name (NULL for a clean row). ``effective`` maps a
+        kind to what it becomes in a table without that column (e.g. no age in A&E)."""
+        names = [(effective or {}).get(k, k) for k in self.KINDS]
+        items = ", ".join("NULL" if n is None else sql_str(n) for n in names)
+        return f"(CASE WHEN {self.on} THEN list_extract([{items}], {self.kind} + 1) END)"
 
     def when(self, kind: str) -> str:
         return f"({self.on} AND {self.kind} = {self.KINDS.index(kind)})"
@@ -387,15 +467,17 @@ def _apc_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: 
         ) + f" ELSE {lookup(gen_table, u(ek, s + 20))} END"
         f = _Faults(cfg.fault_rate, "ek", s + 90)
         p0 = f"(CASE WHEN {age_y} < 45 THEN 0.45 WHEN {age_y} < 75 THEN 0.33 ELSE 0.22 END)"
-        los = (f"CASE WHEN {u(ek, s + 30)} < {p0} THEN 0 ELSE CAST(least(120, greatest(1, round("
-               f"exp(ln(1.5 + {age_y} / 20.0) + 0.9 * {normal(ek, s + 31)})))) AS INTEGER) END")
+        # LOS: a third of emergency spells 0 days; mean ≈7-9 days, ≈11-12 at 85+, long tail
+        # (calibration §2: Health Foundation 2018, 2023)
+        los = (f"CASE WHEN {u(ek, s + 30)} < {p0} THEN 0 ELSE CAST(least(200, greatest(1, round("
+               f"exp(ln(1.0 + {age_y} / 9.0) + 1.0 * {normal(ek, s + 31)})))) AS INTEGER) END")
         suffix = (f"CASE WHEN n_conditions >= 3 OR {age_y} >= 80 THEN 'A' "
                   f"WHEN n_conditions >= 1 OR {age_y} >= 60 THEN 'B' ELSE 'C' END")
         em = f"""
         SELECT pid, k, {ek} AS ek, {dx_idx} AS dx, {los} AS los, {age_y} AS age_y,
                practice_code, pidx, u_move, move_day, commissioner_code, home_provider,
                patient_id, n_conditions
-        FROM pat, {frm} WHERE {age_y} >= 0 AND {where}"""
+        FROM patc, {frm} WHERE {age_y} >= 0 AND {where}"""
         dx_list = lambda n: "[" + ", ".join(sql_str(d[n]) for d in dx) + "]"  # noqa: E731
         resp_list = "[" + ", ".join("true" if d[5] else "false" for d in dx) + "]"
         day = (f"CASE WHEN list_extract({resp_list}, dx + 1) THEN "
@@ -425,7 +507,8 @@ def _apc_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: 
             AS treatment_function_code,
           CASE WHEN age_y < 18 AND {u('ek', s + 72)} < 0.25 THEN 'children' END
             AS top_up_category,
-          {f.when('duplicate_id')} AS _dup, {len(parts)} AS _part, ek AS _ek
+          {f.when('duplicate_id')} AS _dup, {f.label()} AS _fault, {len(parts)} AS _part,
+          ek AS _ek
         FROM (SELECT *, {day} AS day FROM ({em}))""")
         # ---- elective spells
         s2 = s + 500
@@ -439,10 +522,10 @@ def _apc_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: 
         SELECT pid, {ek} AS ek, {pr} AS pr, {age_y} AS age_y, practice_code, pidx, u_move,
                move_day, commissioner_code, home_provider, patient_id, n_conditions,
                {lookup(flat_days, u(ek, s2 + 2))} AS day
-        FROM pat, {frm} WHERE {age_y} >= 0 AND {where}"""
+        FROM patc, {frm} WHERE {age_y} >= 0 AND {where}"""
         daycase = f"({u('ek', s2 + 3)} < list_extract({pl(2)}, pr + 1))"
-        los_el = (f"CASE WHEN {daycase} THEN 0 ELSE CAST(least(60, greatest(1, round(exp(ln(3)"
-                  f" + 0.6 * {normal('ek', s2 + 4)})))) AS INTEGER) END")
+        los_el = (f"CASE WHEN {daycase} THEN 0 ELSE CAST(least(90, greatest(1, round(exp(ln(3.7)"
+                  f" + 0.8 * {normal('ek', s2 + 4)})))) AS INTEGER) END")  # mean ≈5.2
         parts.append(f"""
         SELECT printf('S%dL%011d', {fy}, ek) AS spell_id, patient_id,
           {_practice_on_row(cfg, codes, y, 'day', 'ek', s2 + 50)} AS practice_code,
@@ -464,7 +547,8 @@ def _apc_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: 
           list_extract({pl(1)}, pr + 1) AS treatment_function_code,
           CASE WHEN list_extract({pl(4)}, pr + 1) = 'children' AND age_y >= 18 THEN NULL
                ELSE list_extract({pl(4)}, pr + 1) END AS top_up_category,
-          {f2.when('duplicate_id')} AS _dup, {len(parts)} AS _part, ek AS _ek
+          {f2.when('duplicate_id')} AS _dup, {f2.label()} AS _fault, {len(parts)} AS _part,
+          ek AS _ek
         FROM ({el})""")
         # ---- maternity (women 16-45)
         s3 = s + 800
@@ -483,18 +567,21 @@ def _apc_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: 
             AS hrg_code,
           CAST(age - {back} AS BIGINT) AS age_on_admission, 'O800' AS primary_diagnosis,
           '501' AS treatment_function_code, CAST(NULL AS VARCHAR) AS top_up_category,
-          FALSE AS _dup, {len(parts)} AS _part, pid * 64 + k AS _ek
-        FROM pat, {frm}
+          FALSE AS _dup, CAST(NULL AS VARCHAR) AS _fault, {len(parts)} AS _part,
+          pid * 64 + k AS _ek
+        FROM patc, {frm}
         WHERE sex = 'F' AND age - {back} BETWEEN 16 AND 45 AND {where}""")
-    return _with_duplicates(" UNION ALL ".join(parts))
+    return " UNION ALL ".join(parts)
 
 
 def _with_duplicates(union_sql: str) -> str:
     """Every row once, then a second copy of the rows chosen for a duplicate-id fault, in a
-    fixed order (part, event key): the parallel lateral unnest alone does not keep order."""
-    return (f"SELECT * EXCLUDE (_dup) FROM ({union_sql}) "
+    fixed order (part, event key): the parallel lateral unnest alone does not keep order.
+    The union is written once, as a CTE, and both uses read it."""
+    return (f"WITH rows_ AS ({union_sql}) "
+            f"SELECT * EXCLUDE (_dup) FROM rows_ "
             f"UNION ALL BY NAME SELECT * EXCLUDE (_dup, _part), 1000 + _part AS _part "
-            f"FROM ({union_sql}) WHERE _dup ORDER BY _part, _ek")
+            f"FROM rows_ WHERE _dup ORDER BY _part, _ek")
 
 
 def _op_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: int) -> str:
@@ -534,9 +621,10 @@ def _op_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: i
               {source} AS referral_source,
               CASE WHEN {u(ek, s + 5)} >= {dna} AND {u(ek, s + 6)} < 0.06
                    THEN {lookup(ref.OP_PROCEDURE_HRG, u(ek, s + 7))} END AS hrg_code,
-              {f.when('duplicate_id')} AS _dup, {len(parts)} AS _part, {ek} AS _ek
-            FROM pat, {frm} WHERE age - {back} >= 0 AND {where}""")
-    return _with_duplicates(" UNION ALL ".join(parts))
+              {f.when('duplicate_id')} AS _dup, {f.label(OP_AE_FAULTS)} AS _fault,
+              {len(parts)} AS _part, {ek} AS _ek
+            FROM patc, {frm} WHERE age - {back} >= 0 AND {where}""")
+    return " UNION ALL ".join(parts)
 
 
 def _ae_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: int) -> str:
@@ -567,10 +655,11 @@ def _ae_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: i
           dtype AS department_type,
           CASE WHEN dtype IN ('3', '4') THEN {lookup(minor, u(ek, s + 3))}
                ELSE {lookup(major, u(ek, s + 3))} END AS hrg_code,
-          {f.when('duplicate_id')} AS _dup, {len(parts)} AS _part, {ek} AS _ek
-        FROM (SELECT *, {dtype} AS dtype FROM pat, {frm} WHERE age - {back} >= 0 AND {where})
+          {f.when('duplicate_id')} AS _dup, {f.label(OP_AE_FAULTS)} AS _fault,
+          {len(parts)} AS _part, {ek} AS _ek
+        FROM (SELECT *, {dtype} AS dtype FROM patc, {frm} WHERE age - {back} >= 0 AND {where})
         """)
-    return _with_duplicates(" UNION ALL ".join(parts))
+    return " UNION ALL ".join(parts)
 
 
 def _prescribing_sql(cfg: SynthConfig) -> str:
@@ -614,7 +703,27 @@ def _prescribing_final(cfg: SynthConfig, inner: str) -> str:
     FROM ({inner}) ORDER BY pidx, mi, bi"""
 
 
-def _social_care_sql(cfg: SynthConfig) -> str:
+def _social_care_weight(cfg: SynthConfig, y: int) -> str:
+    """Relative chance of a care package: mostly older, higher-risk people."""
+    age_y = f"(age - {cfg.years - 1 - y})"
+    return (f"(CASE WHEN {age_y} >= 65 THEN 4.0 WHEN {age_y} >= 18 THEN 0.5 ELSE 0.02 END"
+            " * pow(lam_em, 0.6))")
+
+
+def _social_care_norms(cfg: SynthConfig, con: duckdb.DuckDBPyConnection) -> list[float]:
+    """Mean weight over the whole population each year (so ≈15 packages per 1,000)."""
+    out = []
+    for y in range(cfg.years):
+        w = _social_care_weight(cfg, y)
+        v = con.execute(f"SELECT avg({w}) FROM pat WHERE age - {cfg.years - 1 - y} >= 0"
+                        ).fetchall()[0][0]
+        out.append(float(v or 1.0))
+    return out
+
+
+def _social_care_sql(cfg: SynthConfig, norms: list[float]) -> str:
+    """Adult social care packages (≈15 per 1,000 a year; weekly costs from calibration §5:
+    home care ≈£430, residential ≈£1,000, nursing ≈£1,200), linked to a patient for 90%."""
     parts: list[str] = []
     last = cfg.years - 1
     kinds = ref.SOCIAL_CARE
@@ -626,8 +735,7 @@ def _social_care_sql(cfg: SynthConfig) -> str:
         back = last - y
         s = cfg.seed * 100_000 + y * 1000 + 40_000
         age_y = f"(age - {back})"
-        w = (f"(CASE WHEN {age_y} >= 65 THEN 4.0 WHEN {age_y} >= 18 THEN 0.5 ELSE 0.02 END"
-             " * pow(lam_em, 0.6))")
+        w = _social_care_weight(cfg, y)
         f = _Faults(cfg.fault_rate, "pid", s + 90)
         start = f"(DATE '{fy}-04-01' + CAST(floor({u('pid', s + 2)} * 365) AS INTEGER))"
         parts.append(f"""
@@ -641,11 +749,10 @@ def _social_care_sql(cfg: SynthConfig) -> str:
           round(list_extract({costs}, st + 1) * exp(0.25 * {normal('pid', s + 5)} - 0.03125), 2)
             AS weekly_cost,
           CASE WHEN {u('pid', s + 6)} < 0.9 THEN patient_id END AS patient_id,
-          FALSE AS _dup
-        FROM (SELECT *, CAST({lookup(table, u('pid', s + 1))} AS INTEGER) AS st FROM pat
-              WHERE {age_y} >= 0 AND {u('pid', s)} < 0.015 * {w} /
-                (SELECT avg({w}) FROM pat WHERE {age_y} >= 0))""")
-    return " UNION ALL ".join(f"SELECT * EXCLUDE (_dup) FROM ({p})" for p in parts)
+          FALSE AS _dup, {f.label(SOCIAL_CARE_FAULTS)} AS _fault, {y} AS _part, pid AS _ek
+        FROM (SELECT *, CAST({lookup(table, u('pid', s + 1))} AS INTEGER) AS st FROM patc
+              WHERE {age_y} >= 0 AND {u('pid', s)} < 0.015 * {w} / {norms[y]!r})""")
+    return " UNION ALL ".join(parts)
 
 
 def _patients_out_sql(cfg: SynthConfig, hood_codes: list[str]) -> str:
@@ -664,9 +771,10 @@ def _patients_out_sql(cfg: SynthConfig, hood_codes: list[str]) -> str:
            ELSE strftime(DATE '{cfg.start_year}-04-01' - CAST(floor(
              {u('pid', s + 2)} * least(age * 365 + 1, 9000)) AS INTEGER), '%Y-%m-%d') END
         AS registered_from,
-      CAST(NULL AS VARCHAR) AS registered_to, {dup} AS _dup, 0 AS _part, pid AS _ek
-    FROM pat"""
-    return _with_duplicates(body)
+      CAST(NULL AS VARCHAR) AS registered_to, {dup} AS _dup, {bad_age} AS _bad_age,
+      0 AS _part, pid AS _ek
+    FROM patc"""
+    return body
 
 
 def _conditions_sql(cfg: SynthConfig) -> str:
@@ -674,10 +782,10 @@ def _conditions_sql(cfg: SynthConfig) -> str:
     parts = [
         f"SELECT patient_id, '{c}' AS condition, strftime(DATE '{cfg.start_year}-04-01' - "
         f"CAST(floor({u('pid', s + i)} * 3650) AS INTEGER), '%Y-%m-%d') AS recorded_date "
-        f"FROM pat WHERE c_{c}"
+        f", pid AS _pid, {i} AS _i FROM patc WHERE c_{c}"
         for i, (c, _b, _r) in enumerate(ref.CONDITIONS)
     ]
-    return " UNION ALL ".join(parts)
+    return f"SELECT * FROM ({' UNION ALL '.join(parts)}) ORDER BY _pid, _i"
 
 
 # ------------------------------------------------------------------ tariff
@@ -827,13 +935,80 @@ def _settings_toml(cfg: SynthConfig, con: duckdb.DuckDBPyConnection, spells: str
 
 
 # ------------------------------------------------------------------ driver
+def _chunks(sizes: np.ndarray, limit: int) -> list[tuple[int, int]]:
+    """Practice-index ranges [lo, hi) holding at most about ``limit`` patients each."""
+    out, lo, acc = [], 0, 0
+    for i, n in enumerate(sizes):
+        if acc and acc + int(n) > limit:
+            out.append((lo, i))
+            lo, acc = i, 0
+        acc += int(n)
+    out.append((lo, len(sizes)))
+    return out
+
+
+class _Writer:
+    """Writes tables (one file, or a folder of parts for a chunked economy) and counts rows."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, out: Path, ext: str) -> None:
+        self.con, self.out, self.ext = con, out, ext
+        self.rows: dict[str, int] = {}
+
+    def _clear(self, name: str) -> None:
+        for old in (self.out / f"{name}.parquet", self.out / f"{name}.csv"):
+            old.unlink(missing_ok=True)
+        shutil.rmtree(self.out / name, ignore_errors=True)
+
+    def write(self, name: str, sql: str, part: int | None = None) -> None:
+        """``part=None``: ``DIR/name.ext``; otherwise ``DIR/name/part-00000.ext``."""
+        if part is None or part == 0:
+            self._clear(name)
+        if part is None:
+            target = self.out / f"{name}.{self.ext}"
+        else:
+            (self.out / name).mkdir(exist_ok=True)
+            target = self.out / name / f"part-{part:05d}.{self.ext}"
+        opts = ("FORMAT parquet, COMPRESSION zstd" if self.ext == "parquet"
+                else "FORMAT csv, HEADER, DELIMITER ','")
+        cols = ", ".join(f'"{c.name}"' for c in TABLES[name].columns)
+        self.con.execute(f"COPY (SELECT {cols} FROM ({sql})) TO '{target}' ({opts})")
+        reader = "read_parquet" if self.ext == "parquet" else "read_csv"
+        n = int(self.con.execute(f"SELECT count(*) FROM {reader}('{target}')").fetchall()[0][0])
+        self.rows[name] = self.rows.get(name, 0) + n
+
+
+def _count(con: duckdb.DuckDBPyConnection, union_sql: str, table: str,
+           faults: dict[str, int], unattributed: dict[str, int]) -> None:
+    """Add this chunk's deliberate faults (by kind) and unattributed rows to the tallies.
+    Only the hash draws are recomputed: DuckDB prunes the unused string columns."""
+    has_practice = "practice_code" in TABLES[table].column_names
+    blank = ("count(*) FILTER (WHERE practice_code IS NULL)" if has_practice else "0")
+    unknown = (f"count(*) FILTER (WHERE practice_code = '{UNKNOWN_PRACTICE_CODE}')"
+               if has_practice else "0")
+    for kind, n, b, k in con.execute(
+            f"SELECT _fault, count(*), {blank}, {unknown} FROM ({union_sql}) "
+            "GROUP BY 1 ORDER BY 1 NULLS FIRST").fetchall():
+        if kind is not None:
+            faults[kind] = faults.get(kind, 0) + int(n)
+        unattributed["blank_practice"] = unattributed.get("blank_practice", 0) + int(b)
+        unattributed["unknown_practice"] = unattributed.get("unknown_practice", 0) + int(k)
+
+
 def generate(cfg: SynthConfig, out: Path, progress: Progress | None = None) -> SynthSummary:
-    """Write every input table of the data contract for a synthetic economy into ``out``."""
+    """Write every input table of the data contract for a synthetic economy into ``out``.
+
+    Patients are generated practice chunk by practice chunk (at most ``cfg.chunk_patients``
+    each) into a disk-backed DuckDB work file in patient order; every row-level table is then
+    streamed chunk by chunk to Parquet (a folder of parts when there is more than one chunk),
+    so memory stays bounded at any scale. ``progress(step, done, total)`` is called as steps
+    start and once at the end with ``("done", total, total)``.
+    """
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / ".tmp"
-    tmp.mkdir(exist_ok=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
     steps = ["organisations", "patients", "conditions", "apc_spells", "op_attendances",
              "ae_attendances", "prescribing", "social_care_packages", "tariff", "truth"]
     done = 0
@@ -844,107 +1019,139 @@ def generate(cfg: SynthConfig, out: Path, progress: Progress | None = None) -> S
             progress(name, done, len(steps))
         done += 1
 
-    con = duckdb.connect()
-    con.execute(f"SET memory_limit = '{cfg.memory_limit}'")
-    con.execute(f"SET temp_directory = '{tmp}'")
-    con.execute("SET preserve_insertion_order = true")
-    if cfg.threads:
-        con.execute(f"SET threads = {cfg.threads}")
-    rows: dict[str, int] = {}
-    ext = cfg.format
-
-    def write(name: str, sql: str) -> None:
-        target = out / f"{name}.{ext}"
-        for old in (out / f"{name}.parquet", out / f"{name}.csv"):
-            old.unlink(missing_ok=True)
-        opts = "FORMAT parquet, COMPRESSION zstd" if ext == "parquet" else "HEADER, DELIMITER ','"
-        cols = ", ".join(f'"{c.name}"' for c in TABLES[name].columns)
-        con.execute(f"COPY (SELECT {cols} FROM ({sql})) TO '{target}' ({opts})")
-        rows[name] = int(con.execute(
-            f"SELECT count(*) FROM {'read_parquet' if ext == 'parquet' else 'read_csv'}"
-            f"('{target}')").fetchall()[0][0])
-
     step("organisations")
     orgs = _organisations(cfg)
     practices = orgs["practices"]
-    last_start = cfg.start_year + cfg.years - 1
-    for name, frame in orgs.items():
-        con.register(f"{name}_df", frame)
-        con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_df")
-    write("commissioners", "SELECT * FROM commissioners")
-    write("groups", "SELECT * FROM groups")
-    write("local_authorities", "SELECT * FROM local_authorities")
-    write("neighbourhoods", "SELECT * FROM neighbourhoods")
-    write("practices", "SELECT * REPLACE (CAST(close_date AS VARCHAR) AS close_date) "
-          "FROM practices")
-    write("providers", "SELECT * FROM providers")
-    pg = _practice_groups(cfg, orgs)
-    con.register("pg_df", pg)
-    write("practice_groups", "SELECT * FROM pg_df")
+    chunks = _chunks(practices.list_size.to_numpy(), cfg.chunk_patients)
+    parted = len(chunks) > 1
 
-    step("patients")
-    con.execute(f"CREATE TABLE pat_raw AS {_patients_sql(cfg)}")
-    _calibrate(con)
-    write("patients", _patients_out_sql(cfg, list(orgs["neighbourhoods"].neighbourhood_code)))
-    write("list_sizes", """
-        SELECT practice_code, sex, CASE WHEN age >= 90 THEN '90+' ELSE
-          CAST(age // 5 * 5 AS VARCHAR) || '-' || CAST(age // 5 * 5 + 4 AS VARCHAR) END
-          AS age_band, count(*) AS patients FROM pat GROUP BY ALL ORDER BY ALL""")
-    step("conditions")
-    write("patient_conditions", _conditions_sql(cfg))
+    con = duckdb.connect(str(tmp / "work.duckdb"))
+    try:
+        con.execute(f"SET memory_limit = '{cfg.memory_limit}'")
+        con.execute(f"SET temp_directory = '{tmp / 'spill'}'")
+        con.execute("SET preserve_insertion_order = true")
+        if cfg.threads:
+            con.execute(f"SET threads = {cfg.threads}")
+        w = _Writer(con, out, cfg.format)
+        faults: dict[str, int] = {}
+        unattributed: dict[str, int] = {}
+        last_start = cfg.start_year + cfg.years - 1
+        for name, frame in orgs.items():
+            con.register(f"{name}_df", frame)
+            con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_df")
+            con.unregister(f"{name}_df")
+        con.register("age_q_df", _age_tables(practices, np.random.default_rng(cfg.seed + 7)))
+        con.execute("CREATE TABLE age_q AS SELECT * FROM age_q_df")
+        con.unregister("age_q_df")
+        for name in ("commissioners", "groups", "local_authorities", "neighbourhoods",
+                     "providers"):
+            w.write(name, f"SELECT * FROM {name}")
+        w.write("practices", "SELECT * REPLACE (CAST(close_date AS VARCHAR) AS close_date) "
+                "FROM practices")
+        con.register("pg_df", _practice_groups(cfg, orgs))
+        w.write("practice_groups", "SELECT * FROM pg_df")
 
-    codes = list(practices.practice_code)
-    providers = list(orgs["providers"].provider_code)
-    n_acute = int((orgs["providers"].provider_type == "acute").sum())
-    step("apc_spells")
-    write("apc_spells", _apc_sql(cfg, codes, providers, n_acute))
-    step("op_attendances")
-    write("op_attendances", _op_sql(cfg, codes, providers, n_acute))
-    step("ae_attendances")
-    write("ae_attendances", _ae_sql(cfg, codes, providers, n_acute))
-    step("prescribing")
-    write("prescribing", _prescribing_final(cfg, _prescribing_sql(cfg)))
-    step("social_care_packages")
-    write("social_care_packages", _social_care_sql(cfg))
+        step("patients")
+        for i, (lo, hi) in enumerate(chunks):
+            sql = _patients_sql(cfg, lo, hi)
+            if i == 0:
+                con.execute(f"CREATE TABLE pat_raw AS {sql}")
+            else:
+                con.execute(f"INSERT INTO pat_raw {sql}")
+            if progress:
+                progress("patients", i + 1, len(chunks) + 1)
+        con.execute("CHECKPOINT")
+        _calibrate(con)
+        hoods = list(orgs["neighbourhoods"].neighbourhood_code)
+        norms = _social_care_norms(cfg, con)
+        codes = list(practices.practice_code)
+        providers = list(orgs["providers"].provider_code)
+        n_acute = int((orgs["providers"].provider_type == "acute").sum())
+        per_chunk: list[tuple[str, str, Callable[[], str]]] = [
+            ("patients", "patients", lambda: _patients_out_sql(cfg, hoods)),
+            ("conditions", "patient_conditions", lambda: _conditions_sql(cfg)),
+            ("apc_spells", "apc_spells", lambda: _apc_sql(cfg, codes, providers, n_acute)),
+            ("op_attendances", "op_attendances",
+             lambda: _op_sql(cfg, codes, providers, n_acute)),
+            ("ae_attendances", "ae_attendances",
+             lambda: _ae_sql(cfg, codes, providers, n_acute)),
+        ]
+        for step_name, table, make in per_chunk:
+            if step_name != "patients":
+                step(step_name)
+            sql = make()
+            for i, (lo, hi) in enumerate(chunks):
+                con.execute("CREATE OR REPLACE VIEW patc AS SELECT * FROM pat "
+                            f"WHERE pidx >= {lo} AND pidx < {hi}")
+                if table == "patients":
+                    w.write(table, _with_duplicates(sql), i if parted else None)
+                    for dup, bad in con.execute(
+                            f"SELECT count(*) FILTER (WHERE _dup), count(*) FILTER "
+                            f"(WHERE _bad_age) FROM ({sql})").fetchall():
+                        faults["duplicate_patient_id"] = \
+                            faults.get("duplicate_patient_id", 0) + int(dup)
+                        faults["patient_age_out_of_range"] = \
+                            faults.get("patient_age_out_of_range", 0) + int(bad)
+                elif table == "patient_conditions":
+                    w.write(table, sql, i if parted else None)
+                else:
+                    w.write(table, _with_duplicates(sql), i if parted else None)
+                    _count(con, sql, table, faults, unattributed)
+                if progress and parted:
+                    progress(step_name, i + 1, len(chunks))
+        w.write("list_sizes", """
+            SELECT practice_code, sex, CASE WHEN age >= 90 THEN '90+' ELSE
+              CAST(age // 5 * 5 AS VARCHAR) || '-' || CAST(age // 5 * 5 + 4 AS VARCHAR) END
+              AS age_band, count(*) AS patients FROM pat GROUP BY ALL ORDER BY ALL""")
 
-    step("tariff")
-    tariff = _tariff(cfg)
-    for name, frame in tariff.items():
-        con.register(f"{name}_df", frame)
-        con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_df")
-        write(name, f"SELECT * FROM {name}")
-    _write_annex_a(tariff, out / "tariff_annex_a.xlsx")
-    spells = out / f"apc_spells.{ext}"
-    if ext == "parquet":
-        (out / "tariff_settings.toml").write_text(_settings_toml(cfg, con, str(spells)))
-    else:
-        con.execute(f"CREATE TABLE spells_csv AS SELECT * FROM read_csv('{spells}', "
-                    "all_varchar = true)")
-        con.execute(f"COPY spells_csv TO '{tmp / 's.parquet'}' (FORMAT parquet)")
-        (out / "tariff_settings.toml").write_text(
-            _settings_toml(cfg, con, str(tmp / "s.parquet")))
+        step("prescribing")
+        w.write("prescribing", _prescribing_final(cfg, _prescribing_sql(cfg)))
+        step("social_care_packages")
+        sc = _social_care_sql(cfg, norms)
+        for i, (lo, hi) in enumerate(chunks):
+            con.execute("CREATE OR REPLACE VIEW patc AS SELECT * FROM pat "
+                        f"WHERE pidx >= {lo} AND pidx < {hi}")
+            w.write("social_care_packages", _with_duplicates(sc), i if parted else None)
+            if cfg.fault_rate > 0:
+                _count(con, sc, "social_care_packages", faults, unattributed)
 
-    step("truth")
-    (out / "truth").mkdir(exist_ok=True)
-    con.execute(f"""COPY (SELECT patient_id, lam_em AS latent_risk,
-        lam_em AS expected_emergency_admissions FROM pat ORDER BY pid)
-        TO '{out / 'truth' / 'patient_risk.parquet'}' (FORMAT parquet)""")
-    patients = int(con.execute("SELECT count(*) FROM pat").fetchall()[0][0])
-    faults = _count_faults(cfg)
-    con.close()
-    shutil.rmtree(tmp, ignore_errors=True)
-    summary = SynthSummary(rows, len(practices), patients, time.perf_counter() - t0, faults)
+        step("tariff")
+        tariff = _tariff(cfg)
+        for name, frame in tariff.items():
+            con.register(f"{name}_df", frame)
+            con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_df")
+            w.write(name, f"SELECT * FROM {name}")
+        _write_annex_a(tariff, out / "tariff_annex_a.xlsx")
+        spells = (str(out / "apc_spells" / f"*.{cfg.format}") if parted
+                  else str(out / f"apc_spells.{cfg.format}"))
+        if cfg.format == "csv":
+            con.execute(f"COPY (SELECT * FROM read_csv('{spells}', all_varchar = true)) "
+                        f"TO '{tmp / 's.parquet'}' (FORMAT parquet)")
+            spells = str(tmp / "s.parquet")
+        (out / "tariff_settings.toml").write_text(_settings_toml(cfg, con, spells))
+
+        step("truth")
+        (out / "truth").mkdir(exist_ok=True)
+        con.execute(f"""COPY (SELECT patient_id, practice_code, age, n_conditions,
+            lam_em AS latent_risk, lam_em AS expected_emergency_admissions FROM pat)
+            TO '{out / 'truth' / 'patient_risk.parquet'}' (FORMAT parquet, COMPRESSION zstd)""")
+        patients = int(con.execute("SELECT count(*) FROM pat").fetchall()[0][0])
+    finally:
+        con.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    faults = dict(sorted((k, v) for k, v in faults.items() if v))
+    rows = w.rows
+    summary = SynthSummary(rows, len(practices), patients, time.perf_counter() - t0, faults,
+                           dict(sorted(unattributed.items())))
     manifest = {"config": {k: str(v) if isinstance(v, Path) else v
                            for k, v in asdict(cfg).items()},
-                "rows": rows, "practices": len(practices), "patients": patients,
+                "seed": cfg.seed, "rows": rows, "practices": len(practices),
+                "patients": patients, "faults": faults,
+                "unattributed_activity": summary.unattributed,
+                "parts": len(chunks) if parted else 1,
                 "financial_years": [f"{y}/{(y + 1) % 100:02d}" for y in
                                     range(cfg.start_year, last_start + 1)]}
     (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     if progress:
         progress("done", len(steps), len(steps))
     return summary
-
-
-def _count_faults(cfg: SynthConfig) -> dict[str, int]:
-    """Faults are drawn per row at ``fault_rate``; their exact count shows in quarantine."""
-    return {"fault_rate_per_row": 0} if cfg.fault_rate == 0 else {}
