@@ -159,3 +159,52 @@ def test_benchmark_custom_grouping(warehouse: Warehouse) -> None:
                     grouping=grouping)
     assert list(out.grouping) == ["X"]
     assert out.numerator.iloc[0] == 5 and out.denominator.iloc[0] == len(VALID["patients"])
+
+
+def test_ratio_to_national_uses_the_published_value(warehouse: Warehouse) -> None:
+    from pbc.indicators.benchmark import benchmark
+
+    ind = load_indicators()["emergency_admissions"]
+    assert ind.national is not None and ind.national.value == 101
+    out = benchmark(_tables(warehouse), ind).set_index("practice")
+    # A81002: 6 emergency admissions / 4 registered x 1,000 = 1,500 per 1,000 = 14.85 x England
+    assert out.loc["A81002", "ratio_to_national"] == pytest.approx(1500 / 101 * 100)
+    assert out.loc["A81002", "ratio_to_national_lower_95"] == pytest.approx(
+        out.loc["A81002", "lower_95"] / 101 * 100)
+    no_national = benchmark(_tables(warehouse), load_indicators()["elective_admissions"])
+    assert "ratio_to_national" not in no_national.columns
+
+
+def test_monthly_series_annualises_and_classifies(warehouse: Warehouse) -> None:
+    from pbc.indicators.benchmark import monthly_series
+
+    series = monthly_series(_tables(warehouse), load_indicators()["ae_attendances"])
+    assert len(series) == 2 * 12 and list(series.financial_year.unique()) == ["2025-26"]
+    a = series[series.practice == "A81001"]
+    assert list(a.period) == [f"2025-{m:02d}" for m in range(4, 13)] + [
+        f"2026-{m:02d}" for m in range(1, 4)]
+    assert list(a.month) == list(range(1, 13))
+    # all five attendances fall in financial month 9 (December, 31 days): annualised rate
+    dec = series[series.period == "2025-12"].set_index("practice")
+    for _code, row in dec.iterrows():
+        assert row.value == pytest.approx(row.numerator / row.denominator * 1000 * 365.25 / 31)
+    assert series.numerator.sum() == 5
+    # one spike in twelve months is above the upper process limit: special cause, concern
+    spike = dec[dec.numerator > 0]
+    assert (spike.special_cause_type == "Above UCL").all()
+    assert (spike.point_type == "special_cause_concern").all()
+    quiet = series[(series.numerator == 0)]
+    assert (quiet.value >= quiet.lpl).all()
+
+
+def test_monthly_series_for_a_custom_grouping(warehouse: Warehouse) -> None:
+    import pandas as pd
+
+    from pbc.indicators.benchmark import monthly_series
+
+    grouping = pd.DataFrame({"practice_code": ["A81001", "A81002"], "group_code": ["X", "X"]})
+    series = monthly_series(_tables(warehouse), load_indicators()["day_case_rate"],
+                            level="group", grouping=grouping)
+    assert set(series.grouping) == {"X"} and len(series) == 12
+    # day case rate: a proportion of elective admissions; months without any are missing
+    assert series.value.notna().sum() == (series.denominator > 0).sum()

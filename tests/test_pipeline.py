@@ -100,6 +100,7 @@ def test_indicators_are_plausible_against_the_generator(priced: Warehouse) -> No
     ea = run_benchmark(priced, "emergency_admissions", level="commissioner",
                        financial_year="2025/26")
     assert 75 <= ea.value.iloc[0] <= 115            # generator: ≈90-100 per 1,000
+    assert 75 <= ea.ratio_to_national.iloc[0] <= 115  # England 2017/18: 101 per 1,000
     dc = run_benchmark(priced, "day_case_rate", level="commissioner", financial_year="2025/26")
     assert 70 <= dc.value.iloc[0] <= 86             # generator: ≈77-80%
     fu = run_benchmark(priced, "outpatient_follow_up_ratio", level="commissioner",
@@ -110,10 +111,19 @@ def test_indicators_are_plausible_against_the_generator(priced: Warehouse) -> No
 def test_cli_price_and_benchmark(priced: Warehouse, tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "pbc.cli"]
     out = subprocess.run([*cmd, "benchmark", "--indicator", "ae_attendances", "--warehouse",
-                          str(priced.root), "--out", str(tmp_path / "b.xlsx")],
+                          str(priced.root), "--out", str(tmp_path / "b.xlsx"),
+                          "--charts", str(tmp_path / "charts"), "--level", "group"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert (tmp_path / "b.xlsx").exists()
+    import openpyxl
+
+    book = openpyxl.load_workbook(tmp_path / "b.xlsx", read_only=True)
+    assert book.sheetnames == ["benchmark", "monthly", "indicator"]
+    assert book["monthly"].max_row == 1 + 2 * 24  # 2 groups x 24 months (2024/25, 2025/26)
+    charts = sorted(p.name for p in (tmp_path / "charts").iterdir())
+    assert charts == [f"ae_attendances_group_{c}.svg" for c in
+                      ("caterpillar", "deciles", "funnel", "spc_G01")]
+    assert "<svg" in (tmp_path / "charts" / charts[0]).read_text()[:200]
     bad = subprocess.run([*cmd, "benchmark", "--indicator", "nope", "--warehouse",
                           str(priced.root)], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "unknown indicator" in bad.stderr

@@ -6,11 +6,15 @@ Series are built so that each rule fires on its own. The baseline is a saw-tooth
 
 from __future__ import annotations
 
+import hypothesis.extra.numpy as hnp
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pbc.stats import xmr
+from pbc.stats.xmr import xmr_panel
 
 BASE = [0.0, 4.0] * 6
 
@@ -147,3 +151,37 @@ def test_short_series_and_errors() -> None:
     assert (out["point_type"] == "common_cause").all()
     with pytest.raises(ValueError, match="improvement_direction"):
         xmr([1.0, 2.0], improvement_direction="up")  # type: ignore[arg-type]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    panel=hnp.arrays(np.float64, st.tuples(st.integers(1, 6), st.integers(2, 30)),
+                     elements=st.one_of(st.floats(-50, 50, allow_nan=False),
+                                        st.just(np.nan), st.sampled_from([0.0, 1.0, 2.0]))),
+    baseline=st.one_of(st.none(), st.integers(2, 12)),
+    direction=st.sampled_from(["increase", "decrease", "neutral"]),
+    screen=st.booleans(),
+)
+def test_panel_equals_each_series_on_its_own(panel: np.ndarray, baseline: int | None,
+                                             direction: str, screen: bool) -> None:
+    out = xmr_panel(panel, baseline=baseline, improvement_direction=direction,  # type: ignore[arg-type]
+                    screen_outliers=screen)
+    assert list(out.series) == list(np.repeat(np.arange(panel.shape[0]), panel.shape[1]))
+    for i, row in enumerate(panel):
+        one = xmr(row, baseline=baseline, improvement_direction=direction,  # type: ignore[arg-type]
+                  screen_outliers=screen)
+        got = out[out.series == i].drop(columns="series").reset_index(drop=True)
+        pd.testing.assert_frame_equal(_missing_as_none(got), _missing_as_none(one),
+                                      check_dtype=False)
+
+
+def _missing_as_none(frame: pd.DataFrame) -> pd.DataFrame:
+    """The point type of a missing value is missing, whichever way pandas stores it."""
+    out = frame.astype({"point_type": object, "special_cause_type": object})
+    out["point_type"] = out.point_type.where(out.point_type.notna(), None)
+    return out
+
+
+def test_panel_needs_two_dimensions() -> None:
+    with pytest.raises(ValueError, match="2-D"):
+        xmr_panel([1.0, 2.0, 3.0])

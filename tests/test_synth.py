@@ -216,9 +216,26 @@ def test_nhse_file_gives_real_practices(nhse_file: Path, tmp_path: Path) -> None
     assert set(practices.commissioner_code) == {icb}
 
 
+def test_list_scale_keeps_every_practice_with_fewer_patients(nhse_file: Path,
+                                                            tmp_path: Path) -> None:
+    import pandas as pd
+
+    raw = pd.read_csv(nhse_file, dtype=str)
+    icb = raw.groupby("ICS22").size().sort_values().index[0]
+    generate(SynthConfig(nhse_file=nhse_file, icb=icb, seed=2, list_scale=0.1,
+                         fault_rate=0), tmp_path / "s")
+    real = raw[icb == raw.ICS22].set_index("Practice_Code")["pop 2022/23"].astype(float)
+    sizes = pd.read_parquet(tmp_path / "s" / "patients.parquet").groupby("practice_code").size()
+    assert sorted(sizes.index) == sorted(real.index)
+    expected = (real.round() * 0.1).round().clip(lower=50)
+    assert (sizes.sort_index() == expected.sort_index().astype(int)).all()
+
+
 def test_bad_config_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="fault rate"):
         SynthConfig(fault_rate=0.9)
+    with pytest.raises(ValueError, match="list_scale"):
+        SynthConfig(list_scale=0)
     with pytest.raises(FileNotFoundError):
         generate(SynthConfig(nhse_file=tmp_path / "nope.csv"), tmp_path / "o")
 

@@ -92,6 +92,9 @@ def synth(
         float | None,
         typer.Option(help="Share of England's practices (e.g. 0.01); sets --practices."),
     ] = None,
+    list_scale: Annotated[float, typer.Option(
+        help="Multiply every practice's list size (e.g. 0.1 with --nhse-file: all of "
+             "England's practices at a tenth of the patients).")] = 1.0,
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
 ) -> None:
     """Generate a synthetic health economy: every input table of the data contract."""
@@ -103,7 +106,7 @@ def synth(
         config = SynthConfig(
             practices=practices, groups=groups, local_authorities=local_authorities, seed=seed,
             years=years, start_year=start_year, fault_rate=fault_rate,
-            nhse_file=nhse_file, icb=icb, format=fmt,
+            nhse_file=nhse_file, icb=icb, format=fmt, list_scale=list_scale,
         )
         t0 = time.perf_counter()
         with progress_bar("synth") as cb:
@@ -351,11 +354,28 @@ def benchmark(
     warehouse: WarehouseOpt = Path("warehouse"),
     groups: Annotated[Path | None, typer.Option(
         help="CSV of practice_code,group_code: benchmark your own grouping.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Write .csv or .xlsx.")] = None,
+    year: Annotated[str | None, typer.Option(
+        help="Financial year, e.g. 2025/26 (default: every year in the warehouse).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        help="Write .csv (plus NAME_monthly.csv) or .xlsx (benchmark, monthly, indicator "
+             "sheets).")] = None,
+    monthly: Annotated[bool, typer.Option(
+        help="Print the monthly SPC series instead of the annual table.")] = False,
+    charts: Annotated[Path | None, typer.Option(
+        help="Write funnel, caterpillar, deciles and SPC charts to this folder.")] = None,
+    chart_format: Annotated[str, typer.Option(help="svg, png, html or json (Vega-Lite).")] =
+    "svg",
+    highlight: Annotated[str | None, typer.Option(
+        help="Unit to mark on the charts (and whose SPC chart to draw).")] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the indicators.")] = False,
 ) -> None:
     """Benchmark practices, groups or the commissioner on an indicator, with sound statistics."""
-    from pbc.services.benchmarking import list_indicators, run_benchmark
+    from pbc.services.benchmarking import (
+        benchmark_indicator,
+        list_indicators,
+        write_charts,
+        write_result,
+    )
 
     with user_errors():
         if list_ or indicator is None:
@@ -368,12 +388,34 @@ def benchmark(
             return
         if level not in ("practice", "group", "commissioner"):
             raise UserError(f"--level {level!r}: use practice, group or commissioner")
-        frame = run_benchmark(Warehouse(warehouse), indicator, level=level,  # type: ignore[arg-type]
-                              grouping_file=groups, out=out)
+        result = benchmark_indicator(
+            Warehouse(warehouse), indicator, level=level,  # type: ignore[arg-type]
+            grouping_file=groups, financial_year=year,
+            monthly=monthly or out is not None or charts is not None)
         if out:
-            console.print(f"wrote {len(frame):,} rows to {out}")
-        else:
-            console.print(frame.head(40).to_string(index=False))
+            for path in write_result(result, out):
+                console.print(f"wrote {path}")
+        if charts:
+            for path in write_charts(result, charts, highlight=highlight, fmt=chart_format):
+                console.print(f"wrote {path}")
+        _print_benchmark(result, monthly)
+
+
+def _print_benchmark(result: Any, monthly: bool) -> None:
+    ind, frame = result.indicator, result.table
+    console.print(f"[bold]{ind.title}[/bold] ({ind.unit}), {len(frame):,} {result.level} rows")
+    if monthly and result.series is not None:
+        series = result.series
+        last = series[series.period == series.period.max()]
+        console.print(series.tail(24).to_string(index=False), soft_wrap=True)
+        counts = last.point_type.value_counts().to_dict()
+        console.print(f"latest month {series.period.max()}: {counts}")
+        return
+    show = [c for c in frame.columns if c in {
+        frame.columns[1], "numerator", "denominator", "value", "lower_95", "upper_95", "isr",
+        "dsr", "significance", "ratio_to_national", "decile", "saving_at_p10"}]
+    console.print(frame[show].head(40).to_string(index=False), soft_wrap=True)
+    console.print(f"funnel: {frame.significance.value_counts().to_dict()}")
 
 
 # ---------------------------------------------------------------------- budgets

@@ -17,8 +17,14 @@ For one indicator and one level (practice, group, commissioner, or a user's own 
   ``max(value - p, 0) × denominator / multiplier``, in the numerator's unit (admissions, days
   or pounds), only for indicators where low is good.
 
-National comparison needs national reference rates, which a commissioner's warehouse does
-not hold; pass ``national`` (rates by sex and age band) to add the ratio against England.
+* the ratio against England (``value / national × 100`` with the value's 95% limits scaled
+  the same way) where the indicator file gives England's published value (``national:``,
+  with period and source). It is a crude comparison: England's age-sex band rates are not
+  in a commissioner's warehouse, so a practice with an old list will look high against
+  England even when its standardised ratio against the commissioner is 100.
+
+:func:`monthly_series` gives each unit's value by month with Making Data Count XmR
+classification (reference.md §4.9): the SPC view of the same indicator.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from pbc.indicators.compute import events_by_band, indicator_by_practice
+from pbc.indicators.compute import ACTIVITY_TABLE, events_by_band, indicator_by_practice
 from pbc.indicators.definition import Indicator
 from pbc.stats.crude_rate import crude_rate
 from pbc.stats.dsr import ESP2013, ESP2013_BANDS, dsr_by_group
@@ -37,6 +43,7 @@ from pbc.stats.funnel_poisson import funnel_rate, funnel_ratio
 from pbc.stats.funnel_proportion import funnel_proportion
 from pbc.stats.isr import isratio
 from pbc.stats.wilson import wilson_ci
+from pbc.stats.xmr import Direction, xmr_panel
 
 Level = Literal["practice", "group", "commissioner"]
 NOT_APPLICABLE = "Not applicable"
@@ -66,7 +73,13 @@ def benchmark(
     financial_year: str | None = None,
     grouping: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """One row per unit: value, CI, standardised ratio, significance, percentile, savings."""
+    """One row per unit: value, CI, standardised ratio, significance, percentile, savings.
+
+    ``financial_year`` (``2025/26`` or ``2025-26``) defaults to the latest complete year of
+    the indicator's activity, so a rate per head is a rate per year."""
+    if financial_year is None:
+        years = financial_years(tables, ind)
+        financial_year = years[-1] if years else None
     units = unit_of(tables, level, grouping)
     frame = indicator_by_practice(tables, ind, financial_year=financial_year).execute()
     frame = frame.merge(units, on="practice_code", how="inner")
@@ -84,8 +97,109 @@ def benchmark(
     out["significance"] = _significance(ind, x, n, ok)
     if ind.standardisation != "none" and "patients" in tables:
         out = _standardised(tables, ind, out, units, financial_year, level)
+    _national(ind, out)
     _peers(ind, out, n)
     return out
+
+
+def _national(ind: Indicator, out: pd.DataFrame) -> None:
+    """Ratio of each unit's value to England's published value, × 100 (in place)."""
+    if ind.national is None:
+        return
+    nat = ind.national.value
+    out["national_value"] = nat
+    out["ratio_to_national"] = out["value"] / nat * 100
+    out["ratio_to_national_lower_95"] = out["lower_95"] / nat * 100
+    out["ratio_to_national_upper_95"] = out["upper_95"] / nat * 100
+
+
+def _direction(ind: Indicator) -> Direction:
+    if ind.low_is_good is None:
+        return "neutral"
+    return "decrease" if ind.low_is_good else "increase"
+
+
+def financial_years(tables: Mapping[str, Any], ind: Indicator) -> list[str]:
+    """The complete financial years (``YYYY-YY``, activity in all 12 months) of the
+    indicator's numerator activity; every year present if none is complete.
+
+    A year with a few months only (spells admitted in March and discharged in April fall
+    in the next year) would show as a false fall in a rate, so it is left out by default."""
+    m = ind.numerator
+    if m.activity is None:
+        return []
+    name = ACTIVITY_TABLE[m.activity]
+    if name not in tables:
+        return []
+    t = tables[name]
+    months = t.group_by("financial_year").aggregate(months=t.month.nunique()).execute()
+    months = months.dropna(subset=["financial_year"])
+    complete = months[months.months == 12]
+    chosen = complete if len(complete) else months
+    return sorted(str(y) for y in chosen.financial_year)
+
+
+def monthly_series(
+    tables: Mapping[str, Any],
+    ind: Indicator,
+    *,
+    level: Level = "practice",
+    years: list[str] | None = None,
+    grouping: pd.DataFrame | None = None,
+    baseline: int | None = 12,
+) -> pd.DataFrame:
+    """Each unit's value by month, with XmR limits and Making Data Count classification.
+
+    One row per unit and month, oldest first: ``indicator``, the unit, ``financial_year``,
+    ``month`` (1 = April), ``period`` (``YYYY-MM``), ``numerator``, ``denominator``,
+    ``value``, and from :func:`pbc.stats.xmr.xmr` ``mean``, ``lpl``, ``upl``,
+    ``special_cause_type`` and ``point_type`` (improvement is a fall where low is good).
+    A rate over a population is annualised (× 365.25 / days in the month), so months
+    compare with each other and with the year's value. Limits are fixed on the first
+    ``baseline`` months (all months if fewer), as Making Data Count advises; years default
+    to the complete years of the activity (:func:`financial_years`).
+    """
+    units = unit_of(tables, level, grouping)
+    key = level if grouping is None else "grouping"
+    years = years or financial_years(tables, ind)
+    parts = []
+    for fy in years:
+        f = indicator_by_practice(tables, ind, financial_year=fy, by_month=True).execute()
+        parts.append(f.assign(financial_year=fy))
+    if not parts:
+        return pd.DataFrame(columns=["indicator", key, "financial_year", "month", "period",
+                                     "numerator", "denominator", "value", "mean", "lpl",
+                                     "upl", "special_cause_type", "point_type"])
+    frame = pd.concat(parts, ignore_index=True).merge(units, on="practice_code", how="inner")
+    agg = frame.groupby(["unit", "financial_year", "month"], as_index=False)[
+        ["numerator", "denominator"]].sum()
+    agg = agg.sort_values(["unit", "financial_year", "month"]).reset_index(drop=True)
+    start = agg.financial_year.str.slice(0, 4).astype(int)
+    calendar_month = (agg.month + 2) % 12 + 1
+    year = start + (agg.month > 9).astype(int)
+    agg.insert(3, "period", year.astype(str) + "-" + calendar_month.map("{:02d}".format))
+    n = agg.denominator.to_numpy(float)
+    if ind.denominator.population is not None:
+        days = pd.to_datetime(agg.period + "-01").dt.days_in_month.to_numpy(float)
+        annualise = 365.25 / days
+    else:
+        annualise = np.ones(len(agg))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        agg["value"] = np.where(n > 0, agg.numerator / n * ind.multiplier * annualise, np.nan)
+    # every unit has every month (practices x months, zero-filled), so the series stack
+    # into a units x months panel for the vectorised XmR rules
+    sizes = agg.groupby("unit").size()
+    if sizes.nunique() > 1:
+        raise ValueError("monthly series need every unit to have every month")
+    months = int(sizes.iloc[0]) if len(sizes) else 0
+    b = baseline if baseline is not None and months > baseline else None
+    spc = xmr_panel(agg.value.to_numpy(float).reshape(-1, months), baseline=b,
+                    improvement_direction=_direction(ind))
+    for col in ("mean", "lpl", "upl", "special_cause_type", "point_type"):
+        agg[col] = spc[col].to_numpy()
+    agg = agg.rename(columns={"unit": key})
+    agg.insert(0, "indicator", ind.id)
+    return agg
 
 
 def _interval(ind: Indicator, x: np.ndarray, n: np.ndarray,

@@ -63,6 +63,17 @@ def _base(name: str) -> str:
     return name.split(":", 1)[0]
 
 
+class NationalValue(BaseModel):
+    """England's published value of an indicator (crude, in the indicator's own unit), for
+    the ratio against national; ``period`` and ``source`` say where it comes from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: float = Field(gt=0)
+    period: str
+    source: str
+
+
 class Indicator(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -79,6 +90,7 @@ class Indicator(BaseModel):
     source: str
     author: str = "pbc"
     review_date: dt.date
+    national: NationalValue | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Indicator:

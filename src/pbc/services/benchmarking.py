@@ -1,15 +1,25 @@
-"""Benchmarking service: indicator library + warehouse -> benchmark tables and exports."""
+"""Benchmarking service: indicator library + warehouse -> benchmark tables, SPC series, exports.
+
+The service opens the warehouse, picks the indicator and the grouping, and calls the pure
+core (:mod:`pbc.indicators`). Writing: ``.csv`` (the benchmark table; the monthly series
+beside it as ``NAME_monthly.csv``) or ``.xlsx`` (one workbook: the benchmark table, the
+monthly series and a sheet describing the indicator).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
-from pbc.indicators.benchmark import benchmark
+from pbc.indicators.benchmark import benchmark, monthly_series
 from pbc.indicators.definition import Indicator, load_indicators
 from pbc.warehouse import Warehouse, WarehouseError
+
+Level = Literal["practice", "group", "commissioner"]
 
 
 def list_indicators(folder: Path | None = None) -> list[Indicator]:
@@ -18,40 +28,148 @@ def list_indicators(folder: Path | None = None) -> list[Indicator]:
 
 def read_grouping(path: Path) -> pd.DataFrame:
     """A user's own grouping: a CSV with ``practice_code`` and ``group_code`` columns."""
-    frame = pd.read_csv(path, dtype=str)
+    try:
+        frame = pd.read_csv(path, dtype=str)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise WarehouseError(f"{path}: cannot read the grouping CSV: {e}") from e
     missing = [c for c in ("practice_code", "group_code") if c not in frame.columns]
     if missing:
         raise WarehouseError(f"{path}: missing column(s) {', '.join(missing)} "
                              "(expected practice_code,group_code)")
+    blank = frame.index[frame.practice_code.isna() | frame.group_code.isna()]
+    if len(blank):
+        raise WarehouseError(f"{path}: row {int(blank[0]) + 2}: practice_code and group_code "
+                             "must both be given")
     return frame
+
+
+@dataclass
+class BenchmarkResult:
+    """One indicator at one level: the annual table and (optionally) the monthly series."""
+
+    indicator: Indicator
+    level: str
+    table: pd.DataFrame
+    series: pd.DataFrame | None = None
+
+
+def _indicator(indicator_id: str) -> Indicator:
+    indicators = load_indicators()
+    if indicator_id not in indicators:
+        raise WarehouseError(f"unknown indicator {indicator_id!r}; known: "
+                             f"{', '.join(sorted(indicators))}")
+    return indicators[indicator_id]
+
+
+def _tables(warehouse: Warehouse) -> Mapping[str, Any]:
+    if not warehouse.exists():
+        raise WarehouseError(f"{warehouse.root}: no warehouse here yet (run pbc load first)")
+    backend = warehouse.ibis()
+    return {n: backend.table(n) for n in warehouse.table_names()}
+
+
+def benchmark_indicator(
+    warehouse: Warehouse,
+    indicator_id: str,
+    *,
+    level: Level = "practice",
+    grouping_file: Path | None = None,
+    financial_year: str | None = None,
+    monthly: bool = True,
+) -> BenchmarkResult:
+    """The benchmark table for one indicator and, with ``monthly``, its SPC series."""
+    ind = _indicator(indicator_id)
+    tables = _tables(warehouse)
+    grouping = read_grouping(grouping_file) if grouping_file else None
+    table = benchmark(tables, ind, level=level, financial_year=financial_year,
+                      grouping=grouping)
+    series = None
+    if monthly:
+        years = [financial_year.replace("/", "-")] if financial_year else None
+        series = monthly_series(tables, ind, level=level, years=years, grouping=grouping)
+    return BenchmarkResult(ind, level, table, series)
 
 
 def run_benchmark(
     warehouse: Warehouse,
     indicator_id: str,
     *,
-    level: Literal["practice", "group", "commissioner"] = "practice",
+    level: Level = "practice",
     grouping_file: Path | None = None,
     financial_year: str | None = None,
     out: Path | None = None,
 ) -> pd.DataFrame:
     """The benchmark table for one indicator; written to ``out`` (.csv/.xlsx) if given."""
-    indicators = load_indicators()
-    if indicator_id not in indicators:
-        raise WarehouseError(f"unknown indicator {indicator_id!r}; known: "
-                             f"{', '.join(sorted(indicators))}")
-    if not warehouse.exists():
-        raise WarehouseError(f"{warehouse.root}: no warehouse here yet (run pbc load first)")
-    backend = warehouse.ibis()
-    tables = {n: backend.table(n) for n in warehouse.table_names()}
-    grouping = read_grouping(grouping_file) if grouping_file else None
-    frame = benchmark(tables, indicators[indicator_id], level=level,
-                      financial_year=financial_year, grouping=grouping)
+    result = benchmark_indicator(warehouse, indicator_id, level=level,
+                                 grouping_file=grouping_file, financial_year=financial_year,
+                                 monthly=out is not None)
     if out is not None:
-        if out.suffix.lower() == ".xlsx":
-            frame.to_excel(out, index=False, sheet_name=indicator_id[:31], engine="xlsxwriter")
-        elif out.suffix.lower() == ".csv":
-            frame.to_csv(out, index=False)
-        else:
-            raise WarehouseError(f"{out}: use .csv or .xlsx")
-    return frame
+        write_result(result, out)
+    return result.table
+
+
+def about(ind: Indicator) -> pd.DataFrame:
+    """The indicator's definition as rows of (field, value), for the workbook."""
+    rows = [("id", ind.id), ("title", ind.title), ("why it matters", ind.why_it_matters.strip()),
+            ("unit", ind.unit), ("kind", ind.kind), ("standardisation", ind.standardisation),
+            ("low is good", str(ind.low_is_good)), ("source", ind.source),
+            ("review date", ind.review_date.isoformat())]
+    if ind.national is not None:
+        rows += [("England value", f"{ind.national.value:g} ({ind.national.period})"),
+                 ("England source", ind.national.source)]
+    return pd.DataFrame(rows, columns=["field", "value"])
+
+
+def write_result(result: BenchmarkResult, out: Path) -> list[Path]:
+    """Write the table (and series) by suffix; returns the files written."""
+    suffix = out.suffix.lower()
+    if suffix not in (".csv", ".xlsx"):
+        raise WarehouseError(f"{out}: use .csv or .xlsx")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".xlsx":
+        with pd.ExcelWriter(out, engine="xlsxwriter") as xl:
+            result.table.to_excel(xl, index=False, sheet_name="benchmark")
+            if result.series is not None:
+                result.series.to_excel(xl, index=False, sheet_name="monthly")
+            about(result.indicator).to_excel(xl, index=False, sheet_name="indicator")
+        return [out]
+    result.table.to_csv(out, index=False)
+    written = [out]
+    if result.series is not None:
+        monthly = out.with_name(f"{out.stem}_monthly.csv")
+        result.series.to_csv(monthly, index=False)
+        written.append(monthly)
+    return written
+
+
+def write_charts(result: BenchmarkResult, folder: Path, *, highlight: str | None = None,
+                 fmt: str = "svg") -> list[Path]:
+    """Funnel (not for costs per head), caterpillar, deciles over time and, for the
+    highlighted unit (default: the first), its SPC chart, as ``fmt`` (svg, png, html, json).
+    """
+    from pbc.indicators.charts import (
+        caterpillar_chart,
+        deciles_chart,
+        funnel_chart,
+        save_chart,
+        spc_chart,
+    )
+
+    if fmt not in ("svg", "png", "html", "json"):
+        raise WarehouseError(f"chart format {fmt!r}: use svg, png, html or json")
+    ind, table = result.indicator, result.table
+    key = table.columns[1]
+    units = table[key].astype(str).tolist()
+    if highlight is not None and highlight not in units:
+        raise WarehouseError(f"--highlight {highlight!r} is not a {key} in this benchmark")
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{ind.id}_{result.level}"
+    charts: list[tuple[str, Any]] = []
+    if ind.kind != "cost_per_head":
+        charts.append(("funnel", funnel_chart(table, ind, highlight=highlight)))
+    charts.append(("caterpillar", caterpillar_chart(table, ind, highlight=highlight)))
+    if result.series is not None and len(result.series):
+        charts.append(("deciles", deciles_chart(result.series, ind, highlight=highlight)))
+        unit = highlight or units[0]
+        charts.append((f"spc_{unit}", spc_chart(result.series, ind, unit)))
+    return [save_chart(chart, folder / f"{stem}_{name}.{fmt}") for name, chart in charts]

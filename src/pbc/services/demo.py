@@ -88,15 +88,19 @@ def run_demo(
                   f"{run.result.frame.practice_code.nunique()} practices (version "
                   f"{run.version}); statements in {run.statements}")
 
-    from pbc.services.benchmarking import run_benchmark
+    from pbc.services.benchmarking import benchmark_indicator, write_charts, write_result
 
+    charts = reports / "charts"
     with timed("benchmark"), progress("5. benchmark practices") as cb:
         for i, ind in enumerate(DEMO_INDICATORS):
             cb(ind, i, len(DEMO_INDICATORS))
-            run_benchmark(warehouse, ind, level="practice",
-                          out=reports / f"benchmark_{ind}.xlsx")
+            result = benchmark_indicator(warehouse, ind, level="practice")
+            write_result(result, reports / f"benchmark_{ind}.xlsx")
+            write_charts(result, charts)
         cb("done", len(DEMO_INDICATORS), len(DEMO_INDICATORS))
-    console.print(f"  {len(DEMO_INDICATORS)} indicators benchmarked: {reports}/benchmark_*.xlsx")
+    console.print(f"  {len(DEMO_INDICATORS)} indicators benchmarked (annual table, monthly SPC "
+                  f"series, indicator sheet): {reports}/benchmark_*.xlsx; funnel, caterpillar, "
+                  f"deciles and SPC charts: {charts}/*.svg")
 
     from pbc.services import risk
 

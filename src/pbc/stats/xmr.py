@@ -39,48 +39,88 @@ MR_SCREEN = 3.267
 RUN = 7
 Direction = Literal["increase", "decrease", "neutral"]
 _DIRECTION = {"increase": 1, "decrease": -1, "neutral": 0}
+STATS = ("mean", "mr", "amr", "lpl", "upl", "near_lpl", "near_upl")
 
 
 def _part_of_run(flag: np.ndarray, length: int = RUN) -> np.ndarray:
-    """True where this point or one of the next ``length − 1`` points ends a flagged run."""
-    padded = np.concatenate([flag.astype(np.int64), np.zeros(length - 1, dtype=np.int64)])
-    c = np.concatenate([[0], np.cumsum(padded)])
-    idx = np.arange(flag.size)
-    return np.asarray((c[idx + length] - c[idx]) > 0)
+    """True where this point or one of the next ``length − 1`` points ends a flagged run
+    (along the last axis: one series per row)."""
+    k, m = flag.shape
+    padded = np.concatenate([flag.astype(np.int64), np.zeros((k, length - 1), np.int64)], axis=1)
+    c = np.concatenate([np.zeros((k, 1), np.int64), np.cumsum(padded, axis=1)], axis=1)
+    idx = np.arange(m)
+    return np.asarray((c[:, idx + length] - c[:, idx]) > 0)
 
 
 def _rules(y: FloatArray, rtm: np.ndarray, close: np.ndarray) -> dict[str, np.ndarray]:
-    m = y.size
+    """The Making Data Count run, trend and 2-in-3 rules for a panel (one series per row;
+    a series shorter than the panel is padded with NaN at the end, which breaks no rule)."""
+    k, m = y.shape
     # 7 points on the same side of the mean (ending at i)
-    side_end = np.zeros(m, dtype=bool)
-    trend_end = np.zeros(m, dtype=np.int64)
+    side_end = np.zeros((k, m), dtype=bool)
+    trend_end = np.zeros((k, m), dtype=np.int64)
+    with np.errstate(invalid="ignore"):
+        d = np.sign(np.diff(y, axis=1))
     if m >= RUN:
-        w = sliding_window_view(rtm, RUN)
-        side_end[RUN - 1:] = (w.min(axis=1) == w.max(axis=1)) & (w[:, -1] != 0)
-        d = np.sign(np.diff(y))
-        dw = sliding_window_view(d, RUN - 1)
-        trend_end[RUN - 1:] = np.where((dw == 1).all(axis=1), 1,
-                                       np.where((dw == -1).all(axis=1), -1, 0))
+        w = sliding_window_view(rtm, RUN, axis=1)
+        side_end[:, RUN - 1:] = (w.min(axis=2) == w.max(axis=2)) & (w[:, :, -1] != 0)
+        dw = sliding_window_view(d, RUN - 1, axis=1)
+        trend_end[:, RUN - 1:] = np.where((dw == 1).all(axis=2), 1,
+                                          np.where((dw == -1).all(axis=2), -1, 0))
     shift = _part_of_run(side_end)
     trend = _part_of_run(trend_end != 0)
     # 2 of 3 near the limits, all three on the same side of the mean
-    window_flag = np.zeros(m, dtype=bool)  # indexed by window start
+    window_flag = np.zeros((k, m), dtype=bool)  # indexed by window start
     if m >= 3:
-        cw = sliding_window_view(close.astype(np.int64), 3).sum(axis=1)
-        rw = np.abs(sliding_window_view(rtm, 3).sum(axis=1))
-        window_flag[: m - 2] = (cw >= 2) & (rw == 3)
+        cw = sliding_window_view(close.astype(np.int64), 3, axis=1).sum(axis=2)
+        rw = np.abs(sliding_window_view(rtm, 3, axis=1).sum(axis=2))
+        window_flag[:, : m - 2] = (cw >= 2) & (rw == 3)
     in_flagged = window_flag.copy()
-    in_flagged[1:] |= window_flag[:-1]
-    in_flagged[2:] |= window_flag[:-2]
+    in_flagged[:, 1:] |= window_flag[:, :-1]
+    in_flagged[:, 2:] |= window_flag[:, :-2]
     two_in_three = in_flagged & close
     # trend direction: right-hand difference inside a trend, else left-hand (NHSRplotthedots)
-    sdy = np.sign(np.diff(y))
-    right = np.concatenate([sdy, sdy[-1:]]) if m > 1 else np.zeros(m)
-    left = np.concatenate([[0.0], sdy])
-    both = trend & np.concatenate([trend[1:], [False]])
+    right = np.concatenate([d, d[:, -1:]], axis=1) if m > 1 else np.zeros((k, m))
+    left = np.concatenate([np.zeros((k, 1)), d], axis=1)
+    both = trend & np.concatenate([trend[:, 1:], np.zeros((k, 1), dtype=bool)], axis=1)
     trend_dir = np.where(both, right, left)
     return {"shift": shift, "trend": trend, "two_in_three": two_in_three,
             "trend_direction": trend_dir}
+
+
+def _panel(y: FloatArray, baseline: int | None, screen_outliers: bool) -> dict[str, np.ndarray]:
+    """Limits, flags and rules for a panel of series (rows), each its own period."""
+    k, m = y.shape
+    pos = np.arange(m)
+    fix = np.broadcast_to(pos < (baseline if baseline is not None else m), (k, m))
+    fix_y = np.where(fix, y, np.nan)
+    nan_col = np.full((k, 1), np.nan)
+    mr_fix = np.concatenate([nan_col, np.abs(np.diff(fix_y, axis=1))], axis=1)
+    with warnings.catch_warnings():  # all-NaN series give NaN limits, quietly
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(fix_y, axis=1, keepdims=True)
+        amr = np.nanmean(mr_fix, axis=1, keepdims=True)
+        if screen_outliers:
+            amr = np.nanmean(np.where(mr_fix < MR_SCREEN * amr, mr_fix, np.nan), axis=1,
+                             keepdims=True)
+    ones = np.ones((k, m))
+    cols = {
+        "in_baseline": fix.copy(),
+        "mean": mean * ones,
+        "mr": np.concatenate([nan_col, np.abs(np.diff(y, axis=1))], axis=1),
+        "amr": amr * ones,
+        "lpl": (mean - LIMIT * amr) * ones,
+        "upl": (mean + LIMIT * amr) * ones,
+        "near_lpl": (mean - NEAR_LIMIT * amr) * ones,
+        "near_upl": (mean + NEAR_LIMIT * amr) * ones,
+    }
+    with np.errstate(invalid="ignore"):
+        outside = (y > cols["upl"]) | (y < cols["lpl"])
+        rtm = np.nan_to_num(np.sign(y - cols["mean"]), nan=0.0)
+        close = ~outside & ((y < cols["near_lpl"]) | (y > cols["near_upl"]))
+    cols.update(outside=outside, rtm=rtm, close=close)
+    cols.update(_rules(y, rtm, close))
+    return cols
 
 
 def _groups(n: int, rebase: ArrayLike | None) -> np.ndarray:
@@ -137,43 +177,57 @@ def xmr(
     y = np.atleast_1d(as_float(values)).ravel()
     n = y.size
     group = _groups(n, rebase)
-    cols: dict[str, np.ndarray] = {
-        k: np.full(n, np.nan) for k in ("mean", "mr", "amr", "lpl", "upl", "near_lpl", "near_upl")
-    }
-    flags = {k: np.zeros(n, dtype=bool) for k in ("shift", "trend", "two_in_three")}
-    trend_dir = np.zeros(n)
-    in_baseline = np.zeros(n, dtype=bool)
-    for g in np.unique(group):
-        idx = np.flatnonzero(group == g)
-        yg = y[idx]
-        pos = np.arange(idx.size)
-        fix = pos < (baseline if baseline is not None else idx.size)
-        in_baseline[idx] = fix
-        fix_y = np.where(fix, yg, np.nan)
-        mr_fix = np.concatenate([[np.nan], np.abs(np.diff(fix_y))])
-        with warnings.catch_warnings():  # all-NaN groups give NaN limits, quietly
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(fix_y)
-            amr = np.nanmean(mr_fix)
-            if screen_outliers:
-                amr = np.nanmean(np.where(mr_fix < MR_SCREEN * amr, mr_fix, np.nan))
-        cols["mean"][idx] = mean
-        cols["mr"][idx] = np.concatenate([[np.nan], np.abs(np.diff(yg))])
-        cols["amr"][idx] = amr
-        cols["lpl"][idx] = mean - LIMIT * amr
-        cols["upl"][idx] = mean + LIMIT * amr
-        cols["near_lpl"][idx] = mean - NEAR_LIMIT * amr
-        cols["near_upl"][idx] = mean + NEAR_LIMIT * amr
-    with np.errstate(invalid="ignore"):
-        outside = (y > cols["upl"]) | (y < cols["lpl"])
-        rtm = np.nan_to_num(np.sign(y - cols["mean"]), nan=0.0)
-        close = ~outside & ((y < cols["near_lpl"]) | (y > cols["near_upl"]))
-    for g in np.unique(group):
-        idx = np.flatnonzero(group == g)
-        r = _rules(y[idx], rtm[idx], close[idx])
-        for k in flags:
-            flags[k][idx] = r[k]
-        trend_dir[idx] = r["trend_direction"]
+    # each rebase period is a series of its own: stack them as a panel padded with NaN
+    periods = [np.flatnonzero(group == g) for g in np.unique(group)]
+    width = max((p.size for p in periods), default=0)
+    panel = np.full((len(periods), width), np.nan)
+    for i, p in enumerate(periods):
+        panel[i, : p.size] = y[p]
+    res = _panel(panel, baseline, screen_outliers)
+    rows = np.concatenate([np.full(p.size, i) for i, p in enumerate(periods)]) if n else \
+        np.zeros(0, dtype=np.int64)
+    cols_pos = np.concatenate([np.arange(p.size) for p in periods]) if n else \
+        np.zeros(0, dtype=np.int64)
+    order = np.concatenate(periods) if n else np.zeros(0, dtype=np.int64)
+    flat = {name: np.empty(n, dtype=a.dtype) for name, a in res.items()}
+    for name, a in res.items():
+        flat[name][order] = a[rows, cols_pos]
+    return _classified(y, group, flat, improvement_direction, index)
+
+
+def xmr_panel(
+    values: ArrayLike,
+    baseline: int | None = None,
+    improvement_direction: Direction = "increase",
+    screen_outliers: bool = False,
+) -> pd.DataFrame:
+    """:func:`xmr` for many series of the same length at once (one series per row of a 2-D
+    array, e.g. every practice's 12 months), vectorised; rows of the result are series by
+    series, oldest first, exactly as :func:`xmr` gives for each row on its own (a series
+    shorter than the others is padded with NaN at its end)."""
+    if improvement_direction not in _DIRECTION:
+        raise ValueError("improvement_direction must be 'increase', 'decrease' or 'neutral', "
+                         f"got {improvement_direction!r}")
+    if baseline is not None and baseline < 2:
+        raise ValueError(f"baseline needs at least 2 points, got {baseline}")
+    y = np.asarray(values, dtype=float)
+    if y.ndim != 2:
+        raise ValueError(f"xmr_panel needs a 2-D array (series x time), got shape {y.shape}")
+    res = _panel(y, baseline, screen_outliers)
+    flat = {name: a.ravel() for name, a in res.items()}
+    group = np.repeat(np.arange(y.shape[0]), y.shape[1])
+    out = _classified(y.ravel(), np.zeros_like(group), flat, improvement_direction, None)
+    out.insert(0, "series", group)
+    return out
+
+
+def _classified(y: FloatArray, group: np.ndarray, cols: dict[str, np.ndarray],
+                improvement_direction: Direction, index: pd.Index | None) -> pd.DataFrame:
+    """Special-cause type and point type from the rules (flat arrays, one per point)."""
+    outside, rtm, close = cols["outside"], cols["rtm"], cols["close"]
+    flags = {k: cols[k] for k in ("shift", "trend", "two_in_three")}
+    trend_dir = cols["trend_direction"]
+    in_baseline = cols["in_baseline"]
     above = np.where(rtm > 0, "Above", "Below")
     kind = np.select(
         [outside, flags["trend"], flags["two_in_three"], flags["shift"]],
@@ -209,7 +263,7 @@ def xmr(
             "value": y,
             "rebase_group": group,
             "in_baseline": in_baseline,
-            **cols,
+            **{k: cols[k] for k in STATS},
             "relative_to_mean": rtm.astype(np.int64),
             "outside_limits": outside,
             "close_to_limits": close,

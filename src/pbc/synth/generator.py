@@ -53,6 +53,8 @@ class SynthConfig:
     hierarchy, list sizes and need from NHS England's weighted-population file instead of
     ``practices``/``groups``/``local_authorities``. ``chunk_patients`` bounds the patients
     generated at once; an economy bigger than that is written as folders of Parquet parts.
+    ``list_scale`` shrinks every list (at least 50 patients a practice): all of England's
+    practices with a tenth of the patients is ``nhse_file=..., list_scale=0.1``.
     """
 
     practices: int = 50
@@ -68,6 +70,7 @@ class SynthConfig:
     memory_limit: str = "4GB"
     threads: int | None = None
     chunk_patients: int = 2_000_000
+    list_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.format not in ("parquet", "csv"):
@@ -80,6 +83,8 @@ class SynthConfig:
             raise ValueError("practices must be at least 1")
         if self.chunk_patients < 1:
             raise ValueError("chunk_patients must be at least 1")
+        if not 0 < self.list_scale <= 1:
+            raise ValueError("list_scale must be above 0 and at most 1")
         if self.nhse_file is not None:
             self.nhse_file = Path(self.nhse_file)
 
@@ -99,6 +104,13 @@ class SynthSummary:
 
 
 # ------------------------------------------------------------------ organisations
+def _scaled(sizes: np.ndarray, scale: float) -> np.ndarray:
+    """List sizes times ``scale`` (1: unchanged), at least 50 patients a practice."""
+    if scale == 1:
+        return sizes
+    return np.maximum(np.round(sizes * scale), 50).astype(int)
+
+
 def _organisations(cfg: SynthConfig) -> dict[str, pd.DataFrame]:
     rng = np.random.default_rng(cfg.seed)
     if cfg.nhse_file is not None:
@@ -128,7 +140,7 @@ def _organisations(cfg: SynthConfig) -> dict[str, pd.DataFrame]:
         "group_code": groups.group_code.to_numpy()[group_idx],
         "commissioner_code": commissioner,
         "_la": groups._la.to_numpy()[group_idx],
-        "list_size": size,
+        "list_size": _scaled(size, cfg.list_scale),
         "age_skew": rng.normal(0, 1, n),
         "dep_centre": rng.uniform(1.5, 9.5, n),
     })
@@ -180,7 +192,7 @@ def _organisations_from_nhse(cfg: SynthConfig, rng: np.random.Generator) -> dict
         "group_code": group_key,
         "commissioner_code": raw.ICS22.to_numpy(),
         "_la": raw.LAD21.map(la_index).to_numpy(),
-        "list_size": np.round(pop).astype(int),
+        "list_size": _scaled(np.round(pop).astype(int), cfg.list_scale),
         "age_skew": (older - older.mean()) / (older.std() or 1.0),
         "dep_centre": 10.0 - 8.5 * rank,
     })
