@@ -25,7 +25,8 @@ Methods and sources
   limits by bisection (PHE ``poisson_funnel``, tolerance 1e-7), PHE significance labels.
 * :func:`spiegelhalter_tau2` — overdispersion φ and τ² with 10%/90% winsorising
   (Spiegelhalter 2005; FunnelPlotR), used by every funnel's ``overdispersion=True``.
-* :func:`xmr` — XmR chart with Making Data Count rules (NHSRplotthedots).
+* :func:`xmr` — XmR chart with Making Data Count rules (NHSRplotthedots);
+  :func:`xmr_panel` the same for many series of one length at once.
 
 Significance labels: "High (0.001)", "High (0.025)", "Low (0.001)", "Low (0.025)",
 "Not significant", and for DSR funnels "Not applicable for events less than 10 for dsrs".
@@ -58,7 +59,7 @@ from pbc.stats.intervals import Interval
 from pbc.stats.isr import ISRResult, israte, isratio
 from pbc.stats.overdispersion import Overdispersion, spiegelhalter_tau2
 from pbc.stats.wilson import wilson_ci
-from pbc.stats.xmr import xmr
+from pbc.stats.xmr import xmr, xmr_panel
 
 __all__ = [
     "DSR_NOT_APPLICABLE",
@@ -93,4 +94,5 @@ __all__ = [
     "spiegelhalter_tau2",
     "wilson_ci",
     "xmr",
+    "xmr_panel",
 ]
