@@ -173,3 +173,25 @@ def test_suppression_never_leaks(rows: list[list[int]]) -> None:
         hidden = sum(c is None for c in column)
         assert hidden != 1 or all(r[j] == 0 for i, r in enumerate(rows) if out[i].cells[j]
                                   is not None)
+
+
+def test_calibration_chart_plots_the_deciles(tmp_path) -> None:
+    from pbc.indicators.charts import save_chart
+    from pbc.risk.charts import calibration_chart, calibration_frame
+
+    rng = np.random.default_rng(3)
+    p = rng.beta(1, 12, 20_000)
+    y = rng.random(20_000) < p
+    report = validate(y, p, np.zeros(20_000))
+    frame = calibration_frame(report)
+    assert list(frame.group) == list(range(1, 11)) and frame.n.sum() == 20_000
+    # the top decile: its own mean prediction and observed share, inside the Wilson interval
+    order = np.argsort(p, kind="stable")[-2000:]
+    assert frame.mean_predicted.iloc[-1] == pytest.approx(p[order].mean())
+    assert frame.observed.iloc[-1] == pytest.approx(y[order].mean())
+    assert (frame.lower_95 <= frame.observed).all() and (frame.observed <= frame.upper_95).all()
+    spec = calibration_chart(report).to_dict()
+    points = next(layer for layer in spec["layer"] if layer.get("name") == "points")
+    assert len(spec["datasets"][points["data"]["name"]]) == 10
+    svg = save_chart(calibration_chart(report), tmp_path / "cal.svg").read_text()
+    assert "<svg" in svg and "calibration intercept" in svg

@@ -55,6 +55,15 @@ def test_train_score_report(wh: Warehouse, tmp_path: Path) -> None:
     rep = svc.report(wh, COMMISSIONER)
     assert rep.auc.auc == pytest.approx(card["validation"]["auc"])
     assert "held-out patients only" in rep.to_markdown()
+    from typer.testing import CliRunner
+
+    from pbc.cli import app
+
+    cli = CliRunner().invoke(app, ["risk", "report", "--warehouse", str(wh.root), "--chart",
+                                   str(tmp_path / "cal.svg"), "--out", str(tmp_path / "r.md")])
+    assert cli.exit_code == 0, cli.output
+    assert "<svg" in (tmp_path / "cal.svg").read_text()
+    assert "## Calibration" in (tmp_path / "r.md").read_text()
 
     gp = Principal("gp", "practice", "B82001")
     top = svc.case_finding_list(wh, gp, "B82001", top_n=10)

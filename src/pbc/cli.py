@@ -282,12 +282,23 @@ def risk_report(
     warehouse: WarehouseOpt = Path("warehouse"),
     acting_as: AsOpt = None,
     out: Annotated[Path | None, typer.Option(help="Write the report (Markdown).")] = None,
+    chart: Annotated[Path | None, typer.Option(
+        help="Write the calibration plot (.svg, .png, .html or .json).")] = None,
 ) -> None:
     """Validation report: AUC, calibration, PPV and sensitivity by segment, naive rule."""
     from pbc.services import risk
 
     with user_errors():
-        text = risk.report(Warehouse(warehouse), _principal(warehouse, acting_as)).to_markdown()
+        validation = risk.report(Warehouse(warehouse), _principal(warehouse, acting_as))
+        text = validation.to_markdown()
+        if chart:
+            from pbc.indicators.charts import save_chart
+            from pbc.risk.charts import calibration_chart
+
+            try:
+                console.print(f"wrote {save_chart(calibration_chart(validation), chart)}")
+            except ValueError as e:
+                raise UserError(str(e)) from e
         if out:
             out.write_text(text, encoding="utf-8")
             console.print(f"wrote {out}")

@@ -110,12 +110,18 @@ def run_demo(
         cb("score", 1, 3)
         scored = risk.score(warehouse, who)
         cb("report", 2, 3)
-        text = risk.report(warehouse, who).to_markdown()
-        (reports / "risk_model_report.md").write_text(text, encoding="utf-8")
+        validation = risk.report(warehouse, who)
+        (reports / "risk_model_report.md").write_text(validation.to_markdown(),
+                                                      encoding="utf-8")
+        from pbc.indicators.charts import save_chart
+        from pbc.risk.charts import calibration_chart
+
+        save_chart(calibration_chart(validation), charts / "risk_calibration.svg")
         cb("done", 3, 3)
     v = trained.validation.to_dict()
     console.print(f"  model {trained.model.version}: AUC {_auc(v)}; scored "
-                  f"{scored.rows:,} patients; report {reports / 'risk_model_report.md'}")
+                  f"{scored.rows:,} patients; report {reports / 'risk_model_report.md'}, "
+                  f"calibration plot {charts / 'risk_calibration.svg'}")
 
     console.print()
     console.print("[bold]Outputs[/]")
