@@ -208,3 +208,17 @@ def test_monthly_series_for_a_custom_grouping(warehouse: Warehouse) -> None:
     assert set(series.grouping) == {"X"} and len(series) == 12
     # day case rate: a proportion of elective admissions; months without any are missing
     assert series.value.notna().sum() == (series.denominator > 0).sum()
+
+
+def test_shared_populations_give_the_same_tables(warehouse: Warehouse) -> None:
+    import pandas as pd
+
+    from pbc.indicators.benchmark import benchmark
+    from pbc.indicators.compute import with_populations
+
+    tables = _tables(warehouse)
+    shared = with_populations(tables)
+    for ind_id in ("emergency_admissions", "ae_attendances", "day_case_rate",
+                   "prescribing_cost_per_weighted_patient"):
+        ind = load_indicators()[ind_id]
+        pd.testing.assert_frame_equal(benchmark(tables, ind), benchmark(shared, ind))

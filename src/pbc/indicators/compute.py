@@ -139,12 +139,30 @@ def measure_by_practice(
     return t.group_by(keys).aggregate(value=value)
 
 
+CACHED_POPULATION = {False: "_population_registered", True: "_population_weighted"}
+
+
+def with_populations(tables: Tables) -> dict[str, Any]:
+    """``tables`` plus the registered and weighted populations computed once and held by
+    the engine (Ibis ``cache``), for computing many indicators from the same warehouse:
+    the weighted population reads all priced activity, so computing it per indicator would
+    repeat the same scan nineteen times."""
+    out = dict(tables)
+    for weighted, name in CACHED_POPULATION.items():
+        out.pop(name, None)
+        out[name] = population(out, weighted=weighted).cache()
+    return out
+
+
 def population(tables: Tables, *, weighted: bool = False) -> Any:
     """Registered (or need-weighted) population by practice, sex and age band.
 
     Weighted: each band's patients times its relative cost (the commissioner's own priced
     spend per head in that band over the overall spend per head), so a weighted patient
-    costs the average. Needs ``priced_activity``; falls back to the registered list."""
+    costs the average. Needs ``priced_activity``; falls back to the registered list.
+    Uses the population held by :func:`with_populations` where there is one."""
+    if CACHED_POPULATION[weighted] in tables:
+        return tables[CACHED_POPULATION[weighted]]
     if "patients" in tables:
         p = tables["patients"]
         pop = p.mutate(age_band=age_band(p.age)).group_by(

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import pandas as pd
 
 from pbc.indicators.benchmark import benchmark, monthly_series
+from pbc.indicators.compute import with_populations
 from pbc.indicators.definition import Indicator, load_indicators
 from pbc.warehouse import Warehouse, WarehouseError
 
@@ -66,6 +67,32 @@ def _tables(warehouse: Warehouse) -> Mapping[str, Any]:
         raise WarehouseError(f"{warehouse.root}: no warehouse here yet (run pbc load first)")
     backend = warehouse.ibis()
     return {n: backend.table(n) for n in warehouse.table_names()}
+
+
+def benchmark_all(
+    warehouse: Warehouse,
+    indicator_ids: list[str] | None = None,
+    *,
+    level: Level = "practice",
+    grouping_file: Path | None = None,
+    financial_year: str | None = None,
+    monthly: bool = True,
+) -> list[BenchmarkResult]:
+    """Several indicators (default: the whole library) from one warehouse, sharing the
+    populations (:func:`pbc.indicators.compute.with_populations`)."""
+    indicators = [_indicator(i) for i in indicator_ids] if indicator_ids else \
+        list(load_indicators().values())
+    tables = with_populations(_tables(warehouse))
+    grouping = read_grouping(grouping_file) if grouping_file else None
+    years = [financial_year.replace("/", "-")] if financial_year else None
+    out = []
+    for ind in indicators:
+        table = benchmark(tables, ind, level=level, financial_year=financial_year,
+                          grouping=grouping)
+        series = monthly_series(tables, ind, level=level, years=years,
+                                grouping=grouping) if monthly else None
+        out.append(BenchmarkResult(ind, level, table, series))
+    return out
 
 
 def benchmark_indicator(
