@@ -52,8 +52,8 @@ def calibration_chart(report: ValidationReport) -> alt.LayerChart:
                  alt.Tooltip("mean_predicted:Q", format=".1%"),
                  alt.Tooltip("observed:Q", format=".1%")],
     ).properties(name="points")
-    return alt.layer(ideal, bars, points).properties(
-        width=420, height=420,
+    return alt.LayerChart(
+        layer=[ideal, bars, points], width=420, height=420,
         title=alt.Title(
             report.title,
             subtitle=f"Deciles of predicted risk; calibration intercept {c.intercept:+.3f} "
