@@ -520,3 +520,22 @@ def test_sample_policy_on_real_file(nhse_file: Path) -> None:
         "opted_out"].item()
     changes = res.frame.query("cap == '' and historic > 0")
     assert len(changes)
+
+
+def test_list_sizes_counted_in_the_engine_equal_the_pandas_count() -> None:
+    import ibis
+
+    from pbc.budgets import list_sizes_from_patients
+    from pbc.services.budgets import list_sizes
+
+    rng = np.random.default_rng(8)
+    n = 5000
+    patients = pd.DataFrame({
+        "patient_id": [f"P{i}" for i in range(n)],
+        "practice_code": rng.choice(["A81001", "A81002", "B82001"], n),
+        "sex": rng.choice(["F", "M"], n), "age": rng.integers(0, 105, n),
+    })
+    engine = list_sizes(ibis.memtable(patients))
+    expected = list_sizes_from_patients(patients)
+    pd.testing.assert_frame_equal(engine, expected, check_dtype=False)
+    assert engine.patients.sum() == n

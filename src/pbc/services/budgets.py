@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import ibis
 import pandas as pd
 
 from pbc.budgets import (
@@ -57,6 +58,17 @@ def _prior_year(financial_year: str) -> str:
     return f"{start}-{(start + 1) % 100:02d}"
 
 
+def list_sizes(patients: Any) -> pd.DataFrame:
+    """Registered patients (an Ibis table) to list sizes by practice, sex and five-year
+    age band, counted by the engine: the weighted-capitation input (``practice_code``,
+    ``sex``, ``age_band``, ``patients``)."""
+    from pbc.indicators.compute import population
+
+    frame = population({"patients": patients}).execute()
+    return frame.astype({"patients": "int64"}).sort_values(
+        ["practice_code", "sex", "age_band"]).reset_index(drop=True)
+
+
 def _frames(warehouse: Warehouse, prior: str) -> dict[str, pd.DataFrame]:
     if not warehouse.has_table("priced_activity"):
         raise WarehouseError("set budgets after pricing: run pbc price first")
@@ -87,6 +99,8 @@ def _frames(warehouse: Warehouse, prior: str) -> dict[str, pd.DataFrame]:
                   AND patient_id IS NOT NULL GROUP BY ALL"""),
             "practices": q("SELECT practice_code, group_code FROM practices ORDER BY 1"),
         }
+        # list sizes by age-sex band counted in the engine, not in pandas
+        frames["list_sizes"] = list_sizes(ibis.duckdb.from_connection(con).table("patients"))
         frames["membership"] = (
             q("SELECT practice_code, group_code, CAST(valid_from AS VARCHAR) AS valid_from, "
               "CAST(valid_to AS VARCHAR) AS valid_to FROM practice_groups")
@@ -122,6 +136,7 @@ def set_indicative_budgets(
     frames = _frames(warehouse, prior)
     practices = frames["practices"].practice_code.tolist()
     inputs = FairShareInputs(
+        list_sizes=frames["list_sizes"],
         patients=frames["patients"], conditions=frames["conditions"],
         patient_costs=frames["patient_costs"],
         nhse=read_nhse_file(nhse_file) if nhse_file else None, practice_codes=practices,
