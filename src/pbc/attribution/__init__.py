@@ -1,12 +1,19 @@
 """Attribution: priced activity -> practice -> group -> commissioner, and reconciliation.
 
 Public API: :func:`attribute`, :func:`reconcile`, :func:`check_reconciliation`,
-:func:`resolve_commissioner`, :func:`group_as_at`.
+:func:`resolve_commissioner`, :func:`group_as_at`, :func:`summarise`,
+:func:`reconcile_summary`.
 """
 
 from pbc.attribution.attribute import ATTRIBUTED_SCHEMA, attribute, prescribing_lines
 from pbc.attribution.organisations import group_as_at, resolve_commissioner
-from pbc.attribution.reconcile import ReconciliationError, check_reconciliation, reconcile
+from pbc.attribution.reconcile import (
+    ReconciliationError,
+    check_reconciliation,
+    reconcile,
+    reconcile_summary,
+    summarise,
+)
 
 __all__ = [
     "ATTRIBUTED_SCHEMA",
@@ -16,5 +23,7 @@ __all__ = [
     "group_as_at",
     "prescribing_lines",
     "reconcile",
+    "reconcile_summary",
     "resolve_commissioner",
+    "summarise",
 ]

@@ -21,9 +21,8 @@ from collections.abc import Mapping
 import ibis
 import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
-from ibis import _
 
-from pbc.attribution.organisations import group_as_at, resolve_commissioner
+from pbc.attribution.organisations import join_organisations
 from pbc.pricing.money import MONEY
 from pbc.pricing.rules import financial_month, financial_year
 from pbc.pricing.schema import PRICED_SCHEMA
@@ -95,17 +94,24 @@ def attribute(priced: ir.Table, tables: Mapping[str, ir.Table]) -> ir.Table:
     ``tables`` may hold ``practices``, ``practice_groups``, ``commissioners`` and
     ``prescribing``; without ``practices`` every row is unattributed.
     """
-    base = priced.select(*PRICED_SCHEMA)
+    base = priced if tuple(priced.columns) == tuple(PRICED_SCHEMA) \
+        else priced.select(*PRICED_SCHEMA)
     if "prescribing" in tables:
         base = base.union(prescribing_lines(tables["prescribing"]))
-    resolved = resolve_commissioner(
-        base.rename(_priced_commissioner="commissioner_code"), tables)
+    # one pass: practices (commissioner, default group) and group segments joined at once
+    joined, v = join_organisations(base, tables, "activity_date", with_single=True)
     # the commissioner resolved at pricing (which may have used the activity's own
     # commissioner_code, not carried here) stands for a row whose practice is not known
-    resolved = resolved.mutate(commissioner_code=ibis.ifelse(
-        _.attributed, _.commissioner_code,
-        ibis.coalesce(_._priced_commissioner, _.commissioner_code)))
-    grouped = group_as_at(resolved, tables)
-    grouped = grouped.mutate(group_code=ibis.ifelse(_.attributed, _.group_code,
-                                                    ibis.null("string")))
-    return grouped.select(**{k: grouped[k].cast(v) for k, v in ATTRIBUTED_SCHEMA.items()})
+    cols: dict[str, ir.Value] = {}
+    for name, dtype in ATTRIBUTED_SCHEMA.items():
+        if name == "commissioner_code":
+            value = ibis.ifelse(v["known"], v["practice_commissioner"],
+                                ibis.coalesce(base.commissioner_code, v["single"]))
+        elif name == "attributed":
+            value = v["known"]
+        elif name == "group_code":
+            value = v["group"]
+        else:
+            value = base[name]
+        cols[name] = value.cast(dtype)
+    return joined.select(**cols)

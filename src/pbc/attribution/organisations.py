@@ -9,9 +9,14 @@ The rules, applied to every activity row (APC, outpatients, A&E, prescribing):
    when the row has one, else the only commissioner when there is exactly one, else NULL.
 3. The group is the practice's group *as at the activity date*: a ``practice_groups`` row
    whose window ``valid_from <= date <= valid_to`` (``valid_to`` blank: open) overrides
-   ``practices.group_code``; if windows overlap, the one that started last wins.
+   ``practices.group_code``; if windows overlap, the one that started last wins (then the
+   lowest group code).
 
-Every function here is a pure Ibis expression builder, so it runs on any backend.
+Every function here is a pure Ibis expression builder, so it runs on any backend. The
+activity table (millions of rows) is only ever *joined* to small tables built from the
+reference tables (practices, and the override windows cut into non-overlapping
+segments), each join matching at most one row, so a row is never duplicated and the
+activity is read once, in one pass.
 """
 
 from __future__ import annotations
@@ -19,8 +24,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import ibis
+import ibis.expr.datatypes as dt
+import ibis.expr.operations as ops
 import ibis.expr.types as ir
 from ibis import _
+
+#: the last date of the last (open-ended) override segment (the latest date Spark has)
+END_OF_TIME = "9999-12-31"
 
 
 def is_blank(code: ir.Value) -> ir.BooleanValue:
@@ -46,41 +56,117 @@ def single_commissioner(tables: Mapping[str, ir.Table]) -> ir.Table:
         _single_commissioner=ibis.ifelse(_._n == 1, _._only, ibis.null("string")))
 
 
+def practice_lookup(tables: Mapping[str, ir.Table]) -> ir.Table | None:
+    """``_p_code``, ``_p_commissioner``, ``_p_group`` (default group) per known practice."""
+    if "practices" not in tables:
+        return None
+    return tables["practices"].select(
+        _p_code=_.practice_code.cast("string"),
+        _p_commissioner=_.commissioner_code.cast("string"),
+        _p_group=_.group_code.cast("string"),
+    )
+
+
+def _as_date(expr: ir.Value) -> ir.DateValue:
+    # date +/- interval is a timestamp in DuckDB; Ibis believes it is a date, so force it
+    return ops.Cast(expr, to=dt.date).to_expr()
+
+
+def group_segments(tables: Mapping[str, ir.Table]) -> ir.Table | None:
+    """The ``practice_groups`` override windows cut into non-overlapping segments.
+
+    Columns ``_s_practice``, ``_s_from``, ``_s_to`` (inclusive; the last segment of a
+    practice ends on :data:`END_OF_TIME`) and ``_s_group``: on every date of a segment the
+    same windows are open, and ``_s_group`` is the winner of rule 3 among them. Dates that
+    no window covers have no segment (the practice's default group applies). A window
+    without ``valid_from`` never applies. Built from ``practice_groups`` alone (a small
+    table), so attributing activity needs one join that can match at most once.
+    """
+    if "practice_groups" not in tables:
+        return None
+    pg = tables["practice_groups"].select(
+        _o_practice=_.practice_code.cast("string"),
+        _o_group=_.group_code.cast("string"),
+        _o_from=_.valid_from.cast("date"),
+        _o_to=_.valid_to.cast("date"),
+    ).filter(_._o_from.notnull())
+    # coverage can only change where a window starts or the day after one ends
+    starts = pg.select(_c_practice=_._o_practice, _c_at=_._o_from)
+    closed = pg.filter(pg._o_to.notnull())
+    ends = closed.select(_c_practice=closed._o_practice,
+                         _c_at=_as_date(closed._o_to + ibis.interval(days=1)))
+    cuts = starts.union(ends, distinct=True)
+    nxt = ibis.window(group_by=cuts._c_practice, order_by=cuts._c_at)
+    cuts = cuts.mutate(_c_next=cuts._c_at.lead().over(nxt))
+    cuts = cuts.mutate(_c_to=ibis.coalesce(
+        _as_date(cuts._c_next - ibis.interval(days=1)),
+        ibis.literal(END_OF_TIME).cast("date")))
+    open_windows = cuts.join(
+        pg,
+        (cuts._c_practice == pg._o_practice) & (pg._o_from <= cuts._c_at)
+        & (pg._o_to.isnull() | (cuts._c_at <= pg._o_to)),
+    )
+    rank = ibis.row_number().over(
+        group_by=[open_windows._c_practice, open_windows._c_at],
+        order_by=[ibis.desc(open_windows._o_from), open_windows._o_group],
+    )
+    return (open_windows.mutate(_rank=rank).filter(_._rank == 0)
+            .select(_s_practice=_._c_practice, _s_from=_._c_at, _s_to=_._c_to,
+                    _s_group=_._o_group))
+
+
+def join_organisations(activity: ir.Table, tables: Mapping[str, ir.Table],
+                   date_column: str | None, with_single: bool) -> tuple[ir.Table, dict]:
+    """``activity`` left-joined (one join chain) to the single commissioner, the practices
+    and, when ``date_column`` is given, the group segments; and the values they give:
+    ``known`` (practice in ``practices``), ``practice_commissioner``, ``single`` (the only
+    commissioner, when ``with_single``) and ``group`` (rule 3; NULL for an unknown
+    practice). Select from the join with these; it has exactly the rows of ``activity``."""
+    practice = activity.practice_code.cast("string")
+    joined: ir.Table = activity
+    if with_single:
+        joined = joined.cross_join(single_commissioner(tables))
+    prac = practice_lookup(tables)
+    if prac is not None:
+        joined = joined.left_join(prac, practice == prac._p_code)
+    seg = group_segments(tables) if (date_column is not None and prac is not None) else None
+    if seg is not None:
+        day = activity[date_column]
+        joined = joined.left_join(
+            seg, (practice == seg._s_practice) & (seg._s_from <= day) & (day <= seg._s_to))
+    known = joined._p_code.notnull() if prac is not None else ibis.literal(False)
+    values: dict[str, ir.Value] = {"known": known}
+    values["practice_commissioner"] = (joined._p_commissioner if prac is not None
+                                       else ibis.null("string"))
+    if with_single:
+        values["single"] = joined._single_commissioner
+    if prac is not None:
+        default = joined._p_group
+        group = ibis.coalesce(joined._s_group, default) if seg is not None else default
+        values["group"] = ibis.ifelse(known, group, ibis.null("string"))
+    else:
+        values["group"] = ibis.null("string")
+    return joined, values
+
+
 def resolve_commissioner(activity: ir.Table, tables: Mapping[str, ir.Table]) -> ir.Table:
     """Add ``commissioner_code`` (rule 2 above) and ``attributed`` (practice known).
 
     ``activity`` needs ``practice_code``; its own ``commissioner_code`` is used when
     present. The result has every column of ``activity`` (``commissioner_code`` replaced by
-    the resolved one) plus ``attributed``; it has exactly the rows of ``activity``.
+    the resolved one, placed last) plus ``attributed``; it has exactly the rows of
+    ``activity``.
     """
-    cols = activity.columns
-    recorded = (activity.commissioner_code.cast("string") if "commissioner_code" in cols
-                else ibis.null("string"))
-    base = activity.mutate(_recorded_commissioner=recorded)
-    if "commissioner_code" in cols:
-        base = base.drop("commissioner_code")
-    single = single_commissioner(tables)
-    base = base.cross_join(single)
-    if "practices" in tables:
-        prac = tables["practices"].select(
-            _p_code=_.practice_code.cast("string"),
-            _p_commissioner=_.commissioner_code.cast("string"),
-        )
-        joined = base.left_join(prac, base.practice_code.cast("string") == prac._p_code)
-        joined = joined.mutate(_known=_._p_code.notnull())
-    else:
-        joined = base.mutate(_known=ibis.literal(False), _p_code=ibis.null("string"),
-                             _p_commissioner=ibis.null("string"))
-    resolved = joined.mutate(
-        commissioner_code=ibis.cases(
-            (_._known, _._p_commissioner),
-            (~is_blank(_._recorded_commissioner), _._recorded_commissioner),
-            else_=_._single_commissioner,
-        ),
-        attributed=_._known,
+    cols = [c for c in activity.columns if c != "commissioner_code"]
+    recorded = (activity.commissioner_code.cast("string")
+                if "commissioner_code" in activity.columns else ibis.null("string"))
+    joined, v = join_organisations(activity, tables, None, with_single=True)
+    commissioner = ibis.cases(
+        (v["known"], v["practice_commissioner"]),
+        (~is_blank(recorded), recorded),
+        else_=v["single"],
     )
-    return resolved.drop("_recorded_commissioner", "_single_commissioner", "_p_code",
-                         "_p_commissioner", "_known")
+    return joined.select(*cols, commissioner_code=commissioner, attributed=v["known"])
 
 
 def group_as_at(activity: ir.Table, tables: Mapping[str, ir.Table],
@@ -88,40 +174,7 @@ def group_as_at(activity: ir.Table, tables: Mapping[str, ir.Table],
     """Add ``group_code``: the practice's group as at ``date_column`` (rule 3 above).
 
     Rows whose practice is not known get NULL. The result has exactly the rows of
-    ``activity`` (overrides are chosen per distinct practice and date, then joined on that
-    unique key, so overlapping windows can never duplicate a row).
+    ``activity`` (the override segments never overlap, so a row matches at most one).
     """
-    if "practices" not in tables:
-        return activity.mutate(group_code=ibis.null("string"))
-    prac = tables["practices"].select(
-        _g_practice=_.practice_code.cast("string"), _g_default=_.group_code.cast("string"))
-    out = activity.left_join(prac, activity.practice_code.cast("string") == prac._g_practice)
-    out = out.mutate(_g_date=out[date_column])
-    if "practice_groups" in tables:
-        pg = tables["practice_groups"].select(
-            _o_practice=_.practice_code.cast("string"),
-            _o_group=_.group_code.cast("string"),
-            _o_from=_.valid_from.cast("date"),
-            _o_to=_.valid_to.cast("date"),
-        )
-        pairs = out.filter(_._g_practice.notnull()).select(
-            _k_practice=_._g_practice, _k_date=_._g_date).distinct()
-        matched = pairs.join(
-            pg,
-            (pairs._k_practice == pg._o_practice)
-            & (pg._o_from <= pairs._k_date)
-            & (pg._o_to.isnull() | (pairs._k_date <= pg._o_to)),
-        )
-        rank = ibis.row_number().over(
-            group_by=[matched._k_practice, matched._k_date],
-            order_by=[ibis.desc(matched._o_from), matched._o_group],
-        )
-        chosen = (matched.mutate(_rank=rank).filter(_._rank == 0)
-                  .select("_k_practice", "_k_date", "_o_group"))
-        out = out.left_join(
-            chosen, (out._g_practice == chosen._k_practice) & (out._g_date == chosen._k_date))
-        out = out.mutate(group_code=ibis.coalesce(_._o_group, _._g_default))
-        out = out.drop("_k_practice", "_k_date", "_o_group")
-    else:
-        out = out.mutate(group_code=_._g_default)
-    return out.drop("_g_practice", "_g_default", "_g_date")
+    joined, v = join_organisations(activity, tables, date_column, with_single=False)
+    return joined.select(*activity.columns, group_code=v["group"])

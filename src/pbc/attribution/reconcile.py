@@ -39,27 +39,41 @@ class ReconciliationError(AssertionError):
     """Rows or money were lost or made up between stages."""
 
 
-def reconcile(attributed: ir.Table, tables: Mapping[str, ir.Table] | None = None) -> ir.Table:
-    """One row per activity type: rows in/priced/unpriced and money priced/attributed/
-    unattributed (columns ``activity_type, source_table, rows_in, rows_priced,
-    rows_unpriced, money_priced, money_attributed, money_unattributed``)."""
+def summarise(attributed: ir.Table) -> ir.Table:
+    """The attributed activity in a few rows: per ``activity_type``, ``service_line``,
+    ``practice_code`` and ``attributed``, the rows ``n``, the priced rows ``n_priced`` and
+    their money ``money`` (exact, DECIMAL(38,2)).
+
+    Every total pbc reports about a pricing run (reconciliation, totals by service line or
+    by practice) adds these up, so the activity is read once for all of them.
+    """
     if "attributed" not in attributed.columns:
         raise ValueError("reconcile needs attributed activity (run attribute() first)")
-    zero = ibis.literal(0, type=TOTAL)
-    t = attributed.mutate(
-        _priced=_.price.notnull(),
-        _money=_.price.cast(TOTAL),
-        _attributed=_.attributed.fill_null(False),
+    t = attributed
+    return t.group_by(
+        t.activity_type, t.service_line, t.practice_code,
+        attributed=t.attributed.fill_null(False),
+    ).aggregate(
+        n=t.count(),
+        n_priced=t.price.count(),
+        money=t.price.cast(TOTAL).sum(),
     )
-    agg = t.group_by("activity_type").aggregate(
-        rows_seen=_.count(),
-        rows_priced=_._priced.sum().cast("int64"),
-        rows_unpriced=(~_._priced).sum().cast("int64"),
-        money_priced=_._money.sum(),
-        money_attributed=ibis.ifelse(_._attributed, _._money, zero).sum(),
-        money_unattributed=ibis.ifelse(~_._attributed, _._money, zero).sum(),
+
+
+def reconcile_summary(summary: ir.Table,
+                      tables: Mapping[str, ir.Table] | None = None) -> ir.Table:
+    """:func:`reconcile` from a :func:`summarise` table (same columns and values)."""
+    zero = ibis.literal(0, type=TOTAL)
+    money = summary.money.fill_null(zero).cast(TOTAL)
+    agg = summary.group_by("activity_type").aggregate(
+        rows_seen=summary.n.sum().cast("int64"),
+        rows_priced=summary.n_priced.sum().cast("int64"),
+        money_priced=money.sum(),
+        money_attributed=ibis.ifelse(summary.attributed, money, zero).sum(),
+        money_unattributed=ibis.ifelse(~summary.attributed, money, zero).sum(),
     )
     agg = agg.mutate(
+        rows_unpriced=(agg.rows_seen - agg.rows_priced).cast("int64"),
         source_table=ibis.cases(*[(agg.activity_type == k, v) for k, v in SOURCE_TABLES.items()],
                                 else_=agg.activity_type),
         money_priced=agg.money_priced.fill_null(zero).cast(TOTAL),
@@ -85,6 +99,13 @@ def reconcile(attributed: ir.Table, tables: Mapping[str, ir.Table] | None = None
         "activity_type", "source_table", "rows_in", "rows_priced", "rows_unpriced",
         "money_priced", "money_attributed", "money_unattributed",
     ).order_by("activity_type")
+
+
+def reconcile(attributed: ir.Table, tables: Mapping[str, ir.Table] | None = None) -> ir.Table:
+    """One row per activity type: rows in/priced/unpriced and money priced/attributed/
+    unattributed (columns ``activity_type, source_table, rows_in, rows_priced,
+    rows_unpriced, money_priced, money_attributed, money_unattributed``)."""
+    return reconcile_summary(summarise(attributed), tables)
 
 
 def _records(result: Any) -> list[dict[str, Any]]:

@@ -5,15 +5,18 @@ contract name) and the tariff settings. It runs unchanged on DuckDB and on Spark
 
 Pipeline (reference.md §1.3-§1.6):
 
-1. each activity type is priced exactly (no rounding) into the *exact stage* layout:
-   ``x_base``, ``x_long``, ``x_short``, ``x_top_up``, ``x_mff`` (:mod:`~pbc.pricing.apc`,
-   :mod:`~pbc.pricing.outpatients`, :mod:`~pbc.pricing.ae`);
+1. each activity type is priced exactly up to the MFF and shown in the *stage* layout
+   (:mod:`~pbc.pricing.apc`, :mod:`~pbc.pricing.outpatients`, :mod:`~pbc.pricing.ae`):
+   ``base_price`` and the long stay, short stay, top-up and MFF adjustments in pennies by
+   telescoping rounding (:mod:`~pbc.pricing.money`), ``_price_before_marginal`` (the
+   rounded price so far), and the exact value before the MFF with the MFF
+   (``_pre_mff``, ``_mff_factor``);
 2. the contract commissioner is resolved (:func:`pbc.attribution.resolve_commissioner`);
-3. the marginal rate is applied to emergency spells per contract (:mod:`~pbc.pricing.mret`);
-4. the price is rounded to pennies once (:mod:`~pbc.pricing.money`) and the adjustments are
-   shown by telescoping rounding, so the shown columns add up to the price exactly.
+3. the marginal rate is applied to emergency spells per contract (:mod:`~pbc.pricing.mret`),
+   which adds the marginal rate adjustment and the price; other activity has none.
 
-Unpriced rows have NULL money columns and an ``unpriced_reason``; they are kept.
+The shown columns add up to the price exactly. Unpriced rows have NULL money columns and
+an ``unpriced_reason``; they are kept.
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ import ibis.expr.types as ir
 from pbc.attribution.organisations import resolve_commissioner
 from pbc.pricing.ae import price_ae
 from pbc.pricing.apc import price_apc
-from pbc.pricing.money import MONEY, X14, X20, XM, round_pennies
-from pbc.pricing.mret import apply_marginal_rate
+from pbc.pricing.money import MONEY, X20, as_dec, dec
+from pbc.pricing.mret import apply_marginal_rate, exact_value
 from pbc.pricing.outpatients import price_outpatients
 from pbc.pricing.schema import EXACT_PRICE, PRICED_SCHEMA
 from pbc.pricing.settings import TariffSettings
@@ -46,11 +49,15 @@ SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
 
 __all__ = ["EXACT_PRICE", "PRICED_SCHEMA", "SOURCES", "PricingError", "price_activity"]
 
+#: the shown money columns every activity type gives (the marginal rate and price follow)
+_SHOWN = ("base_price", "long_stay_adjustment", "short_stay_adjustment", "top_up_adjustment",
+          "mff_adjustment")
+
 _STAGE = (
     "activity_type", "activity_id", "patient_id", "practice_code", "commissioner_code",
     "provider_code", "activity_date", "financial_year", "month", "service_line", "hrg_code",
-    "treatment_function_code", "los_days", "x_base", "x_long", "x_short", "x_top_up", "x_mff",
-    "mret_eligible", "pricing_rule", "unpriced_reason",
+    "treatment_function_code", "los_days", *_SHOWN, "_price_before_marginal", "_pre_mff",
+    "_mff_factor", "mret_eligible", "pricing_rule", "unpriced_reason",
 )
 
 _STRING_KEYS = ("patient_id", "practice_code", "provider_code")
@@ -64,34 +71,32 @@ def _stage(t: ir.Table, has_commissioner: bool) -> ir.Table:
                           else ibis.null("string"))
         elif name in _STRING_KEYS:
             cols[name] = t[name].cast("string")
+        elif name in _SHOWN or name == "_price_before_marginal":
+            cols[name] = as_dec(t[name], MONEY)  # the warehouse type, whatever the engine's
         else:
             cols[name] = t[name]
     return t.select(**cols)
 
 
-def _finalise(t: ir.Table, keep_exact: bool) -> ir.Table:
-    """Round once and show the adjustments by telescoping (see :mod:`pbc.pricing.money`)."""
-    c0 = t.x_base.cast(X14)
-    c1 = (c0 + t.x_long).cast(X14)
-    c2 = (c1 + t.x_short).cast(X14)
-    c3 = (c2 + t.x_top_up).cast(X14)
-    c4 = (c3 + t.x_mff).cast(X14)
-    c5 = (c4 + t.x_marginal).cast(X20)
-    r = [round_pennies(c) for c in (c0, c1, c2, c3, c4, c5)]
-    shown = {
-        "base_price": r[0],
-        "long_stay_adjustment": (r[1] - r[0]).cast(MONEY),
-        "short_stay_adjustment": (r[2] - r[1]).cast(MONEY),
-        "top_up_adjustment": (r[3] - r[2]).cast(MONEY),
-        "mff_adjustment": (r[4] - r[3]).cast(MONEY),
-        "marginal_rate_adjustment": (r[5] - r[4]).cast(MONEY),
-        "price": r[5],
+def _no_marginal_rate(t: ir.Table, keep_exact: bool) -> dict[str, ir.Value]:
+    """Outpatients and A&E: no marginal rate (reference.md §1.3, §1.6)."""
+    cols: dict[str, ir.Value] = {
+        "marginal_rate_adjustment": ibis.ifelse(
+            t._price_before_marginal.notnull(), dec(0, MONEY), ibis.null(MONEY)).cast(MONEY),
+        "price": t._price_before_marginal,
     }
+    if keep_exact:
+        cols[EXACT_PRICE] = exact_value(t)
+    return cols
+
+
+def _finalise(t: ir.Table, keep_exact: bool, extra: dict[str, ir.Value]) -> ir.Table:
     cols: dict[str, ir.Value] = {}
     for name, dtype in PRICED_SCHEMA.items():
-        cols[name] = shown[name] if name in shown else t[name].cast(dtype)
+        cols[name] = (extra[name] if name in extra else t[name]).cast(dtype)
     if keep_exact:
-        cols[EXACT_PRICE] = c5
+        cols[EXACT_PRICE] = as_dec(extra[EXACT_PRICE] if EXACT_PRICE in extra
+                                   else t[EXACT_PRICE], X20)
     return t.select(**cols)
 
 
@@ -131,16 +136,14 @@ def price_activity(tables: Mapping[str, ir.Table], settings: TariffSettings | No
                                       providers, settings)
         else:
             exact = price_ae(activity, tables["tariff_ae"], providers, settings)
-        staged = resolve_commissioner(_stage(exact, has_commissioner), tables).drop("attributed")
+        staged = resolve_commissioner(_stage(exact, has_commissioner), tables)
         if kind == "apc":
-            staged = staged.mutate(
-                _value=(staged.x_base + staged.x_long + staged.x_short + staged.x_top_up
-                        + staged.x_mff).cast(X14))
-            staged = apply_marginal_rate(staged, settings).drop("_value")
+            # (a new relation, so the marginal rate can join the contract baselines to it)
+            staged = apply_marginal_rate(staged.drop("attributed"), settings,
+                                         keep_exact=keep_exact)
+            parts.append(_finalise(staged, keep_exact, {}))
         else:
-            staged = staged.mutate(x_marginal=ibis.ifelse(
-                staged.x_base.notnull(), ibis.literal(0, type=XM), ibis.null(XM)).cast(XM))
-        parts.append(_finalise(staged, keep_exact))
+            parts.append(_finalise(staged, keep_exact, _no_marginal_rate(staged, keep_exact)))
     out = parts[0]
     for part in parts[1:]:
         out = out.union(part)

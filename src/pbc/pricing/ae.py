@@ -17,19 +17,19 @@ from ibis import _
 
 from pbc.pricing.money import (
     FRACTION,
-    MFF,
     MONEY,
-    MONEY_N,
     X8,
-    X8N,
-    X14,
+    add,
+    as_dec,
     dec,
-    decimal_text,
     fraction_text,
+    mul,
+    round_pennies,
+    with_round_product,
 )
 from pbc.pricing.rules import (
-    cases_or_default,
     code_text,
+    concat,
     reason_no_mff,
     reason_unknown_provider,
     with_mff,
@@ -40,7 +40,7 @@ from pbc.pricing.settings import TariffSettings
 
 def price_ae(attendances: ir.Table, tariff_ae: ir.Table, providers: ir.Table,
              settings: TariffSettings) -> ir.Table:
-    """Exact (unrounded) prices of A&E attendances in the exact stage layout."""
+    """A&E attendances priced (base and MFF) in the common *stage* layout."""
     fractions = settings.ae.department_type_fraction
     t = with_period(attendances, "arrival_date")
     t = t.mutate(_hrg=_.hrg_code.cast("string"), _dept=_.department_type.cast("string"))
@@ -50,6 +50,7 @@ def price_ae(attendances: ir.Table, tariff_ae: ir.Table, providers: ir.Table,
         _a_type3=(_.type_3_price.cast(MONEY) if "type_3_price" in tariff_ae.columns
                   else ibis.null(MONEY)),
     )
+    tar = tar.mutate(_a_hrg_text=code_text(tar._a_hrg))  # rule text, once per tariff row
     t = t.left_join(tar, t._hrg == tar._a_hrg)
     t = with_mff(t, providers)
     fraction = ibis.cases(
@@ -60,8 +61,7 @@ def price_ae(attendances: ir.Table, tariff_ae: ir.Table, providers: ir.Table,
     t = t.mutate(
         _fraction=fraction,
         _use_type3=use_type3,
-        _base=ibis.ifelse(use_type3, t._a_type3.cast(X8),
-                          (t._a_price.cast(MONEY_N) * fraction).cast(X8)),
+        _base=ibis.ifelse(use_type3, as_dec(t._a_type3, X8), mul(t._a_price, fraction, X8)),
     )
     hrg = code_text(t._hrg)
     reason = ibis.cases(
@@ -74,24 +74,37 @@ def price_ae(attendances: ir.Table, tariff_ae: ir.Table, providers: ir.Table,
     )
     t = t.mutate(unpriced_reason=reason)
     priced = t.unpriced_reason.isnull()
-    zero_or_null = ibis.ifelse(priced, dec(0, X14), ibis.null(X14)).cast(X14)
-    fraction_desc = cases_or_default(
-        [(t._dept == k, f" x {fraction_text(v)}") for k, v in sorted(fractions.items())
-         if v != 1], "")
-    desc = ibis.ifelse(t._use_type3, "type 3 price", "price" + fraction_desc)
-    head = "A&E type " + code_text(t._dept) + " " + hrg + ": "
-    rule = ibis.ifelse(priced, head + desc + "; MFF " + decimal_text(t.mff), head + "unpriced")
+    # a priced attendance's HRG is the tariff's and its department type one of the
+    # settings' keys (1-4): neither is blank, so no per-row blank check in the rule text
+    desc = ibis.cases(
+        (t._use_type3, "type 3 price"),
+        *[(t._dept == k, f"price x {fraction_text(v)}") for k, v in sorted(fractions.items())
+          if v != 1],
+        else_="price",
+    )
+    rule = ibis.ifelse(
+        priced,
+        concat("A&E type ", t._dept, " ", t._a_hrg_text, ": ", desc, t.mff_rule),
+        concat("A&E type ", code_text(t._dept), " ", hrg, ": unpriced"),
+    )
+    t = t.mutate(
+        _pre_mff=ibis.ifelse(priced, t._base, ibis.null(X8)).cast(X8),
+        _mff_factor=t.mff,
+        pricing_rule=rule,
+    )
+    t = t.mutate(base_price=round_pennies(t._pre_mff))
+    t = with_round_product(t, "_pre_mff", "_mff_factor", "_price_before_marginal")
+    zero_or_null = ibis.ifelse(t.base_price.notnull(), dec(0, MONEY),
+                               ibis.null(MONEY)).cast(MONEY)
     return t.mutate(
         activity_type=ibis.literal("ae"),
-        activity_id=_.attendance_id.cast("string"),
+        activity_id=t.attendance_id.cast("string"),
         service_line=ibis.literal("ae"),
-        hrg_code=_._hrg,
+        hrg_code=t._hrg,
         treatment_function_code=ibis.null("string"),
         los_days=ibis.null("int64"),
-        x_base=ibis.ifelse(priced, t._base.cast(X14), ibis.null(X14)).cast(X14),
-        x_long=zero_or_null, x_short=zero_or_null, x_top_up=zero_or_null,
-        x_mff=ibis.ifelse(priced, (t._base.cast(X8N) * (t.mff - 1).cast(MFF)).cast(X14),
-                          ibis.null(X14)).cast(X14),
+        long_stay_adjustment=zero_or_null, short_stay_adjustment=zero_or_null,
+        top_up_adjustment=zero_or_null,
+        mff_adjustment=add(t._price_before_marginal, -t.base_price),
         mret_eligible=ibis.literal(False),
-        pricing_rule=rule,
     )

@@ -42,21 +42,20 @@ gets NULL money and an ``unpriced_reason``; it is never priced at zero.
 from __future__ import annotations
 
 import ibis
+import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 from ibis import _
 
 from pbc.pricing.money import (
     FRACTION,
-    MFF,
     MONEY,
-    MONEY2,
-    MONEY_N,
     X8,
-    X8N,
-    X14,
+    add,
     dec,
-    decimal_text,
     fraction_text,
+    mul,
+    round_pennies,
+    with_round_product,
 )
 from pbc.pricing.rules import (
     ELECTIVE_ADMISSION_METHODS,
@@ -64,6 +63,7 @@ from pbc.pricing.rules import (
     NON_ELECTIVE_ADMISSION_METHODS,
     cases_or_default,
     code_text,
+    concat,
     reason_no_mff,
     reason_unknown_provider,
     with_mff,
@@ -77,6 +77,8 @@ _TARIFF_COLUMNS = {
     "non_elective_price": MONEY, "non_elective_trim_days": "int64",
     "excess_bed_day_price": MONEY, "sse_applies": "string", "sse_price": MONEY,
 }
+#: excess bed days as a decimal (to multiply the per day price exactly)
+DAYS = dt.Decimal(10, 0)
 
 
 def _tariff(tariff_apc: ir.Table) -> ir.Table:
@@ -84,7 +86,8 @@ def _tariff(tariff_apc: ir.Table) -> ir.Table:
     for name, dtype in _TARIFF_COLUMNS.items():
         cols[f"_t_{name}"] = (tariff_apc[name].cast(dtype) if name in tariff_apc.columns
                               else ibis.null(dtype))
-    return tariff_apc.select(**cols)
+    tar = tariff_apc.select(**cols)
+    return tar.mutate(_t_hrg_text=code_text(tar._t_hrg))  # rule text, once per tariff row
 
 
 def length_of_stay(spells: ir.Table) -> ir.IntegerValue:
@@ -95,10 +98,10 @@ def length_of_stay(spells: ir.Table) -> ir.IntegerValue:
 
 def price_apc(spells: ir.Table, tariff_apc: ir.Table, providers: ir.Table,
               settings: TariffSettings) -> ir.Table:
-    """Exact (unrounded) prices of APC spells, in the common *exact stage* layout.
+    """APC spells priced up to the MFF, in the common *stage* layout.
 
-    See :func:`pbc.pricing.activity.price_activity` for the layout; this adds
-    ``mret_eligible`` = emergency admission (the marginal rate applies to those only).
+    See :func:`pbc.pricing.activity.price_activity` for the layout; ``mret_eligible`` =
+    emergency admission (the marginal rate applies to those only).
     """
     sse = settings.short_stay_emergency
     regular = settings.apc.regular_attender
@@ -184,54 +187,58 @@ def price_apc(spells: ir.Table, tariff_apc: ir.Table, providers: ir.Table,
     t = t.mutate(unpriced_reason=reason)
     priced = t.unpriced_reason.isnull()
 
-    def when_priced(value: ir.Value, dtype: object) -> ir.Value:
+    def when_priced(value: ir.Value, dtype: dt.DataType) -> ir.Value:
         return ibis.ifelse(priced, value, ibis.null(dtype)).cast(dtype)
 
     top_up = settings.top_up.fractions()
-    top_up_fraction = ibis.cases(
-        *[(t._top_up_category == cat, dec(f, FRACTION)) for cat, f in top_up.items()],
-        else_=dec(0, FRACTION),
+    # 1 + the top-up fraction (exact: the settings hold Decimals)
+    top_up_factor = ibis.cases(
+        *[(t._top_up_category == cat, dec(1 + f, FRACTION)) for cat, f in top_up.items()],
+        else_=dec(1, FRACTION),
     )
-    t = t.mutate(
-        x_base=when_priced(_._base.cast(MONEY2), MONEY2),
-        x_long=when_priced((_._excess_days * _._t_excess_bed_day_price.fill_null(0)).cast(MONEY2),
-                           MONEY2),
-        x_short=when_priced(
-            ibis.ifelse(_._ssem, _._t_sse_price - _._base, dec(0, MONEY2)).cast(MONEY2), MONEY2),
-        _top_up_fraction=top_up_fraction,
-    )
-    t = t.mutate(_pre_top_up=(_.x_base + _.x_long + _.x_short).cast(MONEY2))
-    t = t.mutate(x_top_up=(_._pre_top_up.cast(MONEY_N) * _._top_up_fraction).cast(X8))
-    t = t.mutate(_pre_mff=(_._pre_top_up.cast(X8) + _.x_top_up).cast(X8))
-    t = t.mutate(x_mff=(_._pre_mff.cast(X8N) * (_.mff - 1).cast(MFF)).cast(X14))
-
     top_up_text = cases_or_default(
         [(t._top_up_category == cat, f"; top-up {cat} {fraction_text(f)}")
          for cat, f in top_up.items() if f != 0], "")
     desc = ibis.ifelse(
         t._ssem, "reduced short stay emergency price",
         ibis.ifelse(t._excess_days > 0,
-                    "base + " + t._excess_days.cast("string") + " excess bed days",
+                    concat("base + ", t._excess_days.cast("string"), " excess bed days"),
                     t._base_label),
     )
-    kind = ibis.cases(
-        (t._day_case_like, "elective day case"),
-        (t._elective, "elective"),
-        else_="non-elective",
+    prefix = ibis.cases(
+        (t._day_case_like, "APC elective day case "),
+        (t._elective, "APC elective "),
+        else_="APC non-elective ",
     )
-    rule = ibis.ifelse(
-        priced,
-        "APC " + kind + " " + hrg + ": " + desc + top_up_text + "; MFF " + decimal_text(t.mff),
-        "APC " + kind + " " + hrg + ": unpriced",
+    # a priced spell's HRG is the tariff's: its text was made once per tariff row
+    rule = ibis.ifelse(priced,
+                       concat(prefix, t._t_hrg_text, ": ", desc, top_up_text, t.mff_rule),
+                       concat(prefix, hrg, ": unpriced"))
+    # the exact stages (reference.md §1.3-§1.5): c0 = base, c1 = c0 + long stay,
+    # c2 = c1 + short stay (all whole pennies), c3 = c2 x (1 + top-up) (8 places);
+    # the MFF (c4 = c3 x MFF) is rounded by with_round_product
+    t = t.mutate(
+        base_price=when_priced(t._base, MONEY),
+        long_stay_adjustment=when_priced(
+            mul(t._excess_days.cast(DAYS), t._t_excess_bed_day_price.fill_null(0), MONEY),
+            MONEY),
+        short_stay_adjustment=when_priced(
+            ibis.ifelse(t._ssem, add(t._t_sse_price, -t._base), dec(0, MONEY)), MONEY),
+        _top_up_factor=top_up_factor,
+        pricing_rule=rule,
     )
+    c2 = add(t.base_price, t.long_stay_adjustment, t.short_stay_adjustment)
+    t = t.mutate(_c2=c2, _pre_mff=mul(c2, t._top_up_factor, X8))
+    t = with_round_product(t, "_pre_mff", "mff", "_price_before_marginal")
+    r3 = round_pennies(t._pre_mff)
     return t.mutate(
+        top_up_adjustment=add(r3, -t._c2),
+        mff_adjustment=add(t._price_before_marginal, -r3),
+        _mff_factor=t.mff,
         activity_type=ibis.literal("apc"),
-        activity_id=_.spell_id.cast("string"),
-        hrg_code=_._hrg,
-        treatment_function_code=(_.treatment_function_code.cast("string")
+        activity_id=t.spell_id.cast("string"),
+        hrg_code=t._hrg,
+        treatment_function_code=(t.treatment_function_code.cast("string")
                                  if "treatment_function_code" in t.columns
                                  else ibis.null("string")),
-        pricing_rule=rule,
-        x_base=_.x_base.cast(X14), x_long=_.x_long.cast(X14), x_short=_.x_short.cast(X14),
-        x_top_up=_.x_top_up.cast(X14),
     )

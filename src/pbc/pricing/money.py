@@ -2,30 +2,37 @@
 
 Arithmetic
     Every price is computed in exact decimal arithmetic: tariff prices are DECIMAL(18,2);
-    rates, fractions and the MFF payment index are DECIMAL with at most 6 places. Each
-    product is cast at once to a declared type wide enough to hold it exactly, so neither
-    engine ever drops digits (Spark would otherwise cut the scale of a product whose declared
-    precision passes 38). The stage types are :data:`MONEY2` (2 places), :data:`X8`
-    (after one fraction), :data:`X14` (after the MFF) and :data:`X20` (after the marginal
-    rate). Nothing is ever held as a float.
+    rates, fractions and the MFF payment index are DECIMAL with at most 6 places. Nothing is
+    ever held as a float.
 
-    Two engines' typing rules constrain every product ``a * b``: Ibis needs one operand's
-    precision *and* scale both no larger than the other's, and Spark keeps the full scale
-    only while ``p(a) + p(b) + 1 <= 38``. Hence the narrowed types (``MONEY_N``, ``X8N``,
-    ``X14N``) used just before a multiplication; each leaves 12-14 integer digits (pounds up
-    to 10**12 per row), far above any real amount.
+    Every value a row carries fits a 64-bit decimal (precision <= 18), because both engines
+    are fast there; DuckDB's 128-bit decimals add and multiply quickly but divide (which
+    ``ROUND`` and a cast to fewer places do) about 30x more slowly. A product is cast at once
+    to a declared type (:func:`mul`), so both engines keep every digit (Spark keeps the full
+    scale of ``a * b`` only while ``p(a) + p(b) + 1 <= 38``; with both operands at most 18
+    digits that always holds). Only the emergency marginal rate's running totals (a
+    contract's year, :mod:`pbc.pricing.mret`) need 128-bit decimals, and only a spell above
+    its contract baseline is rounded from one.
+
+    Limit: every amount of a row (a price, or any stage of it) must be below £10,000,000,000
+    (ten billion, the 10 integer digits of :data:`X8`); beyond that both engines raise an
+    overflow error rather than drop a digit.
 
 Rounding rule (written down once)
     A row's price is rounded to pennies **once**, from its exact unrounded value, **half up**
     (ties away from zero: £0.105 -> £0.11, -£0.105 -> -£0.11), and stored as DECIMAL(18,2).
     Both engines implement ``ROUND(decimal, 2)`` this way (DuckDB: half away from zero; Spark:
-    ``BigDecimal.ROUND_HALF_UP``).
+    ``BigDecimal.ROUND_HALF_UP``). The exact value of ``a * m`` (a money amount with up to 8
+    places times a 6-place index: 14 places) is rounded by :func:`with_round_product`
+    without forming the 14-place product at full width (see there): the same penny.
 
 Display of the adjustments
     The adjustment columns are shown in pennies by *telescoping*: with exact running totals
     ``c0 = base``, ``c1 = c0 + long stay``, ... ``c5 = price``, the base shown is ``r(c0)``
     and adjustment *k* is shown as ``r(ck) - r(c(k-1))``. Each shown adjustment is within a
-    penny of its exact value and the shown columns always add up to the price exactly.
+    penny of its exact value and the shown columns always add up to the price exactly. Each
+    ``r(ck)`` is computed once; where an adjustment cannot apply (an outpatient's long stay)
+    ``ck = c(k-1)`` and the shown adjustment is zero without being computed.
 """
 
 from __future__ import annotations
@@ -34,32 +41,31 @@ from decimal import Decimal
 
 import ibis
 import ibis.expr.datatypes as dt
+import ibis.expr.operations as ops
 import ibis.expr.types as ir
 
 #: money as stored in the warehouse (pounds, 2 places)
 MONEY = dt.Decimal(18, 2)
-#: sums of a few money amounts (still 2 places)
-MONEY2 = dt.Decimal(20, 2)
-#: money narrowed (14 integer digits) before it is multiplied by a :data:`FRACTION`
-MONEY_N = dt.Decimal(16, 2)
-#: a rate or fraction from the settings (at most 6 places) that multiplies :data:`MONEY_N`
-FRACTION = dt.Decimal(16, 6)
-#: the MFF payment index or (index - 1) (6 places, as published), multiplies :data:`X8N`
+#: a rate or fraction from the settings (at most 6 places, below 100)
+FRACTION = dt.Decimal(8, 6)
+#: the MFF payment index (6 places, as published)
 MFF = dt.Decimal(10, 6)
+#: money times one fraction (2 + 6 places): an exact stage value of a row
+X8 = dt.Decimal(18, 8)
+#: a sub-penny remainder times a fraction (8 + 6 places; always below 10,000)
+X14S = dt.Decimal(18, 14)
+#: a pre-MFF value widened so that its product with the MFF is exact (128-bit)
+X8W = dt.Decimal(24, 8)
+#: money times one fraction times the MFF (8 + 6 places), 128-bit; running totals
+X14 = dt.Decimal(30, 14)
+#: X14 narrowed before it is multiplied by the marginal rate's complement
+X14N = dt.Decimal(26, 14)
 #: a fraction between -1 and 1 (the marginal rate's complement), multiplies :data:`X14N`
 UNIT_FRACTION = dt.Decimal(10, 6)
-#: money times one fraction (2 + 6 places)
-X8 = dt.Decimal(28, 8)
-#: X8 narrowed (12 integer digits) before it is multiplied by the MFF
-X8N = dt.Decimal(20, 8)
-#: money times one fraction times the MFF (8 + 6 places); running totals of a row
-X14 = dt.Decimal(30, 14)
-#: X14 narrowed (12 integer digits) before it is multiplied or compared
-X14N = dt.Decimal(26, 14)
-#: X14N times the marginal rate (14 + 6 places)
-XM = dt.Decimal(32, 20)
-#: the exact price (14 + 6 places)
+#: the exact price after the marginal rate (14 + 6 places), 128-bit
 X20 = dt.Decimal(38, 20)
+
+_SIGN = dt.Decimal(1, 0)
 
 ZERO = Decimal(0)
 
@@ -69,18 +75,102 @@ def dec(value: Decimal | int | str, dtype: dt.Decimal = FRACTION) -> ir.DecimalS
     return ibis.literal(Decimal(value), type=dtype)
 
 
-def as_dec(expr: ir.Value, dtype: dt.Decimal) -> ir.DecimalValue:
-    """Cast to an explicit decimal type (exact when the type is wide enough)."""
-    return expr.cast(dtype)
+def as_dec(expr: ir.Value, dtype: dt.DataType) -> ir.DecimalValue:
+    """Cast to an explicit decimal type, *always* written out in the SQL.
+
+    Ibis leaves out a cast to the type it believes an expression already has, but its
+    belief about decimal arithmetic (``a + b`` keeps ``a``'s type) is not the engine's
+    (DuckDB and Spark widen it); this cast puts the engine back on the declared type.
+    """
+    return ops.Cast(expr, to=dtype).to_expr()
+
+
+def mul(a: ir.Value, b: ir.Value, dtype: dt.Decimal) -> ir.DecimalValue:
+    """``a * b``, exact, as ``dtype``.
+
+    Ibis types a decimal product only when one operand's precision and scale are both at
+    least the other's; the operand with more places is widened to the larger precision
+    (a no-op for the value; with operands of at most 18 digits the engines' product stays
+    exact: DuckDB keeps it in 64 bits with an overflow check, Spark in ``p(a)+p(b)+1``).
+    """
+    ta, tb = a.type(), b.type()
+    if isinstance(ta, dt.Decimal) and isinstance(tb, dt.Decimal):
+        pa, sa = ta.precision or 18, ta.scale or 0
+        pb, sb = tb.precision or 18, tb.scale or 0
+        if not ((pa >= pb and sa >= sb) or (pb >= pa and sb >= sa)):
+            if sa > sb:
+                a = a.cast(dt.Decimal(max(pa, pb), sa))
+            else:
+                b = b.cast(dt.Decimal(max(pa, pb), sb))
+    return as_dec(a * b, dtype)
+
+
+def add(*terms: ir.Value, dtype: dt.Decimal = MONEY) -> ir.DecimalValue:
+    """The exact sum of a few amounts, as ``dtype``."""
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
+    return as_dec(total, dtype)
 
 
 def round_pennies(exact: ir.Value) -> ir.DecimalValue:
-    """The rounding rule: half up (ties away from zero) to 2 places, as DECIMAL(18,2)."""
-    return exact.round(2).cast(MONEY)
+    """The rounding rule: half up (ties away from zero) to 2 places, as DECIMAL(18,2).
+
+    ``exact`` should be a 64-bit decimal (precision <= 18); see :func:`with_round_product`.
+    """
+    return as_dec(exact.round(2), MONEY)
+
+
+def floor_pennies(value: ir.Value) -> ir.DecimalValue:
+    """The whole pennies of an amount ``value >= 0`` (truncation), as DECIMAL(18,2).
+
+    ``ROUND(value - 0.005, 2)`` rounds half up to exactly that, except at 0 (-0.005 rounds
+    to -0.01), hence the ``GREATEST``; 64-bit only, and ``value`` appears once.
+    """
+    shifted = add(value, dec("-0.005", dt.Decimal(3, 3)), dtype=X8)
+    return ibis.greatest(round_pennies(shifted), dec(0, MONEY))
+
+
+def with_round_product(t: ir.Table, a: str, m: str, out: str) -> ir.Table:
+    """Add column ``out`` = ``round_pennies(t[a] * t[m])`` exactly, in 64-bit arithmetic.
+
+    ``a`` has at most 8 places (:data:`X8`), ``m`` at most 6 (an index or a fraction), so
+    ``a * m`` has 14 places and would need 128 bits. Instead, on absolute values:
+
+    * ``a = A2 + lo`` with ``A2`` whole pennies and ``0 <= lo < 0.01``;
+    * ``A2 * m = B2 + hi`` (8 places, 64-bit) with ``B2`` whole pennies, ``0 <= hi < 0.01``;
+    * so ``a * m = B2 + g`` with ``g = hi + lo * m`` (14 places but small: 64-bit);
+    * ``B2`` is whole pennies and ``g >= 0``, so ``round(B2 + g) = B2 + round(g)``;
+
+    and the sign is put back (rounding half away from zero is symmetric). Each step is its
+    own projection so that no intermediate is computed twice; the intermediates stay as
+    columns named ``_rp_<out>_*`` (select the columns you need afterwards). NULL in, NULL
+    out.
+    """
+    p = f"_rp_{out}_"
+    abs_a = as_dec(t[a].abs(), X8)
+    t = t.mutate(**{
+        p + "a": abs_a,
+        p + "m": as_dec(t[m].abs(), dt.Decimal(18, 6)),
+        p + "sign": ibis.ifelse((t[a] < 0) != (t[m] < 0), dec(-1, _SIGN), dec(1, _SIGN)),
+        p + "a2": floor_pennies(abs_a),
+    })
+    t = t.mutate(**{
+        p + "lo": as_dec(t[p + "a"] - t[p + "a2"], X8),
+        p + "b": mul(t[p + "a2"], t[p + "m"], X8),
+    })
+    t = t.mutate(**{p + "b2": floor_pennies(t[p + "b"])})
+    g = add(as_dec(t[p + "b"] - t[p + "b2"], X14S), mul(t[p + "lo"], t[p + "m"], X14S),
+            dtype=X14S)
+    return t.mutate(**{out: mul(add(t[p + "b2"], round_pennies(g)), t[p + "sign"], MONEY)})
 
 
 def decimal_text(expr: ir.Value) -> ir.StringValue:
-    """A decimal shown without trailing zeros (``1.046100`` -> ``1.0461``), same on all engines."""
+    """A decimal shown without trailing zeros (``1.046100`` -> ``1.0461``), same on all engines.
+
+    Regular expressions are slow per row: use it on small tables (the providers' MFF),
+    not on activity.
+    """
     text = expr.cast("string")  # a decimal of scale > 0 always has a point
     return text.re_replace("0+$", "").re_replace(r"\.$", "")
 

@@ -28,18 +28,19 @@ from ibis import _
 
 from pbc.pricing.money import (
     FRACTION,
-    MFF,
     MONEY,
-    MONEY_N,
     X8,
-    X8N,
-    X14,
+    add,
+    as_dec,
     dec,
-    decimal_text,
     fraction_text,
+    mul,
+    round_pennies,
+    with_round_product,
 )
 from pbc.pricing.rules import (
     code_text,
+    concat,
     reason_no_mff,
     reason_unknown_provider,
     with_mff,
@@ -52,7 +53,7 @@ DNA_RULE = "DNA: not paid"
 
 def price_outpatients(attendances: ir.Table, tariff_op: ir.Table, tariff_apc: ir.Table | None,
                       providers: ir.Table, settings: TariffSettings) -> ir.Table:
-    """Exact (unrounded) prices of outpatient attendances in the exact stage layout."""
+    """Outpatient attendances priced (base and MFF) in the common *stage* layout."""
     op = settings.outpatients
     t = with_period(attendances, "appointment_date")
     t = t.mutate(
@@ -66,15 +67,18 @@ def price_outpatients(attendances: ir.Table, tariff_op: ir.Table, tariff_apc: ir
         _o_first=_.first_attendance_price.cast(MONEY),
         _o_follow=_.follow_up_price.cast(MONEY),
     )
+    tar = tar.mutate(_o_tfc_text=code_text(tar._o_tfc))  # rule text, once per tariff row
     t = t.left_join(tar, t._tfc == tar._o_tfc)
     if tariff_apc is not None and "outpatient_procedure_price" in tariff_apc.columns:
         proc = tariff_apc.select(
             _p_hrg=_.hrg_code.cast("string"),
             _p_price=_.outpatient_procedure_price.cast(MONEY),
         ).filter(_._p_price.notnull())
+        proc = proc.mutate(_p_hrg_text=code_text(proc._p_hrg))
         t = t.left_join(proc, t._proc_hrg == proc._p_hrg)
     else:
-        t = t.mutate(_p_hrg=ibis.null("string"), _p_price=ibis.null(MONEY))
+        t = t.mutate(_p_hrg=ibis.null("string"), _p_price=ibis.null(MONEY),
+                     _p_hrg_text=ibis.null("string"))
     t = with_mff(t, providers)
     t = t.mutate(
         _first=_._code.isin(("1", "3")),
@@ -90,12 +94,12 @@ def price_outpatients(attendances: ir.Table, tariff_op: ir.Table, tariff_apc: ir
                     dec(op.telephone_follow_up_fraction)),
         dec(1),
     ).cast(FRACTION)
-    attendance_price = ibis.ifelse(t._first, t._o_first, t._o_follow).cast(MONEY_N)
+    attendance_price = ibis.ifelse(t._first, t._o_first, t._o_follow).cast(MONEY)
     t = t.mutate(
         _fraction=fraction,
         _base=ibis.ifelse(
-            t._procedure & ~t._dna, t._p_price.cast(X8), (attendance_price * fraction).cast(X8)
-        ).cast(X8),
+            t._procedure & ~t._dna, as_dec(t._p_price, X8), mul(attendance_price, fraction, X8)
+        ),
         service_line=ibis.cases(
             (t._procedure & ~t._dna, "outpatient_procedure"),
             (t._first, "outpatient_first"),
@@ -117,44 +121,51 @@ def price_outpatients(attendances: ir.Table, tariff_op: ir.Table, tariff_apc: ir
     )
     t = t.mutate(unpriced_reason=reason)
     priced = t.unpriced_reason.isnull()
-    zero = dec(0, X14)
-    x_base = ibis.cases((t._dna, zero), (priced, t._base.cast(X14)), else_=ibis.null(X14))
-    x_mff = ibis.cases(
-        (t._dna, zero),
-        (priced, (t._base.cast(X8N) * (t.mff - 1).cast(MFF)).cast(X14)),
-        else_=ibis.null(X14),
-    )
-    zero_or_null = ibis.ifelse(priced, zero, ibis.null(X14)).cast(X14)
 
-    kind = ibis.ifelse(t._first, "first attendance", "follow-up")
-    kind = ibis.ifelse(t._tele, kind + " by telephone/video", kind)
-    tele_text = ibis.ifelse(
-        t._first,
-        f" x {fraction_text(op.telephone_first_fraction)}",
-        f" x {fraction_text(op.telephone_follow_up_fraction)}",
+    # the rule text is assembled from literals and texts made once per tariff or provider
+    # row: a priced attendance's TFC (or procedure HRG) is the tariff's, never blank
+    f1 = f" x {fraction_text(op.telephone_first_fraction)}"
+    f2 = f" x {fraction_text(op.telephone_follow_up_fraction)}"
+    prefix = ibis.cases(
+        (t._first & t._tele, "OP first attendance by telephone/video TFC "),
+        (t._first, "OP first attendance TFC "),
+        (t._tele, "OP follow-up by telephone/video TFC "),
+        else_="OP follow-up TFC ",
     )
-    attendance_desc = ibis.ifelse(t._first, "first attendance price", "follow-up price") + \
-        ibis.ifelse(t._tele, tele_text, "")
-    desc = ibis.cases(
-        (t._procedure, "OP procedure HRG " + code_text(t._proc_hrg)
-         + ": outpatient procedure price"),
-        (t._has_proc_hrg, "OP " + kind + " TFC " + tfc + ": " + attendance_desc
-         + " (HRG " + code_text(t._proc_hrg) + " has no outpatient procedure price)"),
-        else_="OP " + kind + " TFC " + tfc + ": " + attendance_desc,
+    attendance_desc = ibis.cases(
+        (t._first & t._tele, ": first attendance price" + f1),
+        (t._first, ": first attendance price"),
+        (t._tele, ": follow-up price" + f2),
+        else_=": follow-up price",
     )
     rule = ibis.cases(
         (t._dna, ibis.literal(DNA_RULE)),
-        (priced, desc + "; MFF " + decimal_text(t.mff)),
-        else_="OP " + kind + " TFC " + tfc + ": unpriced",
+        (priced & t._procedure, concat("OP procedure HRG ", t._p_hrg_text,
+                                       ": outpatient procedure price", t.mff_rule)),
+        (priced & t._has_proc_hrg, concat(
+            prefix, t._o_tfc_text, attendance_desc, " (HRG ", t._proc_hrg,
+            " has no outpatient procedure price)", t.mff_rule)),
+        (priced, concat(prefix, t._o_tfc_text, attendance_desc, t.mff_rule)),
+        else_=concat(prefix, tfc, ": unpriced"),
     )
+    zero = dec(0, MONEY)
+    # a DNA is priced at zero whatever its provider: the product 0 x 1 rounds to 0
+    t = t.mutate(
+        _pre_mff=ibis.cases((t._dna, dec(0, X8)), (priced, t._base), else_=ibis.null(X8)),
+        _mff_factor=ibis.ifelse(t._dna, dec(1, FRACTION), t.mff),
+        pricing_rule=rule,
+    )
+    t = t.mutate(base_price=round_pennies(t._pre_mff))
+    t = with_round_product(t, "_pre_mff", "_mff_factor", "_price_before_marginal")
+    zero_or_null = ibis.ifelse(t.base_price.notnull(), zero, ibis.null(MONEY)).cast(MONEY)
     return t.mutate(
         activity_type=ibis.literal("op"),
-        activity_id=_.attendance_id.cast("string"),
-        hrg_code=_._proc_hrg,
-        treatment_function_code=_._tfc,
+        activity_id=t.attendance_id.cast("string"),
+        hrg_code=t._proc_hrg,
+        treatment_function_code=t._tfc,
         los_days=ibis.null("int64"),
-        x_base=x_base, x_long=zero_or_null, x_short=zero_or_null, x_top_up=zero_or_null,
-        x_mff=x_mff,
+        long_stay_adjustment=zero_or_null, short_stay_adjustment=zero_or_null,
+        top_up_adjustment=zero_or_null,
+        mff_adjustment=add(t._price_before_marginal, -t.base_price),
         mret_eligible=ibis.literal(False),
-        pricing_rule=rule,
     )

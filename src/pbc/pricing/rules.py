@@ -15,7 +15,7 @@ from pbc.contracts.tables import (
     MATERNITY_ADMISSION_METHODS,
     OTHER_ADMISSION_METHODS,
 )
-from pbc.pricing.money import MFF
+from pbc.pricing.money import MFF, decimal_text
 
 __all__ = [
     "ELECTIVE_ADMISSION_METHODS",
@@ -24,6 +24,7 @@ __all__ = [
     "NON_ELECTIVE_ADMISSION_METHODS",
     "OTHER_ADMISSION_METHODS",
     "code_text",
+    "concat",
     "financial_month",
     "financial_year",
     "reason_no_mff",
@@ -72,16 +73,28 @@ def with_period(t: ir.Table, date_column: str) -> ir.Table:
 def with_mff(t: ir.Table, providers: ir.Table) -> ir.Table:
     """Join the provider's MFF payment index (reference.md §1.5) as exact ``mff``.
 
-    Adds ``mff`` (DECIMAL(9,6): the published index has 6 places) and ``provider_known``.
-    An unknown provider gets ``mff`` NULL and is left unpriced by the caller.
+    Adds ``mff`` (DECIMAL(10,6): the published index has 6 places), ``mff_rule`` (the
+    pricing-rule text ``; MFF 1.0461``, made once per provider rather than per row) and
+    ``provider_known``. An unknown provider gets ``mff`` NULL and is left unpriced by the
+    caller.
     """
     prov = providers.select(
         _mff_provider=_.provider_code.cast("string"),
         _mff=_.mff_payment_index.cast(MFF),
     )
+    prov = prov.mutate(_mff_rule="; MFF " + decimal_text(prov._mff))
     joined = t.left_join(prov, t.provider_code.cast("string") == prov._mff_provider)
-    return joined.mutate(provider_known=_._mff_provider.notnull(), mff=_._mff).drop(
-        "_mff_provider", "_mff")
+    return joined.mutate(provider_known=_._mff_provider.notnull(), mff=_._mff,
+                         mff_rule=_._mff_rule).drop("_mff_provider", "_mff", "_mff_rule")
+
+
+def concat(*parts: ir.Value | str) -> ir.StringValue:
+    """The parts joined into one text in one step (rule text for millions of rows).
+
+    Unlike ``a + b`` (NULL if any part is NULL) a NULL part is skipped: use it only with
+    parts that are never NULL.
+    """
+    return ibis.literal("").join(list(parts))
 
 
 def reason_unknown_provider(t: ir.Table) -> ir.StringValue:
