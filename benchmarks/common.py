@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import queue
 import resource
 import time
 from collections.abc import Callable
@@ -32,7 +33,14 @@ def measure(fn: Callable[..., Any], *args: Any) -> dict[str, Any]:
     q = ctx.Queue()
     p = ctx.Process(target=_child, args=(fn, args, q))
     p.start()
-    out: dict[str, Any] = q.get()
+    while True:  # a child that dies (an exception, the OOM killer) never puts a result
+        try:
+            out: dict[str, Any] = q.get(timeout=1.0)
+            break
+        except queue.Empty:
+            if not p.is_alive():
+                raise RuntimeError(f"benchmark step {getattr(fn, '__name__', fn)} failed "
+                                   f"with exit code {p.exitcode}") from None
     p.join()
     if p.exitcode != 0:
         raise RuntimeError(f"benchmark step failed with exit code {p.exitcode}")
