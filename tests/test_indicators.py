@@ -222,3 +222,33 @@ def test_shared_populations_give_the_same_tables(warehouse: Warehouse) -> None:
                    "prescribing_cost_per_weighted_patient"):
         ind = load_indicators()[ind_id]
         pd.testing.assert_frame_equal(benchmark(tables, ind), benchmark(shared, ind))
+
+
+def test_bad_grouping_file_names_file_row_and_column(tmp_path: Path) -> None:
+    from pbc.services.benchmarking import read_grouping
+    from pbc.warehouse import WarehouseError
+
+    missing = tmp_path / "missing.csv"
+    missing.write_text("practice_code,locality\nA81001,X\n")
+    with pytest.raises(WarehouseError, match=r"missing\.csv: missing column\(s\) group_code"):
+        read_grouping(missing)
+    blank = tmp_path / "blank.csv"
+    blank.write_text("practice_code,group_code\nA81001,X\nA81002,\n")
+    with pytest.raises(WarehouseError, match=r"blank\.csv: row 3: practice_code and group_code"):
+        read_grouping(blank)
+
+
+def test_bad_chart_requests_are_refused(warehouse: Warehouse, tmp_path: Path) -> None:
+    from pbc.services.benchmarking import benchmark_indicator, write_charts, write_result
+    from pbc.warehouse import WarehouseError
+
+    result = benchmark_indicator(warehouse, "ae_attendances")
+    with pytest.raises(WarehouseError, match="chart format 'pdf'"):
+        write_charts(result, tmp_path / "c", fmt="pdf")
+    with pytest.raises(WarehouseError, match="'Z99999' is not a practice"):
+        write_charts(result, tmp_path / "c", highlight="Z99999")
+    with pytest.raises(WarehouseError, match=r"b\.txt: use \.csv or \.xlsx"):
+        write_result(result, tmp_path / "b.txt")
+    assert not (tmp_path / "c").exists() and not (tmp_path / "b.txt").exists()
+    with pytest.raises(WarehouseError, match="unknown indicator 'nope'"):
+        benchmark_indicator(warehouse, "nope")

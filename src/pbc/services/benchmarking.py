@@ -78,11 +78,13 @@ def benchmark_all(
     financial_year: str | None = None,
     monthly: bool = True,
 ) -> list[BenchmarkResult]:
-    """Several indicators (default: the whole library) from one warehouse, sharing the
-    populations (:func:`pbc.indicators.compute.with_populations`)."""
+    """Several indicators (default: the whole library) from one warehouse; with more than
+    one they share the populations (:func:`pbc.indicators.compute.with_populations`)."""
     indicators = [_indicator(i) for i in indicator_ids] if indicator_ids else \
         list(load_indicators().values())
-    tables = with_populations(_tables(warehouse))
+    tables = _tables(warehouse)
+    if len(indicators) > 1:
+        tables = with_populations(tables)
     grouping = read_grouping(grouping_file) if grouping_file else None
     years = [financial_year.replace("/", "-")] if financial_year else None
     out = []
@@ -105,16 +107,8 @@ def benchmark_indicator(
     monthly: bool = True,
 ) -> BenchmarkResult:
     """The benchmark table for one indicator and, with ``monthly``, its SPC series."""
-    ind = _indicator(indicator_id)
-    tables = _tables(warehouse)
-    grouping = read_grouping(grouping_file) if grouping_file else None
-    table = benchmark(tables, ind, level=level, financial_year=financial_year,
-                      grouping=grouping)
-    series = None
-    if monthly:
-        years = [financial_year.replace("/", "-")] if financial_year else None
-        series = monthly_series(tables, ind, level=level, years=years, grouping=grouping)
-    return BenchmarkResult(ind, level, table, series)
+    return benchmark_all(warehouse, [indicator_id], level=level, grouping_file=grouping_file,
+                         financial_year=financial_year, monthly=monthly)[0]
 
 
 def run_benchmark(
