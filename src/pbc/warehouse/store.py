@@ -32,9 +32,17 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 KEEP_VERSIONS = 2
 PARTITION_COLUMNS = ("financial_year", "month")
+#: rows per Parquet row group (DuckDB's default, so every writer makes the same files)
+ROW_GROUP_ROWS = 122_880
+#: codec of the Parquet files pyarrow writes (read by DuckDB, Spark 3.4+, polars, R arrow)
+PARQUET_COMPRESSION = "lz4"
+#: prefix of the copies of partition columns that name hive directories while writing
+KEY_PREFIX = "__key_"
 
 
 class WarehouseError(Exception):
@@ -233,12 +241,42 @@ class Transaction:
             con.execute(
                 f"COPY ({select_sql}) TO '{tmp / (file_prefix + '-0.parquet')}' (FORMAT parquet)"
             )
-        glob = str(tmp / "**" / "*.parquet").replace("'", "''")
-        rows = con.execute(
-            f"SELECT coalesce(sum(num_rows), 0) FROM parquet_file_metadata('{glob}')"
-        ).fetchall()[0][0]
+        return self._adopt(name, tmp, meta)
+
+    def write_batches(
+        self,
+        name: str,
+        batches: pa.RecordBatchReader,
+        *,
+        file_prefix: str,
+        partition_by: tuple[str, ...],
+        replace: bool = False,
+        meta: dict[str, Any] | None = None,
+        unique_columns: tuple[str, ...] = (),
+    ) -> int:
+        """Write a stream of Arrow record batches into table ``name``, partitioned.
+
+        The same files as :meth:`write` (hive directories, partition columns kept in the
+        files, ``<file_prefix>-<n>.parquet``), written by pyarrow's dataset writer. For a
+        wide output it is faster than DuckDB's partitioned ``COPY``: pricing at 10% of
+        national scale writes ``priced_activity`` in 8.7 s rather than 11.6 s
+        (docs/benchmarks.md). Batches are streamed; a partition buffers at most one row
+        group before it is written. ``unique_columns`` (identifiers, nearly one value per
+        row) are written without trying a dictionary first.
+        """
+        if replace:
+            shutil.rmtree(self.table_dir(name), ignore_errors=True)
+        tmp = self.staging / f".tmp-{uuid.uuid4().hex[:8]}"
+        write_partitioned(batches, tmp, file_prefix=file_prefix, partition_by=partition_by,
+                          unique_columns=unique_columns)
+        return self._adopt(name, tmp, meta)
+
+    def _adopt(self, name: str, tmp: Path, meta: dict[str, Any] | None) -> int:
+        """Move the files written under ``tmp`` into table ``name``; their row count."""
+        rows = 0
         dest = self.table_dir(name)
         for f in tmp.rglob("*.parquet"):
+            rows += pq.ParquetFile(f).metadata.num_rows
             target = dest / f.relative_to(tmp)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(f, target)
@@ -247,7 +285,7 @@ class Transaction:
         if meta is not None:
             entry.update(meta)
         self.changed = True
-        return int(rows)
+        return rows
 
     def put_file(self, source: Path, relative: str) -> None:
         """Copy a (small) reference file into the new version, e.g. tariff settings."""
@@ -309,6 +347,57 @@ class Transaction:
 
     def rollback(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def write_partitioned(
+    batches: pa.RecordBatchReader,
+    directory: Path,
+    *,
+    file_prefix: str,
+    partition_by: tuple[str, ...],
+    unique_columns: tuple[str, ...] = (),
+) -> None:
+    """Stream record batches into hive-partitioned Parquet under ``directory`` (pyarrow).
+
+    See :meth:`Transaction.write_batches`; at least one file is written, empty if no rows.
+    """
+    import pyarrow.dataset as ds
+
+    schema = batches.schema
+    keys = [KEY_PREFIX + c for c in partition_by]
+    keyed = pa.schema([*schema, *(schema.field(c).with_name(k)
+                                  for c, k in zip(partition_by, keys, strict=True))])
+
+    def with_keys() -> Iterator[pa.RecordBatch]:
+        for b in batches:
+            yield pa.RecordBatch.from_arrays(
+                [*b.columns, *(b.column(c) for c in partition_by)], schema=keyed)
+
+    options = ds.ParquetFileFormat().make_write_options(
+        compression=PARQUET_COMPRESSION, store_decimal_as_integer=True,
+        use_dictionary=[c for c in keyed.names if c not in unique_columns])
+    ds.write_dataset(
+        pa.RecordBatchReader.from_batches(keyed, with_keys()), str(directory),
+        format="parquet", partitioning=keys, partitioning_flavor="hive",
+        file_options=options, basename_template=f"{file_prefix}-{{i}}.parquet",
+        min_rows_per_group=ROW_GROUP_ROWS, max_rows_per_group=ROW_GROUP_ROWS)
+    hive_from_keys(directory)
+    if not any(directory.rglob("*.parquet")):  # no rows: one empty file keeps the columns
+        directory.mkdir(parents=True, exist_ok=True)
+        pq.write_table(schema.empty_table(), directory / f"{file_prefix}-0.parquet")
+
+
+def hive_from_keys(directory: Path) -> None:
+    """Rename ``__key_<column>=<value>`` directories under ``directory`` to ``<column>=<value>``.
+
+    Hive writers (pyarrow's, Spark's) leave the partition columns out of the files. pbc keeps
+    them in (tables are read with ``hive_partitioning = false``), so a writer partitions by
+    copies of the columns, named with :data:`KEY_PREFIX`, and the directories are renamed
+    here: the copies vanish, the columns stay.
+    """
+    for d in sorted(directory.rglob(KEY_PREFIX + "*"), key=lambda p: -len(p.parts)):
+        if d.is_dir():
+            d.rename(d.with_name(d.name[len(KEY_PREFIX):]))
 
 
 def _link_tree(src: Path, dst: Path) -> None:

@@ -1,0 +1,115 @@
+"""The warehouse's two Parquet writers (DuckDB ``COPY`` and the streamed Arrow writer) make
+the same table: hive directories, partition columns kept in the files, every row once."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pbc.warehouse import Warehouse
+from pbc.warehouse.store import KEY_PREFIX
+
+SCHEMA = pa.schema([
+    ("activity_id", pa.string()), ("financial_year", pa.string()), ("month", pa.int64()),
+    ("activity_date", pa.date32()), ("price", pa.decimal128(18, 2)), ("attributed", pa.bool_()),
+])
+
+
+def _batches(rows: list[dict], size: int = 7) -> pa.RecordBatchReader:
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    return pa.RecordBatchReader.from_batches(SCHEMA, table.to_batches(max_chunksize=size))
+
+
+def _row(i: int, fy: str = "2025-26", month: int = 1, price: str | None = "1.23") -> dict:
+    return {"activity_id": f"A{i:06d}", "financial_year": fy, "month": month,
+            "activity_date": dt.date(2025, 4, 1) + dt.timedelta(days=i % 300),
+            "price": None if price is None else Decimal(price), "attributed": i % 3 != 0}
+
+
+def _write_both(wh: Warehouse, rows: list[dict]) -> tuple[int, int]:
+    with wh.begin("test") as tx:
+        con = tx.connect()
+        con.register("src", pa.Table.from_pylist(rows, schema=SCHEMA))
+        n_copy = tx.write(con, "by_copy", "SELECT * FROM src", file_prefix="c",
+                          partition_by=("financial_year", "month"))
+        n_arrow = tx.write_batches("by_arrow", _batches(rows), file_prefix="a",
+                                   partition_by=("financial_year", "month"),
+                                   unique_columns=("activity_id",))
+        con.close()
+    return n_copy, n_arrow
+
+
+def test_arrow_writer_makes_the_same_table_as_copy(tmp_path: Path) -> None:
+    rows = [_row(i, fy=("2025-26", "2026-27")[i % 2], month=1 + (i // 2) % 12,
+                 price=None if i % 5 == 0 else f"{i}.{i % 100:02d}") for i in range(200)]
+    wh = Warehouse(tmp_path / "wh")
+    assert _write_both(wh, rows) == (200, 200)
+    con = wh.connect()
+    assert con.execute("DESCRIBE by_arrow").fetchall() == con.execute("DESCRIBE by_copy").fetchall()
+    assert con.execute("SELECT * FROM by_arrow EXCEPT ALL SELECT * FROM by_copy").fetchall() == []
+    assert con.execute("SELECT * FROM by_copy EXCEPT ALL SELECT * FROM by_arrow").fetchall() == []
+    dirs = {p.relative_to(wh.table_dir("by_arrow")).parent.as_posix()
+            for p in wh.table_dir("by_arrow").rglob("*.parquet")}
+    assert "financial_year=2026-27/month=2" in dirs and len(dirs) == 24
+    assert not list(wh.table_dir("by_arrow").rglob(KEY_PREFIX + "*"))
+    for f in wh.table_dir("by_arrow").rglob("*.parquet"):
+        assert f.name.startswith("a-")
+        # the partition columns are in each file, holding the directory's value
+        t = pq.read_table(f)
+        assert t.column_names == SCHEMA.names
+        assert f"month={t['month'][0].as_py()}" == f.parent.name
+        assert pq.ParquetFile(f).schema_arrow.field("price").type == pa.decimal128(18, 2)
+
+
+def test_arrow_writer_with_no_rows_keeps_the_columns(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path / "wh")
+    with wh.begin("test") as tx:
+        assert tx.write_batches("empty", _batches([]), file_prefix="e",
+                                partition_by=("financial_year", "month")) == 0
+    files = list(wh.table_dir("empty").rglob("*.parquet"))
+    assert len(files) == 1 and pq.read_schema(files[0]).names == SCHEMA.names
+    assert wh.query("SELECT count(*) FROM empty") == [(0,)]
+
+
+def test_failed_arrow_write_leaves_the_warehouse_as_it_was(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path / "wh")
+    _write_both(wh, [_row(i) for i in range(10)])
+    version = wh.manifest()["version"]
+
+    def failing() -> pa.RecordBatchReader:
+        def gen():
+            yield from _batches([_row(i) for i in range(5)])
+            raise OSError("disk full")
+        return pa.RecordBatchReader.from_batches(SCHEMA, gen())
+
+    with pytest.raises(OSError, match="disk full"), wh.begin("test") as tx:
+        tx.write_batches("by_arrow", failing(), file_prefix="a",
+                         partition_by=("financial_year", "month"), replace=True)
+    assert wh.manifest()["version"] == version
+    assert wh.query("SELECT count(*) FROM by_arrow") == [(10,)]
+    assert not list((wh.root / "versions").glob(".staging-*"))
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(["2024-25", "2025-26"]), st.integers(1, 12),
+                          st.one_of(st.none(), st.decimals(0, 10**8, places=2))),
+                max_size=60))
+def test_arrow_writer_keeps_every_row_and_penny(tmp_path_factory, cells) -> None:
+    rows = [_row(i, fy, m, None if p is None else str(p)) for i, (fy, m, p) in enumerate(cells)]
+    wh = Warehouse(tmp_path_factory.mktemp("wh"))
+    with wh.begin("test") as tx:
+        n = tx.write_batches("t", _batches(rows, size=5), file_prefix="t",
+                             partition_by=("financial_year", "month"))
+    assert n == len(rows)
+    got = wh.query("SELECT count(*), sum(price) FROM t")[0]
+    assert got[0] == len(rows)
+    prices = [r["price"] for r in rows if r["price"] is not None]
+    assert got[1] == (sum(prices) if prices else None)
