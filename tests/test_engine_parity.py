@@ -114,3 +114,41 @@ def test_duckdb_and_spark_agree_to_the_penny(spark_con) -> None:
     rules = " ".join(r or "" for r in d_rows["pricing_rule"].to_pylist())
     assert "marginal rate" in rules and "reduced short stay" in rules and "DNA" in rules
     assert any(d_rows["unpriced_reason"].to_pylist())
+
+
+def test_pbc_price_engine_spark_writes_the_same_warehouse_table(spark_con, tmp_path) -> None:
+    """``pbc price --engine spark``: read from the warehouse, priced on Spark, written by
+    Spark's writer into a new warehouse version, identical to the DuckDB run's table."""
+    from pbc.services.pricing import run_pricing
+    from pbc.synth import SynthConfig, generate
+    from pbc.warehouse import Warehouse
+    from pbc.warehouse.load import load
+
+    generate(SynthConfig(practices=3, groups=2, local_authorities=1, seed=5, years=1,
+                         list_scale=0.1), tmp_path / "in")
+    wh = Warehouse(tmp_path / "wh")
+    load(tmp_path / "in", wh)
+    duck = run_pricing(wh, engine="duckdb")
+    con = wh.connect()
+    duck_rows = con.sql("SELECT * FROM priced_activity").to_arrow_table()
+    duck_types = con.execute("DESCRIBE priced_activity").fetchall()
+    con.close()
+
+    spark = run_pricing(wh, engine="spark")
+    assert spark.version == duck.version + 1
+    assert spark.reconciliation == duck.reconciliation
+    assert spark.by_service_line == duck.by_service_line
+    assert spark.by_practice == duck.by_practice
+    files = [f for f in wh.table_dir("priced_activity").rglob("*") if f.is_file()]
+    assert files and all(f.name.startswith("priced-") and f.suffix == ".parquet"
+                         for f in files)
+    assert {f.parent.parent.name.split("=")[0] for f in files} == {"financial_year"}
+    assert {f.parent.name.split("=")[0] for f in files} == {"month"}
+    con = wh.connect()
+    con.register("duck", duck_rows)
+    assert con.execute("DESCRIBE priced_activity").fetchall() == duck_types
+    assert duck_rows.num_rows == sum(r["rows_in"] for r in duck.reconciliation) > 1000
+    for a, b in (("priced_activity", "duck"), ("duck", "priced_activity")):
+        assert con.execute(f"SELECT count(*) FROM (SELECT * FROM {a} EXCEPT ALL "
+                           f"SELECT * FROM {b})").fetchall() == [(0,)]
+    con.close()

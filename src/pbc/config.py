@@ -11,3 +11,18 @@ DEFAULT_MEMORY_LIMIT = "4GB"
 
 def memory_limit() -> str:
     return os.environ.get("PBC_MEMORY_LIMIT", DEFAULT_MEMORY_LIMIT)
+
+
+#: Spark master for ``--engine spark`` (``PBC_SPARK_MASTER``): ``local[*]`` runs Spark in
+#: this process's JVM on every core; a cluster URL (``spark://host:7077``) runs it there.
+DEFAULT_SPARK_MASTER = "local[*]"
+#: memory of the Spark driver JVM (``PBC_SPARK_DRIVER_MEMORY``), set when it starts
+DEFAULT_SPARK_DRIVER_MEMORY = "4g"
+
+
+def spark_master() -> str:
+    return os.environ.get("PBC_SPARK_MASTER", DEFAULT_SPARK_MASTER)
+
+
+def spark_driver_memory() -> str:
+    return os.environ.get("PBC_SPARK_DRIVER_MEMORY", DEFAULT_SPARK_DRIVER_MEMORY)

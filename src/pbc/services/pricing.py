@@ -5,10 +5,17 @@ the pricing and attribution expressions (pure core: :mod:`pbc.pricing`,
 :mod:`pbc.attribution`), runs them on the chosen engine and writes ``priced_activity``
 (partitioned by financial year and month) and ``reconciliation`` rows for the ``price``
 stage, in one warehouse transaction.
+
+Engines: on DuckDB (the default) the rows stream from DuckDB into pyarrow's partitioned
+Parquet writer; on Spark (``engine="spark"``, :mod:`pbc.warehouse.spark`) the warehouse
+tables are read into Spark, the same expressions run there and Spark's writer writes the
+files. Either way the written files are then read once (by DuckDB) for the reconciliation
+and the totals, so both engines are checked by the same code.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -22,6 +29,8 @@ from pbc.warehouse.validate import lit
 
 ACTIVITY_INPUTS = ("apc_spells", "op_attendances", "ae_attendances", "prescribing")
 
+#: identifiers of ``priced_activity``: nearly one value per row, so no dictionary encoding
+UNIQUE_COLUMNS = ("activity_id", "patient_id")
 REFERENCE_INPUTS = (
     "providers", "practices", "groups", "commissioners", "practice_groups",
     "tariff_apc", "tariff_op", "tariff_ae",
@@ -59,35 +68,33 @@ def run_pricing(
     if engine not in ("duckdb", "spark"):
         raise WarehouseError(f"unknown engine {engine!r}: use duckdb or spark")
     settings = _settings(warehouse, settings_file)
-    with warehouse.begin("price") as tx:
-        con = tx.connect()
-        backend = ibis.duckdb.from_connection(con)
-        tables: dict[str, Any] = {
-            name: backend.table(name) for name in ACTIVITY_INPUTS + REFERENCE_INPUTS
-            if tx.has_table(name)
-        }
-        if tariff_workbook is not None:
-            from pbc.pricing.tariff import read_annex_a
+    annex_a = None
+    if tariff_workbook is not None:
+        from pbc.pricing.tariff import read_annex_a
 
-            for name, frame in read_annex_a(tariff_workbook).items():
-                tables[name] = ibis.memtable(frame)
+        annex_a = read_annex_a(tariff_workbook)
+    with warehouse.begin("price") as tx:
         missing = [t for t in ("providers", "tariff_apc", "tariff_op", "tariff_ae")
-                   if t not in tables]
+                   if not tx.has_table(t) and not (annex_a and t in annex_a)]
         if missing:
             raise WarehouseError(
                 f"cannot price: the warehouse has no {', '.join(missing)} (load them first)")
-        priced = price_activity(tables, settings)
-        attributed = attribute(priced, tables)
-        # a view (not raw SQL) so that Ibis registers any in-memory tables it uses
-        _create_view(backend, "priced_activity_new", attributed)
-        # DuckDB computes, streaming record batches; pyarrow's dataset writer partitions and
-        # writes them (faster than DuckDB's partitioned COPY for this wide output)
-        with con.sql("SELECT * FROM priced_activity_new").to_arrow_reader(
-                batch_size=ROW_GROUP_ROWS) as batches:
-            tx.write_batches("priced_activity", batches, file_prefix="priced",
-                             partition_by=PARTITION_COLUMNS, replace=True,
-                             meta={"kind": "output"},
-                             unique_columns=("activity_id", "patient_id"))
+        con = tx.connect()
+        backend = ibis.duckdb.from_connection(con)
+        if engine == "spark":
+            _write_on_spark(tx, settings, annex_a)
+        else:
+            tables = _inputs(tx, backend.table, annex_a)
+            attributed = attribute(price_activity(tables, settings), tables)
+            # a view (not raw SQL) so that Ibis registers any in-memory tables it uses
+            _create_view(backend, "priced_activity_new", attributed)
+            # DuckDB computes, streaming record batches; pyarrow's dataset writer partitions
+            # and writes them (faster than DuckDB's partitioned COPY for this wide output)
+            with con.sql("SELECT * FROM priced_activity_new").to_arrow_reader(
+                    batch_size=ROW_GROUP_ROWS) as batches:
+                tx.write_batches("priced_activity", batches, file_prefix="priced",
+                                 partition_by=PARTITION_COLUMNS, replace=True,
+                                 meta={"kind": "output"}, unique_columns=UNIQUE_COLUMNS)
         con.execute(f"CREATE OR REPLACE VIEW priced_activity AS SELECT * FROM read_parquet("
                     f"{lit(tx.glob('priced_activity'))}, union_by_name = true)")
         # the written files are read once: every total below adds up this summary
@@ -107,6 +114,39 @@ def run_pricing(
         con.close()
         version = tx.base_version + 1
     return PricingReport(version, rows, by_line, by_practice)
+
+
+def _inputs(tx: Any, table: Any, annex_a: dict[str, Any] | None) -> dict[str, Any]:
+    """The pricing inputs as tables of one backend (``table(name)`` gives one)."""
+    tables = {name: table(name) for name in ACTIVITY_INPUTS + REFERENCE_INPUTS
+              if tx.has_table(name)}
+    for name, frame in (annex_a or {}).items():
+        tables[name] = ibis.memtable(frame)
+    return tables
+
+
+def _write_on_spark(tx: Any, settings: Any, annex_a: dict[str, Any] | None) -> None:
+    """Price and attribute on Spark (the same expressions), written by Spark's writer."""
+    from pbc.attribution import attribute
+    from pbc.pricing import price_activity
+    from pbc.warehouse import spark
+
+    session = spark.spark_session()
+    backend = ibis.pyspark.connect(session)
+    run = uuid.uuid4().hex[:8]
+
+    def table(name: str) -> Any:
+        view = f"pbc_{run}_{name}"
+        spark.read_table(session, tx.table_dir(name)).createOrReplaceTempView(view)
+        return backend.table(view)
+
+    tables = _inputs(tx, table, annex_a)
+    attributed = attribute(price_activity(tables, settings), tables)
+    backend.create_view(f"pbc_{run}_priced", attributed, overwrite=True)
+    tmp = tx.scratch()
+    spark.write_partitioned(session.table(f"pbc_{run}_priced"), tmp, file_prefix="priced",
+                            partition_by=PARTITION_COLUMNS)
+    tx.adopt("priced_activity", tmp, replace=True, meta={"kind": "output"})
 
 
 def _create_view(backend: Any, name: str, expr: Any) -> None:

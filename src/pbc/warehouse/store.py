@@ -227,7 +227,7 @@ class Transaction:
         """
         if replace:
             shutil.rmtree(self.table_dir(name), ignore_errors=True)
-        tmp = self.staging / f".tmp-{uuid.uuid4().hex[:8]}"
+        tmp = self.scratch()
         # the query runs once: written, then counted from the files' metadata
         if partition_by:
             parts = ", ".join(partition_by)
@@ -241,7 +241,7 @@ class Transaction:
             con.execute(
                 f"COPY ({select_sql}) TO '{tmp / (file_prefix + '-0.parquet')}' (FORMAT parquet)"
             )
-        return self._adopt(name, tmp, meta)
+        return self.adopt(name, tmp, meta=meta)
 
     def write_batches(
         self,
@@ -264,15 +264,25 @@ class Transaction:
         group before it is written. ``unique_columns`` (identifiers, nearly one value per
         row) are written without trying a dictionary first.
         """
-        if replace:
-            shutil.rmtree(self.table_dir(name), ignore_errors=True)
-        tmp = self.staging / f".tmp-{uuid.uuid4().hex[:8]}"
+        tmp = self.scratch()
         write_partitioned(batches, tmp, file_prefix=file_prefix, partition_by=partition_by,
                           unique_columns=unique_columns)
-        return self._adopt(name, tmp, meta)
+        return self.adopt(name, tmp, replace=replace, meta=meta)
 
-    def _adopt(self, name: str, tmp: Path, meta: dict[str, Any] | None) -> int:
-        """Move the files written under ``tmp`` into table ``name``; their row count."""
+    def scratch(self) -> Path:
+        """A new directory path (not yet made) inside this version, for a writer's files."""
+        return self.staging / f".tmp-{uuid.uuid4().hex[:8]}"
+
+    def adopt(
+        self, name: str, tmp: Path, *, replace: bool = False, meta: dict[str, Any] | None = None
+    ) -> int:
+        """Move the Parquet files written under ``tmp`` into table ``name``; their row count.
+
+        ``tmp`` (from :meth:`scratch`) holds the table's layout: hive directories with the
+        partition columns in the files, files named by the writer's prefix.
+        """
+        if replace:
+            shutil.rmtree(self.table_dir(name), ignore_errors=True)
         rows = 0
         dest = self.table_dir(name)
         for f in tmp.rglob("*.parquet"):

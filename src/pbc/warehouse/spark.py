@@ -1,0 +1,86 @@
+"""The warehouse on Apache Spark (``--engine spark``, the ``pbc[spark]`` extra).
+
+A stage that runs on Spark reads the warehouse's Parquet tables into Spark, builds the same
+Ibis expressions as on DuckDB (``ibis.pyspark``), and writes its output with Spark's own
+Parquet writer into the transaction's staging area. The files are then renamed into the
+warehouse layout (hive directories, partition columns kept in the files,
+``<prefix>-<n>.parquet``), so a table written by Spark is read exactly like one written by
+DuckDB, and the warehouse transaction (a new version, swapped in atomically) is the same.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from pbc.warehouse.store import KEY_PREFIX, PARQUET_COMPRESSION, WarehouseError, hive_from_keys
+
+
+def spark_session() -> Any:
+    """The Spark session (created once per process) from ``PBC_SPARK_*`` settings."""
+    from pbc.config import spark_driver_memory, spark_master
+
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError as e:
+        raise WarehouseError(
+            "--engine spark needs the Spark extra: pip install 'pbc[spark]' (and Java 17)"
+        ) from e
+    session = (
+        SparkSession.builder.master(spark_master()).appName("pbc")
+        .config("spark.driver.memory", spark_driver_memory())
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        # exact decimal money: an overflow is an error, never a silent NULL
+        .config("spark.sql.ansi.enabled", "true")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+def read_table(session: Any, directory: Path) -> Any:
+    """A warehouse table's Parquet files as a Spark DataFrame.
+
+    Columns come from the files (as DuckDB reads them with ``hive_partitioning = false``),
+    merged by name across files written at different times.
+    """
+    return (session.read.option("recursiveFileLookup", "true")
+            .option("mergeSchema", "true").parquet(str(directory)))
+
+
+def write_partitioned(
+    frame: Any, directory: Path, *, file_prefix: str, partition_by: tuple[str, ...]
+) -> None:
+    """Write a Spark DataFrame as the warehouse's hive-partitioned Parquet under ``directory``.
+
+    Spark leaves partition columns out of its files; they are partitioned by copies (see
+    :func:`pbc.warehouse.store.hive_from_keys`) so the columns stay in. Spark's bookkeeping
+    files go; its part files are renamed ``<file_prefix>-<n>.parquet``. At least one file is
+    written, empty if there are no rows.
+    """
+    from pyspark.sql import functions as F
+
+    keys = [KEY_PREFIX + c for c in partition_by]
+    keyed = frame.select("*", *(F.col(c).alias(k) for c, k in zip(partition_by, keys,
+                                                                   strict=True)))
+    codec = "lz4_raw" if PARQUET_COMPRESSION == "lz4" else PARQUET_COMPRESSION
+    keyed.write.mode("errorifexists").option("compression", codec).partitionBy(*keys) \
+        .parquet(str(directory))
+    hive_from_keys(directory)
+    for f in list(directory.rglob("*")):
+        if f.is_file() and not (f.name.startswith("part-") and f.suffix == ".parquet"):
+            f.unlink()  # _SUCCESS, .crc checksums
+    parts = sorted(directory.rglob("part-*.parquet"))
+    for i, f in enumerate(parts):
+        f.rename(f.with_name(f"{file_prefix}-{i}.parquet"))
+    if not parts:
+        shutil.rmtree(directory, ignore_errors=True)
+        frame.limit(0).coalesce(1).write.option("compression", codec).parquet(str(directory))
+        for f in list(directory.iterdir()):
+            if f.name.startswith("part-") and f.suffix == ".parquet":
+                f.rename(directory / f"{file_prefix}-0.parquet")
+            else:
+                f.unlink()
