@@ -119,7 +119,8 @@ def band_costs(patients: pd.DataFrame, patient_costs: pd.DataFrame) -> pd.DataFr
     }).merge(people, on="patient_id", how="inner")
     num = costs.groupby(["sex", "age_band", "service_line"])["cost_pence"].sum().reset_index()
     lines = sorted(costs["service_line"].unique())
-    grid = denom.merge(pd.DataFrame({"service_line": lines}), how="cross")
+    grid = denom.merge(pd.DataFrame({"service_line": pd.Series(lines, dtype=object)}),
+                       how="cross")
     out = grid.merge(num, on=["sex", "age_band", "service_line"], how="left")
     out["cost_pence"] = out["cost_pence"].fillna(0).astype("int64")
     return out
@@ -221,7 +222,8 @@ def need_index_from_conditions(
         per = cond.groupby("patient_id")["w"].sum()
         extra = per.reindex(pid.to_numpy()).fillna(0.0)
     if "imd_decile" in patients.columns:
-        dec = pd.to_numeric(patients["imd_decile"], errors="coerce").fillna(5.5).to_numpy()
+        dec = (pd.to_numeric(patients["imd_decile"], errors="coerce").astype("float64")
+               .fillna(5.5).to_numpy())
     else:
         dec = np.full(len(patients), 5.5)
     score = (1.0 + extra.to_numpy()) * (1.0 + deprivation_gradient * (10.0 - dec) / 9.0)

@@ -25,6 +25,7 @@ import pandas as pd
 from pbc.budgets import (
     FairShareInputs,
     budgets_in_pounds,
+    derive_cost_weights,
     group_budgets,
     phase_budgets,
     read_nhse_file,
@@ -33,6 +34,7 @@ from pbc.budgets import (
     set_budgets,
 )
 from pbc.budgets.indicative import BudgetResult
+from pbc.budgets.register import band_costs_expr, need_index_expr
 from pbc.calendar import parse_financial_year
 from pbc.decisions import DecisionStore, Line
 from pbc.services.principal import AccessDenied, Principal
@@ -69,7 +71,10 @@ def list_sizes(patients: Any) -> pd.DataFrame:
         ["practice_code", "sex", "age_band"]).reset_index(drop=True)
 
 
-def _frames(warehouse: Warehouse, prior: str) -> dict[str, pd.DataFrame]:
+def _frames(warehouse: Warehouse, prior: str, *, person_level: bool
+            ) -> dict[str, pd.DataFrame]:
+    """The budget inputs from the warehouse; the patient register itself only when
+    ``person_level`` (a service line uses the person-based method)."""
     if not warehouse.has_table("priced_activity"):
         raise WarehouseError("set budgets after pricing: run pbc price first")
     con = warehouse.connect()
@@ -86,21 +91,31 @@ def _frames(warehouse: Warehouse, prior: str) -> dict[str, pd.DataFrame]:
         if spend.empty:
             raise WarehouseError(f"no priced activity for the prior year {prior}: budgets "
                                  "start from prior-year spend")
+        backend = ibis.duckdb.from_connection(con)
         frames = {
             "spend": spend,
-            "patients": q("SELECT patient_id, practice_code, sex, age, imd_decile "
-                          "FROM patients"),
-            "conditions": q("SELECT patient_id, condition FROM patient_conditions")
-            if warehouse.has_table("patient_conditions") else pd.DataFrame(
-                columns=["patient_id", "condition"]),
-            "patient_costs": q(f"""
-                SELECT patient_id, service_line, sum(price) AS cost FROM priced_activity
-                WHERE financial_year = '{prior}' AND price IS NOT NULL
-                  AND patient_id IS NOT NULL GROUP BY ALL"""),
             "practices": q("SELECT practice_code, group_code FROM practices ORDER BY 1"),
+            # the register is aggregated by the engine: list sizes by age-sex band, cost by
+            # band and service line, need index per practice (pbc.budgets.register)
+            "list_sizes": list_sizes(backend.table("patients")),
         }
-        # list sizes by age-sex band counted in the engine, not in pandas
-        frames["list_sizes"] = list_sizes(ibis.duckdb.from_connection(con).table("patients"))
+        conditions = (backend.table("patient_conditions")
+                      if warehouse.has_table("patient_conditions") else None)
+        frames["need_index"] = need_index_expr(backend.table("patients"), conditions).execute()
+        costs_sql = f"""
+            SELECT patient_id, service_line, sum(price) AS cost FROM priced_activity
+            WHERE financial_year = '{prior}' AND price IS NOT NULL
+              AND patient_id IS NOT NULL GROUP BY ALL"""
+        con.execute(f"CREATE TEMP VIEW patient_costs AS {costs_sql}")
+        frames["band_costs"] = band_costs_expr(backend.table("patients"),
+                                               backend.table("patient_costs")).execute()
+        if person_level:  # the person-based model is fitted on the register itself
+            frames["patients"] = q("SELECT patient_id, practice_code, sex, age, imd_decile "
+                                   "FROM patients")
+            frames["conditions"] = (
+                q("SELECT patient_id, condition FROM patient_conditions")
+                if conditions is not None else pd.DataFrame(columns=["patient_id", "condition"]))
+            frames["patient_costs"] = q(costs_sql)
         frames["membership"] = (
             q("SELECT practice_code, group_code, CAST(valid_from AS VARCHAR) AS valid_from, "
               "CAST(valid_to AS VARCHAR) AS valid_to FROM practice_groups")
@@ -133,12 +148,16 @@ def set_indicative_budgets(
         raise AccessDenied(f"{who} may not set budgets: only the commissioner can")
     policy = read_policy(policy_path)
     prior = _prior_year(policy.financial_year)
-    frames = _frames(warehouse, prior)
+    person_level = any(policy.fair_share[line].method == "person_based"
+                       for line in policy.scope)
+    frames = _frames(warehouse, prior, person_level=person_level)
     practices = frames["practices"].practice_code.tolist()
     inputs = FairShareInputs(
         list_sizes=frames["list_sizes"],
-        patients=frames["patients"], conditions=frames["conditions"],
-        patient_costs=frames["patient_costs"],
+        cost_weights=derive_cost_weights(frames["band_costs"]),
+        need_index=frames["need_index"],
+        patients=frames.get("patients"), conditions=frames.get("conditions"),
+        patient_costs=frames.get("patient_costs"),
         nhse=read_nhse_file(nhse_file) if nhse_file else None, practice_codes=practices,
     )
     membership = _membership(frames)
