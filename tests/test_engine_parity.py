@@ -152,3 +152,9 @@ def test_pbc_price_engine_spark_writes_the_same_warehouse_table(spark_con, tmp_p
         assert con.execute(f"SELECT count(*) FROM (SELECT * FROM {a} EXCEPT ALL "
                            f"SELECT * FROM {b})").fetchall() == [(0,)]
     con.close()
+    # priced from the Annex A workbook instead of the loaded tariff: the same on both
+    book = tmp_path / "in" / "tariff_annex_a.xlsx"
+    duck = run_pricing(wh, engine="duckdb", tariff_workbook=book)
+    spark = run_pricing(wh, engine="spark", tariff_workbook=book)
+    assert spark.reconciliation == duck.reconciliation
+    assert spark.by_practice == duck.by_practice

@@ -16,6 +16,7 @@ and the totals, so both engines are checked by the same code.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -84,7 +85,7 @@ def run_pricing(
         if engine == "spark":
             _write_on_spark(tx, settings, annex_a)
         else:
-            tables = _inputs(tx, backend.table, annex_a)
+            tables = _inputs(tx, backend.table, annex_a, lambda _, t: ibis.memtable(t))
             attributed = attribute(price_activity(tables, settings), tables)
             # a view (not raw SQL) so that Ibis registers any in-memory tables it uses
             _create_view(backend, "priced_activity_new", attributed)
@@ -116,12 +117,14 @@ def run_pricing(
     return PricingReport(version, rows, by_line, by_practice)
 
 
-def _inputs(tx: Any, table: Any, annex_a: dict[str, Any] | None) -> dict[str, Any]:
-    """The pricing inputs as tables of one backend (``table(name)`` gives one)."""
+def _inputs(tx: Any, table: Callable[[str], Any], annex_a: dict[str, Any] | None,
+            annex_table: Callable[[str, Any], Any]) -> dict[str, Any]:
+    """The pricing inputs as tables of one backend: ``table(name)`` gives a warehouse
+    table, ``annex_table(name, arrow_table)`` an Annex A tariff table that replaces one."""
     tables = {name: table(name) for name in ACTIVITY_INPUTS + REFERENCE_INPUTS
               if tx.has_table(name)}
     for name, frame in (annex_a or {}).items():
-        tables[name] = ibis.memtable(frame)
+        tables[name] = annex_table(name, frame)
     return tables
 
 
@@ -140,7 +143,12 @@ def _write_on_spark(tx: Any, settings: Any, annex_a: dict[str, Any] | None) -> N
         spark.read_table(session, tx.table_dir(name)).createOrReplaceTempView(view)
         return backend.table(view)
 
-    tables = _inputs(tx, table, annex_a)
+    def annex_table(name: str, frame: Any) -> Any:  # Spark reads Arrow tables as they are
+        view = f"pbc_{run}_annex_{name}"
+        session.createDataFrame(frame).createOrReplaceTempView(view)
+        return backend.table(view)
+
+    tables = _inputs(tx, table, annex_a, annex_table)
     attributed = attribute(price_activity(tables, settings), tables)
     backend.create_view(f"pbc_{run}_priced", attributed, overwrite=True)
     tmp = tx.scratch()
