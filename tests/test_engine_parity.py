@@ -158,3 +158,31 @@ def test_pbc_price_engine_spark_writes_the_same_warehouse_table(spark_con, tmp_p
     spark = run_pricing(wh, engine="spark", tariff_workbook=book)
     assert spark.reconciliation == duck.reconciliation
     assert spark.by_practice == duck.by_practice
+
+
+def test_spark_writer_keeps_partition_columns_and_writes_a_file_when_empty(spark_con,
+                                                                             tmp_path) -> None:
+    import pyarrow.parquet as pq
+
+    from pbc.warehouse.spark import spark_session, write_partitioned
+
+    session = spark_session()
+    rows = [("a", "2025-26", 1), ("b", "2025-26", 2), ("c", "2026-27", 1)]
+    frame = session.createDataFrame(rows, "id string, financial_year string, month bigint")
+    write_partitioned(frame, tmp_path / "t", file_prefix="x",
+                      partition_by=("financial_year", "month"))
+    files = sorted((tmp_path / "t").rglob("*"))
+    parquet = [f for f in files if f.is_file()]
+    assert all(f.suffix == ".parquet" and f.name.startswith("x-") for f in parquet)
+    assert {f.parent.relative_to(tmp_path / "t").as_posix() for f in parquet} == {
+        "financial_year=2025-26/month=1", "financial_year=2025-26/month=2",
+        "financial_year=2026-27/month=1"}
+    got = sorted((r for f in parquet for r in pq.read_table(f).to_pylist()),
+                 key=lambda r: r["id"])
+    assert got == [{"id": i, "financial_year": fy, "month": m} for i, fy, m in rows]
+
+    write_partitioned(frame.limit(0), tmp_path / "e", file_prefix="x",
+                      partition_by=("financial_year", "month"))
+    empty = [f for f in (tmp_path / "e").rglob("*") if f.is_file()]
+    assert [f.name for f in empty] == ["x-0.parquet"]
+    assert pq.read_schema(empty[0]).names == ["id", "financial_year", "month"]
