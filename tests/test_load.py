@@ -179,6 +179,30 @@ def test_unreadable_parquet_names_the_file(tmp_path: Path) -> None:
         load(folder, Warehouse(tmp_path / "w"))
 
 
+def test_corrupt_parquet_page_names_the_file_and_keeps_the_warehouse(tmp_path: Path) -> None:
+    """A Parquet file whose footer reads but whose data does not (Parquet is read by a
+    view, so the pages are read only when the rows are checked)."""
+    import duckdb
+
+    wh = Warehouse(tmp_path / "w")
+    load(write_delivery(tmp_path / "in"), wh)
+    version = wh.manifest()["version"]
+    folder = tmp_path / "in2"
+    folder.mkdir()
+    good, bad = folder / "good.parquet", folder / "patients.parquet"
+    duckdb.sql(f"COPY (SELECT 'P' || i AS patient_id, 'A81001' AS practice_code, 'F' AS sex, "
+               f"i % 100 AS age, repeat('x', 50) AS pad FROM range(100000) t(i)) TO '{good}' "
+               "(FORMAT parquet, COMPRESSION zstd)")
+    data = bytearray(good.read_bytes())
+    for i in range(1000, len(data) // 2, 997):  # data pages only: the footer is at the end
+        data[i] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    good.unlink()
+    with pytest.raises(LoadError, match=r"patients\.parquet: cannot be read as PARQUET"):
+        load(folder, wh)
+    assert wh.manifest()["version"] == version
+
+
 def test_table_given_twice_is_an_error(tmp_path: Path) -> None:
     folder = write_delivery(tmp_path / "in")
     (folder / "tariff_ae.parquet").write_bytes(b"x")

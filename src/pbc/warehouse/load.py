@@ -148,13 +148,15 @@ def _data_files(path: Path) -> tuple[str, list[Path]]:
 
 # ------------------------------------------------------------------ reading
 def _read_raw(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[list[str], str]:
-    """Create temp table ``raw`` (with ``__row`` and ``__file``) from a table's files.
+    """Create ``raw`` (with ``__row`` and ``__file``) from a table's files: a view over
+    Parquet files, a temporary table of CSV rows (their row numbers are corrected).
 
     Returns the file's column names and the format. CSV rows that cannot be parsed at all
     (wrong number of fields, bad quoting, bad UTF-8) land in temp table ``rejects``."""
     fmt, files = _data_files(path)
     file_list = "[" + ", ".join(lit(str(f)) for f in files) + "]"
-    con.execute("DROP TABLE IF EXISTS raw; DROP TABLE IF EXISTS rejects")
+    _drop_raw(con)
+    con.execute("DROP TABLE IF EXISTS rejects")
     try:
         if fmt == "csv":
             src = (
@@ -177,8 +179,10 @@ def _read_raw(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[list[str], st
         else:
             src = f"read_parquet({file_list}, filename = true, file_row_number = true, " \
                 "union_by_name = true)"
+            # a view, not a copy: Parquet is read again cheaply, and the copy is the size
+            # of the table (at national scale, 128 million outpatient rows)
             con.execute(
-                "CREATE TEMP TABLE raw AS SELECT file_row_number + 1 AS __row, filename AS "
+                "CREATE TEMP VIEW raw AS SELECT file_row_number + 1 AS __row, filename AS "
                 f"__file, * EXCLUDE (filename, file_row_number) FROM {src}"
             )
             con.execute(
@@ -198,6 +202,14 @@ def _read_raw(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[list[str], st
             "WHERE EXISTS (SELECT 1 FROM rejects)"
         )
     return [c for c in cols if c not in ("__row", "__file")], fmt
+
+
+def _drop_raw(con: duckdb.DuckDBPyConnection) -> None:
+    """Drop ``raw``: a view over Parquet files, or a table of CSV rows."""
+    kind = con.execute("SELECT table_type FROM information_schema.tables "
+                       "WHERE table_name = 'raw'").fetchall()
+    if kind:
+        con.execute("DROP VIEW raw" if kind[0][0] == "VIEW" else "DROP TABLE raw")
 
 
 # ------------------------------------------------------------------ one table
@@ -300,12 +312,19 @@ def _load_table(
     )
     extras_sql = "".join(f", CAST({q(c)} AS VARCHAR) AS {q(c)}" for c in extras)
     # two steps, each materialised once: single-row checks, then the cross-row checks
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE c AS
-        SELECT *, {first_failure(checks)} AS __f
-        FROM (SELECT {normalise(table, present)}{extras_sql} FROM raw)
-    """)
-    con.execute("DROP TABLE raw")
+    try:
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE c AS
+            SELECT *, {first_failure(checks)} AS __f
+            FROM (SELECT {normalise(table, present)}{extras_sql} FROM raw)
+        """)
+    except (duckdb.IOException, duckdb.InvalidInputException) as e:
+        first = str(e).strip().splitlines()[0]
+        if "Failed to read file" not in first and not isinstance(e, duckdb.IOException):
+            raise
+        # the footer was readable, a data page is not (the view reads pages only here)
+        raise LoadError(f"{path}: cannot be read as PARQUET: {first}") from e
+    _drop_raw(con)
     carry = "".join(", " + c for c in carried)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE checked AS
