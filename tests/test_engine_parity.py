@@ -158,6 +158,9 @@ def test_pbc_price_engine_spark_writes_the_same_warehouse_table(spark_con, tmp_p
     spark = run_pricing(wh, engine="spark", tariff_workbook=book)
     assert spark.reconciliation == duck.reconciliation
     assert spark.by_practice == duck.by_practice
+    from pbc.warehouse.spark import spark_session
+
+    assert not [t.name for t in spark_session().catalog.listTables() if t.name.startswith("pbc_")]
 
 
 def test_spark_writer_keeps_partition_columns_and_writes_a_file_when_empty(spark_con,

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import ibis
+import ibis.expr.datatypes as dt
 from ibis import _
 
 from pbc.budgets.fair_shares import DEFAULT_CONDITION_WEIGHTS, DEFAULT_DEPRIVATION_GRADIENT
@@ -22,6 +23,8 @@ from pbc.indicators.compute import age_band
 
 #: an IMD decile that is missing counts as the average decile
 AVERAGE_DECILE = 5.5
+#: a person's need score, exact to 15 places (at most 999: the weights add up to about 2.4)
+SCORE = dt.Decimal(18, 15)
 
 
 def band_costs_expr(patients: Any, patient_costs: Any) -> Any:
@@ -78,9 +81,16 @@ def need_index_expr(
             "practice_code", "decile", extra=_.extra.fill_null(0.0))
     else:
         people = people.mutate(extra=ibis.literal(0.0))
+    # each score held to 15 decimal places and summed exactly: a float sum would depend on
+    # the order the engine's threads add in, and the budgets must not change between runs
     scored = people.mutate(
-        score=(1.0 + _.extra) * (1.0 + deprivation_gradient * (10.0 - _.decile) / 9.0))
-    overall = scored.aggregate(overall=_.score.mean())
-    by_practice = scored.group_by("practice_code").aggregate(mean=_.score.mean())
+        score=((1.0 + _.extra) * (1.0 + deprivation_gradient * (10.0 - _.decile) / 9.0))
+        .cast(SCORE))
+
+    def mean(t: Any) -> Any:
+        return t.score.sum().cast("float64") / t.count()
+
+    overall = scored.aggregate(overall=mean)
+    by_practice = scored.group_by("practice_code").aggregate(mean=mean)
     return by_practice.cross_join(overall).select(
         "practice_code", need_index=_.mean / _.overall).order_by("practice_code")

@@ -106,7 +106,9 @@ def _frames(warehouse: Warehouse, prior: str, *, person_level: bool
             SELECT patient_id, service_line, sum(price) AS cost FROM priced_activity
             WHERE financial_year = '{prior}' AND price IS NOT NULL
               AND patient_id IS NOT NULL GROUP BY ALL"""
-        con.execute(f"CREATE TEMP VIEW patient_costs AS {costs_sql}")
+        # read once: kept when the person-based model needs it too, else streamed
+        kind = "TABLE" if person_level else "VIEW"
+        con.execute(f"CREATE TEMP {kind} patient_costs AS {costs_sql}")
         frames["band_costs"] = band_costs_expr(backend.table("patients"),
                                                backend.table("patient_costs")).execute()
         if person_level:  # the person-based model is fitted on the register itself
@@ -115,7 +117,7 @@ def _frames(warehouse: Warehouse, prior: str, *, person_level: bool
             frames["conditions"] = (
                 q("SELECT patient_id, condition FROM patient_conditions")
                 if conditions is not None else pd.DataFrame(columns=["patient_id", "condition"]))
-            frames["patient_costs"] = q(costs_sql)
+            frames["patient_costs"] = q("SELECT * FROM patient_costs")
         frames["membership"] = (
             q("SELECT practice_code, group_code, CAST(valid_from AS VARCHAR) AS valid_from, "
               "CAST(valid_to AS VARCHAR) AS valid_to FROM practice_groups")

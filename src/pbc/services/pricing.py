@@ -148,12 +148,17 @@ def _write_on_spark(tx: Any, settings: Any, annex_a: dict[str, Any] | None) -> N
         session.createDataFrame(frame).createOrReplaceTempView(view)
         return backend.table(view)
 
-    tables = _inputs(tx, table, annex_a, annex_table)
-    attributed = attribute(price_activity(tables, settings), tables)
-    backend.create_view(f"pbc_{run}_priced", attributed, overwrite=True)
-    tmp = tx.scratch()
-    spark.write_partitioned(session.table(f"pbc_{run}_priced"), tmp, file_prefix="priced",
-                            partition_by=PARTITION_COLUMNS)
+    try:
+        tables = _inputs(tx, table, annex_a, annex_table)
+        attributed = attribute(price_activity(tables, settings), tables)
+        backend.create_view(f"pbc_{run}_priced", attributed, overwrite=True)
+        tmp = tx.scratch()
+        spark.write_partitioned(session.table(f"pbc_{run}_priced"), tmp,
+                                file_prefix="priced", partition_by=PARTITION_COLUMNS)
+    finally:  # the session outlives the run (one per process): leave no views behind
+        for view in session.catalog.listTables():
+            if view.isTemporary and view.name.startswith(f"pbc_{run}_"):
+                session.catalog.dropTempView(view.name)
     tx.adopt("priced_activity", tmp, replace=True, meta={"kind": "output"})
 
 

@@ -259,7 +259,7 @@ class Transaction:
         The same files as :meth:`write` (hive directories, partition columns kept in the
         files, ``<file_prefix>-<n>.parquet``), written by pyarrow's dataset writer. For a
         wide output it is faster than DuckDB's partitioned ``COPY``: pricing at 10% of
-        national scale writes ``priced_activity`` in 8.7 s rather than 11.6 s
+        national scale writes ``priced_activity`` in 8.3 s rather than 11.5 s
         (docs/benchmarks.md). Batches are streamed; a partition buffers at most one row
         group before it is written. ``unique_columns`` (identifiers, nearly one value per
         row) are written without trying a dictionary first.
