@@ -4,6 +4,7 @@ attribution can use it without importing the pricing rules."""
 from __future__ import annotations
 
 import ibis.expr.datatypes as dt
+import ibis.expr.types as ir
 
 from pbc.pricing.money import MONEY
 
@@ -41,3 +42,17 @@ SERVICE_LINES = (
     "elective_inpatient", "day_case", "non_elective", "outpatient_first",
     "outpatient_follow_up", "outpatient_procedure", "ae", "prescribing",
 )
+
+#: The money measure for budgets (historic spend), phasing profiles and benchmarking of
+#: activity: the tariff value **before** the emergency marginal rate. The marginal rate is a
+#: contract settlement between commissioner and provider; how much of it falls on a spell
+#: depends on the order in which the contract's spells were discharged, so it must not move
+#: money between months or practices. SQL text over ``priced_activity`` columns (NULL where
+#: the row is unpriced).
+TARIFF_VALUE_SQL = "(price - marginal_rate_adjustment)"
+
+
+def tariff_value(t: ir.Table) -> ir.DecimalValue:
+    """:data:`TARIFF_VALUE_SQL` as an Ibis expression over ``priced_activity``."""
+    value: ir.DecimalValue = (t.price - t.marginal_rate_adjustment).cast(MONEY)
+    return value
