@@ -83,10 +83,14 @@ def synth(
         float, typer.Option(help="Share of rows with deliberate faults.")
     ] = 0.001,
     nhse_file: Annotated[
-        Path | None, typer.Option(help="NHS England practice weighted-population file.")
+        Path | None, typer.Option(help="NHS England practice weighted-population file "
+                                       "(your own; see --england for the packaged one).")
     ] = None,
+    england: Annotated[bool, typer.Option(
+        "--england", help="England's real practices from the NHS England weighted-population "
+                          "file shipped with pbc (the latest year).")] = False,
     icb: Annotated[
-        str | None, typer.Option(help="With --nhse-file: one ICB (ICS22 code).")
+        str | None, typer.Option(help="With --nhse-file or --england: one ICB (ICS22 code).")
     ] = None,
     scale: Annotated[
         float | None,
@@ -101,6 +105,12 @@ def synth(
     from pbc.synth import SynthConfig, generate
 
     with user_errors():
+        if england:
+            if nhse_file is not None:
+                raise UserError("give --england or --nhse-file, not both")
+            from pbc.budgets.needs import packaged_nhse_file
+
+            nhse_file = packaged_nhse_file()
         if scale is not None:
             practices = max(1, round(6553 * scale))
         config = SynthConfig(
@@ -494,8 +504,10 @@ def budgets_agree(
 
 @budgets_app.command("needs")
 def budgets_needs(
-    nhse_file: Annotated[Path, typer.Option(help="NHS England weighted-population file.")],
     group: Annotated[Path, typer.Option(help="CSV with a practice_code column.")],
+    nhse_file: Annotated[Path | None, typer.Option(
+        help="NHS England weighted-population file (default: the latest one shipped with "
+             "pbc).")] = None,
     csv: Annotated[Path | None, typer.Option(help="Write the indices to this CSV.")] = None,
 ) -> None:
     """Relative need indices of a group of practices, as NHS England's allocation tool."""

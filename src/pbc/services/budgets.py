@@ -267,10 +267,13 @@ def agree(warehouse: Warehouse, who: Principal, financial_year: str, version: in
     DecisionStore.beside(warehouse.root).agree(who, financial_year, version)
 
 
-def needs_for_group(nhse_file: Path, group_file: Path, out: Path | None = None) -> Any:
-    from pbc.budgets import needs_indices, read_group_file
+def needs_for_group(nhse_file: Path | None, group_file: Path, out: Path | None = None) -> Any:
+    """Need indices of the practices in ``group_file``; ``nhse_file`` defaults to the latest
+    NHS England file shipped with pbc."""
+    from pbc.budgets import needs_indices, packaged_nhse_file, read_group_file
 
-    frame = needs_indices(read_nhse_file(nhse_file), read_group_file(group_file))
+    frame = needs_indices(read_nhse_file(nhse_file or packaged_nhse_file()),
+                          read_group_file(group_file))
     if out is not None:
         frame[["component", "group_index", "icb_index"]].to_csv(out, index=False)
     return frame
