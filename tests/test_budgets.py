@@ -460,25 +460,37 @@ def test_seasonal_profile_and_phasing() -> None:
 
 
 def test_group_budgets_move_pro_rata_by_month() -> None:
-    budgets = pd.DataFrame({"financial_year": "2025/26", "practice_code": ["A", "B"],
+    budgets = pd.DataFrame({"financial_year": "2025-26", "practice_code": ["A", "B"],
                             "service_line": "ae", "budget": [120000, 60000]})
+    practices = pd.DataFrame({"practice_code": ["A", "B"], "group_code": [None, "G1"]})
     members = pd.DataFrame({
-        "practice_code": ["A", "A", "B"], "group_code": ["G1", "G2", "G1"],
-        "valid_from": ["2020-01-01", "2025-07-01", "2020-01-01"],
-        "valid_to": ["2025-06-30", None, None]})
-    g = group_budgets(budgets, members).set_index("group_code")["budget"]
+        "practice_code": ["A", "A"], "group_code": ["G1", "G2"],
+        "valid_from": ["2020-01-01", "2025-07-01"], "valid_to": ["2025-06-30", None]})
+    g = group_budgets(budgets, practices, practice_groups=members).set_index(
+        "group_code")["budget"]
     assert g["G1"] == 120000 * 3 // 12 + 60000 and g["G2"] == 120000 * 9 // 12
     assert g.sum() == 180000
     # with phased budgets the months' actual money moves
     monthly = phase_budgets(budgets, pd.DataFrame({"service_line": "ae", "month": range(1, 13),
                                                    "share": [2] * 3 + [1] * 9}))
-    g2 = group_budgets(budgets, members, monthly=monthly).set_index("group_code")["budget"]
+    g2 = group_budgets(budgets, practices, practice_groups=members,
+                       monthly=monthly).set_index("group_code")["budget"]
     assert g2["G1"] == 120000 * 6 // 15 + 60000 and g2.sum() == 180000
-    overlap = pd.concat([members, pd.DataFrame({"practice_code": ["B"], "group_code": ["G3"],
-                                                "valid_from": ["2025-01-01"],
-                                                "valid_to": [None]})])
-    with pytest.raises(ValueError, match="'B' is in more than one group on 2025-04-01"):
-        group_budgets(budgets, overlap)
+    # overlapping windows: the one that started last wins, as in attribution (B joined G3
+    # on 1 January 2025 while its G1 window is still open: G3 all year)
+    overlap = pd.concat([members, pd.DataFrame({"practice_code": ["B", "B"],
+                                                "group_code": ["G1", "G3"],
+                                                "valid_from": ["2020-01-01", "2025-01-01"],
+                                                "valid_to": [None, None]})])
+    g3 = group_budgets(budgets, practices, practice_groups=overlap).set_index(
+        "group_code")["budget"]
+    assert g3.to_dict() == {"G1": 30000, "G2": 90000, "G3": 60000}
+    # a practice with no default group and no window that day is in no group
+    alone = group_budgets(budgets, practices.assign(group_code=None))
+    assert alone.set_index("group_code")["budget"].to_dict() == {"(no group)": 180000}
+    bad = members.assign(valid_from=["2020-01-01", "not a date"])
+    with pytest.raises(ValueError, match="practice_groups row 2, column valid_from"):
+        group_budgets(budgets, practices, practice_groups=bad)
 
 
 # ---------------------------------------------------------------- explain

@@ -297,21 +297,19 @@ def solve_caps(
     return b, float(lam), label.astype(str), True
 
 
-def _membership_on(groups: pd.DataFrame | None, day: dt.date) -> dict[str, str]:
-    if groups is None:
-        return {}
-    for col in ("practice_code", "group_code"):
-        if col not in groups.columns:
-            raise BudgetError(f"practice groups are missing column {col!r}")
-    g = groups
-    if "valid_from" in g.columns:
-        vf = pd.to_datetime(g["valid_from"]).dt.date
-        vt = pd.to_datetime(g["valid_to"]).dt.date if "valid_to" in g.columns else None
-        ok = vf.isna() | (vf <= day)
-        if vt is not None:
-            ok &= vt.isna() | (vt >= day)
-        g = g[ok]
-    return dict(zip(g["practice_code"].astype(str), g["group_code"].astype(str), strict=True))
+def _membership_on(practices: pd.DataFrame, practice_groups: pd.DataFrame | None,
+                   day: dt.date) -> dict[str, str]:
+    """practice -> group on ``day``, by the rule attribution uses
+    (:func:`pbc.budgets.groups.groups_on`); practices in no group are left out."""
+    from pbc.budgets.groups import GroupError, groups_on
+
+    try:
+        on = groups_on([day], practices, practice_groups)
+    except GroupError as exc:
+        raise BudgetError(str(exc)) from None
+    on = on[on["group_code"].notna()]
+    return dict(zip(on["practice_code"].astype(str), on["group_code"].astype(str),
+                    strict=True))
 
 
 def fy_start(financial_year: str) -> dt.date:
@@ -333,6 +331,7 @@ def set_budgets(
     population: FairShareInputs | pd.DataFrame,
     priced_spend: pd.DataFrame,
     *,
+    practices: pd.DataFrame | None = None,
     practice_groups: pd.DataFrame | None = None,
 ) -> BudgetResult:
     """Set indicative budgets for every practice and delegated service line.
@@ -346,8 +345,10 @@ def set_budgets(
     (``practice_code``, ``service_line``, and ``spend_pence`` | ``spend`` | ``price``).
     Spend on a practice outside the population counts as unattributed: it is in a
     prior-year-derived envelope but in no practice's historic.
-    ``practice_groups``: ``practice_code``, ``group_code`` [``valid_from``, ``valid_to``],
-    needed only when an opt-out names a group.
+    ``practices`` (``practice_code``, ``group_code``: the default group) and
+    ``practice_groups`` (``practice_code``, ``group_code``, ``valid_from``, ``valid_to``):
+    group membership on 1 April, by the rule attribution uses (a window covering the day,
+    else the default group); needed only when an opt-out names a group.
     """
     if isinstance(population, FairShareInputs):
         fs = fair_share_populations(policy, population)
@@ -378,14 +379,18 @@ def set_budgets(
     fs_rows = fs.groupby("service_line", sort=False).indices
     sp_rows = spend.groupby("service_line", sort=False).indices
 
-    practices = set(fs["practice_code"])
-    membership = _membership_on(practice_groups, fy_start(policy.financial_year))
+    codes_all = set(fs["practice_code"])
+    membership: dict[str, str] = {}
+    if any(oo.code not in codes_all for oo in policy.opt_out):
+        known = (practices if practices is not None else
+                 pd.DataFrame({"practice_code": sorted(codes_all), "group_code": None}))
+        membership = _membership_on(known, practice_groups, fy_start(policy.financial_year))
     opted: set[tuple[str, str]] = set()
     for i, oo in enumerate(policy.opt_out):
-        if oo.code in practices:
+        if oo.code in codes_all:
             members = [oo.code]
         else:
-            members = sorted(p for p, g in membership.items() if g == oo.code and p in practices)
+            members = sorted(p for p, g in membership.items() if g == oo.code and p in codes_all)
             if not members:
                 raise BudgetError(f"opt_out[{i}].code {oo.code!r} is neither a practice in the "
                                   "population nor a group with member practices on "
