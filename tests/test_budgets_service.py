@@ -147,6 +147,33 @@ def test_prior_spend_is_the_commissioners_own(tmp_path: Path) -> None:
 
     with pytest.raises(WarehouseError, match=r"2 commissioners .*Q1, Q2.*commissioner_code"):
         set_indicative_budgets(wh, _policy(tmp_path, None), ICB, statements=tmp_path / "s2")
+    # and one commissioner does not set another's budgets
+    from pbc.services.principal import AccessDenied
+
+    with pytest.raises(AccessDenied, match="commissioner Q1"):
+        set_indicative_budgets(wh, _policy(tmp_path), Principal("x", "commissioner", "Q2"),
+                               statements=tmp_path / "s3")
+
+
+def test_cli_sets_and_agrees_with_either_year_spelling(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pbc.cli import app
+    from pbc.decisions import DecisionStore
+
+    wh = _warehouse(tmp_path / "wh", [_spell("A", 1, "100.00"), _spell("B", 1, "300.00"),
+                                      _spell("", 2, "12.34"),
+                                      _rx("A", 1, "1.00"), _rx("B", 1, "3.00")])
+    runner = CliRunner()
+    res = runner.invoke(app, ["budgets", "set", "--policy", str(_policy(tmp_path)),
+                              "--warehouse", str(wh.root), "--as", "commissioner:Q1"])
+    assert res.exit_code == 0, res.output
+    assert "£12.34" in res.output and "£400.00" in res.output
+    res = runner.invoke(app, ["budgets", "agree", "--year", "2025/26", "--version", "1",
+                              "--warehouse", str(wh.root), "--as", "commissioner:Q1"])
+    assert res.exit_code == 0, res.output
+    current = DecisionStore.beside(wh.root).current("2025-26")
+    assert current is not None and current.status == "agreed"
 
 
 def test_stored_money_is_exact_decimal_and_years_are_2025_26(tmp_path: Path) -> None:

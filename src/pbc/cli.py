@@ -453,7 +453,8 @@ def budgets_set(
     reason: Annotated[str, typer.Option(help="Why this version (kept in history).")] =
     "budgets set from policy",
     nhse_file: Annotated[Path | None, typer.Option(
-        help="NHS England weighted-population file (for nhse_weighted_population lines).")] = None,
+        help="NHS England weighted-population file for nhse_weighted_population lines "
+             "(default: the latest one shipped with pbc).")] = None,
 ) -> None:
     """Set indicative budgets by a policy; stores them, a new version, and statements."""
     from pbc.services import budgets
@@ -465,12 +466,15 @@ def budgets_set(
         s = run.result.summary
         table = RichTable(title=f"Indicative budgets {run.result.policy.financial_year} "
                           f"(version {run.version}, draft until agreed)")
-        for col in ("service line", "envelope", "top-slices", "historic", "fair share",
-                    "budget"):
+        from pbc.budgets.money import format_pounds
+
+        for col in ("service line", "envelope", "top-slices", "unattributed (held)",
+                    "historic", "fair share", "budget"):
             table.add_column(col, justify="left" if col == "service line" else "right")
         for r in s.itertuples():
-            table.add_row(str(r.service_line), *(f"£{float(str(v)) / 100:,.0f}" for v in (
-                r.envelope, r.top_slices, r.historic, r.fair_share, r.budget)))
+            table.add_row(str(r.service_line), *(format_pounds(int(v)) for v in (
+                r.envelope, r.top_slices, r.unattributed_held, r.historic, r.fair_share,
+                r.budget)))
         console.print(table)
         console.print(f"statements: {run.statements}")
 
@@ -489,7 +493,7 @@ def budgets_explain(
 
 @budgets_app.command("agree")
 def budgets_agree(
-    year: Annotated[str, typer.Option(help="Financial year, e.g. 2026/27.")],
+    year: Annotated[str, typer.Option(help="Financial year, e.g. 2026-27 (or 2026/27).")],
     version: Annotated[int, typer.Option(help="Version to agree (freeze).")],
     warehouse: WarehouseOpt = Path("warehouse"),
     acting_as: AsOpt = None,

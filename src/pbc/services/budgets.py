@@ -39,6 +39,7 @@ from pbc.budgets import (
     budgets_in_pounds,
     derive_cost_weights,
     group_budgets,
+    packaged_nhse_file,
     phase_budgets,
     read_nhse_file,
     read_policy,
@@ -174,6 +175,15 @@ def _frames(warehouse: Warehouse, prior: str, *, person_level: bool,
         con.close()
 
 
+def _nhse(policy: Any, nhse_file: Path | None) -> pd.DataFrame | None:
+    """NHS England weighted populations when a line uses them: the user's file, else the
+    latest file shipped with pbc."""
+    if not any(policy.fair_share[line].method == "nhse_weighted_population"
+               for line in policy.scope):
+        return read_nhse_file(nhse_file) if nhse_file else None
+    return read_nhse_file(nhse_file or packaged_nhse_file())
+
+
 def set_indicative_budgets(
     warehouse: Warehouse,
     policy_path: Path,
@@ -191,6 +201,9 @@ def set_indicative_budgets(
                        for line in policy.scope)
     frames = _frames(warehouse, prior, person_level=person_level,
                      commissioner=policy.commissioner_code)
+    code = str(frames["commissioner"].commissioner_code.iloc[0])
+    if who.organisation != code:
+        raise AccessDenied(f"{who} may not set the budgets of commissioner {code}")
     practices = frames["practices"].practice_code.tolist()
     inputs = FairShareInputs(
         list_sizes=frames["list_sizes"],
@@ -198,7 +211,7 @@ def set_indicative_budgets(
         need_index=frames["need_index"],
         patients=frames.get("patients"), conditions=frames.get("conditions"),
         patient_costs=frames.get("patient_costs"),
-        nhse=read_nhse_file(nhse_file) if nhse_file else None, practice_codes=practices,
+        nhse=_nhse(policy, nhse_file), practice_codes=practices,
     )
     windows = frames["membership"] if not frames["membership"].empty else None
     spend = frames["spend"]
@@ -213,8 +226,7 @@ def set_indicative_budgets(
         "explanation": [result.explain(p).to_text() if p in set(result.frame.practice_code)
                         else "" for p in practices],
     })
-    _store(warehouse, result, monthly, groups, explanations,
-           commissioner=str(frames["commissioner"].commissioner_code.iloc[0]))
+    _store(warehouse, result, monthly, groups, explanations, commissioner=code)
     digest = hashlib.sha256(Path(policy_path).read_bytes()).hexdigest()
     f = result.frame
     lines = [Line(str(p), str(sl), int(b), int(fs), int(h)) for p, sl, b, fs, h in zip(
