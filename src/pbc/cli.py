@@ -472,7 +472,7 @@ def budgets_set(
                     "historic", "fair share", "budget"):
             table.add_column(col, justify="left" if col == "service line" else "right")
         for r in s.itertuples():
-            table.add_row(str(r.service_line), *(format_pounds(int(v)) for v in (
+            table.add_row(str(r.service_line), *(format_pounds(int(str(v))) for v in (
                 r.envelope, r.top_slices, r.unattributed_held, r.historic, r.fair_share,
                 r.budget)))
         console.print(table)
