@@ -259,3 +259,20 @@ def test_cli_needs_uses_the_packaged_file(tmp_path: Path) -> None:
     idx = pd.read_csv(out).set_index("component")
     assert idx.loc["primary_medical_care", "group_index"] == pytest.approx(1.0934083068,
                                                                            abs=5e-11)
+
+
+def test_cli_synth_england_uses_the_packaged_file(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pbc.cli import app
+
+    res = CliRunner().invoke(app, ["synth", "--england", "--icb", "QHM", "--list-scale", "0.01",
+                                   "--format", "csv", "--out", str(tmp_path / "e")])
+    assert res.exit_code == 0, res.output
+    practices = pd.read_csv(tmp_path / "e" / "practices.csv", dtype=str)
+    assert len(practices) == 360  # QHM's practices in NHS England's 2024-25 file
+    assert practices.loc[practices.practice_code == "A81001", "practice_name"].item() == \
+        "The Densham Surgery"
+    both = CliRunner().invoke(app, ["synth", "--england", "--nhse-file", "x.csv",
+                                    "--out", str(tmp_path / "x")])
+    assert both.exit_code != 0 and "not both" in both.output
