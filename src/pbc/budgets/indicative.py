@@ -25,11 +25,11 @@ For each delegated service line ``s`` and practice ``p`` (money in integer pence
 
 Targets, floors and ceilings are whole pence so that the explanation a practice receives
 can be recomputed from its printed figures to the penny (:mod:`pbc.budgets.explain`).
-The blend of historic spend and fair share moved by a pace of change is the DH practice
-based commissioning rule ("Practice based commissioning: budget setting refinements and
-clarification of health funding flows and incentives", DH 2009, and its 2010-11 update):
-practices receive "a 'fair share' of the resources available" with a minimum pace of
-change from historic budgets.
+The blend of historic spend and fair share moved by a pace of change follows DH's
+practice based commissioning budget guidance for 2009/10 and 2010/11 (DH_094364): practices
+receive "a 'fair share' of the resources available to the whole of the PCT", reached from
+historic budgets at a minimum pace of change (the guidance gives no numeric pace; the
+policy file sets it).
 
 A practice with no prior-year spend has no history to move from: it starts at its fair
 share, is held there (cap ``new_practice``) and the other practices share the rest. Where

@@ -19,8 +19,9 @@ patient costs for cost weights and the person-based model, and the seasonal prof
 phasing) is the **tariff value before the emergency marginal rate**
 (:data:`pbc.pricing.schema.TARIFF_VALUE_SQL`): the marginal rate falls on the spells
 discharged after the contract's threshold is crossed, so it depends on discharge order, not
-on what a practice's patients needed (DH, Payment by Results guidance 2010-11: the
-marginal rate applies to the provider's emergency admissions above the baseline value).
+on what a practice's patients needed (DH, Payment by Results guidance 2010-11, and HFMA,
+3 March 2010: emergency admissions above each contract's baseline value are paid at 30% of
+tariff).
 Prescribing is in ``priced_activity`` as its own lines (actual cost).
 """
 
