@@ -560,10 +560,15 @@ def test_explanation_changes_only_the_expected_terms() -> None:
 def test_explanation_text_is_checkable_by_hand() -> None:
     pol = parse_policy(policy_dict(opt_out=[{"code": "P001",
                                              "service_lines": ["elective_inpatient"]}]))
-    res = set_budgets(pol, fs_frame([100, 200, 100]), spend([150, 150, 100]))
+    # shares 97 : 200 : 103 of £400.00 -> fair shares £97.00, £200.00, £103.00; targets
+    # 150 + 0.5 x (97 - 150) = £123.50, £175.00, 100 + 0.5 x (103 - 100) = £101.50, which
+    # add up to £400.00, so the factor is 1
+    res = set_budgets(pol, fs_frame([97, 200, 103]), spend([150, 150, 100]))
     text = explain(res, "P000").to_text()
-    for fragment in ["Fair share", "£100.00", "£150.00 + 0.5 x (£100.00 - £150.00)",
-                     "Indicative budget", "£125.00", "Available to practices"]:
+    for fragment in ["Fair share", "£97.00", "£400.00 x 0.242500 (to the penny)",
+                     "£150.00 + 0.5 x (£97.00 - £150.00)", "Indicative budget", "£123.50",
+                     "£123.50 x 1.0, to the penny", "Available to practices",
+                     "£400.00 - £0.00 - £0.00"]:
         assert fragment in text, fragment
     opted = res.explain("P001")
     assert opted.total_budget == 0 and opted.total_retained == 17500
