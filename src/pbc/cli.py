@@ -83,10 +83,14 @@ def synth(
         float, typer.Option(help="Share of rows with deliberate faults.")
     ] = 0.001,
     nhse_file: Annotated[
-        Path | None, typer.Option(help="NHS England practice weighted-population file.")
+        Path | None, typer.Option(help="NHS England practice weighted-population file "
+                                       "(your own; see --england for the packaged one).")
     ] = None,
+    england: Annotated[bool, typer.Option(
+        "--england", help="England's real practices from the NHS England weighted-population "
+                          "file shipped with pbc (the latest year).")] = False,
     icb: Annotated[
-        str | None, typer.Option(help="With --nhse-file: one ICB (ICS22 code).")
+        str | None, typer.Option(help="With --nhse-file or --england: one ICB (ICS22 code).")
     ] = None,
     scale: Annotated[
         float | None,
@@ -101,6 +105,12 @@ def synth(
     from pbc.synth import SynthConfig, generate
 
     with user_errors():
+        if england:
+            if nhse_file is not None:
+                raise UserError("give --england or --nhse-file, not both")
+            from pbc.budgets.needs import packaged_nhse_file
+
+            nhse_file = packaged_nhse_file()
         if scale is not None:
             practices = max(1, round(6553 * scale))
         config = SynthConfig(
@@ -443,7 +453,8 @@ def budgets_set(
     reason: Annotated[str, typer.Option(help="Why this version (kept in history).")] =
     "budgets set from policy",
     nhse_file: Annotated[Path | None, typer.Option(
-        help="NHS England weighted-population file (for nhse_weighted_population lines).")] = None,
+        help="NHS England weighted-population file for nhse_weighted_population lines "
+             "(default: the latest one shipped with pbc).")] = None,
 ) -> None:
     """Set indicative budgets by a policy; stores them, a new version, and statements."""
     from pbc.services import budgets
@@ -455,12 +466,15 @@ def budgets_set(
         s = run.result.summary
         table = RichTable(title=f"Indicative budgets {run.result.policy.financial_year} "
                           f"(version {run.version}, draft until agreed)")
-        for col in ("service line", "envelope", "top-slices", "historic", "fair share",
-                    "budget"):
+        from pbc.budgets.money import format_pounds
+
+        for col in ("service line", "envelope", "top-slices", "unattributed (held)",
+                    "historic", "fair share", "budget"):
             table.add_column(col, justify="left" if col == "service line" else "right")
         for r in s.itertuples():
-            table.add_row(str(r.service_line), *(f"£{float(str(v)) / 100:,.0f}" for v in (
-                r.envelope, r.top_slices, r.historic, r.fair_share, r.budget)))
+            table.add_row(str(r.service_line), *(format_pounds(int(str(v))) for v in (
+                r.envelope, r.top_slices, r.unattributed_held, r.historic, r.fair_share,
+                r.budget)))
         console.print(table)
         console.print(f"statements: {run.statements}")
 
@@ -479,7 +493,7 @@ def budgets_explain(
 
 @budgets_app.command("agree")
 def budgets_agree(
-    year: Annotated[str, typer.Option(help="Financial year, e.g. 2026/27.")],
+    year: Annotated[str, typer.Option(help="Financial year, e.g. 2026-27 (or 2026/27).")],
     version: Annotated[int, typer.Option(help="Version to agree (freeze).")],
     warehouse: WarehouseOpt = Path("warehouse"),
     acting_as: AsOpt = None,
@@ -494,8 +508,10 @@ def budgets_agree(
 
 @budgets_app.command("needs")
 def budgets_needs(
-    nhse_file: Annotated[Path, typer.Option(help="NHS England weighted-population file.")],
     group: Annotated[Path, typer.Option(help="CSV with a practice_code column.")],
+    nhse_file: Annotated[Path | None, typer.Option(
+        help="NHS England weighted-population file (default: the latest one shipped with "
+             "pbc).")] = None,
     csv: Annotated[Path | None, typer.Option(help="Write the indices to this CSV.")] = None,
 ) -> None:
     """Relative need indices of a group of practices, as NHS England's allocation tool."""
