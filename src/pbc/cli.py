@@ -540,11 +540,19 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
 ) -> None:
     """Synthesise a health economy, load it, run every stage, and show the results."""
-    from pbc.services.demo import run_demo
+    from pbc.services.demo import DemoNotClean, nothing_ignored, run_demo
 
     no_serve = no_serve or os.environ.get("PBC_DEMO_NO_SERVE", "") not in ("", "0")
-    with user_errors():
-        run_demo(out, practices=practices, seed=seed, console=console, progress=progress_bar)
+    try:
+        with user_errors(), nothing_ignored():
+            run_demo(out, practices=practices, seed=seed, console=console,
+                     progress=progress_bar)
+    except DemoNotClean as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    except Warning as w:  # nothing_ignored() makes every warning an error
+        err.print(f"[red]error:[/] the demo stopped on a warning: {type(w).__name__}: {w}")
+        raise typer.Exit(1) from None
     if not no_serve:
         console.print("The web app is not built yet (a later issue); nothing to serve.")
 
