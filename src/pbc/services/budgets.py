@@ -232,8 +232,9 @@ def set_indicative_budgets(
     f = result.frame
     lines = [Line(str(p), str(sl), int(b), int(fs), int(h)) for p, sl, b, fs, h in zip(
         f.practice_code, f.service_line, f.budget, f.fair_share, f.historic, strict=True)]
-    version = DecisionStore.beside(warehouse.root).record_budgets(
-        who, policy.financial_year, lines, reason=reason, policy_sha256=digest)
+    with DecisionStore.beside(warehouse.root) as store:
+        version = store.record_budgets(who, policy.financial_year, lines, reason=reason,
+                                       policy_sha256=digest)
     folder = statements or warehouse.root / "statements" / policy.financial_year
     write_statements(result, monthly, groups, folder)
     return BudgetRun(result, version, folder, monthly, groups)
@@ -340,8 +341,8 @@ def explanation(warehouse: Warehouse, practice_code: str) -> str:
 
 def agree(warehouse: Warehouse, who: Principal, financial_year: str, version: int) -> None:
     """Agree a draft version; ``2026/27`` and ``2026-27`` name the same year."""
-    DecisionStore.beside(warehouse.root).agree(who, normalise_financial_year(financial_year),
-                                               version)
+    with DecisionStore.beside(warehouse.root) as store:
+        store.agree(who, normalise_financial_year(financial_year), version)
 
 
 def needs_for_group(nhse_file: Path | None, group_file: Path, out: Path | None = None) -> Any:
