@@ -135,18 +135,16 @@ def test_benchmark_table_practice_level(warehouse: Warehouse) -> None:
     assert out.set_index("practice").loc["A81002"].significance == "Not applicable"
 
 
-def test_benchmark_standardised_ratio_and_savings(warehouse: Warehouse) -> None:
+def test_benchmark_standardised_columns(warehouse: Warehouse) -> None:
     from pbc.indicators.benchmark import benchmark
 
     out = benchmark(_tables(warehouse), load_indicators()["emergency_admissions"])
-    # indirect standardisation against the commissioner: total observed = total expected
-    assert out.observed.sum() == pytest.approx(out.expected.sum())
     assert set(out.columns) >= {"isr", "isr_lower_95", "isr_upper_95", "percentile", "decile",
-                                "saving_at_p25", "saving_at_p10", "significance"}
-    # the practice with the lower rate saves nothing; the other saves down to the p10 rate
-    rates = out.set_index("practice").value
-    lowest = rates.idxmin()
-    assert out.set_index("practice").loc[lowest, "saving_at_p10"] == 0
+                                "saving_at_p25", "saving_at_p10", "significance", "judged_on",
+                                "limits", "phi", "tau2"}
+    # the ratios and savings themselves are checked on hand-worked economies below
+    # (test_indirect_standardised_savings_use_the_ratio)
+    assert (out.judged_on == "ISR (commissioner = 100)").all()
 
 
 def test_benchmark_custom_grouping(warehouse: Warehouse) -> None:
@@ -252,3 +250,123 @@ def test_bad_chart_requests_are_refused(warehouse: Warehouse, tmp_path: Path) ->
     assert not (tmp_path / "c").exists() and not (tmp_path / "b.txt").exists()
     with pytest.raises(WarehouseError, match="unknown indicator 'nope'"):
         benchmark_indicator(warehouse, "nope")
+
+
+# ------------------------------------------------ judgements on the standardised measure
+# Hand-built economies (Ibis memtables on DuckDB): each practice lists bands of
+# (sex, age, patients, events); every event is an emergency COPD admission (J441) in June
+# 2025, spread over the band's patients.
+def _economy(practices: dict[str, list[tuple[str, int, int, int]]],
+             diagnosis: str = "J441") -> dict:
+    import datetime as dt
+
+    import ibis
+    import pandas as pd
+
+    pats, spells = [], []
+    for code, bands in practices.items():
+        for b, (sex, age, count, events) in enumerate(bands):
+            ids = [f"{code}-{b}-{i}" for i in range(count)]
+            pats += [{"patient_id": p, "practice_code": code, "sex": sex, "age": age}
+                     for p in ids]
+            for e in range(events):
+                spells.append({
+                    "spell_id": f"S{code}-{b}-{e}", "patient_id": ids[e % count],
+                    "practice_code": code, "provider_code": "RTR",
+                    "admission_date": dt.date(2025, 6, 1), "discharge_date": dt.date(2025, 6, 3),
+                    "admission_method": "21", "patient_classification": "1",
+                    "primary_diagnosis": diagnosis, "hrg_code": "DZ65K",
+                    "financial_year": "2025-26", "month": 3})
+    practices_t = pd.DataFrame({"practice_code": list(practices), "group_code": "G1",
+                                "commissioner_code": "Q99"})
+    return {"practices": ibis.memtable(practices_t), "patients": ibis.memtable(pd.DataFrame(pats)),
+            "apc_spells": ibis.memtable(pd.DataFrame(spells))}
+
+
+def test_direct_standardised_indicator_is_judged_on_its_dsr() -> None:
+    from pbc.indicators.benchmark import benchmark
+
+    # A and B have the same rates in each band (old 0.2, young 0.02), so the same DSR:
+    # (0.2 x 2,500 + 0.02 x 6,500) / 200,000 x 100,000 = 315 per 100,000 (ESP2013 weights
+    # 2,500 for 80-84 and 6,500 for 30-34, both sexes' 100,000 in the standard). A's old
+    # list gives it a crude rate of 220/2,000 = 11,000 against B's 120/5,100 = 2,353.
+    tables = _economy({"A81001": [("F", 80, 1000, 200), ("F", 30, 1000, 20)],
+                       "A81002": [("F", 80, 100, 20), ("F", 30, 5000, 100)]})
+    out = benchmark(tables, load_indicators()["chronic_acsc_admissions"]).set_index("practice")
+    assert out.dsr.tolist() == pytest.approx([315.0, 315.0])
+    assert (out.judged_on == "DSR per 100,000 (ESP2013)").all()
+    # on the crude rate both would be far outside the funnel; on the DSR they are the same
+    assert out.significance.tolist() == ["Not significant", "Not significant"]
+    assert out.percentile.tolist() == [75.0, 75.0]
+    assert out.saving_at_p25.tolist() == [0.0, 0.0]
+
+
+def test_direct_standardised_savings_are_on_the_dsr() -> None:
+    from pbc.indicators.benchmark import benchmark
+
+    # C has twice A's rate in both bands: DSR 630. The 25th percentile of (315, 315, 630)
+    # is 315; at A's DSR C would have half its 440 events: a saving of 220 admissions.
+    # On the crude rate A (11,000 per 100,000, above the crude p25 of 6,676) would be told
+    # it could save 86 admissions.
+    tables = _economy({"A81001": [("F", 80, 1000, 200), ("F", 30, 1000, 20)],
+                       "A81002": [("F", 80, 100, 20), ("F", 30, 5000, 100)],
+                       "A81003": [("F", 80, 1000, 400), ("F", 30, 1000, 40)]})
+    out = benchmark(tables, load_indicators()["chronic_acsc_admissions"]).set_index("practice")
+    assert out.dsr.tolist() == pytest.approx([315.0, 315.0, 630.0])
+    assert out.percentile.tolist() == pytest.approx([50.0, 50.0, 100.0])
+    assert out.saving_at_p25.tolist() == pytest.approx([0.0, 0.0, 220.0])
+    # O = 440 against E = baseline (780 / 177,778 derived patients) x 69,841 = 306.4
+    plain = benchmark(tables, load_indicators()["chronic_acsc_admissions"],
+                      overdispersion=False).set_index("practice")
+    assert plain.loc["A81003", "significance"] == "High (0.001)"
+
+
+def test_indirect_standardised_savings_use_the_ratio() -> None:
+    from pbc.indicators.benchmark import benchmark
+
+    # commissioner band rates: old 400/2,000 = 0.2, young 80/2,000 = 0.04
+    # A: E = 1,000 x 0.2 = 200, O = 100, ratio 0.5 (low, though its crude rate is 100 per
+    #    1,000, above the crude p25 of 75);  B: E = 40, O = 50, ratio 1.25;
+    # C: E = 200 + 40 = 240, O = 330, ratio 1.375.
+    # ratio at p25 of (0.5, 1.25, 1.375) = 0.875; at p10 = 0.65.
+    # saving = O - E x ratio_p (never below 0): B 50 - 35 = 15, C 330 - 210 = 120;
+    # at p10: B 50 - 26 = 24, C 330 - 156 = 174.
+    tables = _economy({"A81001": [("F", 80, 1000, 100)],
+                       "A81002": [("F", 30, 1000, 50)],
+                       "A81003": [("F", 80, 1000, 300), ("F", 30, 1000, 30)]})
+    out = benchmark(tables, load_indicators()["emergency_admissions"]).set_index("practice")
+    assert out.isr.tolist() == pytest.approx([50.0, 125.0, 137.5])
+    assert out.saving_at_p25.tolist() == pytest.approx([0.0, 15.0, 120.0])
+    assert out.saving_at_p10.tolist() == pytest.approx([0.0, 24.0, 174.0])
+    assert (out.judged_on == "ISR (commissioner = 100)").all()
+    plain = benchmark(tables, load_indicators()["emergency_admissions"],
+                      overdispersion=False).set_index("practice")
+    assert plain.loc["A81001", "significance"] == "Low (0.001)"  # 100 against 200 expected
+
+
+def test_overdispersed_funnel_uses_adjusted_limits_and_says_so() -> None:
+    from pbc.indicators.benchmark import benchmark
+
+    # ten practices of 1,000 women aged 30 (one band: E = 1,000 x the pooled rate = 70 each)
+    # with 10, 20, ... 130 admissions: far more spread than Poisson chance allows.
+    events = [10, 30, 50, 60, 70, 70, 80, 90, 110, 130]
+    tables = _economy({f"A81{i:03d}": [("F", 30, 1000, e)] for i, e in enumerate(events)})
+    out = benchmark(tables, load_indicators()["emergency_admissions"])
+    assert out.expected.tolist() == pytest.approx([70.0] * 10)
+    # z = sqrt(70) ln(O/70) runs from -16.2807 to 5.1793; winsorised at its 10th/90th
+    # percentiles (-8.00817, 3.92135) phi = mean(z^2) = 15.93196 (worked in plain Python,
+    # outside pbc); tau^2 = (k phi - (k-1)) / (sum w - sum w^2 / sum w) with w = E = 70:
+    # (159.3196 - 9) / (700 - 70) = 0.238603. k phi = 159.3 is far above the 95th
+    # percentile of chi-squared on 9 df (16.92), so the adjusted limits are used.
+    assert out.phi.iloc[0] == pytest.approx(15.93196, abs=1e-5)
+    assert out.tau2.iloc[0] == pytest.approx(0.238603, abs=1e-6)
+    assert out.limits.iloc[0].startswith("overdispersion-adjusted")
+    # 110 admissions against 70 expected is outside the Poisson 99.8% limits, not the
+    # adjusted ones (99.8%: exp(3.0902 x sqrt(1/70 + 0.238603)) x 100 = 473.0; 95%: 267.9)
+    row = out.set_index("practice").loc["A81008"]
+    assert row.significance_unadjusted == "High (0.001)"
+    assert row.significance == "Not significant"
+    calm = benchmark(_economy({f"A81{i:03d}": [("F", 30, 1000, e)]
+                               for i, e in enumerate([66, 68, 70, 70, 72, 74])}),
+                     load_indicators()["emergency_admissions"])
+    assert calm.limits.iloc[0] == "Poisson (PHE)"

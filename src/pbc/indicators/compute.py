@@ -113,7 +113,8 @@ def _activity(tables: Tables, m: Measure, financial_year: str | None) -> Any:
 
 
 def _with_excess_bed_days(apc: Any, tables: Tables) -> Any:
-    """Days beyond the tariff trim point (elective or non-elective), reference.md §1.3."""
+    """Days beyond the tariff trim point (elective or non-elective), the days a long-stay
+    payment is made for (DH, Payment by Results guidance: long stay payments)."""
     tariff = tables["tariff_apc"].select("hrg_code", "elective_trim_days",
                                          "non_elective_trim_days")
     j = apc.left_join(tariff, apc.hrg_code == tariff.hrg_code)

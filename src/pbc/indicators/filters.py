@@ -8,7 +8,7 @@ from __future__ import annotations
 
 #: filter name -> activity kinds it applies to
 FILTERS: dict[str, tuple[str, ...]] = {
-    # APC, by ADMISSION METHOD (NHS Data Dictionary; reference.md §5.1)
+    # APC, by ADMISSION METHOD (NHS Data Dictionary, METHOD OF ADMISSION)
     "emergency": ("apc",),            # 21-25, 2A, 2B, 2C, 2D, 28
     "elective": ("apc",),             # 11-13
     "day_case": ("apc",),             # elective and patient classification 2
