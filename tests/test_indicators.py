@@ -370,3 +370,44 @@ def test_overdispersed_funnel_uses_adjusted_limits_and_says_so() -> None:
                                for i, e in enumerate([66, 68, 70, 70, 72, 74])}),
                      load_indicators()["emergency_admissions"])
     assert calm.limits.iloc[0] == "Poisson (PHE)"
+
+
+# ------------------------------------------------------------- disclosure control on exports
+def test_exports_suppress_counts_of_one_to_seven(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from pbc.indicators.benchmark import benchmark, monthly_series
+    from pbc.services.benchmarking import BenchmarkResult, write_charts, write_result
+
+    ind = load_indicators()["emergency_admissions"]
+    tables = _economy({"A81001": [("F", 30, 1000, 5)], "A81002": [("F", 30, 1000, 20)],
+                       "A81003": [("F", 30, 1000, 30)]})
+    result = BenchmarkResult(ind, "practice", benchmark(tables, ind),
+                             monthly_series(tables, ind))
+    (csv,) = [p for p in write_result(result, tmp_path / "b.csv") if p.name == "b.csv"]
+    got = pd.read_csv(csv, dtype=str).set_index("practice")
+    # A81001's 5 admissions are hidden with everything that would give them back; the
+    # smallest other count (A81002's 20) is hidden too, or the commissioner total (55, on
+    # the funnel's centre line) minus the others would give A81001's 5.
+    for col in ("numerator", "value", "lower_95", "upper_95", "observed", "isr",
+                "isr_lower_95", "isr_upper_95", "saving_at_p25"):
+        assert got.loc["A81001", col] == "*", col
+    assert got.loc["A81002", "numerator"] == "*"
+    assert got.loc["A81003", "numerator"] == "30"
+    assert got.loc["A81001", "denominator"] == "1000.0"  # a list size is not a count of events
+    monthly = pd.read_csv(tmp_path / "b_monthly.csv", dtype=str)
+    june = monthly[monthly.period == "2025-06"].set_index("practice")
+    assert june.loc["A81001", "numerator"] == "*" and june.loc["A81001", "value"] == "*"
+    assert june.loc["A81003", "numerator"] == "30"
+    xlsx = write_result(result, tmp_path / "b.xlsx")[0]
+    sheet = pd.read_excel(xlsx, sheet_name="benchmark", dtype=str).set_index("practice")
+    assert sheet.loc["A81001", "numerator"] == "*"
+    note = pd.read_excel(xlsx, sheet_name="indicator").set_index("field")
+    assert "suppressed" in note.loc["disclosure control", "value"]
+    # charts leave the commissioner too: the hidden units are not drawn
+    paths = write_charts(result, tmp_path / "charts", fmt="json")
+    funnel = next(p for p in paths if "funnel" in p.name)
+    spec = funnel.read_text()
+    assert "A81001" not in spec and "A81003" in spec
+    # inside the commissioner the table itself is whole
+    assert result.table.set_index("practice").loc["A81001", "numerator"] == 5
