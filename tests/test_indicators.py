@@ -73,24 +73,28 @@ def _by_practice(wh: Warehouse, ind_id: str) -> dict[str, tuple[float, float]]:
 
 def test_emergency_admissions(warehouse: Warehouse) -> None:
     # emergency: S2, S4..S11 except S1 (day case), S3 (elective) -> odd: S5,S7,S9; even: 2,4,6,8,10
-    # S11 copies S2 (even practice)
+    # S11 copies S2 (even practice). S9 (P2) runs over exactly the days of P2's S1 and S10
+    # (P3) over those of P3's S2: one stay each, not a second admission -> odd S5, S7;
+    # even S2, S4, S6, S8, S11
     got = _by_practice(warehouse, "emergency_admissions")
-    assert got == {"A81001": (3.0, 4.0), "A81002": (6.0, 4.0)}
+    assert got == {"A81001": (2.0, 4.0), "A81002": (5.0, 4.0)}
 
 
 def test_day_case_rate_and_acsc(warehouse: Warehouse) -> None:
     assert _by_practice(warehouse, "day_case_rate") == {"A81001": (1.0, 2.0),
                                                          "A81002": (0.0, 0.0)}
     chronic = _by_practice(warehouse, "chronic_acsc_admissions")
-    assert chronic == {"A81001": (2.0, 4.0), "A81002": (6.0, 4.0)}  # J441 emergencies
+    # J441 emergency admissions (S9 and S10 continue stays, as above)
+    assert chronic == {"A81001": (1.0, 4.0), "A81002": (5.0, 4.0)}
     acute = _by_practice(warehouse, "acute_acsc_admissions")
     assert acute == {"A81001": (1.0, 4.0), "A81002": (0.0, 4.0)}
 
 
 def test_readmissions_within_30_days(warehouse: Warehouse) -> None:
     got = _by_practice(warehouse, "emergency_readmissions_30d")
-    # P2's earlier discharge is 2025-05-09 (S1, the day case); S11 admitted 2025-06-01: 23 days
-    assert got["A81002"][0] == 1.0
+    # P2's stay (S1 with S9) ends 2025-05-09; S11 admitted 2025-06-01: 23 days. The
+    # readmission belongs to the index stay, whose last spell (S9) is at A81001
+    assert got["A81001"][0] == 1.0 and got["A81002"][0] == 0.0
 
 
 def test_excess_bed_days_use_the_trim_point(warehouse: Warehouse) -> None:
@@ -112,7 +116,7 @@ def test_events_by_band_sum_to_events_on_register(warehouse: Warehouse) -> None:
     backend = warehouse.ibis()
     tables = {n: backend.table(n) for n in warehouse.table_names()}
     bands = events_by_band(tables, load_indicators()["emergency_admissions"]).execute()
-    assert bands.events.sum() == 9
+    assert bands.events.sum() == 7  # as test_emergency_admissions: 2 + 5
     assert bands.patients.sum() == len(VALID["patients"])
 
 
@@ -129,7 +133,7 @@ def test_benchmark_table_practice_level(warehouse: Warehouse) -> None:
     out = benchmark(_tables(warehouse), inds["day_case_rate"])
     a = out.set_index("practice").loc["A81001"]
     assert a.value == pytest.approx(50.0)
-    # Wilson 95% interval for 1/2 (reference.md §4.3), in per cent
+    # Wilson 95% interval for 1/2 (Wilson 1927; PHEindicatormethods wilson_lower), in per cent
     assert a.lower_95 == pytest.approx(9.4531205, rel=1e-6)
     assert a.upper_95 == pytest.approx(90.5468795, rel=1e-6)
     assert out.set_index("practice").loc["A81002"].significance == "Not applicable"
@@ -165,8 +169,8 @@ def test_ratio_to_national_uses_the_published_value(warehouse: Warehouse) -> Non
     ind = load_indicators()["emergency_admissions"]
     assert ind.national is not None and ind.national.value == 101
     out = benchmark(_tables(warehouse), ind).set_index("practice")
-    # A81002: 6 emergency admissions / 4 registered x 1,000 = 1,500 per 1,000 = 14.85 x England
-    assert out.loc["A81002", "ratio_to_national"] == pytest.approx(1500 / 101 * 100)
+    # A81002: 5 emergency admissions / 4 registered x 1,000 = 1,250 per 1,000 = 12.4 x England
+    assert out.loc["A81002", "ratio_to_national"] == pytest.approx(1250 / 101 * 100)
     assert out.loc["A81002", "ratio_to_national_lower_95"] == pytest.approx(
         out.loc["A81002", "lower_95"] / 101 * 100)
     no_national = benchmark(_tables(warehouse), load_indicators()["elective_admissions"])
@@ -411,3 +415,113 @@ def test_exports_suppress_counts_of_one_to_seven(tmp_path: Path) -> None:
     assert "A81001" not in spec and "A81003" in spec
     # inside the commissioner the table itself is whole
     assert result.table.set_index("practice").loc["A81001", "numerator"] == 5
+
+
+# --------------------------------------------------------------- definitions match sources
+def _spell_tables(patients: list[tuple], spells: list[dict]) -> dict:
+    """patients: (patient_id, practice_code, sex, age[, registered_from, registered_to]);
+    spells: dicts over these defaults (an emergency COPD stay at RTR, 2025/26)."""
+    import datetime as dt
+
+    import ibis
+    import pandas as pd
+
+
+    cols = ["patient_id", "practice_code", "sex", "age", "registered_from", "registered_to"]
+    pats = pd.DataFrame([dict(zip(cols, p, strict=False)) for p in patients])
+    rows = []
+    for i, s in enumerate(spells):
+        row = {"spell_id": f"S{i:03d}", "practice_code": "A81001", "provider_code": "RTR",
+               "admission_method": "21", "patient_classification": "1",
+               "primary_diagnosis": "J441", "hrg_code": "DZ65K", **s}
+        for k in ("admission_date", "discharge_date"):
+            row[k] = dt.date.fromisoformat(row[k])
+        d = row["discharge_date"]
+        start = d.year if d.month >= 4 else d.year - 1
+        row["financial_year"] = f"{start}-{(start + 1) % 100:02d}"
+        row["month"] = (d.month - 4) % 12 + 1
+        rows.append(row)
+    codes = sorted(set(pats.practice_code) | {r["practice_code"] for r in rows})
+    practices = pd.DataFrame({"practice_code": codes, "group_code": "G1",
+                              "commissioner_code": "Q99"})
+    return {"practices": ibis.memtable(practices), "patients": ibis.memtable(pats),
+            "apc_spells": ibis.memtable(pd.DataFrame(rows))}
+
+
+def _counts(tables: dict, ind_id: str, year: str | None = "2025-26") -> dict:
+    frame = indicator_by_practice(tables, load_indicators()[ind_id],
+                                  financial_year=year).execute()
+    return {r.practice_code: (r.numerator, r.denominator) for r in frame.itertuples()}
+
+
+def test_day_case_rate_counts_ordinary_and_day_case_electives_only() -> None:
+    # HES: the day-case rate is day cases over day cases plus ordinary elective admissions;
+    # regular day and night attenders (patient classifications 3 and 4) are not admissions
+    el = {"admission_method": "11", "admission_date": "2025-06-01",
+          "discharge_date": "2025-06-01"}
+    tables = _spell_tables([("P1", "A81001", "F", 50)], [
+        {**el, "patient_id": "P1", "patient_classification": "2"},
+        {**el, "patient_id": "P1", "patient_classification": "1",
+         "discharge_date": "2025-06-03"},
+        {**el, "patient_id": "P1", "patient_classification": "3"},
+        {**el, "patient_id": "P1", "patient_classification": "4"},
+    ])
+    assert _counts(tables, "day_case_rate") == {"A81001": (1.0, 2.0)}
+
+
+def test_a_transfer_is_not_a_second_admission() -> None:
+    # P1: an emergency COPD admission, transferred the day of discharge to another provider
+    # (admission method 2B); P2: the same, with the second provider recording method 21.
+    # Each is one continuous inpatient spell: one admission, not two.
+    tables = _spell_tables([("P1", "A81001", "F", 70), ("P2", "A81001", "M", 70)], [
+        {"patient_id": "P1", "admission_date": "2025-06-01", "discharge_date": "2025-06-03"},
+        {"patient_id": "P1", "admission_date": "2025-06-03", "discharge_date": "2025-06-09",
+         "admission_method": "2B", "provider_code": "RXX"},
+        {"patient_id": "P2", "admission_date": "2025-07-01", "discharge_date": "2025-07-02"},
+        {"patient_id": "P2", "admission_date": "2025-07-02", "discharge_date": "2025-07-05",
+         "provider_code": "RXX"},
+        # a new admission a week later is an admission
+        {"patient_id": "P2", "admission_date": "2025-07-12", "discharge_date": "2025-07-13"},
+    ])
+    assert _counts(tables, "chronic_acsc_admissions")["A81001"][0] == 3
+    assert _counts(tables, "emergency_admissions")["A81001"][0] == 3
+
+
+def test_readmissions_count_index_stays_with_the_published_exclusions() -> None:
+    e = {"admission_method": "21"}
+    el = {"admission_method": "11"}
+    tables = _spell_tables([(f"P{i}", "A81001", "F", 60) for i in range(1, 6)], [
+        # P1: a same-day transfer (one stay, 1-9 June), then an emergency readmission 11
+        # days later: 2 index stays, the first readmitted
+        {**e, "patient_id": "P1", "admission_date": "2025-06-01",
+         "discharge_date": "2025-06-03"},
+        {"patient_id": "P1", "admission_method": "2B", "admission_date": "2025-06-03",
+         "discharge_date": "2025-06-09", "provider_code": "RXX"},
+        {**e, "patient_id": "P1", "admission_date": "2025-06-20",
+         "discharge_date": "2025-06-22"},
+        # P2: a cancer stay is not an index stay; the emergency stay after it is one
+        {**el, "patient_id": "P2", "primary_diagnosis": "C180",
+         "admission_date": "2025-07-01", "discharge_date": "2025-07-02"},
+        {**e, "patient_id": "P2", "admission_date": "2025-07-10",
+         "discharge_date": "2025-07-12"},
+        # P3: nor is a maternity stay
+        {"patient_id": "P3", "admission_method": "31", "primary_diagnosis": "O800",
+         "admission_date": "2025-08-01", "discharge_date": "2025-08-03"},
+        {**e, "patient_id": "P3", "admission_date": "2025-08-05",
+         "discharge_date": "2025-08-06"},
+        # P4: readmitted 29 days after discharge (within 30 days: 0 to 29)
+        {**el, "patient_id": "P4", "admission_date": "2025-09-01",
+         "discharge_date": "2025-09-02"},
+        {**e, "patient_id": "P4", "admission_date": "2025-10-01",
+         "discharge_date": "2025-10-03"},
+        # P5: 30 days after discharge is not within 30 days
+        {**el, "patient_id": "P5", "admission_date": "2025-11-01",
+         "discharge_date": "2025-11-02"},
+        {**e, "patient_id": "P5", "admission_date": "2025-12-02",
+         "discharge_date": "2025-12-03"},
+    ])
+    # index stays: P1 2, P2 1, P3 1, P4 2, P5 2 = 8; readmitted: P1's first, P4's first = 2
+    assert _counts(tables, "emergency_readmissions_30d") == {"A81001": (2.0, 8.0)}
+    ind = load_indicators()["emergency_readmissions_30d"]
+    # deaths cannot be excluded and the rate is not standardised: not England's indicator
+    assert ind.national is None

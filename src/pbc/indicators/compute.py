@@ -28,6 +28,7 @@ Tables = Mapping[str, Any]  # name -> ibis.Table
 
 ACTIVITY_TABLE = {"apc": "apc_spells", "op": "op_attendances", "ae": "ae_attendances",
                   "prescribing": "prescribing", "priced": "priced_activity"}
+#: readmitted within 30 days: 0 to 29 days after discharge (NHS Digital, NHS OF 3b)
 READMISSION_DAYS = 30
 
 
@@ -45,18 +46,78 @@ def _prefix_match(col: Any, codes: tuple[str, ...]) -> Any:
     return col.fill_null("").re_search(pattern)
 
 
-def _readmissions(apc: Any) -> Any:
-    """Emergency admissions within 30 days of the same patient's previous discharge.
+#: NHS Data Dictionary ADMISSION METHOD: transfer of an admitted patient from another
+#: hospital provider (2B in an emergency, 81 otherwise)
+TRANSFER_ADMISSION_METHODS = ("2B", "81")
+#: a transfer-coded admission this many days after the previous discharge still continues
+#: the stay (NHS Digital continuous inpatient spell rule: within 2 days)
+TRANSFER_DAYS = 2
+#: ICD-10 prefixes excluded from readmission index spells: cancer (C00-C97, D37-D48) and
+#: obstetrics (chapter XV, O00-O99); NHS Digital, NHS OF 3b / CCG OIS 3.2 specification
+READMISSION_EXCLUDED_DIAGNOSES = (
+    *(f"C{n:02d}" for n in range(98)), *(f"D{n:02d}" for n in range(37, 49)), "O")
+MATERNITY_ADMISSION_METHODS = ("31", "32")
 
-    The previous spell is the one before in (admission date, spell id) order; a spell that
-    starts before the previous one ends (an overlap, e.g. a transfer) is not a readmission."""
-    w = ibis.window(group_by=apc.patient_id, order_by=[apc.admission_date, apc.spell_id])
-    prev = apc.discharge_date.lag().over(w)
-    gap = apc.admission_date.delta(prev, unit="day")
-    return apc.mutate(
-        _readmission=apc.admission_method.isin(EMERGENCY_ADMISSION_METHODS)
-        & prev.notnull() & (gap >= 0) & (gap <= READMISSION_DAYS)
+
+def with_continuous_spells(apc: Any) -> Any:
+    """Each provider spell with ``_continues`` (it continues the patient's previous stay:
+    a transfer, not a new admission) and ``_cips`` (the number of its continuous inpatient
+    spell, per patient).
+
+    A spell continues the stay when it starts on or before the latest discharge of the
+    patient's earlier spells (a same-day transfer or an overlap), or when it is coded as a
+    transfer from another provider (admission method 2B or 81) and starts within
+    :data:`TRANSFER_DAYS` days of it. NHS Digital joins provider spells into continuous
+    inpatient spells the same way, with discharge destination and admission source as
+    well (not in pbc's activity contract, so a transfer coded otherwise after a gap of a day
+    or two is counted as a new admission)."""
+    order = [apc.admission_date, apc.discharge_date, apc.spell_id]
+    prior = ibis.window(group_by=apc.patient_id, order_by=order, rows=(None, -1))
+    upto = ibis.window(group_by=apc.patient_id, order_by=order, rows=(None, 0))
+    prev_end = apc.discharge_date.max().over(prior)
+    gap = apc.admission_date.delta(prev_end, unit="day")
+    continues = prev_end.notnull() & (
+        (gap <= 0)
+        | (apc.admission_method.isin(TRANSFER_ADMISSION_METHODS) & (gap <= TRANSFER_DAYS)))
+    t = apc.mutate(_continues=continues.fill_null(False))
+    return t.mutate(_cips=(~t._continues).cast("int64").sum().over(upto))
+
+
+def _index_spells(apc: Any) -> Any:
+    """One row per continuous inpatient spell (its last provider spell: practice, year and
+    month of the final discharge) with ``_index`` (an index spell of the readmission
+    indicator) and ``_readmitted`` (the patient's next stay is an emergency admission
+    0 to :data:`READMISSION_DAYS` - 1 days after this one's discharge).
+
+    Not index spells (NHS OF 3b exclusions the data can show): stays with a cancer or
+    obstetric primary diagnosis or a maternity admission method on any of their spells;
+    and regular day or night attenders (patient classification 3 or 4), which are not
+    admissions. Deaths in hospital cannot be excluded: the activity contract has no
+    discharge method."""
+    c = with_continuous_spells(apc)
+    diag = c.primary_diagnosis.fill_null("")
+    excluded = (
+        _prefix_match(diag, READMISSION_EXCLUDED_DIAGNOSES)
+        | c.admission_method.isin(MATERNITY_ADMISSION_METHODS)
+        | c.patient_classification.isin(["3", "4"])
     )
+    c = c.mutate(_excluded_spell=excluded.cast("int64"))
+    stays = c.group_by(["patient_id", "_cips"]).aggregate(
+        _start=c.admission_date.min(), _end=c.discharge_date.max(),
+        _first_method=c.admission_method.argmin(c.admission_date),
+        _excluded=c._excluded_spell.max())
+    w = ibis.window(group_by=stays.patient_id, order_by=stays._cips)
+    nxt_start = stays._start.lead().over(w)
+    nxt_method = stays._first_method.lead().over(w)
+    gap = nxt_start.delta(stays._end, unit="day")
+    stays = stays.mutate(_readmitted=(nxt_method.isin(EMERGENCY_ADMISSION_METHODS)
+                                      & (gap >= 0) & (gap < READMISSION_DAYS)).fill_null(False))
+    last = ibis.window(group_by=[c.patient_id, c._cips],
+                       order_by=[ibis.desc(c.discharge_date), ibis.desc(c.spell_id)])
+    rows = c.mutate(_rank=ibis.row_number().over(last)).filter(_._rank == 0)
+    j = rows.inner_join(stays.select("patient_id", "_cips", "_excluded", "_readmitted"),
+                        ["patient_id", "_cips"])
+    return j.mutate(_index=j._excluded == 0).drop("_rank", "_excluded_spell")
 
 
 def _apply_filter(t: Any, name: str) -> Any:
@@ -68,6 +129,11 @@ def _apply_filter(t: Any, name: str) -> Any:
     if base == "day_case":
         return t.filter(t.admission_method.isin(ELECTIVE_ADMISSION_METHODS)
                         & (t.patient_classification == "2"))
+    if base == "day_case_or_ordinary":
+        return t.filter(t.admission_method.isin(ELECTIVE_ADMISSION_METHODS)
+                        & t.patient_classification.isin(["1", "2"]))
+    if base == "new_admission":
+        return t.filter(~t._continues)
     if base == "ordinary_elective":
         return t.filter(t.admission_method.isin(ELECTIVE_ADMISSION_METHODS)
                         & (t.patient_classification == "1"))
@@ -75,8 +141,10 @@ def _apply_filter(t: Any, name: str) -> Any:
         return t.filter(_prefix_match(t.primary_diagnosis, codelist("acsc_chronic")))
     if base == "acsc_acute":
         return t.filter(_prefix_match(t.primary_diagnosis, codelist("acsc_acute")))
-    if base == "readmission_30d":
-        return t.filter(t._readmission)
+    if base == "index_spell":
+        return t.filter(t._index)
+    if base == "readmitted_30d":
+        return t.filter(t._readmitted)
     if base == "first":
         return t.filter(t.first_attendance.isin(["1", "3"]))
     if base == "follow_up":
@@ -101,8 +169,11 @@ def _activity(tables: Tables, m: Measure, financial_year: str | None) -> Any:
         raise KeyError(f"the warehouse has no {name} table (needed for {m.activity} activity)")
     t = tables[name]
     if m.activity == "apc":
-        if "readmission_30d" in m.filters:
-            t = _readmissions(t)
+        bases = {f.split(":", 1)[0] for f in m.filters}
+        if bases & {"index_spell", "readmitted_30d"}:
+            t = _index_spells(t)
+        elif "new_admission" in bases:
+            t = with_continuous_spells(t)
         if m.sum == "excess_bed_days":
             t = _with_excess_bed_days(t, tables)
     if financial_year is not None:

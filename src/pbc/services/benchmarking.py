@@ -238,6 +238,10 @@ def about(ind: Indicator, *, suppressed: bool = False) -> pd.DataFrame:
     if ind.national is not None:
         rows += [("England value", f"{ind.national.value:g} ({ind.national.period})"),
                  ("England source", ind.national.source)]
+    if ind.exclusions:
+        rows.append(("exclusions", ind.exclusions.strip()))
+    if ind.limitations:
+        rows.append(("limitations", ind.limitations.strip()))
     if suppressed:
         rows.append(("disclosure control", DISCLOSURE_NOTE))
     return pd.DataFrame(rows, columns=["field", "value"])
