@@ -219,7 +219,7 @@ def test_shared_populations_give_the_same_tables(warehouse: Warehouse) -> None:
     from pbc.indicators.compute import with_populations
 
     tables = _tables(warehouse)
-    shared = with_populations(tables)
+    shared = with_populations(tables, ["2025-26"])
     for ind_id in ("emergency_admissions", "ae_attendances", "day_case_rate",
                    "prescribing_cost_per_weighted_patient"):
         ind = load_indicators()[ind_id]
@@ -525,3 +525,27 @@ def test_readmissions_count_index_stays_with_the_published_exclusions() -> None:
     ind = load_indicators()["emergency_readmissions_30d"]
     # deaths cannot be excluded and the rate is not standardised: not England's indicator
     assert ind.national is None
+
+
+def test_denominators_are_person_years_registered_in_the_period() -> None:
+    import datetime as dt
+
+    d = dt.date
+    tables = _spell_tables([
+        ("P1", "A81001", "F", 60, d(2010, 1, 1), None),         # all year
+        ("P2", "A81001", "F", 60, d(2025, 10, 1), None),        # joined 1 October
+        ("P3", "A81001", "M", 60, d(2010, 1, 1), d(2025, 6, 30)),  # left (or died) 30 June
+        ("P4", "A81001", "M", 60, d(2010, 1, 1), d(2024, 12, 31)),  # gone before the year
+        ("P5", "A81001", "F", 60, None, None),                   # dates unknown: registered
+    ], [{"patient_id": "P1", "admission_date": "2025-06-01", "discharge_date": "2025-06-03"}])
+    # 2025/26 has 365 days: P2 182 (1 Oct - 31 Mar), P3 91 (1 Apr - 30 Jun), P4 none
+    got = _counts(tables, "emergency_admissions", "2025-26")["A81001"]
+    assert got == (1.0, pytest.approx(2 + 273 / 365))
+    # 2024/25 (365 days): P2 not yet registered; P4 275 days (1 Apr - 31 Dec)
+    earlier = _counts(tables, "emergency_admissions", "2024-25")["A81001"]
+    assert earlier == (0.0, pytest.approx(3 + 275 / 365))
+    # the same person-years by age-sex band for standardisation: P1, P2, P5 are women
+    bands = events_by_band(tables, load_indicators()["emergency_admissions"],
+                           financial_year="2025/26").execute().set_index("sex")
+    assert bands.loc["F", "patients"] == pytest.approx(2 + 182 / 365)
+    assert bands.loc["M", "patients"] == pytest.approx(91 / 365)

@@ -263,18 +263,18 @@ def _direct(by: pd.DataFrame, key: str, ind: Indicator) -> pd.DataFrame:
     its weight in the standard population (PHE ``phe_dsr``: the denominator is always the
     whole standard population); leaving such bands out would renormalise the standard to
     the bands the unit happens to have, and inflate the DSR of a unit with a narrow list.
-    Events in a band with no population cannot happen (events are counted only for
-    patients in the population) and would be an error."""
+    Events in a band where the unit has no registered person-time (a patient attributed
+    to the practice on the activity but registered elsewhere, or not in the period) have
+    no rate to standardise: they are left out of the DSR and counted in
+    ``dsr_events_without_population``, so nothing is dropped unseen."""
     weights = dict(zip(ESP2013_BANDS, ESP2013, strict=True))
     cells = pd.MultiIndex.from_product([sorted(by.unit.unique()), ("F", "M"), ESP2013_BANDS],
                                        names=["unit", "sex", "age_band"])
     full = by.set_index(["unit", "sex", "age_band"])[["events", "patients"]].reindex(
         cells, fill_value=0.0).reset_index()
-    bad = full[(full.patients <= 0) & (full.events > 0)]
-    if len(bad):
-        r = bad.iloc[0]
-        raise ValueError(f"{ind.id}: {r.unit} has {r.events:g} events in band {r.sex} "
-                         f"{r.age_band} but no registered patients there")
+    orphan = (full.patients <= 0) & (full.events > 0)
+    left_out = full.assign(left=full.events.where(orphan, 0.0)).groupby("unit").left.sum()
+    full["events"] = full.events.where(~orphan, 0.0)
     # an empty band: rate 0 with its full weight (x = 0 over an infinite n adds 0 to both
     # the weighted sum and the variance, and keeps the band's w in the standard's total)
     full["patients"] = full.patients.where(full.patients > 0, np.inf)
@@ -286,7 +286,9 @@ def _direct(by: pd.DataFrame, key: str, ind: Indicator) -> pd.DataFrame:
                            ind.multiplier * dsrs["total_count"] / dsrs["value"], np.nan)
     return pd.DataFrame({key: dsrs[key], "dsr_observed": dsrs["total_count"],
                          "dsr": dsrs["value"], "dsr_lower_95": dsrs["lower"],
-                         "dsr_upper_95": dsrs["upper"], "dsr_denominator": derived})
+                         "dsr_upper_95": dsrs["upper"], "dsr_denominator": derived,
+                         "dsr_events_without_population":
+                             left_out.reindex(dsrs[key]).to_numpy(float)})
 
 
 def judged_measure(ind: Indicator, out: pd.DataFrame) -> str:

@@ -11,12 +11,13 @@ Age-sex bands are the 19 five-year bands of the European Standard Population 201
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ibis
 from ibis import _
 
+from pbc.calendar import format_financial_year, parse_financial_year, year_bounds
 from pbc.contracts.tables import (
     ELECTIVE_ADMISSION_METHODS,
     EMERGENCY_ADMISSION_METHODS,
@@ -177,7 +178,8 @@ def _activity(tables: Tables, m: Measure, financial_year: str | None) -> Any:
         if m.sum == "excess_bed_days":
             t = _with_excess_bed_days(t, tables)
     if financial_year is not None:
-        t = t.filter(t.financial_year == financial_year.replace("/", "-"))
+        year = format_financial_year(parse_financial_year(financial_year), sep="-")
+        t = t.filter(t.financial_year == year)
     for f in m.filters:
         t = _apply_filter(t, f)
     return t.filter(t.practice_code.notnull() & (t.practice_code != ""))
@@ -203,7 +205,8 @@ def measure_by_practice(
 ) -> Any:
     """``practice_code[, month], value`` for one numerator or denominator."""
     if m.population is not None:
-        pop = population(tables, weighted=m.population == "weighted")
+        pop = population(tables, weighted=m.population == "weighted",
+                         financial_year=financial_year)
         return pop.group_by("practice_code").aggregate(value=_.patients.sum())
     t = _activity(tables, m, financial_year)
     keys = ["practice_code", "month"] if by_month else ["practice_code"]
@@ -214,31 +217,77 @@ def measure_by_practice(
 CACHED_POPULATION = {False: "_population_registered", True: "_population_weighted"}
 
 
-def with_populations(tables: Tables) -> dict[str, Any]:
+def _cache_name(weighted: bool, financial_year: str | None) -> str:
+    if financial_year is None:
+        return CACHED_POPULATION[weighted]
+    start = parse_financial_year(financial_year)
+    return f"{CACHED_POPULATION[weighted]}_{format_financial_year(start, sep='-')}"
+
+
+def with_populations(tables: Tables, financial_years: Sequence[str] = ()) -> dict[str, Any]:
     """``tables`` plus the registered and weighted populations computed once and held by
     the engine (Ibis ``cache``), for computing many indicators from the same warehouse:
     the weighted population reads all priced activity, so computing it per indicator would
-    repeat the same scan nineteen times."""
+    repeat the same scan nineteen times. One pair per financial year given (populations
+    are person-years registered in the year) and one for no year."""
     out = dict(tables)
-    for weighted, name in CACHED_POPULATION.items():
-        out.pop(name, None)
-        out[name] = population(out, weighted=weighted).cache()
+    for year in (None, *financial_years):
+        for weighted in CACHED_POPULATION:
+            name = _cache_name(weighted, year)
+            out.pop(name, None)
+            out[name] = population(out, weighted=weighted, financial_year=year).cache()
     return out
 
 
-def population(tables: Tables, *, weighted: bool = False) -> Any:
-    """Registered (or need-weighted) population by practice, sex and age band.
+def registered_patients(tables: Tables, financial_year: str | None = None) -> Any:
+    """``patient_id, practice_code, sex, age_band, patients``: each patient's share of the
+    period's registered population.
+
+    With ``registered_from``/``registered_to`` in the patients table, ``patients`` is the
+    person-years registered in the financial year (NHS Digital counts a practice's
+    registered population for a period from the registrations in it): the days from the
+    later of registered_from and 1 April to the earlier of registered_to (the last day
+    registered) and 31 March, over the days in the year; a blank registered_from counts as
+    registered before the year, a blank registered_to as still registered. Without a year,
+    those still registered (blank registered_to) count 1. Without the columns every
+    patient counts 1 (a snapshot list)."""
+    p = tables["patients"]
+    p = p.mutate(age_band=age_band(p.age))
+    cols = set(p.columns)
+    if "registered_from" not in cols and "registered_to" not in cols:
+        share: Any = ibis.literal(1.0)
+    elif financial_year is None:
+        share = (p.registered_to.isnull().cast("float64") if "registered_to" in cols
+                 else ibis.literal(1.0))
+    else:
+        first, last = year_bounds(parse_financial_year(financial_year))
+        days = (last - first).days + 1
+        start = (ibis.greatest(p.registered_from.cast("date").fill_null(first), first)
+                 if "registered_from" in cols else ibis.literal(first))
+        end = (ibis.least(p.registered_to.cast("date").fill_null(last), last)
+               if "registered_to" in cols else ibis.literal(last))
+        share = ibis.greatest(end.delta(start, unit="day") + 1, 0).cast("float64") / days
+    return p.select("patient_id", "practice_code", "sex", "age_band",
+                    patients=share.cast("float64"))
+
+
+def population(tables: Tables, *, weighted: bool = False,
+               financial_year: str | None = None) -> Any:
+    """Registered (or need-weighted) population by practice, sex and age band: person-years
+    registered in ``financial_year`` where the patients table has registration dates
+    (:func:`registered_patients`), else the list.
 
     Weighted: each band's patients times its relative cost (the commissioner's own priced
     spend per head in that band over the overall spend per head), so a weighted patient
     costs the average. Needs ``priced_activity``; falls back to the registered list.
     Uses the population held by :func:`with_populations` where there is one."""
-    if CACHED_POPULATION[weighted] in tables:
-        return tables[CACHED_POPULATION[weighted]]
+    cached = _cache_name(weighted, financial_year)
+    if cached in tables:
+        return tables[cached]
     if "patients" in tables:
-        p = tables["patients"]
-        pop = p.mutate(age_band=age_band(p.age)).group_by(
-            ["practice_code", "sex", "age_band"]).aggregate(patients=_.count().cast("float64"))
+        pop = registered_patients(tables, financial_year).group_by(
+            ["practice_code", "sex", "age_band"]).aggregate(
+            patients=_.patients.sum().cast("float64"))
     elif "list_sizes" in tables:
         pop = tables["list_sizes"].select(
             "practice_code", "sex", "age_band", patients=_.patients.cast("float64"))
@@ -302,7 +351,7 @@ def events_by_band(
     bands = p.mutate(age_band=age_band(p.age)).select("patient_id", "sex", "age_band")
     ev = t.select("patient_id", "practice_code").inner_join(bands, "patient_id").group_by(
         ["practice_code", "sex", "age_band"]).aggregate(events=_.count().cast("float64"))
-    pop = population(tables)
+    pop = population(tables, financial_year=financial_year)
     keys = ["practice_code", "sex", "age_band"]
     out = pop.outer_join(ev, keys).select(
         *[ibis.coalesce(pop[k], ev[k]).name(k) for k in keys],

@@ -23,7 +23,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from pbc.indicators.benchmark import benchmark, monthly_series
+from pbc.calendar import format_financial_year, parse_financial_year
+from pbc.indicators.benchmark import benchmark, financial_years, monthly_series
 from pbc.indicators.compute import with_populations
 from pbc.indicators.definition import Indicator, load_indicators
 from pbc.services.suppression import DEFAULT_THRESHOLD, MARKER, suppress_table
@@ -92,10 +93,12 @@ def benchmark_all(
     indicators = [_indicator(i) for i in indicator_ids] if indicator_ids else \
         list(load_indicators().values())
     tables = _tables(warehouse)
+    years = ([format_financial_year(parse_financial_year(financial_year), sep="-")]
+             if financial_year else None)
     if len(indicators) > 1:
-        tables = with_populations(tables)
+        shared = years or sorted({y for ind in indicators for y in financial_years(tables, ind)})
+        tables = with_populations(tables, shared)
     grouping = read_grouping(grouping_file) if grouping_file else None
-    years = [financial_year.replace("/", "-")] if financial_year else None
     out = []
     for ind in indicators:
         table = benchmark(tables, ind, level=level, financial_year=financial_year,
