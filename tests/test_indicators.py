@@ -549,3 +549,44 @@ def test_denominators_are_person_years_registered_in_the_period() -> None:
                            financial_year="2025/26").execute().set_index("sex")
     assert bands.loc["F", "patients"] == pytest.approx(2 + 182 / 365)
     assert bands.loc["M", "patients"] == pytest.approx(91 / 365)
+
+
+def test_prescribing_cost_is_per_astro_pu_on_one_cost_basis() -> None:
+    from decimal import Decimal
+
+    import ibis
+    import pandas as pd
+
+    from pbc.reference.prescribing_units import astro_pu
+
+    # a man of 80 (ASTRO(09)-PU 75+ male: 11.3) and a girl of 2 (0-4 female: 0.9), per the
+    # published table, and GBP 122 of prescribing (actual cost) in 2025/26
+    assert astro_pu("M", 80) == Decimal("11.3") and astro_pu("F", 2) == Decimal("0.9")
+    tables = _spell_tables([("P1", "A81001", "M", 80), ("P2", "A81001", "F", 2)], [])
+    tables["prescribing"] = ibis.memtable(pd.DataFrame({
+        "practice_code": ["A81001"], "year_month": ["2025-06"], "bnf_code": ["0206020A0AAAAAA"],
+        "items": [10], "actual_cost": [122.0], "financial_year": ["2025-26"], "month": [3]}))
+    ind = load_indicators()["prescribing_cost_per_weighted_patient"]
+    assert _counts(tables, ind.id) == {"A81001": (122.0, pytest.approx(12.2))}
+    # England's published figure is net ingredient cost per registered patient: another
+    # cost basis and another denominator, so there is no ratio to it
+    assert ind.national is None
+
+
+def test_prescribing_units_file_errors_name_file_row_and_column(tmp_path: Path) -> None:
+    from pbc.reference.prescribing_units import PrescribingUnitsError, astro_pu_bands
+
+    good = "sex,age_from,age_to,astro_pu\nM,0,,1\nF,0,,1\n"
+    assert len(astro_pu_bands(_write(tmp_path / "ok.csv", good))) == 2
+    bad = _write(tmp_path / "bad.csv", "# note\nsex,age_from,age_to,astro_pu\nM,0,,x\nF,0,,1\n")
+    with pytest.raises(PrescribingUnitsError, match=r"bad\.csv: row 3: column astro_pu"):
+        astro_pu_bands(bad)
+    gap = _write(tmp_path / "gap.csv",
+                 "sex,age_from,age_to,astro_pu\nM,0,4,1\nM,6,,2\nF,0,,1\n")
+    with pytest.raises(PrescribingUnitsError, match=r"gap\.csv: sex M: .*at age 6"):
+        astro_pu_bands(gap)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path

@@ -121,8 +121,10 @@ def _format(ind: Indicator) -> str:
 
 def _denominator_title(ind: Indicator) -> str:
     d = ind.denominator
+    if d.population == "astro_pu":
+        return "Prescribing units (ASTRO-PU)"
     if d.population is not None:
-        return f"{d.population.capitalize()} patients"
+        return f"{d.population.capitalize()} patients (person-years)"
     names = {"apc": "admissions", "op": "outpatient attendances", "ae": "A&E attendances",
              "prescribing": "prescription items", "priced": "priced activity"}
     activity = names.get(d.activity or "", "activity")

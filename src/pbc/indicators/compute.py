@@ -24,6 +24,7 @@ from pbc.contracts.tables import (
 )
 from pbc.indicators.definition import Indicator, Measure
 from pbc.reference.codelists import codelist
+from pbc.reference.prescribing_units import astro_pu_bands
 
 Tables = Mapping[str, Any]  # name -> ibis.Table
 
@@ -204,6 +205,9 @@ def measure_by_practice(
     tables: Tables, m: Measure, *, financial_year: str | None = None, by_month: bool = False,
 ) -> Any:
     """``practice_code[, month], value`` for one numerator or denominator."""
+    if m.population == "astro_pu":
+        return prescribing_units(tables, financial_year).group_by("practice_code").aggregate(
+            value=_.units.sum())
     if m.population is not None:
         pop = population(tables, weighted=m.population == "weighted",
                          financial_year=financial_year)
@@ -269,6 +273,37 @@ def registered_patients(tables: Tables, financial_year: str | None = None) -> An
         share = ibis.greatest(end.delta(start, unit="day") + 1, 0).cast("float64") / days
     return p.select("patient_id", "practice_code", "sex", "age_band",
                     patients=share.cast("float64"))
+
+
+def prescribing_units(tables: Tables, financial_year: str | None = None) -> Any:
+    """``practice_code, units``: ASTRO-PUs, the person-years registered in the period
+    (:func:`registered_patients`) times each patient's ASTRO-PU weight by age and sex
+    (:mod:`pbc.reference.prescribing_units`; NHS Business Services Authority). With
+    ``list_sizes`` instead of patients, the five-year bands map onto the ASTRO-PU bands
+    (whose edges fall on five-year boundaries)."""
+    bands = astro_pu_bands()
+    if "patients" in tables:
+        p = registered_patients(tables, financial_year)
+        age = tables["patients"].select("patient_id", "age")
+        p = p.inner_join(age, "patient_id")
+        lower = p.age
+    elif "list_sizes" in tables:
+        p = tables["list_sizes"].mutate(patients=_.patients.cast("float64"))
+        lower = ibis.cases((p.age_band == "90+", 90),
+                           else_=p.age_band.split("-")[0].cast("int64"))
+    else:
+        raise KeyError("the warehouse has neither patients nor list_sizes")
+    weight = ibis.cases(
+        *[((p.sex == b.sex) & (lower >= b.age_from)
+           & (True if b.age_to is None else lower <= b.age_to), float(b.weight))
+          for b in bands],
+        else_=ibis.null("float64"))
+    units = p.mutate(units=p.patients * weight)
+    missing = units.filter(units.units.isnull()).count().execute()
+    if missing:
+        raise ValueError(f"{missing} registered patients have a sex or age with no ASTRO-PU "
+                         "band (sex must be M or F)")
+    return units.select("practice_code", "units")
 
 
 def population(tables: Tables, *, weighted: bool = False,

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pbc.indicators.filters import FILTERS, SUM_FIELDS
 
 Activity = Literal["apc", "op", "ae", "prescribing", "priced"]
-Population = Literal["registered", "weighted"]
+Population = Literal["registered", "weighted", "astro_pu"]
 REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "indicators"
 
 
