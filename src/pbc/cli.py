@@ -434,9 +434,11 @@ def _print_benchmark(result: Any, monthly: bool) -> None:
         return
     show = [c for c in frame.columns if c in {
         frame.columns[1], "numerator", "denominator", "value", "lower_95", "upper_95", "isr",
-        "dsr", "significance", "ratio_to_national", "decile", "saving_at_p10"}]
+        "dsr", "significance", "ratio_to_national", "percentile", "saving_at_p10"}]
     console.print(frame[show].head(40).to_string(index=False), soft_wrap=True)
     console.print(f"funnel: {frame.significance.value_counts().to_dict()}")
+    if "judged_on" in frame.columns and len(frame):
+        console.print(f"judged on: {frame.judged_on.iloc[0]}; limits: {frame.limits.iloc[0]}")
 
 
 # ---------------------------------------------------------------------- budgets
