@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
 
-from pbc.pricing import SettingsError, TariffSettings, load_settings
+from pbc.pricing import SettingsError, TariffSettings, load_settings, settings_from_dict
 from pbc.pricing.tariff import (
     AE_COLUMNS,
     APC_COLUMNS,
@@ -50,10 +50,12 @@ def test_sample_settings(tmp_path: Path) -> None:
     path = tmp_path / "tariff_settings.toml"
     path.write_text(SAMPLE)
     s = load_settings(path)
-    assert s.financial_year == "2025/26"
+    # the canonical spelling of a financial year is 2025-26 (the file may say 2025/26)
+    assert s.financial_year == "2025-26"
     assert s.emergency_marginal_rate.rate == D("0.3")
     (b,) = s.emergency_marginal_rate.baseline
     assert (b.commissioner_code, b.provider_code, b.baseline) == ("QHM", "RTR", D("1234567"))
+    assert b.financial_year == "2025-26"  # a baseline without a year is the settings' year
     assert s.ae.department_type_fraction["3"] == D("0.5")
     assert s.top_up.fractions()["spinal"] == D("0.32")
 
@@ -79,7 +81,8 @@ def test_defaults() -> None:
         ('financial_year = "2025/27"', "financial_year"),
         ("[top_up]\nchildren = 0.1234567", "top_up.children"),
         ('[ae]\ndepartment_type_fraction = { "5" = 1.0 }', "ae.department_type_fraction"),
-        ('[[emergency_marginal_rate.baseline]]\ncommissioner_code = "Q"\nprovider_code = "R"'
+        ('financial_year = "2025-26"\n'
+         '[[emergency_marginal_rate.baseline]]\ncommissioner_code = "Q"\nprovider_code = "R"'
          '\nbaseline = 1\n[[emergency_marginal_rate.baseline]]\ncommissioner_code = "Q"'
          '\nprovider_code = "R"\nbaseline = 2', "emergency_marginal_rate"),
     ],
@@ -90,6 +93,34 @@ def test_errors_name_file_and_key(tmp_path: Path, text: str, key: str) -> None:
     with pytest.raises(SettingsError) as e:
         load_settings(path)
     assert str(path) in str(e.value) and key in str(e.value)
+
+
+def _baselines(*entries: str, year: str | None = None) -> dict:
+    data: dict = {"emergency_marginal_rate": {"baseline": [
+        {"commissioner_code": "QHM", "provider_code": "RTR", "baseline": 100.0,
+         **({"financial_year": e} if e else {})} for e in entries]}}
+    if year is not None:
+        data["financial_year"] = year
+    return data
+
+
+def test_baselines_are_per_contract_and_year() -> None:
+    """A baseline is for one contract in one financial year: its own year (2025/26 or
+    2025-26, kept as 2025-26), else the settings' year; with neither it is an error."""
+    s = settings_from_dict(_baselines("2024/25", "2025-26", "", year="2026/27"))
+    assert [b.financial_year for b in s.emergency_marginal_rate.baseline] == [
+        "2024-25", "2025-26", "2026-27"]
+    with pytest.raises(SettingsError) as e:
+        settings_from_dict(_baselines("2025-26", ""), source="s.toml")
+    assert "s.toml" in str(e.value) and "emergency_marginal_rate.baseline" in str(e.value)
+    assert "financial_year" in str(e.value)
+    # one per (commissioner, provider, year), whatever the spelling of the year
+    with pytest.raises(SettingsError, match=r"two baselines .*QHM.*RTR.*2025-26"):
+        settings_from_dict(_baselines("2025/26", "2025-26"))
+    with pytest.raises(SettingsError, match=r"two baselines .*2025-26"):
+        settings_from_dict(_baselines("", "2025/26", year="2025-26"))
+    with pytest.raises(SettingsError, match="financial_year"):
+        settings_from_dict(_baselines("2025/27"))
 
 
 def test_not_toml_and_missing(tmp_path: Path) -> None:

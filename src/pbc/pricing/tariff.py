@@ -4,10 +4,11 @@ This module is the only place in :mod:`pbc.pricing` that reads files. Both reade
 pyarrow tables typed as the warehouse stores them (codes as strings, money as
 DECIMAL(18,2), trim points as BIGINT), ready for ``ibis.memtable``.
 
-Annex A (reference.md §1.2): sheets ``APC & OPROC``, ``OP`` and ``A&E`` with the official
-column headings (the header row is found by its first heading, so title rows above it are
-allowed). ``Yes``/``No`` becomes ``Y``/``N``; blank cells (or ``-``) are no price. The A&E
-``Type 3 Departments (£)`` price is kept as the optional column ``type_3_price``.
+Annex A (the DH national tariff workbook): sheets ``APC & OPROC``, ``OP`` and ``A&E`` with
+the official column headings (the header row is found by its first heading, so title rows
+above it are allowed). ``Yes``/``No`` becomes ``Y``/``N``; blank cells (or ``-``) are no
+price. The A&E ``Type 3 Departments (£)`` price is kept as the optional column
+``type_3_price``.
 """
 
 from __future__ import annotations
@@ -243,7 +244,7 @@ def _sheet_rows(path: Path, wb: Any, sheet: str, headings: dict[str, str]) -> li
 
 def read_annex_a(path: str | Path) -> dict[str, pa.Table]:
     """Read an Annex A style national tariff workbook into ``tariff_apc``, ``tariff_op`` and
-    ``tariff_ae`` (reference.md §1.2).
+    ``tariff_ae`` (the DH national tariff workbook's Annex A layout).
 
     A missing sheet or column raises :class:`TariffError` naming the file, sheet and column;
     a bad value names the row as well, and so does a key (HRG or treatment function code)
