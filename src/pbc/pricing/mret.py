@@ -1,9 +1,10 @@
 """Marginal rate emergency tariff (MRET), from 2010-11.
 
-The rule (DH, *Payment by Results guidance for 2010-11*; HFMA, "Finance managers welcome
-no change final tariff", 3 Mar 2010): a provider is paid the tariff for a contract's
-emergency admissions up to a **baseline** set for that contract (commissioner, provider)
-and year, and only ``rate`` (30% in 2010-11 to 2014-15) of the tariff above it::
+The rule (HFMA, "Finance managers welcome no change in final tariff", 3 Mar 2010; the
+project's account with every source: ``docs/sources.md`` §1.6): a provider is paid the
+tariff for a contract's emergency admissions up to a **baseline** set for that contract
+(commissioner, provider) and year, and only ``rate`` (30% in 2010-11 to 2014-15) of the
+tariff above it::
 
     actual <= baseline:  pay actual
     actual >  baseline:  pay baseline + rate x (actual - baseline)
@@ -14,8 +15,9 @@ the 30% marginal rate would be paid at 21% of the tariff price", HFMA 3 Mar 2010
 contract and per financial year**, to emergency admissions (admission methods 21-25,
 2A-2D, 28) only; never to outpatients or A&E.
 
-Mechanics (the guidance settles the rule on the year's total; pbc spreads it over the
-spells deterministically, so that every spell carries its share and the shares add up):
+Mechanics (the sources give the rule on the year's total, not its in-year mechanics; pbc
+spreads it over the spells deterministically, so that every spell carries its share and
+the shares add up):
 
 * a spell's *value* is its price before the marginal rate (the tariff value after the
   MFF, rounded to the penny once: :func:`pbc.pricing.schema.tariff_value`); ``actual`` is

@@ -83,7 +83,7 @@ def canonical_year(text: str) -> str:
 
 class ContractBaseline(_Section):
     """Emergency baseline of one contract (commissioner, provider) in one financial year, in
-    pounds (DH, PbR guidance 2010-11: a baseline per contract, per year; HFMA 3 Mar 2010).
+    pounds (a baseline per contract and year: HFMA, 3 Mar 2010; ``docs/sources.md`` §1.6).
 
     ``financial_year`` may be left out: it is then the settings' ``financial_year`` (and an
     error if the settings have none). Kept as ``2025-26``.
