@@ -1,4 +1,5 @@
-"""Pricing rules: golden tests from reference.md §1 and a table test per rule edge."""
+"""Pricing rules: golden tests from the published worked examples (docs/sources.md §1) and
+a table test per rule edge."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def mret(baseline: str | None = "0", rate: float = 0.30, provider: str = "RXX",
 # ------------------------------------------------------------------------------ golden tests
 
 def test_ssem_and_marginal_rate_pay_21_percent_of_tariff() -> None:
-    """reference.md §1.3 (HFMA 3 Mar 2010): 70% short stay x 30% marginal rate = 21%."""
+    """docs/sources.md §1.3 (HFMA 3 Mar 2010): 70% short stay x 30% marginal rate = 21%."""
     rows = price_rows(economy(apc=[spell("S1", los=1)]), mret("0"))
     r = rows["S1"]
     tariff = D("1000.00")  # DZ65K non-elective price; its SSEM price is 700.00 (70%)
@@ -39,7 +40,7 @@ def test_ssem_and_marginal_rate_pay_21_percent_of_tariff() -> None:
 
 
 def test_first_attendance_times_mff() -> None:
-    """reference.md §1.5 (Model Hospital): £168 x MFF 1.0461 = £175.74."""
+    """docs/sources.md §1.5 (Model Hospital): £168 x MFF 1.0461 = £175.74."""
     r = price_rows(economy(ops=[op("O1")]))["O1"]
     assert r["price"] == D("175.74")
     assert r["base_price"] == D("168.00")
