@@ -325,3 +325,24 @@ def test_annex_a_rounds_half_up(tmp_path: Path) -> None:
     out = read_annex_a(path)
     assert out["tariff_apc"].column("non_elective_price").to_pylist() == [D("1000.13")]
     assert out["tariff_ae"].column("price").to_pylist() == [D("148.01")]
+
+
+def test_pbc_price_refuses_a_workbook_with_duplicate_keys(tmp_path: Path) -> None:
+    """``pbc price --tariff-workbook`` reads the workbook itself (the loader's key checks do
+    not see it): a duplicate HRG is refused before anything is priced or stored."""
+    from delivery import write_delivery
+    from pbc.services.pricing import run_pricing
+    from pbc.warehouse import Warehouse
+    from pbc.warehouse.load import load
+
+    wh = Warehouse(tmp_path / "wh")
+    load(write_delivery(tmp_path / "in"), wh)
+    before = wh.manifest()
+    book = tmp_path / "dup.xlsx"
+    _annex(book, {"APC & OPROC": (list(APC_COLUMNS), [_APC_ROW, _APC_ROW]),
+                  "OP": (list(OP_COLUMNS), [[110, "Trauma", 168, 84]]),
+                  "A&E": (list(AE_COLUMNS), [["VB07Z", "Cat 2", 148, 60]])})
+    with pytest.raises(TariffError, match=r"dup.xlsx, sheet 'APC & OPROC': duplicate HRG "
+                                          r"code DZ65K in rows 2 and 3"):
+        run_pricing(wh, tariff_workbook=book)
+    assert wh.manifest() == before
