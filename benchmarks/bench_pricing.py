@@ -12,10 +12,12 @@ Inputs
     ``practice_groups``, ``commissioners`` and the tariff settings file (marginal rate
     baselines per contract, top-up, telephone and A&E department fractions, SSEM rule).
 Rules
-    reference.md §1: base price by admission method and patient classification, long stay
-    beyond the trim point, reduced short stay emergency tariff, specialised top-ups, MFF,
-    the emergency marginal rate per contract and year (running total in discharge order,
-    the straddling spell split), outpatients (DNA, procedure price, first/follow-up,
+    the Payment by Results rules of :mod:`pbc.pricing`: base price by admission method and
+    patient classification, long stay beyond the trim point, reduced short stay emergency
+    tariff, specialised top-ups, MFF, the emergency marginal rate per contract and
+    financial year (running total of the rounded values in discharge order, the straddling
+    spell split, the amount paid above the baseline rounded at each spell so that a
+    contract's prices add up exactly), outpatients (DNA, procedure price, first/follow-up,
     telephone fractions), A&E (department type fractions), prescribing at actual cost;
     unpriced rows kept with a reason; exact decimal money rounded half up once.
 Attribution
@@ -140,13 +142,20 @@ def _in(codes: tuple[str, ...]) -> str:
     return "(" + ", ".join(_q(c) for c in codes) + ")"
 
 
+def _year(baseline: dict[str, Any], settings: dict[str, Any]) -> str:
+    """A baseline's financial year as stored (``2025-26``): its own, else the settings'."""
+    from pbc.pricing.settings import canonical_year
+
+    return canonical_year(baseline.get("financial_year") or settings["financial_year"])
+
+
 def hand_sql_query(base: str) -> str:
     """The whole pricing and attribution as one SELECT, settings pasted in."""
     s = _settings(base)
     mret = s.get("emergency_marginal_rate", {})
     rate = _dec(mret.get("rate", 0.30))
-    baselines = [(b["commissioner_code"], b["provider_code"], _dec(b["baseline"]))
-                 for b in mret.get("baseline", [])]
+    baselines = [(b["commissioner_code"], b["provider_code"], _year(b, s),
+                  _dec(b["baseline"])) for b in mret.get("baseline", [])]
     sse = s.get("short_stay_emergency", {})
     min_age, max_los = sse.get("min_age", 19), sse.get("max_length_of_stay", 1)
     top = {k: _dec(v) for k, v in s.get("top_up", {"children": 0.60, "orthopaedic": 0.24,
@@ -158,8 +167,8 @@ def hand_sql_query(base: str) -> str:
     dept = {k: _dec(v) for k, v in sorted(s.get("ae", {}).get(
         "department_type_fraction", {"1": 1, "2": 1, "3": 1, "4": 1}).items())}
     regular = s.get("apc", {}).get("regular_attender", "day_case")
-    baseline_rows = ", ".join(f"({_q(c)}, {_q(p)}, {b}::DECIMAL(18,2))"
-                              for c, p, b in baselines) or "(NULL, NULL, NULL)"
+    baseline_rows = ", ".join(f"({_q(c)}, {_q(p)}, {_q(y)}, {b}::DECIMAL(18,2))"
+                              for c, p, y, b in baselines) or "(NULL, NULL, NULL, NULL)"
     top_factor = " ".join(f"WHEN {_q(k)} THEN {v}" for k, v in top.items())
     top_text = " ".join(f"WHEN {_q(k)} THEN {_q(f'; top-up {k} {_pct(v)}')}"
                         for k, v in top.items() if v != 0)
@@ -177,7 +186,7 @@ single AS (SELECT CASE WHEN count(DISTINCT commissioner_code) = 1
 prov AS (SELECT provider_code, CAST(mff_payment_index AS DECIMAL(10,6)) AS mff,
   '; MFF ' || regexp_replace(regexp_replace(CAST(CAST(mff_payment_index AS DECIMAL(10,6))
     AS VARCHAR), '0+$', ''), '\\.$', '') AS mff_rule FROM providers),
-baselines (b_commissioner, b_provider, baseline) AS (VALUES {baseline_rows}),
+baselines (b_commissioner, b_provider, b_year, baseline) AS (VALUES {baseline_rows}),
 -- ---------------------------------------------------------------- APC spells
 s0 AS (
   SELECT s.spell_id AS activity_id, s.patient_id, s.practice_code, s.commissioner_code,
@@ -252,16 +261,20 @@ s8 AS (SELECT s7.*, c3 * mff AS c4, round(c3, 2) AS r3, round(c3 * mff, 2) AS r4
          WHEN NOT (s7.commissioner_code IS NULL OR trim(s7.commissioner_code) = '')
          THEN s7.commissioner_code ELSE (SELECT code FROM single) END AS contract_commissioner
   FROM s7 LEFT JOIN practices pr ON pr.practice_code = s7.practice_code),
-s9 AS (SELECT s8.*, b.baseline,
+s9 AS (SELECT s8.*, b.baseline, coalesce(emergency AND c4 IS NOT NULL, false) AS eligible,
     coalesce(emergency AND c4 IS NOT NULL AND b.baseline IS NOT NULL, false) AS mret FROM s8
   LEFT JOIN baselines b ON b.b_commissioner = s8.contract_commissioner
-                       AND b.b_provider = s8.provider_code),
-s10 AS (SELECT *, sum(c4) OVER (
+                       AND b.b_provider = s8.provider_code
+                       AND b.b_year = s8.financial_year),
+s10 AS (SELECT *, sum(r4) OVER (
     PARTITION BY contract_commissioner, provider_code, financial_year
     ORDER BY activity_date, activity_id ROWS UNBOUNDED PRECEDING) AS cum FROM s9 WHERE mret
   UNION ALL SELECT *, NULL AS cum FROM s9 WHERE NOT mret),
-s11 AS (SELECT *, CASE WHEN mret THEN greatest(0, least(c4, cum - baseline)) ELSE 0 END
-                  AS above FROM s10),
+s11 AS (SELECT *, greatest(0, cum - baseline) AS x, greatest(0, cum - r4 - baseline) AS x0
+  FROM s10),
+s12 AS (SELECT *, CASE WHEN mret THEN x - x0 ELSE 0 END AS above,
+    CASE WHEN mret THEN round({rate} * x, 2) - round({rate} * x0, 2) - (x - x0)
+         WHEN r4 IS NOT NULL THEN 0 END AS mra FROM s11),
 apc AS (SELECT 'apc' AS activity_type, activity_id, patient_id, practice_code,
     contract_commissioner AS commissioner_code, provider_code, activity_date,
     financial_year, month,
@@ -270,18 +283,18 @@ apc AS (SELECT 'apc' AS activity_type, activity_id, patient_id, practice_code,
     hrg AS hrg_code, tfc AS treatment_function_code, los AS los_days, base_price,
     long_stay_adjustment, short_stay_adjustment, r3 - c2 AS top_up_adjustment,
     r4 - r3 AS mff_adjustment,
-    CASE WHEN above > 0 THEN round(c4 - {1 - rate} * above, 2) ELSE r4 END - r4
-         AS marginal_rate_adjustment,
-    CASE WHEN above > 0 THEN round(c4 - {1 - rate} * above, 2) ELSE r4 END AS price,
+    mra AS marginal_rate_adjustment, r4 + mra AS price,
     CASE WHEN unpriced_reason IS NULL THEN concat_ws('', prefix, t_hrg_text, ': ',
       CASE WHEN ssem THEN 'reduced short stay emergency price'
            WHEN excess > 0 THEN concat_ws('', 'base + ', excess, ' excess bed days')
            ELSE base_label END,
       CASE cat {top_text} ELSE '' END, mff_rule, CASE WHEN above > 0
-           THEN '; marginal rate {_pct(rate)} above contract baseline' ELSE '' END)
+           THEN '; marginal rate {_pct(rate)} above contract baseline'
+           WHEN eligible AND NOT mret
+           THEN '; no marginal rate: no contract baseline for ' || financial_year ELSE '' END)
     ELSE concat_ws('', prefix, hrg_text, ': unpriced') END AS pricing_rule,
     unpriced_reason
-  FROM s11),
+  FROM s12),
 -- ---------------------------------------------------------------- outpatients
 o0 AS (
   SELECT o.attendance_id AS activity_id, o.patient_id, o.practice_code, o.commissioner_code,
@@ -593,20 +606,24 @@ def pandas_impl(base: str, memory_gb: float = 0) -> int:
                                       | (a.commissioner_code.fillna("").str.strip() == "")))
     a["commissioner_code"] = np.where(a.k_ == "both", a.p_comm, rec.fillna(single)
                                       if single else rec)
-    bl = pd.DataFrame([(b["commissioner_code"], b["provider_code"], float(b["baseline"]))
-                       for b in mret.get("baseline", [])],
-                      columns=["commissioner_code", "provider_code", "baseline"])
-    a = a.merge(bl, on=["commissioner_code", "provider_code"], how="left")
-    a["c4"] = c4.values
-    a["mret"] = emergency.values & a.c4.notna() & a.baseline.notna()
+    bl = pd.DataFrame([(b["commissioner_code"], b["provider_code"], _year(b, s),
+                        float(b["baseline"])) for b in mret.get("baseline", [])],
+                      columns=["commissioner_code", "provider_code", "financial_year",
+                               "baseline"])
+    a = a.merge(bl, on=["commissioner_code", "provider_code", "financial_year"], how="left")
+    a["r4"] = r4.values
+    eligible = emergency.values & a.r4.notna()
+    a["mret"] = eligible & a.baseline.notna()
     a = a.sort_values(["discharge_date", "spell_id"])
-    a["cum"] = a.c4.where(a.mret, 0.0).groupby(
+    a["cum"] = a.r4.where(a.mret, 0.0).groupby(
         [a.commissioner_code, a.provider_code, a.financial_year, a.mret], dropna=False).cumsum()
-    above = np.where(a.mret, np.maximum(0, np.minimum(a.c4, a.cum - a.baseline)), 0)
+    x = np.maximum(0, a.cum - a.baseline)
+    x0 = np.maximum(0, a.cum - a.r4 - a.baseline)
+    mra = np.where(a.mret, (rate * x).round(2) - (rate * x0).round(2) - (x - x0), 0.0)
+    above = pd.Series(np.where(a.mret, x - x0, 0.0), index=a.index).sort_index()
+    mra = pd.Series(mra, index=a.index).sort_index()
     a = a.sort_index()
-    above = pd.Series(above, index=a.sort_values(["discharge_date", "spell_id"]).index) \
-        .sort_index()
-    a["price"] = np.where(above > 0, (a.c4 - (1 - rate) * above).round(2), r4)
+    a["price"] = r4 + mra
     a["marginal_rate_adjustment"] = a.price - r4
     kind = np.select([dcl, elective], ["elective day case", "elective"], "non-elective")
     desc = np.where(ssem, "reduced short stay emergency price",
@@ -617,7 +634,10 @@ def pandas_impl(base: str, memory_gb: float = 0) -> int:
         priced, head + desc + a.top_up_category.map(
             {k: f"; top-up {k} {pct(v)}" for k, v in top.items() if v}).fillna("")
         + "; MFF " + a.mff_text.fillna("")
-        + np.where(above > 0, f"; marginal rate {pct(rate)} above contract baseline", ""),
+        + np.where(above > 0, f"; marginal rate {pct(rate)} above contract baseline",
+                   np.where(eligible & ~a.mret.to_numpy(),
+                            "; no marginal rate: no contract baseline for "
+                            + a.financial_year.astype(str), "")),
         head + "unpriced")
     a["unpriced_reason"] = reason
     a["service_line"] = np.select([dcl, elective], ["day_case", "elective_inpatient"],

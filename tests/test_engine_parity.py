@@ -44,8 +44,10 @@ def _data(n: int = 3000, seed: int = 7) -> dict[str, pa.Table]:
     rnd = random.Random(seed)
     practices = ["A81001", "A81002", "", "Z99999", None]
     provs = ["RTR", "RXX", "RTR", "NOPE"]
+    # a quarter of the spells in 2024-25, a year without marginal rate baselines
     apc = [spell(f"S{i:05d}", los=rnd.choice([0, 0, 1, 2, 4, 11, 12, 30]),
-                 admission_date=f"2025-{rnd.randint(4, 12):02d}-{rnd.randint(1, 28):02d}",
+                 admission_date=f"{rnd.choice([2024, 2025, 2025, 2025])}-"
+                                f"{rnd.randint(4, 12):02d}-{rnd.randint(1, 28):02d}",
                  admission_method=rnd.choice(["11", "12", "21", "22", "2A", "31", "81"]),
                  patient_classification=rnd.choice("12345"),
                  hrg_code=rnd.choice(["DZ65K", "DZ65K", "HB12C", "XX99Z"]),
@@ -75,6 +77,7 @@ def _data(n: int = 3000, seed: int = 7) -> dict[str, pa.Table]:
 
 
 SETTINGS = settings_from_dict({
+    "financial_year": "2025/26",
     "emergency_marginal_rate": {"rate": 0.3, "baseline": [
         {"commissioner_code": "QHM", "provider_code": "RTR", "baseline": 50000.0},
         {"commissioner_code": "QHM", "provider_code": "RXX", "baseline": 0.0}]},
@@ -113,6 +116,7 @@ def test_duckdb_and_spark_agree_to_the_penny(spark_con) -> None:
     # the data exercise the rules that matter
     rules = " ".join(r or "" for r in d_rows["pricing_rule"].to_pylist())
     assert "marginal rate" in rules and "reduced short stay" in rules and "DNA" in rules
+    assert "no marginal rate: no contract baseline for 2024-25" in rules
     assert any(d_rows["unpriced_reason"].to_pylist())
 
 

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import xlsxwriter
 
-from pbc.pricing import SettingsError, TariffSettings, load_settings
+from pbc.pricing import SettingsError, TariffSettings, load_settings, settings_from_dict
 from pbc.pricing.tariff import (
     AE_COLUMNS,
     APC_COLUMNS,
@@ -50,10 +50,12 @@ def test_sample_settings(tmp_path: Path) -> None:
     path = tmp_path / "tariff_settings.toml"
     path.write_text(SAMPLE)
     s = load_settings(path)
-    assert s.financial_year == "2025/26"
+    # the canonical spelling of a financial year is 2025-26 (the file may say 2025/26)
+    assert s.financial_year == "2025-26"
     assert s.emergency_marginal_rate.rate == D("0.3")
     (b,) = s.emergency_marginal_rate.baseline
     assert (b.commissioner_code, b.provider_code, b.baseline) == ("QHM", "RTR", D("1234567"))
+    assert b.financial_year == "2025-26"  # a baseline without a year is the settings' year
     assert s.ae.department_type_fraction["3"] == D("0.5")
     assert s.top_up.fractions()["spinal"] == D("0.32")
 
@@ -79,7 +81,8 @@ def test_defaults() -> None:
         ('financial_year = "2025/27"', "financial_year"),
         ("[top_up]\nchildren = 0.1234567", "top_up.children"),
         ('[ae]\ndepartment_type_fraction = { "5" = 1.0 }', "ae.department_type_fraction"),
-        ('[[emergency_marginal_rate.baseline]]\ncommissioner_code = "Q"\nprovider_code = "R"'
+        ('financial_year = "2025-26"\n'
+         '[[emergency_marginal_rate.baseline]]\ncommissioner_code = "Q"\nprovider_code = "R"'
          '\nbaseline = 1\n[[emergency_marginal_rate.baseline]]\ncommissioner_code = "Q"'
          '\nprovider_code = "R"\nbaseline = 2', "emergency_marginal_rate"),
     ],
@@ -90,6 +93,34 @@ def test_errors_name_file_and_key(tmp_path: Path, text: str, key: str) -> None:
     with pytest.raises(SettingsError) as e:
         load_settings(path)
     assert str(path) in str(e.value) and key in str(e.value)
+
+
+def _baselines(*entries: str, year: str | None = None) -> dict:
+    data: dict = {"emergency_marginal_rate": {"baseline": [
+        {"commissioner_code": "QHM", "provider_code": "RTR", "baseline": 100.0,
+         **({"financial_year": e} if e else {})} for e in entries]}}
+    if year is not None:
+        data["financial_year"] = year
+    return data
+
+
+def test_baselines_are_per_contract_and_year() -> None:
+    """A baseline is for one contract in one financial year: its own year (2025/26 or
+    2025-26, kept as 2025-26), else the settings' year; with neither it is an error."""
+    s = settings_from_dict(_baselines("2024/25", "2025-26", "", year="2026/27"))
+    assert [b.financial_year for b in s.emergency_marginal_rate.baseline] == [
+        "2024-25", "2025-26", "2026-27"]
+    with pytest.raises(SettingsError) as e:
+        settings_from_dict(_baselines("2025-26", ""), source="s.toml")
+    assert "s.toml" in str(e.value) and "emergency_marginal_rate.baseline" in str(e.value)
+    assert "financial_year" in str(e.value)
+    # one per (commissioner, provider, year), whatever the spelling of the year
+    with pytest.raises(SettingsError, match=r"two baselines .*QHM.*RTR.*2025-26"):
+        settings_from_dict(_baselines("2025/26", "2025-26"))
+    with pytest.raises(SettingsError, match=r"two baselines .*2025-26"):
+        settings_from_dict(_baselines("", "2025/26", year="2025-26"))
+    with pytest.raises(SettingsError, match="financial_year"):
+        settings_from_dict(_baselines("2025/27"))
 
 
 def test_not_toml_and_missing(tmp_path: Path) -> None:
@@ -128,6 +159,39 @@ def test_read_tariff_errors(tmp_path: Path) -> None:
     path.write_text("hrg_code,price\nVB07Z,abc\n")
     with pytest.raises(TariffError, match=r"row 2, column price: 'abc' is not an amount"):
         read_tariff_file(path, "tariff_ae")
+
+
+def test_read_tariff_rounds_half_up(tmp_path: Path) -> None:
+    """The money rounding rule is half up (ties away from zero), never half to even:
+    0.125 -> 0.13 (half even would give 0.12), 84.505 -> 84.51, 2.675 -> 2.68."""
+    path = tmp_path / "tariff_op.csv"
+    path.write_text("treatment_function_code,first_attendance_price,follow_up_price\n"
+                    "110,0.125,84.505\n300,2.675,1.0049\n")
+    t = read_tariff_file(path, "tariff_op")
+    assert t.column("first_attendance_price").to_pylist() == [D("0.13"), D("2.68")]
+    assert t.column("follow_up_price").to_pylist() == [D("84.51"), D("1.00")]
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_read_tariff_refuses_duplicate_keys(tmp_path: Path, suffix: str) -> None:
+    """One HRG twice would price one spell twice: refused, naming the file and both rows.
+    ``10`` and ``010`` are the same treatment function once normalised (3 digits)."""
+    path = tmp_path / f"tariff_op.{suffix}"
+    rows = {"treatment_function_code": ["110", "300", "010", "10"],
+            "first_attendance_price": ["168", "200", "150", "151"],
+            "follow_up_price": ["84", "100", "70", "71"]}
+    if suffix == "csv":
+        path.write_text("treatment_function_code,first_attendance_price,follow_up_price\n"
+                        + "".join(f"{a},{b},{c}\n" for a, b, c in zip(*rows.values(),
+                                                                      strict=True)))
+    else:
+        pq.write_table(pa.table(rows), path)
+    with pytest.raises(TariffError) as e:
+        read_tariff_file(path, "tariff_op")
+    msg = str(e.value)
+    assert str(path) in msg
+    assert "duplicate treatment_function_code 010" in msg
+    assert "rows 4 and 5" in msg
 
 
 # ---------------------------------------------------------------------------------- Annex A
@@ -204,3 +268,81 @@ def test_annex_a_prices_activity(tmp_path: Path) -> None:
     rows = {r["activity_id"]: r for r in price_activity(tables).to_pyarrow().to_pylist()}
     assert rows["S"]["price"] == D("700.00")
     assert rows["O"]["price"] == D("175.74")
+
+
+def _annex(path: Path, sheets: dict[str, tuple[list[str], list[list[object]]]]) -> None:
+    wb = xlsxwriter.Workbook(str(path))
+    for name, (headers, rows) in sheets.items():
+        ws = wb.add_worksheet(name)
+        ws.write_row(0, 0, headers)
+        for r, row in enumerate(rows, start=1):
+            for c, v in enumerate(row):
+                if v is not None:
+                    ws.write(r, c, v)
+    wb.close()
+
+
+_APC_ROW = ["DZ65K", "COPD", None, 1200, 600, 1500, 5, 1000, 10, 250, "Yes", 0.7, 700]
+
+
+@pytest.mark.parametrize(("sheet", "rows", "where"), [
+    # the same HRG twice on the APC sheet (spreadsheet rows 2 and 4)
+    ("APC & OPROC", [_APC_ROW, ["HB12C", "Hip", None, 2000, None, None, 3, 3000, 7, 300,
+                                "No", None, None], [*_APC_ROW[:7], 1100, *_APC_ROW[8:]]],
+     "duplicate HRG code DZ65K in rows 2 and 4"),
+    # 110 as a number and as text are one treatment function
+    ("OP", [[110, "Trauma", 168, 84], ["110", "Trauma again", 170, 85]],
+     "duplicate Treatment function code 110 in rows 2 and 3"),
+    ("A&E", [["VB07Z", "Cat 2", 148, 60], [" VB07Z ", "Cat 2", 149, 60]],
+     "duplicate HRG code VB07Z in rows 2 and 3"),
+])
+def test_annex_a_refuses_duplicate_keys(tmp_path: Path, sheet: str, rows: list, where: str
+                                        ) -> None:
+    """An Annex A workbook with one key twice on a sheet is refused (it doubled the money of
+    every spell of that HRG): the error names the file, the sheet and both rows."""
+    sheets: dict[str, tuple[list[str], list[list[object]]]] = {
+        "APC & OPROC": (list(APC_COLUMNS), [_APC_ROW]),
+        "OP": (list(OP_COLUMNS), [[110, "Trauma", 168, 84]]),
+        "A&E": (list(AE_COLUMNS), [["VB07Z", "Cat 2", 148, 60]]),
+    }
+    sheets[sheet] = (sheets[sheet][0], rows)
+    path = tmp_path / "dup.xlsx"
+    _annex(path, sheets)
+    with pytest.raises(TariffError) as e:
+        read_annex_a(path)
+    msg = str(e.value)
+    assert str(path) in msg and f"sheet {sheet!r}" in msg and where in msg
+
+
+def test_annex_a_rounds_half_up(tmp_path: Path) -> None:
+    """Workbook cells with more than 2 places are rounded half up: 1000.125 -> 1000.13,
+    148.005 -> 148.01 (half to even would give 1000.12 and 148.00)."""
+    path = tmp_path / "r.xlsx"
+    row = [*_APC_ROW[:7], 1000.125, *_APC_ROW[8:]]
+    _annex(path, {"APC & OPROC": (list(APC_COLUMNS), [row]),
+                  "OP": (list(OP_COLUMNS), [[110, "Trauma", 168, 84]]),
+                  "A&E": (list(AE_COLUMNS), [["VB07Z", "Cat 2", "148.005", 60]])})
+    out = read_annex_a(path)
+    assert out["tariff_apc"].column("non_elective_price").to_pylist() == [D("1000.13")]
+    assert out["tariff_ae"].column("price").to_pylist() == [D("148.01")]
+
+
+def test_pbc_price_refuses_a_workbook_with_duplicate_keys(tmp_path: Path) -> None:
+    """``pbc price --tariff-workbook`` reads the workbook itself (the loader's key checks do
+    not see it): a duplicate HRG is refused before anything is priced or stored."""
+    from delivery import write_delivery
+    from pbc.services.pricing import run_pricing
+    from pbc.warehouse import Warehouse
+    from pbc.warehouse.load import load
+
+    wh = Warehouse(tmp_path / "wh")
+    load(write_delivery(tmp_path / "in"), wh)
+    before = wh.manifest()
+    book = tmp_path / "dup.xlsx"
+    _annex(book, {"APC & OPROC": (list(APC_COLUMNS), [_APC_ROW, _APC_ROW]),
+                  "OP": (list(OP_COLUMNS), [[110, "Trauma", 168, 84]]),
+                  "A&E": (list(AE_COLUMNS), [["VB07Z", "Cat 2", 148, 60]])})
+    with pytest.raises(TariffError, match=r"dup.xlsx, sheet 'APC & OPROC': duplicate HRG "
+                                          r"code DZ65K in rows 2 and 3"):
+        run_pricing(wh, tariff_workbook=book)
+    assert wh.manifest() == before

@@ -55,6 +55,7 @@ activity = st.tuples(st.lists(spells, max_size=25), st.lists(ops, max_size=25),
 mffs = st.integers(1_000_000, 1_500_000).map(lambda n: D(n) / 1_000_000)
 tariff_settings = st.builds(
     lambda rate, baseline, frac: settings_from_dict({
+        "financial_year": "2025/26",
         "emergency_marginal_rate": {"rate": rate, "baseline": [
             {"commissioner_code": "QHM", "provider_code": "RXX", "baseline": baseline},
             {"commissioner_code": "QHM", "provider_code": "RTR", "baseline": baseline / 2}]},
@@ -99,6 +100,30 @@ def test_prices_never_negative_and_conserved(acts, s, mff) -> None:
     check_reconciliation(rec)
     assert sum(r["rows_in"] for r in rec) == n_in
     assert sum(r["money_priced"] for r in rec) == sum(r["price"] or 0 for r in rows)
+    _contract_totals_are_exact(rows, acts[0], s)
+
+
+EMERGENCY = {"21", "22", "2A"}  # the emergency methods the spells strategy draws
+
+
+def _contract_totals_are_exact(rows: list[dict], spell_rows: list[dict], s) -> None:
+    """Per contract and year, the emergency prices add up to exactly
+    ``round(baseline + rate x (actual - baseline))`` (half up) when ``actual`` (the sum of
+    the values before the marginal rate) is over the baseline, else to ``actual``."""
+    emergency = {r["spell_id"] for r in spell_rows if r["admission_method"] in EMERGENCY}
+    mret = s.emergency_marginal_rate
+    for b in mret.baseline:
+        mine = [r for r in rows if r["activity_type"] == "apc"
+                and r["activity_id"] in emergency and r["price"] is not None
+                and (r["commissioner_code"], r["provider_code"], r["financial_year"])
+                == (b.commissioner_code, b.provider_code, b.financial_year)]
+        actual = sum((r["price"] - r["marginal_rate_adjustment"] for r in mine), D(0))
+        paid = sum((r["price"] for r in mine), D(0))
+        if actual <= b.baseline:
+            assert paid == actual
+        else:
+            exact = b.baseline + mret.rate * (actual - b.baseline)
+            assert paid == exact.quantize(D("0.01"), rounding="ROUND_HALF_UP")
 
 
 @PROPERTY

@@ -1,4 +1,5 @@
-"""Pricing rules: golden tests from reference.md §1 and a table test per rule edge."""
+"""Pricing rules: golden tests from the published worked examples (docs/sources.md §1) and
+a table test per rule edge."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from pricing_fixtures import ae, economy, op, price_rows, spell
 D = Decimal
 
 
-def mret(baseline: str | None = "0", rate: float = 0.30, provider: str = "RXX"):
-    data: dict = {"emergency_marginal_rate": {"rate": rate}}
+def mret(baseline: str | None = "0", rate: float = 0.30, provider: str = "RXX",
+         year: str = "2025/26"):
+    """Settings for tariff year ``year`` with one contract baseline (QHM/``provider``)."""
+    data: dict = {"financial_year": year, "emergency_marginal_rate": {"rate": rate}}
     if baseline is not None:
         data["emergency_marginal_rate"]["baseline"] = [
             {"commissioner_code": "QHM", "provider_code": provider, "baseline": float(baseline)}]
@@ -24,7 +27,7 @@ def mret(baseline: str | None = "0", rate: float = 0.30, provider: str = "RXX"):
 # ------------------------------------------------------------------------------ golden tests
 
 def test_ssem_and_marginal_rate_pay_21_percent_of_tariff() -> None:
-    """reference.md §1.3 (HFMA 3 Mar 2010): 70% short stay x 30% marginal rate = 21%."""
+    """docs/sources.md §1.3 (HFMA 3 Mar 2010): 70% short stay x 30% marginal rate = 21%."""
     rows = price_rows(economy(apc=[spell("S1", los=1)]), mret("0"))
     r = rows["S1"]
     tariff = D("1000.00")  # DZ65K non-elective price; its SSEM price is 700.00 (70%)
@@ -37,7 +40,7 @@ def test_ssem_and_marginal_rate_pay_21_percent_of_tariff() -> None:
 
 
 def test_first_attendance_times_mff() -> None:
-    """reference.md §1.5 (Model Hospital): £168 x MFF 1.0461 = £175.74."""
+    """docs/sources.md §1.5 (Model Hospital): £168 x MFF 1.0461 = £175.74."""
     r = price_rows(economy(ops=[op("O1")]))["O1"]
     assert r["price"] == D("175.74")
     assert r["base_price"] == D("168.00")
@@ -219,9 +222,75 @@ def test_marginal_rate_per_contract_and_only_emergency() -> None:
 
 
 def test_marginal_rate_restarts_each_financial_year() -> None:
-    spells = [spell("Y1", los=3), spell("Y2", admission_date="2026-05-01", los=3)]
-    rows = price_rows(economy(apc=spells), mret("1000"))
+    """A baseline per contract and year: each year's running total starts again."""
+    spells = [spell(i, los=3) for i in ("Y1", "Y1b")] + [
+        spell(i, admission_date="2026-05-01", los=3) for i in ("Y2", "Y2b")]
+    settings = settings_from_dict({"emergency_marginal_rate": {"baseline": [
+        {"commissioner_code": "QHM", "provider_code": "RXX", "baseline": 1000.0,
+         "financial_year": fy} for fy in ("2025/26", "2026-27")]}})
+    rows = price_rows(economy(apc=spells), settings)
     assert rows["Y1"]["price"] == rows["Y2"]["price"] == D("1000.00")
+    assert rows["Y1b"]["price"] == rows["Y2b"]["price"] == D("300.00")
+
+
+def test_year_without_a_baseline_is_not_cut() -> None:
+    """The settings' baselines are for 2025-26: a 2024-25 emergency spell of the same
+    contract is paid in full (it was cut with 2025-26's baseline before), and its rule
+    text says why."""
+    spells = [spell("OLD", admission_date="2024-05-01", los=3), spell("NEW", los=3)]
+    rows = price_rows(economy(apc=spells), mret("0"))
+    old, new = rows["OLD"], rows["NEW"]
+    assert old["financial_year"] == "2024-25"
+    assert old["price"] == D("1000.00") and old["marginal_rate_adjustment"] == 0
+    assert old["pricing_rule"].endswith("; no marginal rate: no contract baseline for 2024-25")
+    assert new["price"] == D("300.00") and new["marginal_rate_adjustment"] == D("-700.00")
+    assert "no marginal rate" not in new["pricing_rule"]
+    # a contract without a baseline in a year that has others is not cut either
+    other = price_rows(economy(apc=[spell("RTR1", los=3, provider_code="RTR")]), mret("0"))
+    assert other["RTR1"]["marginal_rate_adjustment"] == 0
+    assert "no marginal rate: no contract baseline for 2025-26" in other["RTR1"]["pricing_rule"]
+
+
+# three non-elective HRGs for the hand-worked marginal rate example (no long stay, no SSEM)
+_MRET_TARIFF = [
+    {"hrg_code": code, "hrg_name": code, "non_elective_price": price,
+     "non_elective_trim_days": 10, "elective_trim_days": 5, "excess_bed_day_price": "250.00",
+     "sse_applies": "N"}
+    for code, price in (("H1", "101.01"), ("H2", "202.02"), ("H3", "303.03"))]
+
+
+def test_marginal_rate_after_mff_hand_worked() -> None:
+    """MFF 1.05, baseline £150.00, rate 30%, three emergency spells of one contract in
+    discharge order (values after the MFF, each rounded half up to the penny once):
+
+      S1 H1 101.01 x 1.05 = 106.0605 -> 106.06   running 106.06   above baseline X1 = 0
+      S2 H2 202.02 x 1.05 = 212.121  -> 212.12   running 318.18   X2 = 168.18
+      S3 H3 303.03 x 1.05 = 318.1815 -> 318.18   running 636.36   X3 = 486.36
+
+    paid above the baseline so far, rounded once: 0.30 x X = 0, 50.454 -> 50.45,
+    145.908 -> 145.91. Each spell pays its value less its part above the baseline plus its
+    step of that rounded running amount:
+
+      S1 = 106.06                                      = 106.06
+      S2 = 212.12 - (168.18 - 0)      + (50.45 - 0)     =  94.39  (adjustment -117.73)
+      S3 = 318.18 - (486.36 - 168.18) + (145.91 - 50.45) =  95.46  (adjustment -222.72)
+
+    contract total 295.91 = round(150.00 + 0.30 x (636.36 - 150.00)) = round(295.908).
+    (Rounding each spell's own share alone gave 94.39 + 95.45: a total a penny short.)
+    """
+    providers = [{"provider_code": "R05", "provider_name": "Five", "provider_type": "acute",
+                  "mff_payment_index": 1.05}]
+    spells = [spell(f"S{i}", hrg_code=f"H{i}", provider_code="R05",
+                    admission_date=f"2025-06-0{i}", los=3) for i in (1, 2, 3)]
+    rows = price_rows(economy(apc=spells, tariff_apc=_MRET_TARIFF, providers=providers),
+                      mret("150", provider="R05"))
+    assert [rows[f"S{i}"]["price"] for i in (1, 2, 3)] == [D("106.06"), D("94.39"),
+                                                         D("95.46")]
+    assert [rows[f"S{i}"]["marginal_rate_adjustment"] for i in (1, 2, 3)] == [
+        D("0.00"), D("-117.73"), D("-222.72")]
+    assert [rows[f"S{i}"]["mff_adjustment"] for i in (1, 2, 3)] == [
+        D("5.05"), D("10.10"), D("15.15")]
+    assert sum(rows[f"S{i}"]["price"] for i in (1, 2, 3)) == D("295.91")
 
 
 def test_unknown_practice_uses_activity_commissioner_for_contract() -> None:

@@ -23,6 +23,7 @@ from pbc.contracts.tables import (
     EMERGENCY_ADMISSION_METHODS,
 )
 from pbc.indicators.definition import Indicator, Measure
+from pbc.pricing.schema import tariff_value
 from pbc.reference.codelists import codelist
 from pbc.reference.prescribing_units import astro_pu_bands
 
@@ -214,8 +215,18 @@ def measure_by_practice(
         return pop.group_by("practice_code").aggregate(value=_.patients.sum())
     t = _activity(tables, m, financial_year)
     keys = ["practice_code", "month"] if by_month else ["practice_code"]
-    value = t[m.sum].sum().cast("float64") if m.sum else t.count().cast("float64")
+    value = _summed(t, m).sum().cast("float64") if m.sum else t.count().cast("float64")
     return t.group_by(keys).aggregate(value=value)
+
+
+def _summed(t: Any, m: Measure) -> Any:
+    """The column a measure sums. Spend (``price`` of priced activity) is summed as the
+    tariff value before the emergency marginal rate (:func:`pbc.pricing.schema.tariff_value`):
+    the marginal rate is a contract settlement whose share per spell depends on the order of
+    discharges, so it must not make two practices with the same activity look different."""
+    if m.activity == "priced" and m.sum == "price":
+        return tariff_value(t)
+    return t[m.sum]
 
 
 CACHED_POPULATION = {False: "_population_registered", True: "_population_weighted"}
@@ -313,7 +324,8 @@ def population(tables: Tables, *, weighted: bool = False,
     (:func:`registered_patients`), else the list.
 
     Weighted: each band's patients times its relative cost (the commissioner's own priced
-    spend per head in that band over the overall spend per head), so a weighted patient
+    spend per head in that band over the overall spend per head; spend is the tariff value
+    before the emergency marginal rate), so a weighted patient
     costs the average. Needs ``priced_activity``; falls back to the registered list.
     Uses the population held by :func:`with_populations` where there is one."""
     cached = _cache_name(weighted, financial_year)
@@ -334,7 +346,7 @@ def population(tables: Tables, *, weighted: bool = False,
     bands = p.mutate(age_band=age_band(p.age)).select("patient_id", "sex", "age_band")
     priced = tables["priced_activity"]
     spend = priced.inner_join(bands, "patient_id").group_by(["sex", "age_band"]).aggregate(
-        spend=_.price.sum().cast("float64"))
+        spend=tariff_value(priced).sum().cast("float64"))
     heads = pop.group_by(["sex", "age_band"]).aggregate(heads=_.patients.sum())
     w = heads.left_join(spend, ["sex", "age_band"]).select(
         "sex", "age_band", "heads", spend=_.spend.fill_null(0.0))

@@ -1,4 +1,4 @@
-"""Payment by Results pricing (reference.md §1) as engine-neutral Ibis expressions.
+"""Payment by Results pricing (national tariff rules) as engine-neutral Ibis expressions.
 
 Public API:
 

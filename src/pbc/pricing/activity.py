@@ -3,7 +3,8 @@
 :func:`price_activity` builds one engine-neutral Ibis expression from the input tables (by
 contract name) and the tariff settings. It runs unchanged on DuckDB and on Spark.
 
-Pipeline (reference.md §1.3-§1.6):
+Pipeline (the Payment by Results rules as HFMA describes them: "Introduction to payment by
+results", May 2011, and 3 Mar 2010; the project's own account is ``docs/glossary.md``):
 
 1. each activity type is priced exactly up to the MFF and shown in the *stage* layout
    (:mod:`~pbc.pricing.apc`, :mod:`~pbc.pricing.outpatients`, :mod:`~pbc.pricing.ae`):
@@ -12,8 +13,11 @@ Pipeline (reference.md §1.3-§1.6):
    rounded price so far), and the exact value before the MFF with the MFF
    (``_pre_mff``, ``_mff_factor``);
 2. the contract commissioner is resolved (:func:`pbc.attribution.resolve_commissioner`);
-3. the marginal rate is applied to emergency spells per contract (:mod:`~pbc.pricing.mret`),
-   which adds the marginal rate adjustment and the price; other activity has none.
+3. the marginal rate is applied to emergency spells per contract and financial year
+   (:mod:`~pbc.pricing.mret`), which adds the marginal rate adjustment and the price;
+   other activity has none. ``price - marginal_rate_adjustment`` (the value before the
+   marginal rate, :func:`pbc.pricing.schema.tariff_value`) does not depend on the order of
+   discharges; ``price`` does.
 
 The shown columns add up to the price exactly. Unpriced rows have NULL money columns and
 an ``unpriced_reason``; they are kept.
@@ -79,7 +83,8 @@ def _stage(t: ir.Table, has_commissioner: bool) -> ir.Table:
 
 
 def _no_marginal_rate(t: ir.Table, keep_exact: bool) -> dict[str, ir.Value]:
-    """Outpatients and A&E: no marginal rate (reference.md §1.3, §1.6)."""
+    """Outpatients and A&E: no marginal rate (it applies to emergency admissions only,
+    HFMA 3 Mar 2010)."""
     cols: dict[str, ir.Value] = {
         "marginal_rate_adjustment": ibis.ifelse(
             t._price_before_marginal.notnull(), dec(0, MONEY), ibis.null(MONEY)).cast(MONEY),
@@ -108,7 +113,7 @@ def _require(tables: Mapping[str, ir.Table], names: tuple[str, ...], why: str) -
 
 def price_activity(tables: Mapping[str, ir.Table], settings: TariffSettings | None = None,
                    *, keep_exact: bool = False) -> ir.Table:
-    """Price every APC spell, outpatient and A&E attendance in ``tables`` (reference.md §1).
+    """Price every APC spell, outpatient and A&E attendance in ``tables`` at the tariff.
 
     ``tables`` maps contract table names to Ibis tables: any of ``apc_spells``,
     ``op_attendances``, ``ae_attendances`` (at least one), ``providers`` (required), the

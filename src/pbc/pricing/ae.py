@@ -1,4 +1,4 @@
-"""A&E attendances (reference.md §1.1, §1.5, §1.6).
+"""A&E attendances (docs/sources.md §1.1, §1.5, §1.6).
 
 Base price: the attendance HRG's ``tariff_ae.price`` times the department type fraction
 (``[ae] department_type_fraction``, default 1.0 for types 1-4). When the tariff table has

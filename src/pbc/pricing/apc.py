@@ -1,4 +1,4 @@
-"""Admitted patient care: the spell price (reference.md §1.3, §1.4, §1.5).
+"""Admitted patient care: the spell price (docs/sources.md §1.3, §1.4, §1.5).
 
 For each spell (``apc_spells`` joined to ``tariff_apc`` by HRG and to ``providers``):
 
@@ -214,7 +214,7 @@ def price_apc(spells: ir.Table, tariff_apc: ir.Table, providers: ir.Table,
     rule = ibis.ifelse(priced,
                        concat(prefix, t._t_hrg_text, ": ", desc, top_up_text, t.mff_rule),
                        concat(prefix, hrg, ": unpriced"))
-    # the exact stages (reference.md §1.3-§1.5): c0 = base, c1 = c0 + long stay,
+    # the exact stages (docs/sources.md §1.3-§1.5): c0 = base, c1 = c0 + long stay,
     # c2 = c1 + short stay (all whole pennies), c3 = c2 x (1 + top-up) (8 places);
     # the MFF (c4 = c3 x MFF) is rounded by with_round_product
     t = t.mutate(

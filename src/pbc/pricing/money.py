@@ -10,21 +10,26 @@ Arithmetic
     ``ROUND`` and a cast to fewer places do) about 30x more slowly. A product is cast at once
     to a declared type (:func:`mul`), so both engines keep every digit (Spark keeps the full
     scale of ``a * b`` only while ``p(a) + p(b) + 1 <= 38``; with both operands at most 18
-    digits that always holds). Only the emergency marginal rate's running totals (a
-    contract's year, :mod:`pbc.pricing.mret`) need 128-bit decimals, and only a spell above
-    its contract baseline is rounded from one.
+    digits that always holds). Only the emergency marginal rate's amount paid above a
+    contract's baseline (``rate x`` a contract year's running total, 8 places,
+    :mod:`pbc.pricing.mret`) is a 128-bit decimal, and only for the spells it applies to.
 
     Limit: every amount of a row (a price, or any stage of it) must be below £10,000,000,000
     (ten billion, the 10 integer digits of :data:`X8`); beyond that both engines raise an
     overflow error rather than drop a digit.
 
 Rounding rule (written down once)
-    A row's price is rounded to pennies **once**, from its exact unrounded value, **half up**
+    A row's price before the emergency marginal rate is rounded to pennies **once**, from
+    its exact unrounded value, **half up**
     (ties away from zero: £0.105 -> £0.11, -£0.105 -> -£0.11), and stored as DECIMAL(18,2).
     Both engines implement ``ROUND(decimal, 2)`` this way (DuckDB: half away from zero; Spark:
     ``BigDecimal.ROUND_HALF_UP``). The exact value of ``a * m`` (a money amount with up to 8
     places times a 6-place index: 14 places) is rounded by :func:`with_round_product`
     without forming the 14-place product at full width (see there): the same penny.
+    The marginal rate then works on those rounded values per contract and year: what is
+    paid above the baseline so far is rounded half up at every spell and each spell takes
+    its step (:mod:`pbc.pricing.mret`), so a contract's prices add up exactly to its
+    rounded total.
 
 Display of the adjustments
     The adjustment columns are shown in pennies by *telescoping*: with exact running totals
@@ -58,11 +63,8 @@ X14S = dt.Decimal(18, 14)
 X8W = dt.Decimal(24, 8)
 #: money times one fraction times the MFF (8 + 6 places), 128-bit; running totals
 X14 = dt.Decimal(30, 14)
-#: X14 narrowed before it is multiplied by the marginal rate's complement
-X14N = dt.Decimal(26, 14)
-#: a fraction between -1 and 1 (the marginal rate's complement), multiplies :data:`X14N`
-UNIT_FRACTION = dt.Decimal(10, 6)
-#: the exact price after the marginal rate (14 + 6 places), 128-bit
+#: an exact price (``price_exact``), 128-bit: the value after the MFF (14 places), or a
+#: spell's exact share after the marginal rate (8 places)
 X20 = dt.Decimal(38, 20)
 
 _SIGN = dt.Decimal(1, 0)

@@ -1,25 +1,49 @@
-"""Marginal rate emergency tariff (MRET), reference.md §1.6 (and §1.3 for the order).
+"""Marginal rate emergency tariff (MRET), from 2010-11.
 
-Applied **after all other adjustments** (SSEM, long stay, top-up and MFF: HFMA 3 Mar 2010,
-§1.3), **per contract** (commissioner, provider) and per financial year, to emergency
-admissions (admission methods 21-25, 2A-2D, 28) only; never to outpatients or A&E.
+The rule (HFMA, "Finance managers welcome no change in final tariff", 3 Mar 2010; the
+project's account with every source: ``docs/sources.md`` §1.6): a provider is paid the
+tariff for a contract's emergency admissions up to a **baseline** set for that contract
+(commissioner, provider) and year, and only ``rate`` (30% in 2010-11 to 2014-15) of the
+tariff above it::
 
-Mechanics (the reference gives the annual formula
-``pay baseline + rate x (actual - baseline)``; it is [UNSURE] about in-year mechanics, so
-pbc spreads it over spells deterministically):
+    actual <= baseline:  pay actual
+    actual >  baseline:  pay baseline + rate x (actual - baseline)
 
-* a contract's emergency spells are put in order of ``(discharge date, activity_id)``;
-* the running total of their values (exact, after MFF) up to the baseline is paid in full;
-* the value above the baseline is paid at ``rate``; the one spell that straddles the
-  baseline is split pro rata: its part above the baseline (``running total - baseline``)
-  is paid at ``rate``, the rest in full;
-* the marginal rate adjustment of a spell is ``-(1 - rate) x (its part above baseline)``,
-  so the contract's total is exactly ``baseline + rate x (actual - baseline)``;
-* a contract with no baseline in the settings (or a spell with no commissioner) is not
-  adjusted; unpriced spells take no part.
+It is applied **after every other national adjustment** (short stay emergency, long stay,
+specialised top-up and the MFF: "a spell attracting both the 70% short stay adjustment and
+the 30% marginal rate would be paid at 21% of the tariff price", HFMA 3 Mar 2010), **per
+contract and per financial year**, to emergency admissions (admission methods 21-25,
+2A-2D, 28) only; never to outpatients or A&E.
 
-Oracle (§1.3): a spell with the 70% short stay adjustment wholly above baseline at a 30%
-marginal rate is paid 0.70 x 0.30 = 21% of the tariff price.
+Mechanics (the sources give the rule on the year's total, not its in-year mechanics; pbc
+spreads it over the spells deterministically, so that every spell carries its share and
+the shares add up):
+
+* a spell's *value* is its price before the marginal rate (the tariff value after the
+  MFF, rounded to the penny once: :func:`pbc.pricing.schema.tariff_value`); ``actual`` is
+  the sum of the values of the contract's emergency spells of the year;
+* the baseline of a spell is the one of its contract (commissioner, provider) **and its
+  financial year**; a spell of a year, or a contract, without a baseline is not cut, and
+  its rule text says so (``no marginal rate: no contract baseline for 2024-25``);
+* the spells are put in order of ``(discharge date, activity_id)`` and ``X(k)`` is the
+  part of the running total of values above the baseline after spell ``k``
+  (``max(0, running - baseline)``); the spell's part above the baseline is
+  ``X(k) - X(k-1)`` (so one spell may straddle the baseline);
+* what is paid above the baseline so far, ``rate x X(k)``, is rounded half up to the penny
+  at every spell, and each spell is paid its value less its part above the baseline plus
+  its step of that rounded amount::
+
+      price(k) = value(k) - (X(k) - X(k-1)) + round(rate x X(k)) - round(rate x X(k-1))
+
+  so the contract's prices add up **exactly** to
+  ``round(baseline + rate x (actual - baseline))`` (the steps telescope), each spell is
+  within a penny of its own exact share ``value - (1 - rate) x (its part above)``, and no
+  price is negative;
+* unpriced spells take no part.
+
+Which spells bear the cut depends on the discharge order. That is a settlement between
+commissioner and provider: budgets, phasing and benchmarking use the value before the cut
+(:func:`pbc.pricing.schema.tariff_value`), which does not depend on the order.
 """
 
 from __future__ import annotations
@@ -29,11 +53,10 @@ import ibis.expr.types as ir
 import pyarrow as pa
 
 from pbc.pricing.money import (
+    FRACTION,
     MONEY,
-    UNIT_FRACTION,
     X8W,
     X14,
-    X14N,
     X20,
     add,
     as_dec,
@@ -44,13 +67,19 @@ from pbc.pricing.money import (
 )
 from pbc.pricing.settings import TariffSettings
 
+#: rate x (the part of a contract's running total above its baseline): 8 places, 128-bit
+#: (a contract's year may pass the 64-bit limit of 8 places, £10^10)
+PAID_ABOVE = X8W
+
 
 def baselines_table(settings: TariffSettings) -> ir.Table:
-    """The contract baselines of the settings as a small table (pounds, DECIMAL(18,2))."""
+    """The contract baselines of the settings as a small table: commissioner, provider,
+    financial year (``2025-26``) and baseline (pounds, DECIMAL(18,2))."""
     rows = settings.emergency_marginal_rate.baseline
     data = pa.table({
         "_b_commissioner": pa.array([b.commissioner_code for b in rows], pa.string()),
         "_b_provider": pa.array([b.provider_code for b in rows], pa.string()),
+        "_b_year": pa.array([b.financial_year for b in rows], pa.string()),
         "_b_baseline": pa.array([b.baseline for b in rows], pa.decimal128(18, 2)),
     })
     return ibis.memtable(data)
@@ -61,62 +90,89 @@ def exact_value(t: ir.Table) -> ir.DecimalValue:
     return mul(as_dec(t._pre_mff, X8W), t._mff_factor, X14)
 
 
+def _year(t: ir.Table) -> ir.StringValue:
+    """The spell's financial year as baselines are keyed (``2025-26``; ``2025/26`` read so)."""
+    return t.financial_year.cast("string").replace("/", "-")
+
+
+def _zero_or_null(t: ir.Table) -> ir.DecimalValue:
+    """No marginal rate adjustment: 0 for a priced row, NULL for an unpriced one."""
+    value: ir.DecimalValue = ibis.ifelse(t._price_before_marginal.notnull(), dec(0, MONEY),
+                                         ibis.null(MONEY)).cast(MONEY)
+    return value
+
+
 def apply_marginal_rate(spells: ir.Table, settings: TariffSettings, *,
                         keep_exact: bool = False) -> ir.Table:
     """Add ``marginal_rate_adjustment`` (shown, <= 0), ``price`` and the rule text to APC
     spells priced up to the MFF (and ``price_exact``, DECIMAL(38,20), when ``keep_exact``).
 
     ``spells`` needs ``commissioner_code``, ``provider_code``, ``financial_year``,
-    ``activity_date`` (discharge date), ``activity_id``, ``mret_eligible``, ``_pre_mff`` and
-    ``_mff_factor`` (the exact value before the MFF and the MFF), and
-    ``_price_before_marginal`` (that value times the MFF, rounded; NULL when unpriced).
+    ``activity_date`` (discharge date), ``activity_id``, ``mret_eligible``,
+    ``_price_before_marginal`` (the value after the MFF, rounded; NULL when unpriced),
+    ``_pre_mff`` and ``_mff_factor`` (for ``price_exact``).
 
-    Only the running totals are 128-bit (a contract's year needs more than 64 bits at 14
-    places). A spell wholly at or below its baseline keeps its rounded price; only a spell
-    with value above the baseline has its exact price (20 places) rounded.
+    ``price_exact`` is the exact value after the MFF for a spell that is not cut, and
+    ``value - (1 - rate) x (its part above the baseline)`` for one that is (its exact share
+    of the contract's payment; ``price`` is within a penny of it).
     """
     mret = settings.emergency_marginal_rate
     t = spells
-    zero_or_null = ibis.ifelse(t._price_before_marginal.notnull(), dec(0, MONEY),
-                               ibis.null(MONEY)).cast(MONEY)
+    eligible = (t.mret_eligible & t._price_before_marginal.notnull()).fill_null(False)
+    no_baseline = "; no marginal rate: no contract baseline for "
     if not mret.baseline:
-        t = t.mutate(marginal_rate_adjustment=zero_or_null, price=t._price_before_marginal)
+        t = t.mutate(marginal_rate_adjustment=_zero_or_null(t), price=t._price_before_marginal,
+                     pricing_rule=ibis.ifelse(eligible, t.pricing_rule + no_baseline + _year(t),
+                                              t.pricing_rule))
         if keep_exact:
             t = t.mutate(**{"price_exact": as_dec(exact_value(t), X20)})
         return t
     bl = baselines_table(settings)
-    t = t.left_join(
-        bl, (t.commissioner_code == bl._b_commissioner) & (t.provider_code == bl._b_provider))
-    t = t.mutate(
-        _mret=(t.mret_eligible & t._pre_mff.notnull() & t._b_baseline.notnull()
-               ).fill_null(False))
-    # only spells the rule applies to are put in order (a spell outside it has nothing
-    # above any baseline): the running totals sort a fraction of the rows
-    eligible = t.filter(t._mret)
-    eligible = eligible.mutate(_value=exact_value(eligible))
+    t = t.left_join(bl, (t.commissioner_code == bl._b_commissioner)
+                    & (t.provider_code == bl._b_provider) & (_year(t) == bl._b_year))
+    t = t.mutate(_eligible=eligible, _mret=(eligible & t._b_baseline.notnull()).fill_null(False))
+    # only spells the rule applies to are put in order: the running totals sort a fraction
+    # of the rows
+    cut = t.filter(t._mret)
     w = ibis.window(
-        group_by=[eligible.commissioner_code, eligible.provider_code, eligible.financial_year],
-        order_by=[eligible.activity_date, eligible.activity_id],
+        group_by=[cut.commissioner_code, cut.provider_code, cut.financial_year],
+        order_by=[cut.activity_date, cut.activity_id],
         rows=(None, 0),
     )
-    eligible = eligible.mutate(_running=as_dec(eligible._value.sum().over(w), X14N))
-    over = as_dec(eligible._running - eligible._b_baseline, X14N)
-    eligible = eligible.mutate(_above=ibis.greatest(
-        dec(0, X14N), ibis.least(as_dec(eligible._value, X14N), over)).cast(X14N))
-    others = t.filter(~t._mret)
-    others = others.mutate(_value=dec(0, X14), _running=dec(0, X14N), _above=dec(0, X14N))
-    t = eligible.union(others.select(*eligible.columns))
-    # exact price above the baseline: value - (1 - rate) x (the part above the baseline)
-    exact_after = add(t._value, mul(t._above, dec(mret.rate - 1, UNIT_FRACTION), X20),
-                      dtype=X20)
-    t = t.mutate(price=ibis.ifelse(t._above > 0, as_dec(round_pennies(exact_after), MONEY),
-                                   t._price_before_marginal))
+    value = cut._price_before_marginal
+    cut = cut.mutate(_running=as_dec(value.sum().over(w), MONEY))
+    zero = dec(0, MONEY)
+    cut = cut.mutate(
+        _x=ibis.greatest(zero, add(cut._running, -cut._b_baseline)).cast(MONEY),
+        _x_before=ibis.greatest(zero, add(cut._running, -value, -cut._b_baseline)).cast(MONEY),
+    )
+    rate = dec(mret.rate, FRACTION)
+    cut = cut.mutate(
+        _above=add(cut._x, -cut._x_before),
+        _paid_step=add(round_pennies(mul(cut._x, rate, PAID_ABOVE)),
+                       -round_pennies(mul(cut._x_before, rate, PAID_ABOVE))),
+    )
+    cut = cut.mutate(marginal_rate_adjustment=add(cut._paid_step, -cut._above))
     text = f"; marginal rate {fraction_text(mret.rate)} above contract baseline"
-    t = t.mutate(
-        marginal_rate_adjustment=add(t.price, -t._price_before_marginal),
-        pricing_rule=ibis.ifelse(t._above > 0, t.pricing_rule + text, t.pricing_rule),
+    cut = cut.mutate(
+        price=add(value, cut.marginal_rate_adjustment),
+        pricing_rule=ibis.ifelse(cut._above > 0, cut.pricing_rule + text, cut.pricing_rule),
     )
     if keep_exact:
-        t = t.mutate(**{"price_exact": ibis.ifelse(
-            t._above > 0, exact_after, as_dec(exact_value(t), X20))})
-    return t  # the caller selects the columns it needs
+        complement = dec(1 - mret.rate, FRACTION)
+        exact_cut = as_dec(add(as_dec(value, X20), -mul(cut._above, complement, X20),
+                               dtype=X20), X20)
+        cut = cut.mutate(**{"price_exact": ibis.ifelse(
+            cut._above > 0, exact_cut, as_dec(exact_value(cut), X20))})
+    rest = t.filter(~t._mret)
+    rest = rest.mutate(
+        marginal_rate_adjustment=_zero_or_null(rest), price=rest._price_before_marginal,
+        pricing_rule=ibis.ifelse(rest._eligible, rest.pricing_rule + no_baseline + _year(rest),
+                                 rest.pricing_rule))
+    if keep_exact:
+        rest = rest.mutate(**{"price_exact": as_dec(exact_value(rest), X20)})
+    columns = [*t.columns, "marginal_rate_adjustment", "price"]
+    columns = list(dict.fromkeys(columns + (["price_exact"] if keep_exact else [])))
+    return cut.select(*columns).union(rest.select(*columns))  # the caller selects columns
+
+

@@ -1,4 +1,4 @@
-"""Outpatient attendances (reference.md §1.1, §1.5).
+"""Outpatient attendances (docs/sources.md §1.1, §1.5).
 
 Rules, in order:
 

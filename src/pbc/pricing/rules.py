@@ -1,4 +1,4 @@
-"""Rule fragments shared by the APC, outpatient and A&E pricing (reference.md §1).
+"""Rule fragments shared by the APC, outpatient and A&E pricing (docs/sources.md §1).
 
 Each function takes and returns Ibis expressions; none touches a file or a database.
 """
@@ -33,7 +33,7 @@ __all__ = [
     "with_period",
 ]
 
-#: non-elective for pricing: emergency, maternity and other (reference.md §1.3, §5.1)
+#: non-elective for pricing: emergency, maternity and other (docs/sources.md §1.3, §5.1)
 NON_ELECTIVE_ADMISSION_METHODS = (
     EMERGENCY_ADMISSION_METHODS + MATERNITY_ADMISSION_METHODS + OTHER_ADMISSION_METHODS
 )
@@ -71,7 +71,7 @@ def with_period(t: ir.Table, date_column: str) -> ir.Table:
 
 
 def with_mff(t: ir.Table, providers: ir.Table) -> ir.Table:
-    """Join the provider's MFF payment index (reference.md §1.5) as exact ``mff``.
+    """Join the provider's MFF payment index (docs/sources.md §1.5) as exact ``mff``.
 
     Adds ``mff`` (DECIMAL(10,6): the published index has 6 places), ``mff_rule`` (the
     pricing-rule text ``; MFF 1.0461``, made once per provider rather than per row) and

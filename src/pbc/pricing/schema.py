@@ -1,4 +1,4 @@
-"""The layout of ``priced_activity`` (CONTRACTS.md, key outputs), kept apart so that
+"""The layout of ``priced_activity`` (the pricing output, a key output table), kept apart so that
 attribution can use it without importing the pricing rules."""
 
 from __future__ import annotations

@@ -6,17 +6,25 @@ kept by the loader). Every section is optional; the defaults are:
 =====================================  =========================================================
 key                                    default (source)
 =====================================  =========================================================
-``financial_year``                     none (the tariff year, e.g. ``"2025/26"``)
-``emergency_marginal_rate.rate``       0.30 (reference.md §1.6: 30% of tariff above baseline)
-``emergency_marginal_rate.baseline``   none: no contract is adjusted (§1.6, one per contract)
-``short_stay_emergency.min_age``       19 (reference.md §1.3: age >= 19)
-``short_stay_emergency.max_length_..`` 1 (reference.md §1.3: LoS 0 or 1)
+``financial_year``                     none (the tariff year, ``"2025/26"`` or ``"2025-26"``,
+                                       kept as ``2025-26``)
+``emergency_marginal_rate.rate``       0.30 (30% of tariff above baseline, 2010-11 to 2014-15:
+                                       HFMA, 3 Mar 2010)
+``emergency_marginal_rate.baseline``   none: no spell is cut. One per contract (commissioner,
+                                       provider) and financial year; an entry's
+                                       ``financial_year`` defaults to the settings' own
+``short_stay_emergency.min_age``       19 (reduced short stay emergency tariff: age >= 19)
+``short_stay_emergency.max_length_..`` 1 (length of stay 0 or 1 day)
 ``top_up``                             2011/12 rates: children 0.60, orthopaedic 0.24, spinal
-                                       0.32, neurosciences 0.28 (reference.md §1.4)
+                                       0.32, neurosciences 0.28 (HFMA, May 2011)
 ``outpatients.telephone_*_fraction``   1.0 (non-face-to-face paid as face-to-face)
 ``ae.department_type_fraction``        1.0 for department types 1-4
 ``apc.regular_attender``               ``"day_case"`` (see :mod:`pbc.pricing.apc`)
 =====================================  =========================================================
+
+The marginal rate of a year without a baseline for a contract is not applied (the spell's
+rule text says so): a baseline is the value of one year's activity of one contract
+(HFMA, 3 Mar 2010), so it is never carried to another year.
 
 Fractions and rates are exact decimals with at most :data:`FRACTION_PLACES` decimal places
 (a TOML float such as ``0.30`` is read through its shortest text form, so it is exactly
@@ -33,7 +41,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pbc.calendar import parse_financial_year
+from pbc.calendar import format_financial_year, parse_financial_year
 
 #: decimal places kept for rates, fractions and the MFF (the MFF is published to 6 places)
 FRACTION_PLACES = 6
@@ -67,12 +75,29 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def canonical_year(text: str) -> str:
+    """A financial year as pbc stores and shows it: ``2025/26`` or ``2025-26`` -> ``2025-26``
+    (ValueError, naming the expected form, for anything else)."""
+    return format_financial_year(parse_financial_year(text), "-")
+
+
 class ContractBaseline(_Section):
-    """Emergency baseline of one contract (commissioner, provider), in pounds (§1.6)."""
+    """Emergency baseline of one contract (commissioner, provider) in one financial year, in
+    pounds (a baseline per contract and year: HFMA, 3 Mar 2010; ``docs/sources.md`` §1.6).
+
+    ``financial_year`` may be left out: it is then the settings' ``financial_year`` (and an
+    error if the settings have none). Kept as ``2025-26``.
+    """
 
     commissioner_code: str = Field(min_length=1)
     provider_code: str = Field(min_length=1)
     baseline: Decimal = Field(ge=0)
+    financial_year: str | None = None
+
+    @field_validator("financial_year")
+    @classmethod
+    def _year(cls, v: str | None) -> str | None:
+        return None if v is None else canonical_year(v)
 
     @field_validator("baseline", mode="before")
     @classmethod
@@ -89,7 +114,8 @@ class ContractBaseline(_Section):
 
 
 class EmergencyMarginalRate(_Section):
-    """Marginal rate emergency tariff (MRET), reference.md §1.6."""
+    """Marginal rate emergency tariff (MRET): the rate and the contract baselines
+    (HFMA, 3 Mar 2010; :mod:`pbc.pricing.mret`)."""
 
     rate: Decimal = Field(default=Decimal("0.30"), ge=0, le=1)
     baseline: tuple[ContractBaseline, ...] = ()
@@ -104,20 +130,10 @@ class EmergencyMarginalRate(_Section):
     def _places(cls, v: Decimal) -> Decimal:
         return _check_places(v)
 
-    @model_validator(mode="after")
-    def _one_per_contract(self) -> EmergencyMarginalRate:
-        seen: set[tuple[str, str]] = set()
-        for b in self.baseline:
-            key = (b.commissioner_code, b.provider_code)
-            if key in seen:
-                raise ValueError(
-                    f"two baselines for contract commissioner {key[0]} / provider {key[1]}")
-            seen.add(key)
-        return self
-
 
 class ShortStayEmergency(_Section):
-    """Reduced short stay emergency tariff conditions, reference.md §1.3."""
+    """Reduced short stay emergency tariff conditions (HFMA, "Introduction to payment by
+    results", May 2011)."""
 
     min_age: int = Field(default=19, ge=0, le=120)
     max_length_of_stay: int = Field(default=1, ge=0)
@@ -125,7 +141,7 @@ class ShortStayEmergency(_Section):
 
 
 class TopUp(_Section):
-    """Specialised service top-up, fraction of the tariff price (reference.md §1.4, 2011/12)."""
+    """Specialised service top-up, fraction of the tariff price (2011/12 rates, HFMA May 2011)."""
 
     children: Decimal = Field(default=Decimal("0.60"), ge=0, le=10)
     orthopaedic: Decimal = Field(default=Decimal("0.24"), ge=0, le=10)
@@ -222,17 +238,45 @@ class TariffSettings(_Section):
     @field_validator("financial_year")
     @classmethod
     def _year(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        start = parse_financial_year(v)  # ValueError names the expected form
-        return f"{start}/{(start + 1) % 100:02d}"
+        return None if v is None else canonical_year(v)  # ValueError names the form
+
+    @model_validator(mode="after")
+    def _baseline_years(self) -> TariffSettings:
+        """Give each baseline without a year the settings' year; refuse a baseline with no
+        year at all, and two baselines for one contract in one year."""
+        mret = self.emergency_marginal_rate
+        filled: list[ContractBaseline] = []
+        seen: set[tuple[str, str, str]] = set()
+        for i, b in enumerate(mret.baseline):
+            year = b.financial_year or self.financial_year
+            if year is None:
+                raise ValueError(
+                    f"key emergency_marginal_rate.baseline.{i}: no financial_year for the "
+                    f"baseline of commissioner {b.commissioner_code} / provider "
+                    f"{b.provider_code}, and no financial_year for the settings (give one)")
+            key = (b.commissioner_code, b.provider_code, year)
+            if key in seen:
+                raise ValueError(
+                    f"key emergency_marginal_rate.baseline.{i}: two baselines for contract "
+                    f"commissioner {key[0]} / provider {key[1]} in {year}")
+            seen.add(key)
+            filled.append(b if b.financial_year else b.model_copy(
+                update={"financial_year": year}))
+        if filled != list(mret.baseline):
+            # frozen model: the filled-in baselines replace the given ones once, here
+            object.__setattr__(self, "emergency_marginal_rate",
+                               mret.model_copy(update={"baseline": tuple(filled)}))
+        return self
 
 
 def _describe(error: ValidationError) -> str:
     parts = []
     for e in error.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        parts.append(f"key {key}: {e['msg']}")
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        if e["loc"]:
+            parts.append(f"key {'.'.join(str(p) for p in e['loc'])}: {msg}")
+        else:  # a check across keys names its keys itself
+            parts.append(msg)
     return "; ".join(parts)
 
 

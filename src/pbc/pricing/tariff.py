@@ -4,16 +4,17 @@ This module is the only place in :mod:`pbc.pricing` that reads files. Both reade
 pyarrow tables typed as the warehouse stores them (codes as strings, money as
 DECIMAL(18,2), trim points as BIGINT), ready for ``ibis.memtable``.
 
-Annex A (reference.md §1.2): sheets ``APC & OPROC``, ``OP`` and ``A&E`` with the official
-column headings (the header row is found by its first heading, so title rows above it are
-allowed). ``Yes``/``No`` becomes ``Y``/``N``; blank cells (or ``-``) are no price. The A&E
-``Type 3 Departments (£)`` price is kept as the optional column ``type_3_price``.
+Annex A (the DH national tariff workbook): sheets ``APC & OPROC``, ``OP`` and ``A&E`` with
+the official column headings (the header row is found by its first heading, so title rows
+above it are allowed). ``Yes``/``No`` becomes ``Y``/``N``; blank cells (or ``-``) are no
+price. The A&E ``Type 3 Departments (£)`` price is kept as the optional column
+``type_3_price``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,27 @@ AE_COLUMNS: dict[str, str] = {
 }
 
 
+#: money is kept to the penny; more places are rounded half up (the one rounding rule of
+#: :mod:`pbc.pricing.money`: ties away from zero, 0.125 -> 0.13)
+PENNY = Decimal("0.01")
+
+
 class TariffError(ValueError):
     """A tariff file that cannot be read; the message names file, sheet/row and column."""
+
+
+def _refuse_duplicates(keys: Sequence[tuple[str | None, int]], where: str, label: str) -> None:
+    """Raise :class:`TariffError` if a key appears twice: a tariff has one row per key, and a
+    second row would price every matching activity row twice (``where`` names the file or
+    sheet, ``keys`` are ``(key, row number)`` pairs, blank keys ignored)."""
+    first: dict[str, int] = {}
+    for key, row in keys:
+        if key is None:
+            continue
+        if key in first:
+            raise TariffError(f"{where}: duplicate {label} {key} in rows {first[key]} and "
+                              f"{row} (a tariff has one row per {label})")
+        first[key] = row
 
 
 # ----------------------------------------------------------------------------- value parsing
@@ -81,7 +101,7 @@ def _money(v: Any, where: str) -> Decimal | None:
         raise TariffError(f"{where}: {v!r} is not an amount of money") from e
     if not d.is_finite() or d < 0:
         raise TariffError(f"{where}: {v!r} is not an amount of money (>= 0)")
-    return d.quantize(Decimal("0.01"))
+    return d.quantize(PENNY, rounding=ROUND_HALF_UP)
 
 
 def _int(v: Any, where: str) -> int | None:
@@ -136,7 +156,9 @@ def read_tariff_file(path: str | Path, table: str) -> pa.Table:
     CSV (UTF-8, header row) or Parquet file, typed as in the warehouse.
 
     Raises :class:`TariffError` naming the file, row and column of a bad value or the
-    missing required column.
+    missing required column, and the file and rows of a key found twice (one HRG or
+    treatment function per row: a second row would price its activity twice). Amounts
+    with more than 2 places are rounded half up to the penny.
     """
     if table not in TARIFF_TABLES:
         raise TariffError(f"{table!r} is not a tariff table ({', '.join(TARIFF_TABLES)})")
@@ -178,6 +200,10 @@ def read_tariff_file(path: str | Path, table: str) -> pa.Table:
             if parsed is None and not col.nullable:
                 raise TariffError(f"{where}: a value is required")
             columns[col.name].append(parsed)
+    key = contract.key
+    if key:
+        _refuse_duplicates(list(zip(columns[key], range(2, len(rows) + 2), strict=True)),
+                           str(p), key)
     return _typed(table, columns)
 
 
@@ -218,12 +244,14 @@ def _sheet_rows(path: Path, wb: Any, sheet: str, headings: dict[str, str]) -> li
 
 def read_annex_a(path: str | Path) -> dict[str, pa.Table]:
     """Read an Annex A style national tariff workbook into ``tariff_apc``, ``tariff_op`` and
-    ``tariff_ae`` (reference.md §1.2).
+    ``tariff_ae`` (the DH national tariff workbook's Annex A layout).
 
     A missing sheet or column raises :class:`TariffError` naming the file, sheet and column;
-    a bad value names the row as well. Where the SSEM price is blank but the workbook gives
-    the SSEM percentage, the SSEM price is ``non-elective price x %`` rounded half up to the
-    penny. Rows without an HRG or TFC code are skipped.
+    a bad value names the row as well, and so does a key (HRG or treatment function code)
+    found twice on one sheet: one spell would otherwise be priced twice. Where the SSEM
+    price is blank but the workbook gives the SSEM percentage, the SSEM price is
+    ``non-elective price x %`` rounded half up to the penny. Amounts with more than 2 places
+    are rounded half up too. Rows without an HRG or TFC code are skipped.
     """
     import openpyxl
 
@@ -248,6 +276,12 @@ def read_annex_a(path: str | Path) -> dict[str, pa.Table]:
         "non_elective_trim_days", "excess_bed_day_price", "sse_applies", "sse_price",
         "outpatient_procedure_price")}
     heading_of = {v: k for k, v in APC_COLUMNS.items()}
+    for sheet, rows, key, width, heading in (
+            (APC_SHEET, apc_rows, "hrg_code", 0, "HRG code"),
+            (OP_SHEET, op_rows, "treatment_function_code", 3, "Treatment function code"),
+            (AE_SHEET, ae_rows, "hrg_code", 0, "HRG code")):
+        _refuse_duplicates([(_code(r[key], width), r["_row"]) for r in rows],
+                           f"{p}, sheet {sheet!r}", heading)
     for row in apc_rows:
         hrg = _code(row["hrg_code"])
         if hrg is None:

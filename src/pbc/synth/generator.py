@@ -33,6 +33,7 @@ import pyarrow as pa
 
 from pbc.contracts import TABLES
 from pbc.synth import reference as ref
+from pbc.synth.settings import settings_toml
 from pbc.synth.sql import by_age, lookup, normal, quantiles, sql_str, u
 
 Progress = Callable[[str, int, int], None]
@@ -918,34 +919,6 @@ def _write_annex_a(tariff: dict[str, pd.DataFrame], path: Path) -> None:
         book.close()
 
 
-def _settings_toml(cfg: SynthConfig, con: duckdb.DuckDBPyConnection, spells: str) -> str:
-    """Tariff settings with an emergency baseline per contract at 95% of this year's
-    emergency value (so some contracts are over it, as in life)."""
-    last = cfg.start_year + cfg.years - 1
-    rows = con.execute(f"""
-        SELECT s.commissioner_code, s.provider_code,
-               round(0.95 * sum(t.non_elective_price * p.mff_payment_index), 2)
-        FROM read_parquet('{spells}') s
-        JOIN tariff_apc t ON t.hrg_code = s.hrg_code
-        JOIN providers p ON p.provider_code = s.provider_code
-        WHERE s.admission_method IN ('21','22','23','24','25','2A','2B','2C','2D','28')
-          AND s.commissioner_code IS NOT NULL
-          AND TRY_CAST(s.discharge_date AS DATE) BETWEEN DATE '{last}-04-01'
-              AND DATE '{last + 1}-03-31'
-        GROUP BY 1, 2 ORDER BY 1, 2""").fetchall()
-    lines = [f'financial_year = "{last}/{(last + 1) % 100:02d}"', "",
-             "[emergency_marginal_rate]", "rate = 0.30", ""]
-    for comm, prov, base in rows:
-        lines += ["[[emergency_marginal_rate.baseline]]", f'commissioner_code = "{comm}"',
-                  f'provider_code = "{prov}"', f"baseline = {base:.2f}", ""]
-    lines += ["[short_stay_emergency]", "min_age = 19", "max_length_of_stay = 1", "",
-              "[top_up]", "children = 0.60", "orthopaedic = 0.24", "spinal = 0.32",
-              "neurosciences = 0.28", "", "[outpatients]", "telephone_first_fraction = 1.0",
-              "telephone_follow_up_fraction = 1.0", "", "[ae]",
-              'department_type_fraction = { "1" = 1.0, "2" = 1.0, "3" = 0.5, "4" = 0.5 }', ""]
-    return "\n".join(lines)
-
-
 # ------------------------------------------------------------------ driver
 def _chunks(sizes: np.ndarray, limit: int) -> list[tuple[int, int]]:
     """Practice-index ranges [lo, hi) holding at most about ``limit`` patients each."""
@@ -1140,7 +1113,7 @@ def generate(cfg: SynthConfig, out: Path, progress: Progress | None = None) -> S
             con.execute(f"COPY (SELECT * FROM read_csv('{spells}', all_varchar = true)) "
                         f"TO '{tmp / 's.parquet'}' (FORMAT parquet)")
             spells = str(tmp / "s.parquet")
-        (out / "tariff_settings.toml").write_text(_settings_toml(cfg, con, spells))
+        (out / "tariff_settings.toml").write_text(settings_toml(con, spells, last_start))
 
         step("truth")
         (out / "truth").mkdir(exist_ok=True)
