@@ -4,11 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CORE   := $(VENV)/.installed-core
 DEV    := $(VENV)/.installed-dev
-SPARK  := $(VENV)/.installed-spark
+LOCKS  := requirements/core.lock requirements/dev.lock
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint typecheck unit bench docs clean
+.PHONY: help demo test lint typecheck unit bench docs lock clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ help: ## Show the targets
 demo: $(CORE) ## Synthesise a health economy, load it, run every stage (PBC_DEMO_NO_SERVE=1: no web app)
 	$(BIN)/pbc demo
 
-test: $(DEV) $(SPARK) ## Lint, type-check and run the whole test suite
+test: $(DEV) ## Lint, type-check and run the whole test suite
 	$(MAKE) lint
 	$(MAKE) typecheck
 	$(MAKE) unit
@@ -36,6 +36,12 @@ bench: $(DEV) ## Benchmarks against baselines (synth, load, pricing, budgets, ri
 docs: $(CORE) ## Regenerate docs/data-contracts.md from the contracts
 	$(BIN)/python -m pbc.contracts.docs > docs/data-contracts.md
 
+lock: ## Re-resolve requirements/*.lock from pyproject.toml (uv, installed into the venv)
+	$(BIN)/pip install -q uv
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 -q -o requirements/core.lock
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 \
+	  --extra dev --extra spark --extra postgres -q -o requirements/dev.lock
+
 clean: ## Remove the venv and generated demo files
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache
 
@@ -45,14 +51,14 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(CORE): $(VENV)/bin/python pyproject.toml
-	$(BIN)/pip install -q -e .
+# Installs are pinned: every package at the version in requirements/*.lock (make lock
+# re-resolves them), then pbc itself without re-resolving.
+$(CORE): $(VENV)/bin/python pyproject.toml requirements/core.lock
+	$(BIN)/pip install -q -r requirements/core.lock
+	$(BIN)/pip install -q --no-deps -e .
 	@touch $@
 
-$(DEV): $(CORE) pyproject.toml
-	$(BIN)/pip install -q -e '.[dev]'
-	@touch $@
-
-$(SPARK): $(DEV) pyproject.toml
-	$(BIN)/pip install -q -e '.[dev,spark]'
+# dev.lock holds the test tools, the Spark extra and the PostgreSQL driver
+$(DEV): $(CORE) requirements/dev.lock
+	$(BIN)/pip install -q -r requirements/dev.lock
 	@touch $@

@@ -8,8 +8,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
-NHSE_DIR = SHARED_DATA / "nhse-practice-weighted-populations"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -24,8 +22,9 @@ def require(condition: bool, what: str) -> None:
 
 @pytest.fixture(scope="session")
 def nhse_file() -> Path:
-    path = NHSE_DIR / "2024_2025.csv"
-    require(path.exists(), f"the NHS England weighted-population file at {path}")
+    """NHS England's 2024-25 practice weighted populations, as shipped in the package."""
+    path = ROOT / "src" / "pbc" / "reference" / "nhse" / "2024_2025.csv.gz"
+    assert path.exists(), f"{path}: the packaged NHS England file is missing"
     return path
 
 

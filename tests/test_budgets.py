@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,7 @@ def spend(pounds: list[float], line: str = "elective_inpatient") -> pd.DataFrame
 
 def test_sample_policy_reads() -> None:
     p = read_policy(SAMPLE)
-    assert p.financial_year == "2025/26"
+    assert p.financial_year == "2025-26"
     assert p.pace == 0.25 and p.floor == -0.02 and p.ceiling == 0.06
     assert p.fair_share["prescribing"].component == "prescribing"
     assert p.opt_out[0].service_lines == ("prescribing",)
@@ -224,11 +225,14 @@ def test_envelope_from_prior_year_with_uplift_topslice_and_unattributed() -> Non
     assert s["prior_spend"] == 35003 and s["prior_spend_unattributed"] == 5000
     assert s["envelope"] == 35878  # 350.03 x 1.025 = 358.78075
     assert s["top_slices"] == 359 + 333  # 1% of 358.78 = 3.5878 -> 3.59
-    assert res.frame["budget"].sum() == s["available"] == 35878 - 692
+    # the unattributed £50.00 x 1.025 = £51.25 is held by the commissioner, not shared out
+    assert s["unattributed_held"] == 5125
+    assert res.frame["budget"].sum() == s["available"] == 35878 - 692 - 5125
     assert list(res.frame["historic"]) == [10251, 20502]  # 100.01 x 1.025 = 102.51025
     ts = res.commissioner_retained
-    assert list(ts["name"]) == ["reserve", "mgmt"] and list(ts["amount"]) == [359, 333]
-    assert (res.frame["budget"] + res.frame["top_slice_share"]).sum() == s["envelope"]
+    assert list(ts["name"]) == ["reserve", "mgmt", "unattributed activity"]
+    assert list(ts["amount"]) == [359, 333, 5125]
+    assert (res.frame["budget"] + res.frame["top_slice_share"]).sum() + 5125 == s["envelope"]
 
 
 def test_opt_out_by_group_and_unknown_code() -> None:
@@ -259,6 +263,56 @@ def test_caps_infeasible_exact_sum_wins() -> None:
     assert set(res.frame["cap"]) == {"floor_relaxed"}
     assert not res.summary["caps_feasible"].iloc[0]
     assert "could not all be met" in explain(res, "P000").to_text()
+
+
+def test_practice_without_history_starts_at_its_fair_share() -> None:
+    # P002 has no prior-year spend (a new practice): it starts at its fair share, £100.00,
+    # not at pace x fair share; the others share the rest in proportion to their targets:
+    # P000 150 + 0.5 x (100 - 150) = 125, P001 250 + 0.5 x (200 - 250) = 225, so
+    # £300 x 125/350 = £107.142857.. and £300 x 225/350 = £192.857142..
+    pol = parse_policy(policy_dict())
+    res = set_budgets(pol, fs_frame([100, 200, 100]), spend([150, 250, 0]))
+    f = res.frame.set_index("practice_code")
+    assert list(f["fair_share"]) == [10000, 20000, 10000]
+    assert list(f["budget"]) == [10714, 19286, 10000]
+    assert f.loc["P002", "cap"] == "new_practice"
+    # pace 0: nothing moves for the others, and the new practice still gets its fair share
+    pol0 = parse_policy(policy_dict(pace_of_change={"pace": 0}))
+    f0 = set_budgets(pol0, fs_frame([100, 200, 100]), spend([150, 250, 0])).frame
+    assert list(f0["budget"]) == [11250, 18750, 10000]  # £300 split 150 : 250
+
+
+def test_no_history_anywhere_splits_by_need_not_equally() -> None:
+    # no practice has prior-year spend (a fixed envelope, pace 0): fair shares, 1 : 3
+    pol = parse_policy(policy_dict(pace_of_change={"pace": 0}))
+    res = set_budgets(pol, fs_frame([1, 3]), spend([0, 0]))
+    assert list(res.frame["budget"]) == [10000, 30000]
+
+
+def test_solve_caps_falls_back_on_fair_shares() -> None:
+    from pbc.budgets.indicative import solve_caps
+
+    b, _, _, ok = solve_caps(np.zeros(2), np.zeros(2), np.full(2, np.inf), 400.0,
+                             fallback=np.array([100.0, 300.0]))
+    assert ok and list(b) == [100.0, 300.0]
+
+
+def test_unattributed_spend_is_held_by_the_commissioner() -> None:
+    # prior year: P000 £100, P001 £100, and £50 on activity with no known practice
+    pol = parse_policy(policy_dict(envelope={"elective_inpatient": {"uplift_percent": 0}},
+                                   pace_of_change={"pace": 0}))
+    sp = pd.concat([spend([100.0, 100.0]),
+                    pd.DataFrame({"practice_code": ["", "ZZZ999"],
+                                  "service_line": "elective_inpatient", "spend": [30.0, 20.0]})])
+    res = set_budgets(pol, fs_frame([1, 1]), sp)
+    s = res.summary.iloc[0]
+    assert s["envelope"] == 25000 and s["unattributed_held"] == 5000
+    assert s["available"] == 20000
+    assert list(res.frame["budget"]) == [10000, 10000]  # nothing of the £50 shared out
+    held = res.commissioner_retained.query("kind == 'unattributed'")
+    assert list(held["amount"]) == [5000]
+    text = explain(res, "P000").to_text()
+    assert "Held for unattributed activity" in text and "£50.00" in text
 
 
 # ---------------------------------------------------------------- properties
@@ -366,11 +420,26 @@ def test_phasing_sums_exactly(totals: list[int], shares: list[float]) -> None:
     assert ph.groupby("practice_code", sort=False)["budget"].sum().tolist() == totals
 
 
-@given(st.lists(st.floats(0, 1e9, allow_nan=False), min_size=1, max_size=50),
+@given(st.lists(st.integers(0, 10**9), min_size=1, max_size=50),
        st.integers(-10**12, 10**12))
-def test_largest_remainder_exact(weights: list[float], total: int) -> None:
+def test_largest_remainder_exact(weights: list[int], total: int) -> None:
+    if sum(weights) == 0:
+        weights[0] = 1
     parts = largest_remainder(weights, total)
     assert int(parts.sum()) == total
+    # every part within one penny of its exact quota total x w / sum(w) (exact fractions)
+    from fractions import Fraction
+
+    w_sum = sum(weights)
+    for part, w in zip(parts.tolist(), weights, strict=True):
+        assert abs(Fraction(part) - Fraction(total * w, w_sum)) < 1
+
+
+def test_largest_remainder_by_hand() -> None:
+    # quotas 3.333.., 3.333.., 3.333..: floors 3, 3, 3 and the one penny left goes first
+    assert largest_remainder([1, 1, 1], 10).tolist() == [4, 3, 3]
+    # quotas 1.5, 2.5, 6.0 -> floors 1, 2, 6; the penny left goes to the first tie
+    assert largest_remainder([3, 5, 12], 10).tolist() == [2, 2, 6]
 
 
 # ---------------------------------------------------------------- phasing and groups
@@ -391,25 +460,37 @@ def test_seasonal_profile_and_phasing() -> None:
 
 
 def test_group_budgets_move_pro_rata_by_month() -> None:
-    budgets = pd.DataFrame({"financial_year": "2025/26", "practice_code": ["A", "B"],
+    budgets = pd.DataFrame({"financial_year": "2025-26", "practice_code": ["A", "B"],
                             "service_line": "ae", "budget": [120000, 60000]})
+    practices = pd.DataFrame({"practice_code": ["A", "B"], "group_code": [None, "G1"]})
     members = pd.DataFrame({
-        "practice_code": ["A", "A", "B"], "group_code": ["G1", "G2", "G1"],
-        "valid_from": ["2020-01-01", "2025-07-01", "2020-01-01"],
-        "valid_to": ["2025-06-30", None, None]})
-    g = group_budgets(budgets, members).set_index("group_code")["budget"]
+        "practice_code": ["A", "A"], "group_code": ["G1", "G2"],
+        "valid_from": ["2020-01-01", "2025-07-01"], "valid_to": ["2025-06-30", None]})
+    g = group_budgets(budgets, practices, practice_groups=members).set_index(
+        "group_code")["budget"]
     assert g["G1"] == 120000 * 3 // 12 + 60000 and g["G2"] == 120000 * 9 // 12
     assert g.sum() == 180000
     # with phased budgets the months' actual money moves
     monthly = phase_budgets(budgets, pd.DataFrame({"service_line": "ae", "month": range(1, 13),
                                                    "share": [2] * 3 + [1] * 9}))
-    g2 = group_budgets(budgets, members, monthly=monthly).set_index("group_code")["budget"]
+    g2 = group_budgets(budgets, practices, practice_groups=members,
+                       monthly=monthly).set_index("group_code")["budget"]
     assert g2["G1"] == 120000 * 6 // 15 + 60000 and g2.sum() == 180000
-    overlap = pd.concat([members, pd.DataFrame({"practice_code": ["B"], "group_code": ["G3"],
-                                                "valid_from": ["2025-01-01"],
-                                                "valid_to": [None]})])
-    with pytest.raises(ValueError, match="'B' is in more than one group on 2025-04-01"):
-        group_budgets(budgets, overlap)
+    # overlapping windows: the one that started last wins, as in attribution (B joined G3
+    # on 1 January 2025 while its G1 window is still open: G3 all year)
+    overlap = pd.concat([members, pd.DataFrame({"practice_code": ["B", "B"],
+                                                "group_code": ["G1", "G3"],
+                                                "valid_from": ["2020-01-01", "2025-01-01"],
+                                                "valid_to": [None, None]})])
+    g3 = group_budgets(budgets, practices, practice_groups=overlap).set_index(
+        "group_code")["budget"]
+    assert g3.to_dict() == {"G1": 30000, "G2": 90000, "G3": 60000}
+    # a practice with no default group and no window that day is in no group
+    alone = group_budgets(budgets, practices.assign(group_code=None))
+    assert alone.set_index("group_code")["budget"].to_dict() == {"(no group)": 180000}
+    bad = members.assign(valid_from=["2020-01-01", "not a date"])
+    with pytest.raises(ValueError, match="practice_groups row 2, column valid_from"):
+        group_budgets(budgets, practices, practice_groups=bad)
 
 
 # ---------------------------------------------------------------- explain
@@ -436,7 +517,7 @@ def _explain(sizes: dict[str, int], pace: float = 0.5, **kw: Any) -> dict[str, s
                        "spend": [300_000.0, 400_000.0, 250_000.0]})
     res = set_budgets(pol, _capitation_inputs(sizes, **kw), sp)
     exp = res.explanations["A"]
-    assert exp.to_text().startswith("Indicative budget 2025/26 for practice A")
+    assert exp.to_text().startswith("Indicative budget 2025-26 for practice A")
     return {s.key: s.value for s in exp.line("ae").steps}
 
 
@@ -450,7 +531,7 @@ def _changed(a: dict[str, str], b: dict[str, str]) -> set[str]:
 def test_explanation_changes_only_the_expected_terms() -> None:
     base = _explain(SIZES)
     assert base["population"] == "10,000"
-    assert base["cost_weight_index"] == "1.0000"  # (8000 x 0.5 + 2000 x 3) / 10000
+    assert base["cost_weight_index"] == "1.0"  # (8000 x 0.5 + 2000 x 3) / 10000
     assert base["weighted_population"] == "12,000.0"  # x need 1.2
     derived = {"weighted_population", "weighted_share", "fair_share", "target",
                "scale_factor", "calculated_budget", "budget", "top_slice_share",
@@ -479,10 +560,15 @@ def test_explanation_changes_only_the_expected_terms() -> None:
 def test_explanation_text_is_checkable_by_hand() -> None:
     pol = parse_policy(policy_dict(opt_out=[{"code": "P001",
                                              "service_lines": ["elective_inpatient"]}]))
-    res = set_budgets(pol, fs_frame([100, 200, 100]), spend([150, 150, 100]))
+    # shares 97 : 200 : 103 of £400.00 -> fair shares £97.00, £200.00, £103.00; targets
+    # 150 + 0.5 x (97 - 150) = £123.50, £175.00, 100 + 0.5 x (103 - 100) = £101.50, which
+    # add up to £400.00, so the factor is 1
+    res = set_budgets(pol, fs_frame([97, 200, 103]), spend([150, 150, 100]))
     text = explain(res, "P000").to_text()
-    for fragment in ["Fair share", "£100.00", "£150.00 + 0.5 x (£100.00 - £150.00)",
-                     "Indicative budget", "£125.00", "Available to practices"]:
+    for fragment in ["Fair share", "£97.00", "£400.00 x 0.242500 (to the penny)",
+                     "£150.00 + 0.5 x (£97.00 - £150.00)", "Indicative budget", "£123.50",
+                     "£123.50 x 1.0, to the penny", "Available to practices",
+                     "£400.00 - £0.00 - £0.00"]:
         assert fragment in text, fragment
     opted = res.explain("P001")
     assert opted.total_budget == 0 and opted.total_retained == 17500
@@ -491,10 +577,79 @@ def test_explanation_text_is_checkable_by_hand() -> None:
         explain(res, "NOPE")
 
 
+def _pence(text: str) -> int:
+    """'£2,357,500.10' -> 235750010."""
+    return round(Decimal(text.replace("£", "").replace(",", "")) * 100)
+
+
+def _dec(text: str) -> Decimal:
+    return Decimal(text.replace(",", "").rstrip("%"))
+
+
+def test_explanation_reproduces_every_line_to_the_penny() -> None:
+    """A practice manager recomputes each line from the figures printed above it (the
+    values and the numbers in the formulas) and gets the next line to the penny: within
+    one penny, the most the largest-remainder rounding moves an amount. Shares here are
+    far from round numbers and the amounts are millions of pounds."""
+    pol = parse_policy(policy_dict(
+        scope=["ae"], envelope={"ae": {"uplift_percent": "2.7"}},
+        fair_share={"ae": {"method": "weighted_capitation"}},
+        pace_of_change={"pace": "0.37", "floor_percent": -3, "ceiling_percent": 4},
+        top_slice=[{"name": "reserve", "percent": "1.3"}]))
+    ls = pd.DataFrame({"practice_code": ["A", "A", "B", "B", "C", "C"],
+                       "sex": ["F", "M"] * 3, "age_band": ["0-4", "90+"] * 3,
+                       "patients": [7919, 1979, 10_433, 1_201, 5_077, 2_311]})
+    cw = pd.DataFrame({"sex": ["F", "M"], "age_band": ["0-4", "90+"], "service_line": "ae",
+                       "cost_weight": [0.5137, 3.0211]})
+    need = pd.DataFrame({"practice_code": ["A", "B", "C"],
+                         "need_index": [1.1731, 0.9377, 1.0613]})
+    sp = pd.DataFrame({"practice_code": ["A", "B", "C", ""], "service_line": "ae",
+                       "spend": [2_301_234.57, 3_123_456.78, 1_987_654.31, 41_234.56]})
+    res = set_budgets(pol, FairShareInputs(list_sizes=ls, cost_weights=cw, need_index=need),
+                      sp)
+    for code in ("A", "B", "C"):
+        steps = {st.key: st for st in res.explain(code).line("ae").steps}
+        v = {k: st.value for k, st in steps.items()}
+        share = _dec(v["weighted_share"])
+        assert share not in (Decimal("0.25"), Decimal("0.5"))
+        # weighted population = population x cost weight index x need index
+        wp = _dec(v["weighted_population"])
+        got = _dec(v["population"]) * _dec(v["cost_weight_index"]) * _dec(v["need_index"])
+        assert abs(got - wp) <= Decimal("1e-6")
+        # share = weighted population / total weighted population (both printed)
+        num, den = steps["weighted_share"].formula.split(" / ")
+        half_unit = Decimal(1).scaleb(share.as_tuple().exponent) / 2  # printing rounding
+        assert abs(_dec(num) / _dec(den) - share) <= half_unit + Decimal("1e-14")
+        # envelope, money held back and available
+        env, top, unatt = _pence(v["envelope"]), _pence(v["top_slices"]), _pence(v["unattributed"])
+        assert _pence(v["available"]) == env - top - unatt
+        # fair share = available x share
+        avail = _pence(v["available"])
+        fair = _pence(v["fair_share"])
+        assert abs(avail * share - fair) <= 1, code
+        # historic = prior-year spend x (1 + uplift), half up to the penny
+        hist = _pence(v["historic"])
+        exact = _pence(v["prior_spend"]) * (1 + _dec(v["uplift"]) / 100)
+        assert abs(exact - hist) <= Decimal("0.5")
+        # target = historic + pace x (fair share - historic)
+        target = _pence(v["target"])
+        assert abs(hist + _dec(v["pace"]) * (fair - hist) - target) <= Decimal("0.5")
+        # calculated budget = target x scale factor (or the cap it is held at)
+        calc = _pence(v["calculated_budget"])
+        if steps["cap"].value == "none":
+            assert abs(target * _dec(v["scale_factor"]) - calc) <= 1, code
+        else:
+            assert abs(_pence(v[steps["cap"].value]) - calc) <= 1, code
+        # notional share of the top-slices = top-slices x calculated budget / available
+        assert abs(Decimal(top) * calc / avail - _pence(v["top_slice_share"])) <= 1
+
+
 # ---------------------------------------------------------------- end to end, real file
 
-def test_sample_policy_on_real_file(nhse_file: Path) -> None:
-    nhse = read_nhse_file(nhse_file)
+def test_sample_policy_on_real_file() -> None:
+    from pbc.budgets import packaged_nhse_file
+
+    nhse = read_nhse_file(packaged_nhse_file())
     pol = read_policy(SAMPLE)
     icb = nhse[nhse["ICS22"] == "QHM"]
     codes = icb["Practice_Code"].tolist()
@@ -518,8 +673,27 @@ def test_sample_policy_on_real_file(nhse_file: Path) -> None:
         assert got + s["retained_opt_out"] == s["envelope"] - s["top_slices"]
     assert res.frame.query("practice_code == 'A81005' and service_line == 'prescribing'")[
         "opted_out"].item()
-    changes = res.frame.query("cap == '' and historic > 0")
-    assert len(changes)
+    # prescribing fair shares follow NHS England's prescribing weighted population: A81001
+    # has 4,958.326087 of QHM's 3,614,641.27886166 (360 practices; summed from the CSV by
+    # hand, outside pbc)
+    a = res.frame.query("practice_code == 'A81001' and service_line == 'prescribing'").iloc[0]
+    assert a["weighted_population"] == pytest.approx(4958.326087)
+    avail = int(res.summary.set_index("service_line").loc["prescribing", "available"])
+    assert abs(Decimal(avail) * Decimal("4958.326087") / Decimal("3614641.27886166")
+               - int(a["fair_share"])) <= 1
+    # caps hold: every practice with history is within its floor and ceiling (a penny of
+    # rounding aside), and an uncapped practice has its target times the line's factor
+    f = res.frame[res.frame["cap"].isin(["", "floor", "ceiling"])]
+    assert (f["calculated_budget"] >= f["floor"].astype("int64") - 1).all()
+    assert (f["calculated_budget"] <= f["ceiling"].astype("int64") + 1).all()
+    free = f[f["cap"] == ""]
+    assert 0 < len(free) < len(f)
+    assert (abs(free["target"] * free["scale_factor"] - free["calculated_budget"]) <= 1).all()
+    # prescribing's envelope is more than every practice's ceiling allows: the exact sum
+    # wins, every practice gets at least its ceiling, and the explanation says so
+    rx = res.frame[res.frame["service_line"] == "prescribing"]
+    assert set(rx["cap"]) == {"ceiling_relaxed"}
+    assert (rx["calculated_budget"] >= rx["ceiling"].astype("int64")).all()
 
 
 def test_list_sizes_counted_in_the_engine_equal_the_pandas_count() -> None:

@@ -32,7 +32,7 @@ from pbc.indicators.charts import (
 from pbc.indicators.definition import Indicator, load_indicators
 from pbc.stats.crude_rate import crude_rate
 from pbc.stats.exact_poisson import poisson_ci
-from pbc.stats.funnel_poisson import funnel_rate, funnel_ratio
+from pbc.stats.funnel_poisson import funnel_dsr, funnel_rate, funnel_ratio
 from pbc.stats.funnel_proportion import LIMIT_COLUMNS, funnel_proportion
 from pbc.stats.wilson import wilson_ci
 from pbc.stats.xmr import xmr
@@ -205,6 +205,53 @@ def test_funnel_isr_plots_isr_against_expected(
         assert drawn[col].to_numpy() == pytest.approx(want[col].to_numpy(), rel=1e-7)
     assert _data(spec, "centre")["centre"].iloc[0] == 100
     assert "standardised" in _layer(spec, "limits")["encoding"]["y"]["title"].lower()
+
+
+@pytest.fixture(scope="module")
+def dsr_table(rate_table: pd.DataFrame) -> pd.DataFrame:
+    """A directly standardised indicator as ``benchmark`` gives it: the DSR with its total
+    count and derived denominator, judged on the DSR funnel."""
+    rng = np.random.default_rng(13)
+    observed = rate_table.numerator.to_numpy(float) + 20
+    dsr = observed / rate_table.denominator.to_numpy(float) * 1e5 * rng.uniform(
+        0.6, 1.6, N_UNITS)
+    f = funnel_dsr(observed, dsr, multiplier=1e5)
+    return rate_table.assign(indicator="chronic_acsc_admissions", dsr_observed=observed,
+                             dsr=dsr, dsr_lower_95=dsr * 0.9, dsr_upper_95=dsr * 1.1,
+                             dsr_denominator=1e5 * observed / dsr,
+                             significance=f.significance.to_numpy(),
+                             judged_on="DSR per 100,000 (ESP2013)", limits="Poisson (PHE)")
+
+
+def test_funnel_of_a_dsr_plots_the_dsr_and_its_limits(
+        dsr_table: pd.DataFrame, inds: dict[str, Indicator]) -> None:
+    t = dsr_table
+    spec = funnel_chart(t, inds["chronic_acsc_admissions"]).to_dict()
+    points = _data(spec, "points").set_index("unit")
+    assert points.loc[CODES, "y"].to_numpy() == pytest.approx(t.dsr.to_numpy())
+    assert points.loc[CODES, "x"].to_numpy() == pytest.approx(t.dsr_denominator.to_numpy())
+    want = funnel_dsr(t.dsr_observed, t.dsr, multiplier=1e5)
+    limits = _data(spec, "limits").set_index("x")
+    drawn = limits.reindex(want["denominator"].to_numpy())
+    for col in LIMIT_COLUMNS:
+        assert drawn[col].to_numpy() == pytest.approx(want[col].to_numpy(), rel=1e-7)
+    assert _data(spec, "centre")["centre"].iloc[0] == pytest.approx(want.baseline.iloc[0])
+    assert any("DSR per 100,000 (ESP2013)" in line for line in spec["title"]["subtitle"])
+
+
+def test_funnel_draws_the_overdispersion_adjusted_limits_the_table_used(
+        isr_table: pd.DataFrame, inds: dict[str, Indicator]) -> None:
+    od = funnel_ratio(isr_table.observed, isr_table.expected, ratio_type="isr",
+                      overdispersion=True)
+    t = isr_table.assign(significance=od.significance.to_numpy(), tau2=od.attrs["tau2"],
+                         phi=od.attrs["phi"], judged_on="ISR (commissioner = 100)",
+                         limits="overdispersion-adjusted (Spiegelhalter random effects)")
+    spec = funnel_chart(t, inds["emergency_admissions"]).to_dict()
+    limits = _data(spec, "limits").set_index("x")
+    drawn = limits.reindex(od["expected"].to_numpy())
+    for col in LIMIT_COLUMNS:
+        assert drawn[col].to_numpy() == pytest.approx(od[col].to_numpy(), rel=1e-9)
+    assert any("overdispersion-adjusted" in line for line in spec["title"]["subtitle"])
 
 
 def test_funnel_has_one_point_per_unit_with_tooltips(

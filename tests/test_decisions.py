@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,11 @@ LINES = [Line("A81001", "non_elective", 123_456_78), Line("A81002", "non_electiv
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> DecisionStore:
-    if request.param == "sqlite":
-        return DecisionStore(f"sqlite:///{tmp_path / 'd.sqlite'}")
-    return DecisionStore(request.getfixturevalue("postgres_url"))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DecisionStore]:
+    url = (f"sqlite:///{tmp_path / 'd.sqlite'}" if request.param == "sqlite"
+           else request.getfixturevalue("postgres_url"))
+    with DecisionStore(url) as s:
+        yield s
 
 
 def test_draft_then_agree_then_restate_keeps_history(store: DecisionStore) -> None:

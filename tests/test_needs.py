@@ -1,18 +1,21 @@
 """Relative need indices from NHS England's practice weighted-population file.
 
-Golden tests on the real file (../shared/data/nhse-practice-weighted-populations/): each
-expected value is recomputed here independently with plain pandas groupby sums.
+Golden tests on the real files, as shipped in the package (src/pbc/reference/nhse/, NHS
+England, Open Government Licence v3.0): published index values were computed by hand from
+the CSV rows (Python's csv module and Decimal sums, outside pbc) and pasted here as
+literals; group indices are also recomputed independently with plain pandas groupby sums
+over NHS England's own column names, written out literally below.
 """
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import NHSE_DIR, require
 from pbc.budgets.needs import (
     COMPONENT_COLUMNS,
     COMPONENTS,
@@ -24,14 +27,53 @@ from pbc.budgets.needs import (
     read_nhse_file,
 )
 
+PACKAGED = Path(__file__).resolve().parents[1] / "src" / "pbc" / "reference" / "nhse"
 YEARS = ["2023_2024", "2024_2025"]
+
+#: NHS England's column for each pbc component, as printed in the published files' header
+#: (written out here, not taken from pbc's map, so that a swapped or misspelt mapping fails)
+NHSE_COLUMNS = {
+    "general_and_acute": "G&A WP",
+    "community": "CS WP",
+    "mental_health": "MH WP",
+    "maternity": "Mat WP",
+    "prescribing": "Prescr WP",
+    "health_inequalities": "Health Ineq WP",
+    "overall_core": "Final WP",
+    "primary_medical_care_need": "Primary Medical Care WP",
+    "primary_medical_care": "Final PMC WP",
+}
+HEADER = (
+    "Practice_Code,GP_Practice_Name,Practice_Postcode,Latitude,Longitude,CCG21,Former CCG,"
+    "PCN_Code,PCN_Name,LOC22,LOC22name,ICS22,ICS22name,R22,Region22,LAD21,LTLA21,LA21,UTLA21,"
+    "Patients,pop 2022/23,G&A WP,CS WP,MH WP,Mat WP,Health Ineq WP,Prescr WP,Final WP,"
+    "Primary Medical Care WP,Final PMC WP"
+)
+
+#: hand-computed from the CSV rows (sum of the WP column / sum of `pop 2022/23`, ratio of
+#: ratios), to 10 places: the ICB QHM against England, and the three practices A81001,
+#: A81002, A81004 against QHM
+PUBLISHED = {
+    "2023_2024": {
+        "overall_core": (1.1169752733, 1.0720151304),
+        "primary_medical_care_need": (1.0220772965, 1.0452078825),
+        "primary_medical_care": (1.0671753536, 1.0931363596),
+        "general_and_acute": (1.1256332667, 1.0533195210),
+    },
+    "2024_2025": {
+        "overall_core": (1.1171762026, 1.0722716611),
+        "primary_medical_care_need": (1.0226403478, 1.0454295312),
+        "primary_medical_care": (1.0676595294, 1.0934083068),
+        "general_and_acute": (1.1256297261, 1.0535945126),
+    },
+}
 
 
 @pytest.fixture(scope="module", params=YEARS)
 def nhse(request: pytest.FixtureRequest) -> pd.DataFrame:
-    path = NHSE_DIR / f"{request.param}.csv"
-    require(path.exists(), f"the NHS England weighted-population file at {path}")
-    return read_nhse_file(path)
+    frame = read_nhse_file(PACKAGED / f"{request.param}.csv.gz")
+    frame.attrs["year"] = request.param
+    return frame
 
 
 def _raw(nhse: pd.DataFrame) -> pd.DataFrame:
@@ -39,12 +81,40 @@ def _raw(nhse: pd.DataFrame) -> pd.DataFrame:
     return pd.read_csv(nhse.attrs["source"])
 
 
+def test_nhse_column_names_are_nhs_englands() -> None:
+    with gzip.open(PACKAGED / "2024_2025.csv.gz", "rt", encoding="utf-8-sig") as f:
+        assert f.readline().rstrip("\r\n") == HEADER
+    assert COMPONENT_COLUMNS == NHSE_COLUMNS
+    assert COMPONENT_COLUMNS["primary_medical_care_need"] == "Primary Medical Care WP"
+    assert COMPONENT_COLUMNS["primary_medical_care"] == "Final PMC WP"
+
+
+def test_published_index_values(nhse: pd.DataFrame) -> None:
+    expected = PUBLISHED[nhse.attrs["year"]]
+    out = needs_indices(nhse, ["A81001", "A81002", "A81004"],
+                        components=list(expected)).set_index("component")
+    for comp, (icb_index, group_index) in expected.items():
+        assert out.loc[comp, "icb_code"] == "QHM"
+        assert out.loc[comp, "icb_index"] == pytest.approx(icb_index, abs=5e-11), comp
+        assert out.loc[comp, "group_index"] == pytest.approx(group_index, abs=5e-11), comp
+
+
+def test_packaged_latest_file() -> None:
+    from pbc.budgets.needs import packaged_nhse_file
+
+    assert packaged_nhse_file() == PACKAGED / "2024_2025.csv.gz"
+    frame = read_nhse_file(packaged_nhse_file())
+    a = frame.set_index("Practice_Code").loc["A81001"]
+    assert a["population"] == pytest.approx(4068.906409)
+    assert a["Final PMC WP"] == pytest.approx(5280.328726)
+
+
 def test_reader_types_and_header(nhse: pd.DataFrame) -> None:
     assert len(nhse) == 6553
     assert nhse.attrs["population_column"] == "pop 2022/23"
     assert nhse["Practice_Code"].is_unique
     assert nhse["ICS22"].nunique() == 42
-    for col in COMPONENT_COLUMNS.values():
+    for col in NHSE_COLUMNS.values():
         assert nhse[col].dtype == np.float64
     assert (nhse["LOC22"] == "").all()  # blank in both published files: tests use LAD21
 
@@ -59,7 +129,7 @@ def test_whole_icb_is_one_for_every_component(nhse: pd.DataFrame) -> None:
 
 def _expected(raw: pd.DataFrame, members: pd.Series, icb: str) -> pd.DataFrame:
     rows = []
-    for comp, col in COMPONENT_COLUMNS.items():
+    for comp, col in NHSE_COLUMNS.items():
         sums = raw.assign(member=members).groupby(["ICS22", "member"])[
             ["pop 2022/23", col]].sum()
         by_icb = raw.groupby("ICS22")[["pop 2022/23", col]].sum()
@@ -105,7 +175,7 @@ def test_arbitrary_practices_match_groupby(nhse: pd.DataFrame) -> None:
 
 def test_england_consistency(nhse: pd.DataFrame) -> None:
     icbs = icb_indices(nhse)
-    for comp, col in COMPONENT_COLUMNS.items():
+    for comp, col in NHSE_COLUMNS.items():
         part = icbs[icbs["component"] == comp]
         # population-weighted mean of ICB indices is 1; the WP sums add up to England's
         np.testing.assert_allclose(
@@ -144,7 +214,7 @@ def _write(tmp_path: Path, frame: pd.DataFrame) -> Path:
 def _tiny() -> pd.DataFrame:
     base = {"Practice_Code": ["P1", "P2"], "LOC22": "", "LOC22name": "", "ICS22": "I1",
             "ICS22name": "ICB one", "LAD21": "E1", "LA21": "E1", "pop 2023/24": [100, 300]}
-    base.update({col: [110.0, 290.0] for col in COMPONENT_COLUMNS.values()})
+    base.update({col: [110.0, 290.0] for col in NHSE_COLUMNS.values()})
     return pd.DataFrame(base)
 
 
@@ -174,3 +244,35 @@ def test_read_group_file(tmp_path: Path) -> None:
     assert read_group_file(p) == ["A81001", "A81002"]
     p.write_text("A81001\n\nA81002\n")
     assert read_group_file(p) == ["A81001", "A81002"]
+
+
+def test_cli_needs_uses_the_packaged_file(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pbc.cli import app
+
+    group = tmp_path / "g.csv"
+    group.write_text("practice_code\nA81001\nA81002\nA81004\n")
+    out = tmp_path / "idx.csv"
+    res = CliRunner().invoke(app, ["budgets", "needs", "--group", str(group), "--csv", str(out)])
+    assert res.exit_code == 0, res.output
+    idx = pd.read_csv(out).set_index("component")
+    assert idx.loc["primary_medical_care", "group_index"] == pytest.approx(1.0934083068,
+                                                                           abs=5e-11)
+
+
+def test_cli_synth_england_uses_the_packaged_file(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pbc.cli import app
+
+    res = CliRunner().invoke(app, ["synth", "--england", "--icb", "QHM", "--list-scale", "0.01",
+                                   "--format", "csv", "--out", str(tmp_path / "e")])
+    assert res.exit_code == 0, res.output
+    practices = pd.read_csv(tmp_path / "e" / "practices.csv", dtype=str)
+    assert len(practices) == 360  # QHM's practices in NHS England's 2024-25 file
+    assert practices.loc[practices.practice_code == "A81001", "practice_name"].item() == \
+        "The Densham Surgery"
+    both = CliRunner().invoke(app, ["synth", "--england", "--nhse-file", "x.csv",
+                                    "--out", str(tmp_path / "x")])
+    assert both.exit_code != 0 and "not both" in both.output

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import chi2, norm
+from scipy.stats import chi2
 
 from pbc.stats import (
     ESP2013,
@@ -192,40 +192,40 @@ def test_esp2013() -> None:
                                 7000, 6500, 6000, 5500, 5000, 4000, 2500, 1500, 1000]
 
 
-def _dobson_by_hand(x: list[float], n: list[float], w: list[float], conf: float,
-                    mult: float) -> tuple[float, float, float]:
-    z = norm.ppf(conf + (1 - conf) / 2)
-    o = sum(x)
-    value = sum(xi / ni * wi for xi, ni, wi in zip(x, n, w, strict=True)) / sum(w) * mult
-    var = sum(xi * (wi / ni) ** 2 for xi, ni, wi in zip(x, n, w, strict=True)) / sum(w) ** 2
-    bl = o * (1 - 1 / (9 * o) - z / (3 * math.sqrt(o))) ** 3
-    bu = (o + 1) * (1 - 1 / (9 * (o + 1)) + z / (3 * math.sqrt(o + 1))) ** 3
-    s = math.sqrt(var / o) * mult
-    return value, value + s * (bl - o), value + s * (bu - o)
-
-
+# Reference values worked by hand from the published formulas (Dobson et al. 1991 with
+# Byar's limits of O, as PHEindicatormethods phe_dsr), step by step in plain arithmetic
+# outside pbc, so a change to pbc's formula shows up here.
 def test_dsr_worked_example() -> None:
     # 3 bands, standard population 1000/2000/3000:
     # DSR = (10/1000·1000 + 20/4000·2000 + 30/2000·3000)/6000 × 1e5 = 65/6000 × 1e5
+    #     = 1083.333...
+    # var = (10·1² + 20·0.5² + 30·1.5²)/6000² = 82.5/36e6 = 2.2916667e-6;  O = 60
+    # Byar 95% (z 1.959964): lower(60) = 45.783760, upper = 77.233224
+    #   -> DSR + √(var/60)·1e5·(45.78376 − 60) = 805.49967, and 1420.12910
+    # Byar 99.8% (z 3.090232): 38.855201, 88.032235 -> 670.09210, 1631.17850
     x, n, w = [10, 20, 30], [1000, 4000, 2000], [1000, 2000, 3000]
-    for conf in (0.95, 0.998):
+    for conf, lo, hi in ((0.95, 805.4996732754596, 1420.1291049802512),
+                         (0.998, 670.0920983429596, 1631.17849622108)):
         res = dsr(x, n, standard_population=w, multiplier=100_000, confidence=conf)
-        assert res.value == pytest.approx(65 / 6000 * 1e5, rel=REL)
-        assert (res.value, res.lower, res.upper) == pytest.approx(
-            _dobson_by_hand(x, n, w, conf, 1e5), rel=REL)
+        assert res.value == pytest.approx(1083.3333333333333, rel=REL)
+        assert res.lower == pytest.approx(lo, rel=1e-9)
+        assert res.upper == pytest.approx(hi, rel=1e-9)
         assert res.total_count == 60 and res.total_pop == 7000
 
 
 def test_dsr_esp2013_default_and_groups() -> None:
-    rng = np.random.default_rng(1)
-    n = rng.integers(500, 5000, size=(3, 19)).astype(float)
-    x = rng.integers(0, 40, size=(3, 19)).astype(float)
+    # 10 events in 1,000 people in every ESP2013 band: DSR = 1,000 per 100,000 exactly;
+    # var = 10 · Σw² / 1000² / (Σw)² with Σw = 100,000 and Σw² = 585,000,000; O = 190;
+    # Byar 95% limits of 190 -> 855.40712, 1161.04089
+    x = np.full((3, 19), 10.0)
+    n = np.full((3, 19), 1000.0)
+    x[1] = 20  # twice the rate in every band: twice the DSR
     x[2] = 0
     x[2, 5] = 9  # fewer than 10 events: not calculated
     res = dsr(x, n)
-    for i in range(2):
-        v, lo, hi = _dobson_by_hand(list(x[i]), list(n[i]), list(ESP2013), 0.95, 1e5)
-        assert (res.value[i], res.lower[i], res.upper[i]) == pytest.approx((v, lo, hi), rel=REL)
+    assert (res.value[0], res.lower[0], res.upper[0]) == pytest.approx(
+        (1000.0, 855.4071199150376, 1161.0408926236923), rel=1e-9)
+    assert res.value[1] == pytest.approx(2000.0, rel=REL)
     assert np.isnan([res.value[2], res.lower[2], res.upper[2]]).all()
     long = pd.DataFrame({"area": np.repeat(["A", "B", "C"], 19), "x": x.ravel(),
                          "n": n.ravel()})

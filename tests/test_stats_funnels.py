@@ -207,19 +207,20 @@ def test_rate_funnel_limits_scale_with_baseline() -> None:
     assert out["significance"].tolist() == ratio["significance"].tolist()
 
 
-def test_overdispersion_tau2_formula() -> None:
-    z = np.array([-3.0, -1.0, 0.0, 0.5, 1.0, 2.0, 4.0, -0.5, 0.2, 3.0])
-    s = np.linspace(0.05, 0.2, 10)
+def test_overdispersion_tau2_worked_example() -> None:
+    # Worked by hand (Spiegelhalter 2005; FunnelPlotR): z = (-2, -1, 0, 1, 2); the 10th and
+    # 90th percentiles (linear interpolation at positions 0.4 and 3.6) are -1.6 and 1.6, so
+    # winsorised z = (-1.6, -1, 0, 1, 1.6) and phi = (2.56 + 1 + 0 + 1 + 2.56) / 5 = 1.424.
+    # s = (0.1, 0.1, 0.2, 0.2, 0.5): w = 1/s² = (100, 100, 25, 25, 4), Σw = 254,
+    # Σw² = 21,266; tau² = (5 · 1.424 − 4) / (254 − 21266/254) = 3.12 / 170.27559
+    # = 0.018323237
+    z = np.array([-2.0, -1.0, 0.0, 1.0, 2.0])
+    s = np.array([0.1, 0.1, 0.2, 0.2, 0.5])
     od = spiegelhalter_tau2(z, s)
-    lo, hi = np.quantile(z, [0.1, 0.9])
-    zw = np.clip(z, lo, hi)
-    k = 10
-    phi = np.mean(zw**2)
-    w = 1 / s**2
-    assert od.phi == pytest.approx(phi)
-    assert od.tau2 == pytest.approx((k * phi - (k - 1)) / (w.sum() - (w**2).sum() / w.sum()))
-    assert od.k == 10
-    # under-dispersed: no adjustment
+    assert od.phi == pytest.approx(1.424, rel=1e-12)
+    assert od.tau2 == pytest.approx(0.01832323699421966, rel=1e-9)
+    assert od.k == 5
+    # under-dispersed (k·phi = 0.0712 < k − 1): no adjustment
     assert spiegelhalter_tau2(z / 10, s).tau2 == 0
 
 

@@ -1,7 +1,9 @@
 """NHS financial calendar: financial years run 1 April to 31 March; month 1 is April.
 
-``2025/26`` means 2025-04-01 to 2026-03-31 (CONTRACTS.md, general rules). In paths
-and partition names the slash cannot appear, so the year is written ``2025-26``.
+The year from 2025-04-01 to 2026-03-31 is written ``2025-26`` everywhere pbc stores or
+shows it (tables, partitions, statements, the decision store). Inputs may say ``2025/26``
+(as NHS documents and policy files often do): :func:`normalise_financial_year` turns either
+into the one spelling. Compare years with :func:`parse_financial_year`, never as raw text.
 """
 
 from __future__ import annotations
@@ -18,20 +20,28 @@ def financial_year_start(day: dt.date) -> int:
 
 
 def financial_year(day: dt.date) -> str:
-    """``2025/26`` for any day from 2025-04-01 to 2026-03-31."""
+    """``2025-26`` for any day from 2025-04-01 to 2026-03-31."""
     return format_financial_year(financial_year_start(day))
 
 
-def format_financial_year(start_year: int, sep: str = "/") -> str:
+def format_financial_year(start_year: int, sep: str = "-") -> str:
+    """``2025`` -> ``2025-26`` (the canonical spelling; ``sep="/"`` only for display in
+    documents that ask for it)."""
     return f"{start_year}{sep}{(start_year + 1) % 100:02d}"
 
 
 def parse_financial_year(text: str) -> int:
-    """Start year of ``2025/26`` or ``2025-26``; raises ValueError otherwise."""
-    m = _FY.match(text.strip())
+    """Start year of ``2025-26`` or ``2025/26``; raises ValueError otherwise."""
+    m = _FY.match(str(text).strip())
     if not m or (int(m.group(1)) + 1) % 100 != int(m.group(2)):
-        raise ValueError(f"not a financial year (expected e.g. 2025/26): {text!r}")
+        raise ValueError(f"not a financial year (expected e.g. 2025-26): {text!r}")
     return int(m.group(1))
+
+
+def normalise_financial_year(text: str) -> str:
+    """``2025/26`` or ``2025-26`` -> ``2025-26``, the one spelling pbc stores and shows;
+    raises ValueError for anything else."""
+    return format_financial_year(parse_financial_year(text))
 
 
 def financial_month(day: dt.date) -> int:

@@ -83,10 +83,14 @@ def synth(
         float, typer.Option(help="Share of rows with deliberate faults.")
     ] = 0.001,
     nhse_file: Annotated[
-        Path | None, typer.Option(help="NHS England practice weighted-population file.")
+        Path | None, typer.Option(help="NHS England practice weighted-population file "
+                                       "(your own; see --england for the packaged one).")
     ] = None,
+    england: Annotated[bool, typer.Option(
+        "--england", help="England's real practices from the NHS England weighted-population "
+                          "file shipped with pbc (the latest year).")] = False,
     icb: Annotated[
-        str | None, typer.Option(help="With --nhse-file: one ICB (ICS22 code).")
+        str | None, typer.Option(help="With --nhse-file or --england: one ICB (ICS22 code).")
     ] = None,
     scale: Annotated[
         float | None,
@@ -101,6 +105,12 @@ def synth(
     from pbc.synth import SynthConfig, generate
 
     with user_errors():
+        if england:
+            if nhse_file is not None:
+                raise UserError("give --england or --nhse-file, not both")
+            from pbc.budgets.needs import packaged_nhse_file
+
+            nhse_file = packaged_nhse_file()
         if scale is not None:
             practices = max(1, round(6553 * scale))
         config = SynthConfig(
@@ -424,9 +434,11 @@ def _print_benchmark(result: Any, monthly: bool) -> None:
         return
     show = [c for c in frame.columns if c in {
         frame.columns[1], "numerator", "denominator", "value", "lower_95", "upper_95", "isr",
-        "dsr", "significance", "ratio_to_national", "decile", "saving_at_p10"}]
+        "dsr", "significance", "ratio_to_national", "percentile", "saving_at_p10"}]
     console.print(frame[show].head(40).to_string(index=False), soft_wrap=True)
     console.print(f"funnel: {frame.significance.value_counts().to_dict()}")
+    if "judged_on" in frame.columns and len(frame):
+        console.print(f"judged on: {frame.judged_on.iloc[0]}; limits: {frame.limits.iloc[0]}")
 
 
 # ---------------------------------------------------------------------- budgets
@@ -443,7 +455,8 @@ def budgets_set(
     reason: Annotated[str, typer.Option(help="Why this version (kept in history).")] =
     "budgets set from policy",
     nhse_file: Annotated[Path | None, typer.Option(
-        help="NHS England weighted-population file (for nhse_weighted_population lines).")] = None,
+        help="NHS England weighted-population file for nhse_weighted_population lines "
+             "(default: the latest one shipped with pbc).")] = None,
 ) -> None:
     """Set indicative budgets by a policy; stores them, a new version, and statements."""
     from pbc.services import budgets
@@ -455,12 +468,15 @@ def budgets_set(
         s = run.result.summary
         table = RichTable(title=f"Indicative budgets {run.result.policy.financial_year} "
                           f"(version {run.version}, draft until agreed)")
-        for col in ("service line", "envelope", "top-slices", "historic", "fair share",
-                    "budget"):
+        from pbc.budgets.money import format_pounds
+
+        for col in ("service line", "envelope", "top-slices", "unattributed (held)",
+                    "historic", "fair share", "budget"):
             table.add_column(col, justify="left" if col == "service line" else "right")
         for r in s.itertuples():
-            table.add_row(str(r.service_line), *(f"£{float(str(v)) / 100:,.0f}" for v in (
-                r.envelope, r.top_slices, r.historic, r.fair_share, r.budget)))
+            table.add_row(str(r.service_line), *(format_pounds(int(str(v))) for v in (
+                r.envelope, r.top_slices, r.unattributed_held, r.historic, r.fair_share,
+                r.budget)))
         console.print(table)
         console.print(f"statements: {run.statements}")
 
@@ -479,7 +495,7 @@ def budgets_explain(
 
 @budgets_app.command("agree")
 def budgets_agree(
-    year: Annotated[str, typer.Option(help="Financial year, e.g. 2026/27.")],
+    year: Annotated[str, typer.Option(help="Financial year, e.g. 2026-27 (or 2026/27).")],
     version: Annotated[int, typer.Option(help="Version to agree (freeze).")],
     warehouse: WarehouseOpt = Path("warehouse"),
     acting_as: AsOpt = None,
@@ -494,8 +510,10 @@ def budgets_agree(
 
 @budgets_app.command("needs")
 def budgets_needs(
-    nhse_file: Annotated[Path, typer.Option(help="NHS England weighted-population file.")],
     group: Annotated[Path, typer.Option(help="CSV with a practice_code column.")],
+    nhse_file: Annotated[Path | None, typer.Option(
+        help="NHS England weighted-population file (default: the latest one shipped with "
+             "pbc).")] = None,
     csv: Annotated[Path | None, typer.Option(help="Write the indices to this CSV.")] = None,
 ) -> None:
     """Relative need indices of a group of practices, as NHS England's allocation tool."""
@@ -524,11 +542,19 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 1,
 ) -> None:
     """Synthesise a health economy, load it, run every stage, and show the results."""
-    from pbc.services.demo import run_demo
+    from pbc.services.demo import DemoNotClean, nothing_ignored, run_demo
 
     no_serve = no_serve or os.environ.get("PBC_DEMO_NO_SERVE", "") not in ("", "0")
-    with user_errors():
-        run_demo(out, practices=practices, seed=seed, console=console, progress=progress_bar)
+    try:
+        with user_errors(), nothing_ignored():
+            run_demo(out, practices=practices, seed=seed, console=console,
+                     progress=progress_bar)
+    except DemoNotClean as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    except Warning as w:  # nothing_ignored() makes every warning an error
+        err.print(f"[red]error:[/] the demo stopped on a warning: {type(w).__name__}: {w}")
+        raise typer.Exit(1) from None
     if not no_serve:
         console.print("The web app is not built yet (a later issue); nothing to serve.")
 

@@ -10,7 +10,12 @@ The rules, applied to every activity row (APC, outpatients, A&E, prescribing):
 3. The group is the practice's group *as at the activity date*: a ``practice_groups`` row
    whose window ``valid_from <= date <= valid_to`` (``valid_to`` blank: open) overrides
    ``practices.group_code``; if windows overlap, the one that started last wins (then the
-   lowest group code).
+   lowest group code); on a date no window covers, the practice is in its default group
+   (``practices.group_code``).
+
+Rule 3 is the one rule of group membership in pbc: attribution applies it to activity rows
+(:func:`group_as_at`) and budgets to the first day of each month and to 1 April
+(:func:`groups_on_days`, which calls :func:`group_as_at`).
 
 Every function here is a pure Ibis expression builder, so it runs on any backend. The
 activity table (millions of rows) is only ever *joined* to small tables built from the
@@ -21,7 +26,8 @@ activity is read once, in one pass.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import datetime as dt_
+from collections.abc import Mapping, Sequence
 
 import ibis
 import ibis.expr.datatypes as dt
@@ -178,3 +184,27 @@ def group_as_at(activity: ir.Table, tables: Mapping[str, ir.Table],
     """
     joined, v = join_organisations(activity, tables, date_column, with_single=False)
     return joined.select(*activity.columns, group_code=v["group"])
+
+
+def groups_on_days(practices: ir.Table, practice_codes: Sequence[str],
+                   days: Sequence[dt_.date], practice_groups: ir.Table | None = None
+                   ) -> ir.Table:
+    """The group of each of ``practice_codes`` on each of ``days`` by rule 3 (through
+    :func:`group_as_at`): columns ``practice_code``, ``day`` (date), ``group_code`` (NULL:
+    no group that day, or a practice not in ``practices``).
+
+    ``practices`` needs ``practice_code`` and ``group_code`` (the default group);
+    ``practice_groups`` the override windows (``practice_code``, ``group_code``,
+    ``valid_from``, ``valid_to``). One row per practice code and day.
+    """
+    if "commissioner_code" not in practices.columns:
+        practices = practices.mutate(commissioner_code=ibis.null("string"))
+    codes = list(dict.fromkeys(str(c) for c in practice_codes))
+    grid = ibis.memtable({"practice_code": [c for c in codes for _d in days],
+                          "activity_date": [d for _c in codes for d in days]},
+                         schema={"practice_code": "string", "activity_date": "date"})
+    tables: dict[str, ir.Table] = {"practices": practices}
+    if practice_groups is not None:
+        tables["practice_groups"] = practice_groups
+    out = group_as_at(grid, tables, "activity_date")
+    return out.select("practice_code", day=out.activity_date, group_code=out.group_code)

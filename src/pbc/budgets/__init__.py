@@ -39,6 +39,7 @@ from pbc.budgets.needs import (
     PracticeGroupError,
     icb_indices,
     needs_indices,
+    packaged_nhse_file,
     read_group_file,
     read_nhse_file,
 )
@@ -52,7 +53,7 @@ __all__ = [
     "Step", "band_costs", "budgets_in_pounds", "derive_cost_weights", "explain",
     "fair_share_populations", "fit_person_model", "group_budgets", "icb_indices",
     "list_sizes_from_patients", "membership_by_month", "need_index_from_conditions",
-    "need_index_from_nhse", "needs_indices", "nhse_weighted_population", "parse_policy",
-    "person_based", "phase_budgets", "prior_spend_by_practice", "read_group_file",
+    "need_index_from_nhse", "needs_indices", "nhse_weighted_population", "packaged_nhse_file",
+    "parse_policy", "person_based", "phase_budgets", "prior_spend_by_practice", "read_group_file",
     "read_nhse_file", "read_policy", "seasonal_profile", "set_budgets", "weighted_capitation",
 ]

@@ -4,6 +4,13 @@
 into an :class:`Explanation`: for each service line a list of :class:`Step` (a stable
 ``key``, a ``label`` in NHS terms, the ``value`` as shown, the ``formula`` with the
 numbers put in). :meth:`Explanation.to_text` renders it as plain text.
+
+Every figure is printed with the digits needed for a practice manager to recompute the
+next line from it to the penny: weighted populations and indices to 15 significant
+figures, the share of the weighted population to two more decimal places than the
+available amount has digits in pence, the scale factor to 15 significant figures. An
+amount divided by largest remainder (fair shares, calculated budgets, shares of the
+top-slices) is within one penny of the product of the printed figures.
 """
 
 from __future__ import annotations
@@ -64,6 +71,7 @@ class Explanation:
     total_budget: int
     total_retained: int
     notes: tuple[str, ...] = field(default=())
+    unattributed_held: int = 0
 
     def line(self, service_line: str) -> LineExplanation:
         for ln in self.lines:
@@ -75,6 +83,7 @@ class Explanation:
         return {
             "practice_code": self.practice_code, "financial_year": self.financial_year,
             "total_budget_pence": self.total_budget, "total_retained_pence": self.total_retained,
+            "unattributed_held_pence": self.unattributed_held,
             "lines": [{"service_line": ln.service_line,
                        "steps": [s.__dict__ for s in ln.steps]} for ln in self.lines],
             "notes": list(self.notes),
@@ -96,6 +105,9 @@ class Explanation:
         if self.total_retained:
             out.append(f"Held by the commissioner for opted-out lines: "
                        f"{format_pounds(self.total_retained)}")
+        if self.unattributed_held:
+            out.append("Held by the commissioner for activity with no known practice "
+                       f"(these service lines): {format_pounds(self.unattributed_held)}")
         out += [f"Note: {n}" for n in self.notes]
         return "\n".join(out) + "\n"
 
@@ -104,7 +116,32 @@ def _num(x: float, places: int = 4) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:,.{places}f}"
 
 
-def _line_steps(row: pd.Series, summ: pd.Series) -> list[Step]:
+def _exact(x: float, significant: int = 15) -> str:
+    """``x`` to ``significant`` figures (what a float holds), trailing zeros dropped:
+    ``12000.0`` -> ``'12,000.0'``, ``1.0734567891234567`` -> ``'1.07345678912346'``."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    if x == 0:
+        return "0.0"
+    places = min(20, max(1, significant - (math.floor(math.log10(abs(x))) + 1)))
+    text = f"{x:,.{places}f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
+def _share_places(available: int) -> int:
+    """Decimal places for a share of ``available`` pence: the share's printing error times
+    the amount stays below a twentieth of a penny."""
+    return max(6, len(str(abs(int(available)))) + 1)
+
+
+def _pct(x: object) -> str:
+    """``-3`` -> ``'- 3%'``, ``4`` -> ``'+ 4%'`` (to follow ``1 ``)."""
+    v = float(str(x))
+    return f"{'-' if v < 0 else '+'} {abs(v):g}%"
+
+
+def _line_steps(row: pd.Series, summ: pd.Series, floor_pct: object = None,
+                ceiling_pct: object = None) -> list[Step]:
     p = format_pounds
     steps: list[Step] = []
     pop, wp = float(row["population"]), float(row["weighted_population"])
@@ -113,68 +150,85 @@ def _line_steps(row: pd.Series, summ: pd.Series) -> list[Step]:
     steps.append(Step("population", "Registered population", _num(pop, 0),
                       "patients on the practice list"))
     if method == "weighted_capitation":
-        steps.append(Step("cost_weight_index", "Age-sex cost weight", _num(cwi),
+        steps.append(Step("cost_weight_index", "Age-sex cost weight", _exact(cwi),
                           "sum over age-sex bands of patients x band weight / population"))
-        steps.append(Step("need_index", "Need index", _num(need),
+        steps.append(Step("need_index", "Need index", _exact(need),
                           "practice need relative to the commissioner average (1 = average)"))
-        steps.append(Step("weighted_population", "Weighted population", _num(wp, 1),
-                          f"{_num(pop, 0)} x {_num(cwi)} x {_num(need)}"))
+        steps.append(Step("weighted_population", "Weighted population", _exact(wp),
+                          f"{_num(pop, 0)} x {_exact(cwi)} x {_exact(need)}"))
     elif method.startswith("nhse_weighted_population"):
         comp = method.split(":", 1)[-1]
-        steps.append(Step("need_index", "Need index", _num(need),
+        steps.append(Step("need_index", "Need index", _exact(need),
                           "(weighted population / population) relative to all practices"))
-        steps.append(Step("weighted_population", "Weighted population", _num(wp, 1),
+        steps.append(Step("weighted_population", "Weighted population", _exact(wp),
                           f"NHS England weighted population, component {comp}"))
     elif method == "person_based":
-        steps.append(Step("need_index", "Need index", _num(need),
+        steps.append(Step("need_index", "Need index", _exact(need),
                           "predicted cost per head / commissioner average"))
-        steps.append(Step("weighted_population", "Weighted population", _num(wp, 1),
+        steps.append(Step("weighted_population", "Weighted population", _exact(wp),
                           "sum of patients' predicted costs / average predicted cost per head"))
     else:
-        steps.append(Step("need_index", "Need index", _num(need), "as supplied"))
-        steps.append(Step("weighted_population", "Weighted population", _num(wp, 1),
+        steps.append(Step("need_index", "Need index", _exact(need), "as supplied"))
+        steps.append(Step("weighted_population", "Weighted population", _exact(wp),
                           "as supplied"))
     total_wp = float(summ["total_weighted_population"])
-    steps.append(Step("weighted_share", "Share of weighted population",
-                      _num(float(row["weighted_share"]), 6),
-                      f"{_num(wp, 1)} / {_num(total_wp, 1)}"))
     env, top, avail = int(summ["envelope"]), int(summ["top_slices"]), int(summ["available"])
-    steps.append(Step("envelope", "Commissioner envelope", p(env), "for this service line"))
+    held = int(summ.get("unattributed_held", 0))
+    share = _num(float(row["weighted_share"]), _share_places(avail))
+    steps.append(Step("weighted_share", "Share of weighted population", share,
+                      f"{_exact(wp)} / {_exact(total_wp)}"))
+    up = float(row["uplift_percent"])
+    prior_all = int(summ["prior_spend"])
+    from_prior = bool(summ.get("envelope_from_prior_year", False))
+    steps.append(Step("envelope", "Commissioner envelope", p(env),
+                      f"{p(prior_all)} x (1 + {up:g}%), prior-year spend of all practices and "
+                      "unattributed activity" if from_prior else "set by the budget policy"))
     steps.append(Step("top_slices", "Top-slices", p(top), "reserves etc. held back"))
+    steps.append(Step("unattributed", "Held for unattributed activity", p(held),
+                      f"{p(int(summ['prior_spend_unattributed']))} x (1 + {up:g}%), prior-year "
+                      "spend with no known practice, held by the commissioner"))
     steps.append(Step("available", "Available to practices", p(avail),
-                      f"{p(env)} - {p(top)}"))
+                      f"{p(env)} - {p(top)} - {p(held)}"))
     fair = int(row["fair_share"])
     steps.append(Step("fair_share", "Fair share", p(fair),
-                      f"{p(avail)} x {_num(float(row['weighted_share']), 6)} (to the penny)"))
+                      f"{p(avail)} x {share} (to the penny)"))
     prior, hist = int(row["prior_spend"]), int(row["historic"])
-    up = float(row["uplift_percent"])
-    steps.append(Step("prior_spend", "Prior-year priced spend", p(prior), ""))
+    steps.append(Step("prior_spend", "Prior-year priced spend", p(prior),
+                      "tariff value before the emergency marginal rate"))
     steps.append(Step("uplift", "Uplift", f"{up:g}%", ""))
     steps.append(Step("historic", "Historic budget", p(hist), f"{p(prior)} x (1 + {up:g}%)"))
     pace = float(row["pace"])
+    new = str(row["cap"]) == "new_practice"
     steps.append(Step("pace", "Pace of change", f"{pace:g}", "0 = historic, 1 = fair share"))
     steps.append(Step("target", "Target before caps", p(int(row["target"])),
+                      "no prior-year spend: starts at its fair share" if new else
                       f"{p(hist)} + {pace:g} x ({p(fair)} - {p(hist)})"))
     fl, ce = row["floor"], row["ceiling"]
     steps.append(Step("floor", "Floor (least allowed)", "none" if _na(fl) else p(int(fl)),
-                      "historic x (1 + floor %)"))
+                      "no year-on-year cap without prior-year spend" if new else
+                      f"{p(hist)} x (1 {_pct(floor_pct)}), half up to the penny"
+                      if floor_pct is not None else "no floor in the policy"))
     steps.append(Step("ceiling", "Ceiling (most allowed)", "none" if _na(ce) else p(int(ce)),
-                      "historic x (1 + ceiling %)"))
+                      "no year-on-year cap without prior-year spend" if new else
+                      f"{p(hist)} x (1 {_pct(ceiling_pct)}), half up to the penny"
+                      if ceiling_pct is not None else "no ceiling in the policy"))
     cap = str(row["cap"]) or "none"
     lam = float(row["scale_factor"])
     steps.append(Step("cap", "Cap applied", cap, ""))
-    steps.append(Step("scale_factor", "Scaling to the available total", _num(lam, 6),
+    steps.append(Step("scale_factor", "Scaling to the available total", _exact(lam),
                       "one factor for all uncapped practices so budgets add up to "
                       "the amount available"))
     calc = int(row["calculated_budget"])
     how = {"floor": "held at the floor", "ceiling": "held at the ceiling",
+           "new_practice": "held at its fair share (no prior-year spend)",
            "floor_relaxed": "floor scaled pro rata (caps could not all be met)",
            "ceiling_relaxed": "ceiling scaled pro rata (caps could not all be met)"}
     steps.append(Step("calculated_budget", "Calculated budget", p(calc),
                       how.get(str(row["cap"]),
-                              f"target x {_num(lam, 6)}, to the penny")))
+                              f"{p(int(row['target']))} x {_exact(lam)}, to the penny")))
     steps.append(Step("top_slice_share", "Your share of the top-slices",
-                      p(int(row["top_slice_share"])), "top-slices x your share of budgets"))
+                      p(int(row["top_slice_share"])),
+                      f"{p(top)} x {p(calc)} / {p(avail)}, to the penny"))
     opted = bool(row["opted_out"])
     steps.append(Step("opted_out", "Opted out", "yes" if opted else "no",
                       "the commissioner holds this line's money" if opted else ""))
@@ -203,11 +257,17 @@ def explain(result: BudgetResult, practice_code: str) -> Explanation:
         line = str(row["service_line"])
         summ = summary.loc[line]
         assert isinstance(summ, pd.Series)
-        lines.append(LineExplanation(line, tuple(_line_steps(row, summ))))
+        pace = result.policy.pace_of_change
+        lines.append(LineExplanation(line, tuple(_line_steps(
+            row, summ, pace.floor_percent, pace.ceiling_percent))))
         if not bool(summary.loc[line, "caps_feasible"]):
             notes.append(f"{line}: the floor/ceiling could not all be met with the money "
                          "available; every budget was scaled pro rata from its cap.")
     retained = int(rows.loc[rows["opted_out"], "calculated_budget"].sum())
+    mine = set(rows["service_line"])
+    held = (int(result.summary.loc[result.summary["service_line"].isin(mine),
+                                   "unattributed_held"].sum())
+            if "unattributed_held" in result.summary.columns else 0)
     return Explanation(
         practice_code=practice_code,
         financial_year=str(rows["financial_year"].iloc[0]),
@@ -215,4 +275,5 @@ def explain(result: BudgetResult, practice_code: str) -> Explanation:
         total_budget=int(rows["budget"].sum()),
         total_retained=retained,
         notes=tuple(notes),
+        unattributed_held=held,
     )

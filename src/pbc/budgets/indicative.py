@@ -8,13 +8,32 @@ For each delegated service line ``s`` and practice ``p`` (money in integer pence
                         top-slice is that per cent of envelope_s (rounded half up to a
                         penny); a pounds top-slice is spread over its lines pro rata to
                         their envelopes (largest remainder)
-    available_s       = envelope_s - top_slices_s
+    unattributed_s    = prior-year priced spend on activity with no known practice
+                        x (1 + uplift_s), rounded half up: held by the commissioner (it
+                        pays for that activity; no practice manages it), never shared out
+    available_s       = envelope_s - top_slices_s - unattributed_s
     fair_share_ps     = available_s x weighted_population_ps / sum_p weighted_population_ps
+                        (largest remainder, so the fair shares add up to available_s)
     historic_ps       = prior-year priced spend_ps x (1 + uplift_s), rounded half up
-    target_ps         = historic_ps + pace x (fair_share_ps - historic_ps)
-    floor_ps, ceil_ps = historic_ps x (1 + floor), historic_ps x (1 + ceiling)
+    target_ps         = historic_ps + pace x (fair_share_ps - historic_ps), rounded half
+                        up to a penny; for a practice with no prior-year spend (a new
+                        practice) target_ps = fair_share_ps
+    floor_ps, ceil_ps = historic_ps x (1 + floor), historic_ps x (1 + ceiling), each
+                        rounded half up to a penny
     budget_ps         = clip(lambda_s x target_ps, floor_ps, ceil_ps)
     distance_from_target_ps = (budget_ps - fair_share_ps) / fair_share_ps
+
+Targets, floors and ceilings are whole pence so that the explanation a practice receives
+can be recomputed from its printed figures to the penny (:mod:`pbc.budgets.explain`).
+The blend of historic spend and fair share moved by a pace of change follows DH's
+practice based commissioning budget guidance for 2009/10 and 2010/11 (DH_094364): practices
+receive "a 'fair share' of the resources available to the whole of the PCT", reached from
+historic budgets at a minimum pace of change (the guidance gives no numeric pace; the
+policy file sets it).
+
+A practice with no prior-year spend has no history to move from: it starts at its fair
+share, is held there (cap ``new_practice``) and the other practices share the rest. Where
+a fallback is needed (every target zero) the money is shared by fair shares, never equally.
 
 How the caps and the exact sum interact
 ---------------------------------------
@@ -33,7 +52,7 @@ If no ``lambda`` can satisfy the caps (``available_s`` below the sum of floors o
 the sum of ceilings) the exact sum wins: every practice is set to its floor (ceiling)
 scaled pro rata so the total is right, and ``cap`` says ``floor_relaxed``
 (``ceiling_relaxed``). A practice with no historic spend (e.g. a new practice) has no
-basis for a year-on-year cap and is never capped.
+basis for a year-on-year cap: its floor and ceiling are both its fair share.
 
 With no cap binding, ``budget_ps = available_s x ((1 - mu) x historic share + mu x fair
 share)`` where ``mu = pace x A / ((1 - pace) x H + pace x A)``, ``A = available_s``,
@@ -49,8 +68,14 @@ would have had (``calculated_budget``) is held by the commissioner and reported 
 ``sum budget + sum opt-out retained = available_s`` exactly.
 
 ``top_slice_share`` is the practice's notional share of the line's top-slices, pro rata
-to its calculated budget (largest remainder), so budgets plus top-slice shares add up to
-the envelope; it explains, it does not allocate.
+to its calculated budget (largest remainder), so budgets plus top-slice shares plus the
+money held for unattributed activity add up to the envelope; it explains, it does not
+allocate.
+
+The commissioner's lines (``BudgetResult.commissioner_retained``): top-slices, the money
+held for unattributed activity and opted-out budgets. Per service line::
+
+    envelope = sum budget + sum top-slices + unattributed held + sum opt-outs retained
 """
 
 from __future__ import annotations
@@ -73,6 +98,7 @@ from pbc.budgets.money import (
     series_pounds_to_pence,
 )
 from pbc.budgets.policy import BudgetPolicy
+from pbc.calendar import parse_financial_year
 
 if TYPE_CHECKING:
     from pbc.budgets.explain import Explanation
@@ -101,12 +127,13 @@ class BudgetResult:
     ``frame``: one row per practice x service line (columns :data:`BUDGET_COLUMNS`; the
     money columns in :data:`MONEY_COLUMNS` are int64 **pence**).
     ``commissioner_retained``: money the commissioner holds: ``service_line``, ``kind``
-    (``top_slice`` or ``opt_out``), ``name`` (top-slice name or the opted-out practice),
-    ``practice_code`` (opt-outs), ``amount`` (pence).
-    ``summary``: one row per service line: ``envelope``, ``top_slices``, ``available``,
-    ``prior_spend``, ``prior_spend_unattributed``, ``historic``, ``fair_share``,
-    ``budget``, ``retained_opt_out`` (pence), ``uplift_percent``, ``scale_factor``,
-    ``caps_feasible``, ``total_weighted_population``.
+    (``top_slice``, ``unattributed`` or ``opt_out``), ``name`` (top-slice name,
+    ``unattributed activity`` or the opted-out practice), ``practice_code`` (opt-outs),
+    ``amount`` (pence).
+    ``summary``: one row per service line: ``envelope``, ``top_slices``,
+    ``unattributed_held``, ``available``, ``prior_spend``, ``prior_spend_unattributed``,
+    ``historic``, ``fair_share``, ``budget``, ``retained_opt_out`` (pence),
+    ``uplift_percent``, ``scale_factor``, ``caps_feasible``, ``total_weighted_population``.
     """
 
     policy: BudgetPolicy
@@ -204,19 +231,28 @@ def solve_caps(
     lo: npt.NDArray[np.float64],
     hi: npt.NDArray[np.float64],
     available: float,
+    *,
+    fallback: npt.NDArray[np.float64] | None = None,
 ) -> tuple[npt.NDArray[np.float64], float, npt.NDArray[np.str_], bool]:
     """Find ``lambda`` with ``sum clip(lambda x target, lo, hi) = available``.
 
-    Returns the float budgets, ``lambda``, a cap label per row (``""``, ``floor``,
-    ``ceiling``, ``floor_relaxed``, ``ceiling_relaxed``) and whether the caps were feasible.
+    ``fallback`` (the fair shares) is what is scaled instead when every target is zero:
+    the money then follows need, never an equal split. Returns the float budgets,
+    ``lambda``, a cap label per row (``""``, ``floor``, ``ceiling``, ``floor_relaxed``,
+    ``ceiling_relaxed``) and whether the caps were feasible.
     """
     n = target.size
     label = np.full(n, "", dtype=object)
     if n == 0:
         return np.zeros(0), 1.0, label.astype(str), True
     target = np.maximum(target, 0.0)
-    if target.sum() <= 0:  # nothing to scale: share in proportion to the ceilings' room
-        target = np.where(np.isfinite(hi), np.maximum(hi, 1.0), 1.0)
+    if target.sum() <= 0:  # nothing to scale: follow the fair shares
+        if fallback is None or float(np.maximum(fallback, 0).sum()) <= 0:
+            if available > float(lo.sum()) + 1e-6:
+                raise BudgetError("every target and every fair share is zero: nothing to "
+                                  "share the money by")
+        else:
+            target = np.maximum(np.asarray(fallback, dtype=float), 0.0)
     s_lo = float(lo.sum())
     reach_hi = np.where(target > 0, hi, lo)
     s_hi = float(reach_hi.sum())
@@ -227,7 +263,8 @@ def solve_caps(
         if np.isfinite(s_hi) and s_hi > 0:
             b = reach_hi * (available / s_hi)
         else:
-            b = target * (available / target.sum())
+            weights = target if fallback is None else np.maximum(fallback, 0.0)
+            b = weights * (available / weights.sum())
         return b, float("nan"), np.full(n, "ceiling_relaxed"), False
 
     def total(lam: float) -> float:
@@ -253,31 +290,40 @@ def solve_caps(
         fixed = float(lo[at_lo].sum() + hi[at_hi].sum())
         lam = (available - fixed) / free_sum
     b = np.clip(lam * target, lo, hi)
+    if not free.any():
+        lam = float("nan")  # every practice is held at a cap: no factor applies
     label[at_lo & (lo > 0)] = "floor"
     label[at_hi & np.isfinite(hi)] = "ceiling"
     return b, float(lam), label.astype(str), True
 
 
-def _membership_on(groups: pd.DataFrame | None, day: dt.date) -> dict[str, str]:
-    if groups is None:
-        return {}
-    for col in ("practice_code", "group_code"):
-        if col not in groups.columns:
-            raise BudgetError(f"practice groups are missing column {col!r}")
-    g = groups
-    if "valid_from" in g.columns:
-        vf = pd.to_datetime(g["valid_from"]).dt.date
-        vt = pd.to_datetime(g["valid_to"]).dt.date if "valid_to" in g.columns else None
-        ok = vf.isna() | (vf <= day)
-        if vt is not None:
-            ok &= vt.isna() | (vt >= day)
-        g = g[ok]
-    return dict(zip(g["practice_code"].astype(str), g["group_code"].astype(str), strict=True))
+def _membership_on(practices: pd.DataFrame, practice_groups: pd.DataFrame | None,
+                   day: dt.date) -> dict[str, str]:
+    """practice -> group on ``day``, by the rule attribution uses
+    (:func:`pbc.budgets.groups.groups_on`); practices in no group are left out."""
+    from pbc.budgets.groups import GroupError, groups_on
+
+    try:
+        on = groups_on([day], practices, practice_groups)
+    except GroupError as exc:
+        raise BudgetError(str(exc)) from None
+    on = on[on["group_code"].notna()]
+    return dict(zip(on["practice_code"].astype(str), on["group_code"].astype(str),
+                    strict=True))
 
 
 def fy_start(financial_year: str) -> dt.date:
-    """``'2025/26'`` -> 1 April 2025."""
-    return dt.date(int(financial_year[:4]), 4, 1)
+    """``'2025-26'`` (or ``'2025/26'``) -> 1 April 2025."""
+    return dt.date(parse_financial_year(financial_year), 4, 1)
+
+
+def _blend(historic: npt.NDArray[np.int64], fair: npt.NDArray[np.int64],
+           pace: Decimal) -> npt.NDArray[np.int64]:
+    """``historic + pace x (fair - historic)`` rounded half up to a penny, exactly."""
+    num, den = pace.as_integer_ratio()
+    return np.array([(2 * (h * den + num * (f - h)) + den) // (2 * den)
+                     for h, f in zip(historic.tolist(), fair.tolist(), strict=True)],
+                    dtype=np.int64)
 
 
 def set_budgets(
@@ -285,6 +331,7 @@ def set_budgets(
     population: FairShareInputs | pd.DataFrame,
     priced_spend: pd.DataFrame,
     *,
+    practices: pd.DataFrame | None = None,
     practice_groups: pd.DataFrame | None = None,
 ) -> BudgetResult:
     """Set indicative budgets for every practice and delegated service line.
@@ -298,8 +345,10 @@ def set_budgets(
     (``practice_code``, ``service_line``, and ``spend_pence`` | ``spend`` | ``price``).
     Spend on a practice outside the population counts as unattributed: it is in a
     prior-year-derived envelope but in no practice's historic.
-    ``practice_groups``: ``practice_code``, ``group_code`` [``valid_from``, ``valid_to``],
-    needed only when an opt-out names a group.
+    ``practices`` (``practice_code``, ``group_code``: the default group) and
+    ``practice_groups`` (``practice_code``, ``group_code``, ``valid_from``, ``valid_to``):
+    group membership on 1 April, by the rule attribution uses (a window covering the day,
+    else the default group); needed only when an opt-out names a group.
     """
     if isinstance(population, FairShareInputs):
         fs = fair_share_populations(policy, population)
@@ -330,14 +379,18 @@ def set_budgets(
     fs_rows = fs.groupby("service_line", sort=False).indices
     sp_rows = spend.groupby("service_line", sort=False).indices
 
-    practices = set(fs["practice_code"])
-    membership = _membership_on(practice_groups, fy_start(policy.financial_year))
+    codes_all = set(fs["practice_code"])
+    membership: dict[str, str] = {}
+    if any(oo.code not in codes_all for oo in policy.opt_out):
+        known = (practices if practices is not None else
+                 pd.DataFrame({"practice_code": sorted(codes_all), "group_code": None}))
+        membership = _membership_on(known, practice_groups, fy_start(policy.financial_year))
     opted: set[tuple[str, str]] = set()
     for i, oo in enumerate(policy.opt_out):
-        if oo.code in practices:
+        if oo.code in codes_all:
             members = [oo.code]
         else:
-            members = sorted(p for p, g in membership.items() if g == oo.code and p in practices)
+            members = sorted(p for p, g in membership.items() if g == oo.code and p in codes_all)
             if not members:
                 raise BudgetError(f"opt_out[{i}].code {oo.code!r} is neither a practice in the "
                                   "population nor a group with member practices on "
@@ -370,7 +423,9 @@ def set_budgets(
                 slices[line].append((ts.name, int(amount)))
 
     pace = policy.pace
-    floor, ceiling = policy.floor, policy.ceiling
+    pace_exact = policy.pace_of_change.pace
+    floor_pct = policy.pace_of_change.floor_percent
+    ceiling_pct = policy.pace_of_change.ceiling_percent
     frames, retained, summary = [], [], []
     for line in policy.scope:
         g = fs.iloc[fs_rows.get(line, empty)].sort_values("practice_code", kind="stable")
@@ -378,27 +433,43 @@ def set_budgets(
             raise BudgetError(f"no weighted population for service line {line!r}")
         codes = g["practice_code"].to_numpy()
         top = sum(a for _, a in slices[line])
-        available = envelopes[line] - top
-        if available < 0:
-            raise BudgetError(f"service line {line!r}: top-slices ({top / 100:,.2f}) exceed "
-                              f"the envelope ({envelopes[line] / 100:,.2f})")
         s = spend.iloc[sp_rows.get(line, empty)].set_index("practice_code")["spend_pence"]
         prior = s.reindex(codes).fillna(0).to_numpy(dtype=np.int64)
         if (prior < 0).any():
             raise BudgetError(f"service line {line!r}: negative prior-year spend for a practice")
         unattributed = prior_total[line] - int(prior.sum())
         uplift = policy.envelope[line].uplift
+        # prior-year spend on no known practice, uplifted: the commissioner's to hold
+        if unattributed < 0:
+            raise BudgetError(f"service line {line!r}: prior-year spend on activity with no "
+                              f"known practice is negative ({unattributed / 100:,.2f})")
+        held = int(_scale_int(np.array([unattributed], dtype=np.int64), 1 + uplift)[0])
+        available = envelopes[line] - top - held
+        if available < 0:
+            raise BudgetError(f"service line {line!r}: top-slices ({top / 100:,.2f}) and "
+                              f"unattributed activity ({held / 100:,.2f}) exceed the "
+                              f"envelope ({envelopes[line] / 100:,.2f})")
         historic = _scale_int(prior, 1 + uplift)
         wp = g["weighted_population"].to_numpy(dtype=float)
+        if available > 0 and wp.sum() <= 0:
+            raise BudgetError(f"service line {line!r}: every practice's weighted population "
+                              "is zero, so there are no fair shares to set budgets by")
         fair = largest_remainder(wp, available)
-        target = historic + pace * (fair - historic).astype(float)
-        hist_f = historic.astype(float)
-        lo = hist_f * (1 + floor) if floor is not None else np.zeros(len(codes))
-        hi = hist_f * (1 + ceiling) if ceiling is not None else np.full(len(codes), np.inf)
         new = historic == 0
-        lo = np.where(new, 0.0, lo)
-        hi = np.where(new, np.inf, hi)
-        b, lam, cap, feasible = solve_caps(target.astype(float), lo, hi, float(available))
+        target = np.where(new, fair, _blend(historic, fair, pace_exact))
+        n = len(codes)
+        lo_i = (_scale_int(historic, 1 + floor_pct / 100) if floor_pct is not None
+                else np.zeros(n, dtype=np.int64))
+        hi_i = (_scale_int(historic, 1 + ceiling_pct / 100) if ceiling_pct is not None
+                else None)
+        lo = np.where(new, fair, lo_i).astype(float)
+        hi = np.where(new, fair, hi_i if hi_i is not None else 0).astype(float)
+        if hi_i is None:
+            hi = np.where(new, hi, np.inf)
+        b, lam, cap, feasible = solve_caps(target.astype(float), lo, hi, float(available),
+                                           fallback=fair.astype(float))
+        if feasible:
+            cap = np.where(new, "new_practice", cap)
         budget = allocate_to_sum(b, available)
         opt = np.array([(c, line) in opted for c in codes], dtype=bool)
         ts_share = largest_remainder(budget, top)
@@ -419,13 +490,11 @@ def set_budgets(
             "prior_spend": prior,
             "uplift_percent": float(policy.envelope[line].uplift_percent),
             "pace": pace,
-            "target": np.floor(target + 0.5).astype(np.int64),
-            "floor": pd.array(np.where(np.isfinite(lo) & ~new & (floor is not None),
-                                       np.floor(lo + 0.5), np.nan), dtype="Int64")
-            if floor is not None else pd.array([pd.NA] * len(codes), dtype="Int64"),
-            "ceiling": pd.array(np.where(np.isfinite(hi), np.floor(hi + 0.5), np.nan),
-                                dtype="Int64")
-            if ceiling is not None else pd.array([pd.NA] * len(codes), dtype="Int64"),
+            "target": target.astype(np.int64),
+            "floor": pd.array(np.where(new, np.nan, lo_i.astype(float)), dtype="Int64")
+            if floor_pct is not None else pd.array([pd.NA] * n, dtype="Int64"),
+            "ceiling": pd.array(np.where(new, np.nan, hi_i.astype(float)), dtype="Int64")
+            if hi_i is not None else pd.array([pd.NA] * n, dtype="Int64"),
             "cap": cap,
             "scale_factor": lam,
             "calculated_budget": budget,
@@ -438,12 +507,18 @@ def set_budgets(
         for name, amount in slices[line]:
             retained.append({"service_line": line, "kind": "top_slice", "name": name,
                              "practice_code": None, "amount": amount})
+        if held:
+            retained.append({"service_line": line, "kind": "unattributed",
+                             "name": "unattributed activity", "practice_code": None,
+                             "amount": held})
         for c, amount in zip(codes[opt], budget[opt], strict=True):
             retained.append({"service_line": line, "kind": "opt_out", "name": str(c),
                              "practice_code": str(c), "amount": int(amount)})
         summary.append({
             "service_line": line, "envelope": envelopes[line], "top_slices": top,
-            "available": available, "prior_spend": prior_total[line],
+            "unattributed_held": held, "available": available,
+            "envelope_from_prior_year": policy.envelope[line].from_prior_year,
+            "prior_spend": prior_total[line],
             "prior_spend_unattributed": unattributed, "historic": int(historic.sum()),
             "fair_share": int(fair.sum()), "budget": int(frame["budget"].sum()),
             "retained_opt_out": int(budget[opt].sum()),

@@ -3,7 +3,9 @@
 The file is the practice-level weighted-population table NHS England publishes with
 the ICB Place Based Allocation Tool (``nhsx/AIF_Allocation_Tool``, ``data/2023_2024.csv``
 and ``data/2024_2025.csv``): one row per GP practice with its registered population and
-one weighted population (WP) per allocation component.
+one weighted population (WP) per allocation component. Both files ship with pbc, gzipped,
+in ``pbc/reference/nhse/`` (Open Government Licence v3.0; see the README there):
+:func:`packaged_nhse_file` gives the latest.
 
 Component names used by pbc and the column each reads:
 
@@ -17,8 +19,10 @@ maternity                     ``Mat WP``                    maternity
 prescribing                   ``Prescr WP``                 prescribing
 health_inequalities           ``Health Ineq WP``            health inequalities adjustment
 overall_core                  ``Final WP``                  overall core ICB allocation
-primary_medical_care          ``Primary Medical Care WP``   primary medical care need
-primary_medical_care_need     ``Final PMC WP``              final primary medical care
+primary_medical_care_need     ``Primary Medical Care WP``   weighted primary medical care
+                                                            need
+primary_medical_care          ``Final PMC WP``              final weighted primary medical
+                                                            care population
 ============================  ===========================  ==============================
 
 The registered population is the column named ``pop YYYY/YY`` (``pop 2022/23`` in both
@@ -51,8 +55,10 @@ COMPONENT_COLUMNS: dict[str, str] = {
     "prescribing": "Prescr WP",
     "health_inequalities": "Health Ineq WP",
     "overall_core": "Final WP",
-    "primary_medical_care": "Primary Medical Care WP",
-    "primary_medical_care_need": "Final PMC WP",
+    # NHS England's labels: "Primary Medical Care WP" is the weighted primary medical care
+    # *need*; "Final PMC WP" the final weighted primary medical care population
+    "primary_medical_care_need": "Primary Medical Care WP",
+    "primary_medical_care": "Final PMC WP",
 }
 COMPONENTS: tuple[str, ...] = tuple(COMPONENT_COLUMNS)
 
@@ -65,6 +71,9 @@ POPULATION = "population"
 CODE_COLUMNS: tuple[str, ...] = ("Practice_Code", "LOC22", "LOC22name", "ICS22", "ICS22name",
                                  "LAD21", "LA21")
 _POP_RE = re.compile(r"^pop \d{4}/\d{2}$")
+
+#: where the packaged NHS England files live (``YYYY_YYYY.csv.gz``)
+PACKAGED_DIR = Path(__file__).resolve().parents[1] / "reference" / "nhse"
 
 
 class NHSEFileError(ValueError):
@@ -85,8 +94,22 @@ def _population_column(columns: Iterable[str], source: str) -> str:
     return pops[-1]  # the latest year if several are present
 
 
+def packaged_nhse_files() -> list[Path]:
+    """The NHS England weighted-population files shipped with pbc, oldest year first."""
+    files = sorted(PACKAGED_DIR.glob("[0-9][0-9][0-9][0-9]_[0-9][0-9][0-9][0-9].csv.gz"))
+    if not files:
+        raise NHSEFileError(f"{PACKAGED_DIR}: no packaged NHS England file (the installation "
+                            "is incomplete); give a file with --nhse-file")
+    return files
+
+
+def packaged_nhse_file() -> Path:
+    """The latest NHS England weighted-population file shipped with pbc (2024_2025)."""
+    return packaged_nhse_files()[-1]
+
+
 def read_nhse_file(path: str | Path) -> pd.DataFrame:
-    """Read an NHS England practice weighted-population CSV file.
+    """Read an NHS England practice weighted-population CSV file (plain or gzipped).
 
     Returns one row per practice with the code columns as strings (blank -> ``""``),
     the registered population renamed to ``population`` (the original header is kept in
@@ -99,8 +122,9 @@ def read_nhse_file(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise NHSEFileError(f"{source}: file not found")
     try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig",
+                          compression="gzip" if path.suffix == ".gz" else None)
+    except (UnicodeDecodeError, pd.errors.ParserError, OSError, EOFError) as exc:
         raise NHSEFileError(f"{source}: not a readable CSV file ({exc})") from exc
     return validate_nhse_frame(raw, source=source)
 

@@ -8,8 +8,9 @@ back. See ``src/pbc/reference/budgets/sample_policy.toml`` for a commented examp
 
 Layout::
 
-    financial_year = "2025/26"
-    commissioner_code = "QHM"              # optional, for reports
+    financial_year = "2025-26"             # "2025/26" is accepted and stored as 2025-26
+    commissioner_code = "QHM"              # whose activity and practices: needed when the
+                                           # warehouse holds more than one commissioner
     scope = ["elective_inpatient", ...]    # delegated service lines
 
     [envelope.<service_line>]              # one table per line in scope
@@ -42,7 +43,6 @@ Errors name the file and the key path (e.g. ``envelope.prescribing.uplift_percen
 
 from __future__ import annotations
 
-import re
 import tomllib
 from decimal import Decimal
 from pathlib import Path
@@ -51,6 +51,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pbc.budgets.needs import COMPONENT_COLUMNS
+from pbc.calendar import normalise_financial_year
 
 SERVICE_LINES: tuple[str, ...] = (
     "elective_inpatient",
@@ -75,7 +76,6 @@ ServiceLine = Literal[
     "social_care",
 ]
 FairShareMethod = Literal["weighted_capitation", "nhse_weighted_population", "person_based"]
-_FY = re.compile(r"^(\d{4})/(\d{2})$")
 
 
 class PolicyError(ValueError):
@@ -189,10 +189,10 @@ class BudgetPolicy(_Model):
     @field_validator("financial_year")
     @classmethod
     def _fy(cls, value: str) -> str:
-        m = _FY.match(value)
-        if not m or (int(m.group(1)) + 1) % 100 != int(m.group(2)):
-            raise ValueError("financial year must look like '2025/26'")
-        return value
+        try:
+            return normalise_financial_year(value)
+        except ValueError:
+            raise ValueError("financial year must look like '2025-26' (or '2025/26')") from None
 
     @field_validator("scope")
     @classmethod

@@ -55,6 +55,16 @@ class DecisionStore:
         self.engine: Engine = create_engine(url)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
+    def close(self) -> None:
+        """Close the store's database connections (its engine's pool)."""
+        self.engine.dispose()
+
+    def __enter__(self) -> DecisionStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @classmethod
     def beside(cls, warehouse_root: Path) -> DecisionStore:
         """The default store: a SQLite file next to the warehouse."""

@@ -4,19 +4,22 @@ For one indicator and one level (practice, group, commissioner, or a user's own 
 
 * value = numerator / denominator × multiplier, with a 95% confidence interval chosen by
   the indicator's kind: Wilson for proportions, exact Poisson (< 10 events) or Byar for rates
-  and ratios (PHEindicatormethods; reference.md §4); none for cost per head (money is not a
-  count);
+  and ratios (PHEindicatormethods); none for cost per head (money is not a count);
 * for age-sex standardised indicators, the indirectly standardised ratio against the
   commissioner (observed / expected × 100, expected from the commissioner's own band rates;
-  reference.md §4.7), and for direct standardisation the DSR with Dobson limits (§4.6),
-  each sex's age bands weighted by the European Standard Population 2013 (bands with no
-  registered patients in a unit are left out of that unit's DSR);
-* funnel-plot significance at 95% and 99.8% against the commissioner's average (§4.8);
-* percentile and decile among peers (all units at the level), and the saving if the unit
-  performed at the peers' 25th and 10th percentile (OpenPrescribing's "potential savings"):
-  ``max(value - p, 0) × denominator / multiplier``, in the numerator's unit (admissions, days
-  or pounds), only for indicators where low is good.
-
+  PHEindicatormethods ``calculate_ISRatio``), or the DSR with Dobson limits
+  (``phe_dsr``), each sex's 19 age bands weighted by the European Standard Population 2013
+  (a band with no registered patients counts as a rate of 0 and keeps its weight);
+* every judgement is made on one measure, named in ``judged_on``: the ISR for indirectly
+  standardised indicators, the DSR for directly standardised ones, the crude value
+  otherwise (:func:`judged_measure`). On it: funnel-plot significance at 95% and 99.8%
+  against the commissioner (PHE funnel methods; the DSR funnel for a DSR), with
+  Spiegelhalter's overdispersion-adjusted limits where the units are significantly
+  overdispersed (``phi``, ``tau2``, ``limits``, ``significance_unadjusted``);
+  percentile and decile among peers; and the saving if the unit were at the peers' 25th
+  and 10th percentile of that measure (OpenPrescribing's "potential savings"), in the
+  numerator's unit (admissions, days or pounds), zero for a unit already below it, only
+  where low is good (:func:`_peers` gives the formulas);
 * the ratio against England (``value / national × 100`` with the value's 95% limits scaled
   the same way) where the indicator file gives England's published value (``national:``,
   with period and source). It is a crude comparison: England's age-sex band rates are not
@@ -24,7 +27,8 @@ For one indicator and one level (practice, group, commissioner, or a user's own 
   England even when its standardised ratio against the commissioner is 100.
 
 :func:`monthly_series` gives each unit's value by month with Making Data Count XmR
-classification (reference.md §4.9): the SPC view of the same indicator.
+classification (NHS England, Making Data Count): the SPC view of the same indicator.
+Method pages: docs/methods/.
 """
 
 from __future__ import annotations
@@ -34,12 +38,13 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from scipy.stats import chi2
 
 from pbc.indicators.compute import ACTIVITY_TABLE, events_by_band, indicator_by_practice
 from pbc.indicators.definition import Indicator
 from pbc.stats.crude_rate import crude_rate
-from pbc.stats.dsr import ESP2013, ESP2013_BANDS, dsr_by_group
-from pbc.stats.funnel_poisson import funnel_rate, funnel_ratio
+from pbc.stats.dsr import DSR_MIN_COUNT, ESP2013, ESP2013_BANDS, dsr_by_group
+from pbc.stats.funnel_poisson import DSR_NOT_APPLICABLE, funnel_dsr, funnel_rate, funnel_ratio
 from pbc.stats.funnel_proportion import funnel_proportion
 from pbc.stats.isr import isratio
 from pbc.stats.wilson import wilson_ci
@@ -72,11 +77,15 @@ def benchmark(
     level: Level = "practice",
     financial_year: str | None = None,
     grouping: pd.DataFrame | None = None,
+    overdispersion: bool | None = None,
 ) -> pd.DataFrame:
     """One row per unit: value, CI, standardised ratio, significance, percentile, savings.
 
     ``financial_year`` (``2025/26`` or ``2025-26``) defaults to the latest complete year of
-    the indicator's activity, so a rate per head is a rate per year."""
+    the indicator's activity, so a rate per head is a rate per year. Every judgement
+    (significance, percentile, decile, savings) is on the measure named in ``judged_on``.
+    ``overdispersion``: None (default) uses Spiegelhalter's overdispersion-adjusted limits
+    where the units are significantly overdispersed, True always, False never."""
     if financial_year is None:
         years = financial_years(tables, ind)
         financial_year = years[-1] if years else None
@@ -94,11 +103,15 @@ def benchmark(
     value[ok] = x[ok] / n[ok] * ind.multiplier
     out["value"] = value
     out["lower_95"], out["upper_95"] = _interval(ind, x, n, ok)
-    out["significance"] = _significance(ind, x, n, ok)
-    if ind.standardisation != "none" and "patients" in tables:
+    if ind.standardisation != "none":
+        if "patients" not in tables:
+            raise ValueError(
+                f"{ind.id} is age-sex standardised ({ind.standardisation}) and needs the "
+                "patients table (patient-level ages); the warehouse has list sizes only")
         out = _standardised(tables, ind, out, units, financial_year, level)
+    _judge(ind, out, overdispersion)
     _national(ind, out)
-    _peers(ind, out, n)
+    _peers(ind, out)
     return out
 
 
@@ -218,18 +231,6 @@ def _interval(ind: Indicator, x: np.ndarray, n: np.ndarray,
     return lo, hi
 
 
-def _significance(ind: Indicator, x: np.ndarray, n: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    sig = np.full(len(x), NOT_APPLICABLE, dtype=object)
-    if ok.sum() < 2 or ind.kind == "cost_per_head":
-        return sig
-    if ind.kind == "proportion":
-        f = funnel_proportion(x[ok], n[ok], multiplier=ind.multiplier)
-    else:
-        f = funnel_rate(np.round(x[ok]), n[ok], multiplier=ind.multiplier)
-    sig[ok] = f.significance.to_numpy()
-    return sig
-
-
 def _standardised(tables: Mapping[str, Any], ind: Indicator, out: pd.DataFrame,
                   units: pd.DataFrame, financial_year: str | None, level: str) -> pd.DataFrame:
     bands = events_by_band(tables, ind, financial_year=financial_year).execute()
@@ -249,28 +250,161 @@ def _standardised(tables: Mapping[str, Any], ind: Indicator, out: pd.DataFrame,
         std = pd.DataFrame({key: wide_n.index, "observed": res.observed,
                             "expected": res.expected, "isr": res.value,
                             "isr_lower_95": res.lower, "isr_upper_95": res.upper})
-        good = std.expected > 0
-        std["significance"] = NOT_APPLICABLE
-        if good.sum() >= 2:
-            f = funnel_ratio(std.observed[good], std.expected[good], ratio_type="isr")
-            std.loc[good, "significance"] = f.significance.to_numpy()
-        out = out.drop(columns=["significance"]).merge(std, on=key, how="left")
+        out = out.merge(std, on=key, how="left")
     else:  # direct, European Standard Population 2013, each sex weighted by the ESP
-        weights = dict(zip(ESP2013_BANDS, ESP2013, strict=True))
-        long = by[by.patients > 0].rename(columns={"unit": key})
-        long = long.assign(esp=long.age_band.map(weights).astype(float))
-        dsrs = dsr_by_group(long, key, "events", "patients", standard_population="esp",
-                            multiplier=ind.multiplier)
-        dsrs = dsrs.rename(columns={"value": "dsr", "lower": "dsr_lower_95",
-                                    "upper": "dsr_upper_95"})
-        keep = [c for c in (key, "dsr", "dsr_lower_95", "dsr_upper_95") if c in dsrs.columns]
-        out = out.merge(dsrs[keep], on=key, how="left")
+        out = out.merge(_direct(by, key, ind), on=key, how="left")
     return out
 
 
-def _peers(ind: Indicator, out: pd.DataFrame, n: np.ndarray) -> None:
-    """Percentile, decile and savings at the peers' 25th and 10th percentiles (in place)."""
-    col = "isr" if "isr" in out.columns else "value"
+def _direct(by: pd.DataFrame, key: str, ind: Indicator) -> pd.DataFrame:
+    """DSRs over all 19 ESP2013 bands of each sex (38 cells, standard total 200,000).
+
+    A band in which the unit has no registered patients contributes no events but keeps
+    its weight in the standard population (PHE ``phe_dsr``: the denominator is always the
+    whole standard population); leaving such bands out would renormalise the standard to
+    the bands the unit happens to have, and inflate the DSR of a unit with a narrow list.
+    Events in a band where the unit has no registered person-time (a patient attributed
+    to the practice on the activity but registered elsewhere, or not in the period) have
+    no rate to standardise: they are left out of the DSR and counted in
+    ``dsr_events_without_population``, so nothing is dropped unseen."""
+    weights = dict(zip(ESP2013_BANDS, ESP2013, strict=True))
+    cells = pd.MultiIndex.from_product([sorted(by.unit.unique()), ("F", "M"), ESP2013_BANDS],
+                                       names=["unit", "sex", "age_band"])
+    full = by.set_index(["unit", "sex", "age_band"])[["events", "patients"]].reindex(
+        cells, fill_value=0.0).reset_index()
+    orphan = (full.patients <= 0) & (full.events > 0)
+    left_out = full.assign(left=full.events.where(orphan, 0.0)).groupby("unit").left.sum()
+    full["events"] = full.events.where(~orphan, 0.0)
+    # an empty band: rate 0 with its full weight (x = 0 over an infinite n adds 0 to both
+    # the weighted sum and the variance, and keeps the band's w in the standard's total)
+    full["patients"] = full.patients.where(full.patients > 0, np.inf)
+    full["esp"] = full.age_band.map(weights).astype(float)
+    dsrs = dsr_by_group(full.rename(columns={"unit": key}), key, "events", "patients",
+                        standard_population="esp", multiplier=ind.multiplier)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        derived = np.where(dsrs["value"] > 0,
+                           ind.multiplier * dsrs["total_count"] / dsrs["value"], np.nan)
+    return pd.DataFrame({key: dsrs[key], "dsr_observed": dsrs["total_count"],
+                         "dsr": dsrs["value"], "dsr_lower_95": dsrs["lower"],
+                         "dsr_upper_95": dsrs["upper"], "dsr_denominator": derived,
+                         "dsr_events_without_population":
+                             left_out.reindex(dsrs[key]).to_numpy(float)})
+
+
+def judged_measure(ind: Indicator, out: pd.DataFrame) -> str:
+    """The column every judgement is made on: ``isr``, ``dsr`` or ``value`` (crude)."""
+    if ind.standardisation == "age_sex_indirect" and "isr" in out.columns:
+        return "isr"
+    if ind.standardisation == "age_sex_direct" and "dsr" in out.columns:
+        return "dsr"
+    return "value"
+
+
+def judged_on(ind: Indicator, out: pd.DataFrame) -> str:
+    """What the judgements are made on, in words, for the ``judged_on`` column."""
+    col = judged_measure(ind, out)
+    if col == "isr":
+        return "ISR (commissioner = 100)"
+    if col == "dsr":
+        return f"DSR per {ind.multiplier:,.0f} (ESP2013)"
+    if ind.kind == "cost_per_head":
+        return "crude cost per head (no funnel: money is not a count of events)"
+    return {"proportion": "crude proportion", "ratio": "crude ratio"}.get(ind.kind,
+                                                                         "crude rate")
+
+
+#: the 95th percentile of chi-squared with k - 1 degrees of freedom is the test of
+#: overdispersion (Spiegelhalter 2005, Stat Med 24:1185, section 4: k phi ~ chi2(k - 1))
+OVERDISPERSION_TEST = 0.95
+POISSON_LIMITS = "Poisson (PHE)"
+WILSON_LIMITS = "Wilson (PHE)"
+
+
+def _funnel(ind: Indicator, out: pd.DataFrame, rows: np.ndarray,
+            adjusted: bool) -> pd.DataFrame:
+    """The funnel of the judged measure over ``rows`` (those with a value)."""
+    col = judged_measure(ind, out)
+    if col == "isr":
+        return funnel_ratio(out.observed.to_numpy(float)[rows],
+                            out.expected.to_numpy(float)[rows], ratio_type="isr",
+                            overdispersion=adjusted)
+    if col == "dsr":
+        return funnel_dsr(out.dsr_observed.to_numpy(float)[rows],
+                          out.dsr.to_numpy(float)[rows], multiplier=ind.multiplier,
+                          overdispersion=adjusted)
+    x = out.numerator.to_numpy(float)[rows]
+    n = out.denominator.to_numpy(float)[rows]
+    if ind.kind == "proportion":
+        return funnel_proportion(x, n, multiplier=ind.multiplier, overdispersion=adjusted)
+    return funnel_rate(np.round(x), n, multiplier=ind.multiplier, overdispersion=adjusted)
+
+
+def _judge(ind: Indicator, out: pd.DataFrame, overdispersion: bool | None) -> None:
+    """Funnel significance on the judged measure, with overdispersion (in place).
+
+    Adds ``judged_on``, ``significance``, ``limits`` (which limits gave it), ``phi`` and
+    ``tau2`` (Spiegelhalter's dispersion ratio and between-unit variance, on the measure's
+    own scale) and, where the adjusted limits are used, ``significance_unadjusted``."""
+    out["judged_on"] = judged_on(ind, out)
+    sig = np.full(len(out), NOT_APPLICABLE, dtype=object)
+    out["limits"] = "none"
+    out["phi"] = np.nan
+    out["tau2"] = np.nan
+    col = judged_measure(ind, out)
+    vals = out[col].to_numpy(float)
+    rows = np.isfinite(vals)
+    if col == "value":
+        rows &= out.denominator.to_numpy(float) > 0
+    if col == "isr":
+        rows &= out.expected.to_numpy(float) > 0
+    if col == "dsr":
+        rows &= vals > 0
+        small = out.dsr_observed.to_numpy(float) < DSR_MIN_COUNT
+        sig[small] = DSR_NOT_APPLICABLE
+    if rows.sum() < 2 or ind.kind == "cost_per_head":
+        out["significance"] = sig
+        return
+    plain = _funnel(ind, out, rows, adjusted=False)
+    od = _funnel(ind, out, rows, adjusted=True)
+    phi, tau2, k = od.attrs["phi"], od.attrs["tau2"], od.attrs["k"]
+    dispersed = bool(k >= 2 and np.isfinite(phi)
+                     and k * phi > chi2.ppf(OVERDISPERSION_TEST, k - 1))
+    adjust = dispersed if overdispersion is None else overdispersion
+    base = WILSON_LIMITS if ind.kind == "proportion" and col == "value" else POISSON_LIMITS
+    if adjust:
+        sig[rows] = od.significance.to_numpy()
+        unadjusted = np.full(len(out), NOT_APPLICABLE, dtype=object)
+        unadjusted[rows] = plain.significance.to_numpy()
+        if col == "dsr":
+            unadjusted[small] = DSR_NOT_APPLICABLE
+        out["significance_unadjusted"] = unadjusted
+        out["limits"] = (f"overdispersion-adjusted (Spiegelhalter random effects, "
+                         f"phi {phi:.2f}, tau2 {tau2:.4g}; unadjusted: {base})")
+    else:
+        sig[rows] = plain.significance.to_numpy()
+        out["limits"] = base
+    if col == "dsr":
+        sig[small] = DSR_NOT_APPLICABLE
+    out["significance"] = sig
+    out["phi"] = phi
+    out["tau2"] = tau2
+
+
+def _peers(ind: Indicator, out: pd.DataFrame) -> None:
+    """Percentile, decile and savings at the peers' 25th and 10th percentiles (in place),
+    all on the judged measure (:func:`judged_measure`).
+
+    Savings (OpenPrescribing's "potential savings", on the measure of the ranking): what
+    the unit would save if it were at the percentile, in the numerator's unit, and zero
+    for a unit already at or below it:
+
+    * ISR: ``expected × (O/E − ratio at the percentile)`` = ``O − E × r_p``;
+    * DSR: ``D × (DSR − DSR at the percentile) / multiplier`` where D = multiplier × O /
+      DSR is the DSR's derived denominator (PHE funnel method), i.e. ``O × (1 − DSR_p /
+      DSR)``: the unit's events with every band rate scaled to the percentile's DSR;
+    * crude: ``denominator × (value − value at the percentile) / multiplier``.
+    """
+    col = judged_measure(ind, out)
     vals = out[col].to_numpy(float)
     finite = ~np.isnan(vals)
     pct = np.full(len(vals), np.nan)
@@ -282,8 +416,14 @@ def _peers(ind: Indicator, out: pd.DataFrame, n: np.ndarray) -> None:
         out["saving_at_p25"] = np.nan
         out["saving_at_p10"] = np.nan
         return
-    raw = out["value"].to_numpy(float)
     for p in (25, 10):
-        target = np.nanpercentile(raw, p)
-        out[f"saving_at_p{p}"] = np.where(
-            np.isnan(raw), np.nan, np.maximum(raw - target, 0) * n / ind.multiplier)
+        target = float(np.nanpercentile(vals, p))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            if col == "isr":
+                saving = out.observed.to_numpy(float) - out.expected.to_numpy(float) * (
+                    target / 100)
+            elif col == "dsr":
+                saving = out.dsr_observed.to_numpy(float) * (1 - target / vals)
+            else:
+                saving = (vals - target) * out.denominator.to_numpy(float) / ind.multiplier
+        out[f"saving_at_p{p}"] = np.where(finite, np.maximum(saving, 0.0), np.nan)

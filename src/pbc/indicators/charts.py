@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from pbc.indicators.definition import Indicator
+from pbc.stats._common import Z95, Z998
 from pbc.stats.funnel_poisson import funnel_ratio
 from pbc.stats.funnel_proportion import (
     HIGH_001,
@@ -120,8 +121,10 @@ def _format(ind: Indicator) -> str:
 
 def _denominator_title(ind: Indicator) -> str:
     d = ind.denominator
+    if d.population == "astro_pu":
+        return "Prescribing units (ASTRO-PU)"
     if d.population is not None:
-        return f"{d.population.capitalize()} patients"
+        return f"{d.population.capitalize()} patients (person-years)"
     names = {"apc": "admissions", "op": "outpatient attendances", "ae": "A&E attendances",
              "prescribing": "prescription items", "priced": "priced activity"}
     activity = names.get(d.activity or "", "activity")
@@ -172,32 +175,95 @@ def _is_isr(table: pd.DataFrame) -> bool:
     return "isr" in table.columns and "expected" in table.columns
 
 
+def _is_dsr(table: pd.DataFrame) -> bool:
+    return {"dsr", "dsr_observed", "dsr_denominator"} <= set(table.columns)
+
+
+def _tau2(table: pd.DataFrame) -> float | None:
+    """τ² when the table's judgements used overdispersion-adjusted limits, else None."""
+    if "limits" not in table.columns or "tau2" not in table.columns or not len(table):
+        return None
+    if not str(table["limits"].iloc[0]).startswith("overdispersion-adjusted"):
+        return None
+    tau2 = float(table["tau2"].iloc[0])
+    return tau2 if np.isfinite(tau2) else None
+
+
+def _od_ratio(expected: np.ndarray, tau2: float) -> dict[str, np.ndarray]:
+    """O/E limits exp(±z√(1/E + τ²)) (Spiegelhalter 2005, SHMI log scale), as
+    :func:`pbc.stats.funnel_poisson.funnel_ratio` ``overdispersion=True`` places them."""
+    out = {}
+    for name, z in (("95", Z95), ("998", Z998)):
+        half = z * np.sqrt(1 / expected + tau2)
+        out[f"lower_{name}"] = np.exp(-half)
+        out[f"upper_{name}"] = np.exp(half)
+    return out
+
+
+def _od_proportion(baseline: float, n: np.ndarray, tau2: float) -> dict[str, np.ndarray]:
+    """Arcsine-square-root limits target ± z√(1/(4n) + τ²), back-transformed, as
+    :func:`pbc.stats.funnel_proportion.funnel_proportion` ``overdispersion=True``."""
+    target = np.arcsin(np.sqrt(baseline))
+    s = 1 / (2 * np.sqrt(n))
+    out = {}
+    for name, z in (("95", Z95), ("998", Z998)):
+        half = z * np.sqrt(s**2 + tau2)
+        out[f"lower_{name}"] = np.sin(np.clip(target - half, 0, np.pi / 2)) ** 2
+        out[f"upper_{name}"] = np.sin(np.clip(target + half, 0, np.pi / 2)) ** 2
+    return out
+
+
+def _ratio_limits(expected: np.ndarray, tau2: float | None) -> dict[str, np.ndarray]:
+    if tau2 is not None:
+        return _od_ratio(expected, tau2)
+    f = funnel_ratio(np.zeros_like(expected), expected, ratio_type="ratio")
+    return {col: f[col].to_numpy(float) for col in LIMIT_COLUMNS}
+
+
 # ---------------------------------------------------------------------------- funnel
 
 def funnel_limits(table: pd.DataFrame, ind: Indicator) -> pd.DataFrame:
     """The funnel's control limits on a grid: ``x``, ``centre``, ``lower_95``, ``upper_95``,
-    ``lower_998``, ``upper_998`` (in the units of the plotted value).
+    ``lower_998``, ``upper_998`` (in the units of the plotted value), for the measure the
+    table's judgements are made on.
 
     Proportions: :func:`~pbc.stats.funnel_proportion.funnel_proportion_limits` at the
     commissioner's p̄. Rates and ratios: Poisson O/E limits at E = r̄·n from
     :func:`~pbc.stats.funnel_poisson.funnel_ratio`, times r̄ × multiplier (as
     :func:`~pbc.stats.funnel_poisson.funnel_rate` places them at each unit's n). Indirectly
-    standardised ratios: the same O/E limits at each expected count, × 100.
+    standardised ratios: the same O/E limits at each expected count, × 100. Directly
+    standardised rates: the rate limits against the derived denominator
+    (multiplier × O / DSR) around ΣO / Σderived (:func:`~pbc.stats.funnel_poisson.funnel_dsr`).
+    Where the table used overdispersion-adjusted limits (its ``limits`` and ``tau2``
+    columns), the same adjusted limits are drawn.
     """
     if ind.kind == "cost_per_head":
         raise ValueError(
             f"{ind.id} is a cost per head ({ind.unit}): spending is not a count of events, so "
             "it has no funnel plot; use caterpillar_chart or deciles_chart instead")
     _require(table, ["numerator", "denominator"], "the benchmark table")
+    tau2 = _tau2(table)
     if _is_isr(table):
         x = table["expected"].to_numpy(float)
         if not np.any(np.isfinite(x) & (x > 0)):
             raise ValueError(f"{ind.id}: no unit has a positive expected count")
         grid = _grid(x)
-        f = funnel_ratio(np.zeros_like(grid), grid, ratio_type="isr")
         out = pd.DataFrame({"x": grid, "centre": 100.0})
-        for col in LIMIT_COLUMNS:
-            out[col] = f[col].to_numpy(float)
+        for col, v in _ratio_limits(grid, tau2).items():
+            out[col] = v * 100
+        return out
+    if _is_dsr(table):
+        x = table["dsr_denominator"].to_numpy(float)
+        o = table["dsr_observed"].to_numpy(float)
+        ok = np.isfinite(x) & (x > 0)
+        if not ok.any():
+            raise ValueError(f"{ind.id}: no unit has a DSR to place on a funnel")
+        baseline = float(o[ok].sum() / x[ok].sum())
+        centre = baseline * ind.multiplier
+        grid = _grid(x)
+        out = pd.DataFrame({"x": grid, "centre": centre})
+        for col, v in _ratio_limits(baseline * grid, tau2).items():
+            out[col] = v * centre
         return out
     x = table["denominator"].to_numpy(float)
     if not np.any(np.isfinite(x) & (x > 0)):
@@ -206,18 +272,21 @@ def funnel_limits(table: pd.DataFrame, ind: Indicator) -> pd.DataFrame:
     centre = _average(table, ind)
     baseline = centre / ind.multiplier
     if ind.kind == "proportion":
-        lim = funnel_proportion_limits(baseline, grid, multiplier=ind.multiplier)
         out = pd.DataFrame({"x": grid, "centre": centre})
+        if tau2 is not None:
+            for col, v in _od_proportion(baseline, grid, tau2).items():
+                out[col] = np.clip(v, 0, 1) * ind.multiplier
+            return out
+        lim = funnel_proportion_limits(baseline, grid, multiplier=ind.multiplier)
         for col in LIMIT_COLUMNS:
             out[col] = lim[col].to_numpy(float)
         return out
     if baseline <= 0:
         raise ValueError(f"{ind.id}: no unit has any events, so the funnel limits (Poisson, "
                          "around an average of zero) are undefined")
-    f = funnel_ratio(np.zeros_like(grid), baseline * grid, ratio_type="ratio")
     out = pd.DataFrame({"x": grid, "centre": centre})
-    for col in LIMIT_COLUMNS:
-        out[col] = f[col].to_numpy(float) * centre
+    for col, v in _ratio_limits(baseline * grid, tau2).items():
+        out[col] = v * centre
     return out
 
 
@@ -245,7 +314,17 @@ def funnel_chart(table: pd.DataFrame, ind: Indicator, *,
     _check_unit(table[key], highlight, "benchmark table")
     isr = _is_isr(table)
     level = _LEVEL_NAME[key]
-    if isr:
+    if not isr and _is_dsr(table):
+        points = pd.DataFrame({"unit": table[key].astype(str), "x": table["dsr_denominator"],
+                               "y": table["dsr"], "lower": table["dsr_lower_95"],
+                               "upper": table["dsr_upper_95"],
+                               "numerator": table["dsr_observed"]})
+        x_title = "Derived denominator (multiplier × events / DSR, PHE funnel method)"
+        y_title = f"Directly standardised rate, {ind.unit}"
+        count_tips = [alt.Tooltip("numerator:Q", title="Events", format=",.0f"),
+                      alt.Tooltip("x:Q", title="Derived denominator", format=",.0f")]
+        fmt = _format(ind)
+    elif isr:
         points = pd.DataFrame({"unit": table[key].astype(str), "x": table["expected"],
                                "y": table["isr"], "lower": table["isr_lower_95"],
                                "upper": table["isr_upper_95"], "observed": table["observed"]})
@@ -310,11 +389,21 @@ def funnel_chart(table: pd.DataFrame, ind: Indicator, *,
         layers += _highlight_layers(base, x_enc, alt.Y("y:Q", scale=y_scale), tips)
     title = alt.Title(ind.title, subtitle=[
         f"{level}s against the commissioner average; dashed 95%, solid 99.8% control "
-        "limits (PHE funnel method)"], anchor="start")
+        "limits (PHE funnel method)", *_judgement_note(table)], anchor="start")
     return alt.LayerChart(
         layer=layers, title=title, width=640, height=400,
         description=f"Funnel plot of {ind.title} by {level.lower()}",
     )
+
+
+def _judgement_note(table: pd.DataFrame) -> list[str]:
+    """Which measure the colours judge and with which limits (the table's own columns)."""
+    note = []
+    if "judged_on" in table.columns and len(table):
+        note.append(f"Judged on: {table['judged_on'].iloc[0]}")
+    if "limits" in table.columns and len(table):
+        note.append(f"Limits: {table['limits'].iloc[0]}")
+    return note
 
 
 def _highlight_layers(base: alt.Chart, x: alt.X, y: alt.Y,
@@ -349,9 +438,15 @@ def caterpillar_chart(table: pd.DataFrame, ind: Indicator, *,
         fmt = ",.1f"
     elif "dsr" in table.columns:
         col, lo, hi, name = "dsr", "dsr_lower_95", "dsr_upper_95", "DSR"
-        reference = float(np.nanmedian(table["dsr"].to_numpy(float)))
         fmt = _format(ind)
-        ref_label = f"Median of {level.lower()}s {format(reference, fmt)}"
+        if _is_dsr(table):  # the DSR funnel's centre: Σevents / Σderived denominators
+            ok = np.isfinite(table["dsr_denominator"].to_numpy(float))
+            reference = float(table["dsr_observed"][ok].sum()
+                              / table["dsr_denominator"][ok].sum()) * ind.multiplier
+            ref_label = f"Commissioner (funnel centre) {format(reference, fmt)}"
+        else:
+            reference = float(np.nanmedian(table["dsr"].to_numpy(float)))
+            ref_label = f"Median of {level.lower()}s {format(reference, fmt)}"
         x_title = f"Directly standardised rate, {ind.unit}"
     else:
         col, lo, hi, name = "value", "lower_95", "upper_95", "Value"
@@ -403,8 +498,8 @@ def caterpillar_chart(table: pd.DataFrame, ind: Indicator, *,
         ).encode(y=y, x=x, tooltip=tips)
         layers.append(ring.properties(name="highlight"))
     title = alt.Title(ind.title, subtitle=[
-        f"{level}s ranked, with 95% confidence intervals; dashed line: {ref_label}"],
-        anchor="start")
+        f"{level}s ranked, with 95% confidence intervals; dashed line: {ref_label}",
+        *_judgement_note(table)], anchor="start")
     return alt.LayerChart(
         layer=layers, title=title, width=560, height=alt.Step(14),
         description=f"Caterpillar plot of {ind.title} by {level.lower()}")

@@ -3,8 +3,10 @@
 Each indicator is a YAML file in ``pbc/reference/indicators/`` (or a user's folder) with
 an id, a title, why it matters, a numerator and a denominator built from a small
 vocabulary of named activity filters, a multiplier, the standardisation, whether low is
-good, its source and a review date. :func:`load_indicators` validates every file with
-pydantic and reports errors naming the file and the key.
+good, its source, a review date, and (optionally) the published exclusions and where pbc's
+figure differs from the published one (docs/methods/ explains each indicator).
+:func:`load_indicators` validates every file with pydantic and reports errors naming the
+file and the key.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pbc.indicators.filters import FILTERS, SUM_FIELDS
 
 Activity = Literal["apc", "op", "ae", "prescribing", "priced"]
-Population = Literal["registered", "weighted"]
+Population = Literal["registered", "weighted", "astro_pu"]
 REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "indicators"
 
 
@@ -91,6 +93,10 @@ class Indicator(BaseModel):
     author: str = "pbc"
     review_date: dt.date
     national: NationalValue | None = None
+    #: what the published definition leaves out, and whether pbc can apply it
+    exclusions: str | None = None
+    #: where pbc's figure differs from the published indicator, and why
+    limitations: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Indicator:

@@ -4,6 +4,13 @@ The service opens the warehouse, picks the indicator and the grouping, and calls
 core (:mod:`pbc.indicators`). Writing: ``.csv`` (the benchmark table; the monthly series
 beside it as ``NAME_monthly.csv``) or ``.xlsx`` (one workbook: the benchmark table, the
 monthly series and a sheet describing the indicator).
+
+Disclosure control: files and charts leave the commissioner, so they are written from
+:func:`disclosure_controlled` copies, in which counts of events from 1 to 7 are
+suppressed (``*``) with complementary suppression (:mod:`pbc.services.suppression`, as for
+risk segments), together with every figure that would give a hidden count back (the
+value, its limits, the standardised figures and the savings). The tables in memory stay
+whole for the commissioner's own analysts.
 """
 
 from __future__ import annotations
@@ -13,11 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
-from pbc.indicators.benchmark import benchmark, monthly_series
+from pbc.calendar import format_financial_year, parse_financial_year
+from pbc.indicators.benchmark import benchmark, financial_years, monthly_series
 from pbc.indicators.compute import with_populations
 from pbc.indicators.definition import Indicator, load_indicators
+from pbc.services.suppression import DEFAULT_THRESHOLD, MARKER, suppress_table
 from pbc.warehouse import Warehouse, WarehouseError
 
 Level = Literal["practice", "group", "commissioner"]
@@ -83,10 +93,12 @@ def benchmark_all(
     indicators = [_indicator(i) for i in indicator_ids] if indicator_ids else \
         list(load_indicators().values())
     tables = _tables(warehouse)
+    years = ([format_financial_year(parse_financial_year(financial_year), sep="-")]
+             if financial_year else None)
     if len(indicators) > 1:
-        tables = with_populations(tables)
+        shared = years or sorted({y for ind in indicators for y in financial_years(tables, ind)})
+        tables = with_populations(tables, shared)
     grouping = read_grouping(grouping_file) if grouping_file else None
-    years = [financial_year.replace("/", "-")] if financial_year else None
     out = []
     for ind in indicators:
         table = benchmark(tables, ind, level=level, financial_year=financial_year,
@@ -129,7 +141,98 @@ def run_benchmark(
     return result.table
 
 
-def about(ind: Indicator) -> pd.DataFrame:
+#: columns that give a hidden count back (derived from the numerator)
+NUMERATOR_DERIVED = (
+    "numerator", "value", "lower_95", "upper_95", "observed", "isr", "isr_lower_95",
+    "isr_upper_95", "dsr_observed", "dsr", "dsr_lower_95", "dsr_upper_95", "dsr_denominator",
+    "ratio_to_national", "ratio_to_national_lower_95", "ratio_to_national_upper_95",
+    "saving_at_p25", "saving_at_p10")
+#: columns that give a hidden activity denominator back
+DENOMINATOR_DERIVED = ("denominator", "value", "lower_95", "upper_95", "ratio_to_national",
+                       "ratio_to_national_lower_95", "ratio_to_national_upper_95",
+                       "saving_at_p25", "saving_at_p10")
+
+
+def _counts(ind: Indicator) -> list[str]:
+    """The columns of a table that are counts of events: the numerator when it counts
+    activity (not a sum of days or pounds), the denominator when it counts activity."""
+    cols = []
+    if ind.numerator.activity is not None and ind.numerator.sum is None:
+        cols.append("numerator")
+    if ind.denominator.activity is not None and ind.denominator.sum is None:
+        cols.append("denominator")
+    return cols
+
+
+def _hidden(frame: pd.DataFrame, col: str, key: str, by_month: bool,
+            threshold: int) -> pd.Series:
+    """Which cells of count column ``col`` to hide (primary and complementary)."""
+    counts = frame[col].fillna(0).round().astype(int)
+    if not by_month:
+        # one line of units whose total is shown (the funnel's centre line, the level above)
+        cells = suppress_table([counts.tolist()], threshold)[0].cells
+        return pd.Series([c is None for c in cells], index=frame.index)
+    # units x months: each unit's year (the annual table) and each month's total are shown
+    wide = counts.to_frame().assign(unit=frame[key], period=frame["period"]).pivot(
+        index="unit", columns="period", values=col).fillna(0).astype(int)
+    rows = suppress_table(wide.to_numpy().tolist(), threshold, column_totals=len(wide) > 1)
+    hide = pd.DataFrame([[c is None for c in r.cells] for r in rows], index=wide.index,
+                        columns=wide.columns).stack()
+    keys = pd.MultiIndex.from_arrays([frame[key], frame["period"]])
+    return pd.Series(hide.reindex(keys).fillna(False).to_numpy(bool), index=frame.index)
+
+
+def suppress_frame(frame: pd.DataFrame, ind: Indicator, *,
+                   threshold: int = DEFAULT_THRESHOLD) -> tuple[pd.DataFrame, pd.Series]:
+    """A copy of a benchmark table or monthly series with counts 1..``threshold`` and the
+    figures derived from them set to NaN; and which rows lost something."""
+    out = frame.copy()
+    if not len(out):
+        return out, pd.Series(False, index=out.index)
+    key = out.columns[1]
+    by_month = "period" in out.columns
+    any_hidden = pd.Series(False, index=out.index)
+    for col in _counts(ind):
+        hide = _hidden(frame, col, key, by_month, threshold)
+        derived = NUMERATOR_DERIVED if col == "numerator" else DENOMINATOR_DERIVED
+        for c in derived:
+            if c in out.columns:
+                out[c] = out[c].astype(float).where(~hide, np.nan)
+        any_hidden |= hide
+    for col in ("numerator", "denominator"):
+        if col in _counts(ind):
+            out[col] = out[col].round().astype("Int64")
+    return out, any_hidden
+
+
+def disclosure_controlled(result: BenchmarkResult, *,
+                          threshold: int = DEFAULT_THRESHOLD) -> BenchmarkResult:
+    """The result as it may leave the commissioner: counts of events from 1 to
+    ``threshold`` (7) suppressed, with complementary suppression, and every figure derived
+    from a hidden count hidden too (NaN here, ``*`` in files)."""
+    table, _ = suppress_frame(result.table, result.indicator, threshold=threshold)
+    series = None
+    if result.series is not None:
+        series, _ = suppress_frame(result.series, result.indicator, threshold=threshold)
+    return BenchmarkResult(result.indicator, result.level, table, series)
+
+
+def _marked(frame: pd.DataFrame, whole: pd.DataFrame) -> pd.DataFrame:
+    """Suppressed cells (NaN where the whole table has a value) written as ``*``."""
+    out = frame.astype(object)
+    for col in frame.columns:
+        if col in whole.columns:
+            gone = frame[col].isna().to_numpy() & whole[col].notna().to_numpy()
+            out.loc[gone, col] = MARKER
+    return out
+
+
+DISCLOSURE_NOTE = (f"counts of events from 1 to {DEFAULT_THRESHOLD} are suppressed "
+                   f"({MARKER}), with complementary suppression so they cannot be recovered "
+                   "from totals, and so is every figure derived from a suppressed count")
+
+
+def about(ind: Indicator, *, suppressed: bool = False) -> pd.DataFrame:
     """The indicator's definition as rows of (field, value), for the workbook."""
     rows = [("id", ind.id), ("title", ind.title), ("why it matters", ind.why_it_matters.strip()),
             ("unit", ind.unit), ("kind", ind.kind), ("standardisation", ind.standardisation),
@@ -138,35 +241,55 @@ def about(ind: Indicator) -> pd.DataFrame:
     if ind.national is not None:
         rows += [("England value", f"{ind.national.value:g} ({ind.national.period})"),
                  ("England source", ind.national.source)]
+    if ind.exclusions:
+        rows.append(("exclusions", ind.exclusions.strip()))
+    if ind.limitations:
+        rows.append(("limitations", ind.limitations.strip()))
+    if suppressed:
+        rows.append(("disclosure control", DISCLOSURE_NOTE))
     return pd.DataFrame(rows, columns=["field", "value"])
 
 
-def write_result(result: BenchmarkResult, out: Path) -> list[Path]:
-    """Write the table (and series) by suffix; returns the files written."""
+def write_result(result: BenchmarkResult, out: Path, *, suppress: bool = True) -> list[Path]:
+    """Write the table (and series) by suffix; returns the files written.
+
+    A file leaves the commissioner, so by default it is written from
+    :func:`disclosure_controlled` (counts 1-7 as ``*``); ``suppress=False`` is for the
+    commissioner's own analysts only."""
     suffix = out.suffix.lower()
     if suffix not in (".csv", ".xlsx"):
         raise WarehouseError(f"{out}: use .csv or .xlsx")
+    shown = disclosure_controlled(result) if suppress else result
+    table = _marked(shown.table, result.table) if suppress else shown.table
+    series = shown.series
+    if suppress and shown.series is not None and result.series is not None:
+        series = _marked(shown.series, result.series)
     out.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".xlsx":
         with pd.ExcelWriter(out, engine="xlsxwriter") as xl:
-            result.table.to_excel(xl, index=False, sheet_name="benchmark")
-            if result.series is not None:
-                result.series.to_excel(xl, index=False, sheet_name="monthly")
-            about(result.indicator).to_excel(xl, index=False, sheet_name="indicator")
+            table.to_excel(xl, index=False, sheet_name="benchmark")
+            if series is not None:
+                series.to_excel(xl, index=False, sheet_name="monthly")
+            about(result.indicator, suppressed=suppress).to_excel(
+                xl, index=False, sheet_name="indicator")
         return [out]
-    result.table.to_csv(out, index=False)
+    table.to_csv(out, index=False)
     written = [out]
-    if result.series is not None:
+    if series is not None:
         monthly = out.with_name(f"{out.stem}_monthly.csv")
-        result.series.to_csv(monthly, index=False)
+        series.to_csv(monthly, index=False)
         written.append(monthly)
     return written
 
 
 def write_charts(result: BenchmarkResult, folder: Path, *, highlight: str | None = None,
-                 fmt: str = "svg") -> list[Path]:
+                 fmt: str = "svg", suppress: bool = True) -> list[Path]:
     """Funnel (not for costs per head), caterpillar, deciles over time and, for the
     highlighted unit (default: the first), its SPC chart, as ``fmt`` (svg, png, html, json).
+
+    Charts leave the commissioner: by default they are drawn from
+    :func:`disclosure_controlled` (a unit whose count is suppressed is not drawn, nor its
+    suppressed months); ``suppress=False`` for the commissioner's own analysts only.
     """
     from pbc.indicators.charts import (
         caterpillar_chart,
@@ -178,6 +301,8 @@ def write_charts(result: BenchmarkResult, folder: Path, *, highlight: str | None
 
     if fmt not in ("svg", "png", "html", "json"):
         raise WarehouseError(f"chart format {fmt!r}: use svg, png, html or json")
+    if suppress:
+        result = disclosure_controlled(result)
     ind, table = result.indicator, result.table
     key = table.columns[1]
     units = table[key].astype(str).tolist()

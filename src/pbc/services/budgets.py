@@ -1,15 +1,28 @@
 """Budget setting as a use case: policy + warehouse -> indicative budgets, stored and explained.
 
-Reads the registered population, conditions and prior-year priced spend from the
-warehouse, calls the pure core (:mod:`pbc.budgets`), then in one go:
+Reads the registered population, conditions and prior-year priced spend of **one
+commissioner** (the policy's ``commissioner_code``, or the warehouse's only commissioner)
+from the warehouse, calls the pure core (:mod:`pbc.budgets`), then in one go:
 
-* writes ``indicative_budgets`` (practice x service line, pounds), ``indicative_budgets_monthly``
-  (phased by the prior year's seasonal profile), ``group_budgets`` and
-  ``budget_explanations`` to the warehouse (one transaction);
+* writes ``indicative_budgets`` (practice x service line, money as DECIMAL(18,2) pounds),
+  ``indicative_budgets_monthly`` (phased by the prior year's seasonal profile),
+  ``group_budgets``, ``budget_commissioner_lines`` (top-slices, unattributed activity,
+  opt-outs) and ``budget_explanations`` to the warehouse (one transaction), financial
+  years spelt ``2025-26``;
 * records the budgets as a new version in the decision store (draft until agreed; a
   restatement of an agreed year needs a reason), with an audit row;
-* writes statements: a CSV of all budgets, and an Excel workbook per practice and per
-  group (summary, monthly phasing, explanation).
+* writes statements: a CSV of all budgets, a CSV of the money the commissioner holds,
+  and an Excel workbook per practice and per group (summary, monthly phasing, explanation).
+
+Prior-year spend (historic budgets, the envelope, the money held for unattributed activity,
+patient costs for cost weights and the person-based model, and the seasonal profile used for
+phasing) is the **tariff value before the emergency marginal rate**
+(:data:`pbc.pricing.schema.TARIFF_VALUE_SQL`): the marginal rate falls on the spells
+discharged after the contract's threshold is crossed, so it depends on discharge order, not
+on what a practice's patients needed (DH, Payment by Results guidance 2010-11, and HFMA,
+3 March 2010: emergency admissions above each contract's baseline value are paid at 30% of
+tariff).
+Prescribing is in ``priced_activity`` as its own lines (actual cost).
 """
 
 from __future__ import annotations
@@ -27,16 +40,19 @@ from pbc.budgets import (
     budgets_in_pounds,
     derive_cost_weights,
     group_budgets,
+    packaged_nhse_file,
     phase_budgets,
     read_nhse_file,
     read_policy,
     seasonal_profile,
     set_budgets,
 )
-from pbc.budgets.indicative import BudgetResult
+from pbc.budgets.indicative import MONEY_COLUMNS, BudgetResult
+from pbc.budgets.money import pence_to_pounds
 from pbc.budgets.register import band_costs_expr, need_index_expr
-from pbc.calendar import parse_financial_year
+from pbc.calendar import format_financial_year, normalise_financial_year, parse_financial_year
 from pbc.decisions import DecisionStore, Line
+from pbc.pricing.schema import TARIFF_VALUE_SQL
 from pbc.services.principal import AccessDenied, Principal
 from pbc.warehouse import Warehouse, WarehouseError
 
@@ -56,8 +72,30 @@ class BudgetRun:
 
 
 def _prior_year(financial_year: str) -> str:
-    start = parse_financial_year(financial_year) - 1
-    return f"{start}-{(start + 1) % 100:02d}"
+    return format_financial_year(parse_financial_year(financial_year) - 1)
+
+
+def _lit(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def _commissioner(con: Any, wanted: str | None) -> str:
+    """The commissioner whose budgets are set: the policy's, checked against ``practices``,
+    or the only one there is."""
+    codes = sorted(str(r[0]) for r in con.execute(
+        "SELECT DISTINCT commissioner_code FROM practices "
+        "WHERE commissioner_code IS NOT NULL").fetchall())
+    if wanted is not None:
+        if wanted not in codes:
+            raise WarehouseError(f"the policy's commissioner_code {wanted!r} has no practices "
+                                 f"in the warehouse (it has {', '.join(codes) or 'none'})")
+        return wanted
+    if len(codes) != 1:
+        raise WarehouseError(f"the warehouse holds {len(codes)} commissioners "
+                             f"({', '.join(codes) or 'none'}): give commissioner_code in the "
+                             "budget policy")
+    return codes[0]
 
 
 def list_sizes(patients: Any) -> pd.DataFrame:
@@ -71,70 +109,80 @@ def list_sizes(patients: Any) -> pd.DataFrame:
         ["practice_code", "sex", "age_band"]).reset_index(drop=True)
 
 
-def _frames(warehouse: Warehouse, prior: str, *, person_level: bool
-            ) -> dict[str, pd.DataFrame]:
-    """The budget inputs from the warehouse; the patient register itself only when
-    ``person_level`` (a service line uses the person-based method)."""
+def _frames(warehouse: Warehouse, prior: str, *, person_level: bool,
+            commissioner: str | None = None) -> dict[str, pd.DataFrame]:
+    """The budget inputs of one commissioner from the warehouse; the patient register
+    itself only when ``person_level`` (a service line uses the person-based method).
+
+    Money is the tariff value before the marginal rate, summed exactly by the engine and
+    handed over as integer pence (``spend_pence``)."""
     if not warehouse.has_table("priced_activity"):
         raise WarehouseError("set budgets after pricing: run pbc price first")
     con = warehouse.connect()
     try:
         q = lambda sql: con.execute(sql).df()  # noqa: E731
+        code = _commissioner(con, commissioner)
+        # the commissioner's own practices, and a view of its registered patients
+        con.execute(f"CREATE TEMP VIEW budget_practices AS SELECT practice_code, group_code "
+                    f"FROM practices WHERE commissioner_code = {_lit(code)}")
+        con.execute("CREATE TEMP VIEW budget_patients AS SELECT * FROM patients WHERE "
+                    "practice_code IN (SELECT practice_code FROM budget_practices)")
+        mine = (f"financial_year = {_lit(prior)} AND price IS NOT NULL "
+                f"AND commissioner_code = {_lit(code)}")
         spend = q(f"""
             SELECT coalesce(practice_code, '') AS practice_code, service_line, month,
-                   sum(price) AS price
-            FROM priced_activity WHERE financial_year = '{prior}' AND price IS NOT NULL
-            GROUP BY ALL
-            UNION ALL
-            SELECT coalesce(practice_code, ''), 'prescribing', month, sum(actual_cost)
-            FROM prescribing WHERE financial_year = '{prior}' GROUP BY ALL""")
+                   CAST(sum({TARIFF_VALUE_SQL}) * 100 AS BIGINT) AS spend_pence
+            FROM priced_activity WHERE {mine}
+            GROUP BY ALL ORDER BY ALL""")
         if spend.empty:
-            raise WarehouseError(f"no priced activity for the prior year {prior}: budgets "
-                                 "start from prior-year spend")
+            raise WarehouseError(f"no priced activity of commissioner {code} for the prior "
+                                 f"year {prior}: budgets start from prior-year spend")
         backend = ibis.duckdb.from_connection(con)
+        patients = backend.table("budget_patients")
         frames = {
             "spend": spend,
-            "practices": q("SELECT practice_code, group_code FROM practices ORDER BY 1"),
+            "practices": q("SELECT practice_code, group_code FROM budget_practices ORDER BY 1"),
             # the register is aggregated by the engine: list sizes by age-sex band, cost by
             # band and service line, need index per practice (pbc.budgets.register)
-            "list_sizes": list_sizes(backend.table("patients")),
+            "list_sizes": list_sizes(patients),
         }
         conditions = (backend.table("patient_conditions")
                       if warehouse.has_table("patient_conditions") else None)
-        frames["need_index"] = need_index_expr(backend.table("patients"), conditions).execute()
+        frames["need_index"] = need_index_expr(patients, conditions).execute()
         costs_sql = f"""
-            SELECT patient_id, service_line, sum(price) AS cost FROM priced_activity
-            WHERE financial_year = '{prior}' AND price IS NOT NULL
-              AND patient_id IS NOT NULL GROUP BY ALL"""
+            SELECT patient_id, service_line, sum({TARIFF_VALUE_SQL}) AS cost
+            FROM priced_activity
+            WHERE {mine} AND patient_id IS NOT NULL GROUP BY ALL"""
         # read once: kept when the person-based model needs it too, else streamed
         kind = "TABLE" if person_level else "VIEW"
         con.execute(f"CREATE TEMP {kind} patient_costs AS {costs_sql}")
-        frames["band_costs"] = band_costs_expr(backend.table("patients"),
+        frames["band_costs"] = band_costs_expr(patients,
                                                backend.table("patient_costs")).execute()
         if person_level:  # the person-based model is fitted on the register itself
             frames["patients"] = q("SELECT patient_id, practice_code, sex, age, imd_decile "
-                                   "FROM patients")
+                                   "FROM budget_patients")
             frames["conditions"] = (
                 q("SELECT patient_id, condition FROM patient_conditions")
                 if conditions is not None else pd.DataFrame(columns=["patient_id", "condition"]))
             frames["patient_costs"] = q("SELECT * FROM patient_costs")
         frames["membership"] = (
             q("SELECT practice_code, group_code, CAST(valid_from AS VARCHAR) AS valid_from, "
-              "CAST(valid_to AS VARCHAR) AS valid_to FROM practice_groups")
+              "CAST(valid_to AS VARCHAR) AS valid_to FROM practice_groups WHERE practice_code "
+              "IN (SELECT practice_code FROM budget_practices)")
             if warehouse.has_table("practice_groups") else pd.DataFrame())
+        frames["commissioner"] = pd.DataFrame({"commissioner_code": [code]})
         return frames
     finally:
         con.close()
 
 
-def _membership(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """practices.group_code, overridden by practice_groups where a practice has rows there."""
-    moves = frames["membership"]
-    base = frames["practices"].assign(valid_from=None, valid_to=None)
-    if moves.empty:
-        return base
-    return pd.concat([base[~base.practice_code.isin(moves.practice_code)], moves],
-                     ignore_index=True)
+def _nhse(policy: Any, nhse_file: Path | None) -> pd.DataFrame | None:
+    """NHS England weighted populations when a line uses them: the user's file, else the
+    latest file shipped with pbc."""
+    if not any(policy.fair_share[line].method == "nhse_weighted_population"
+               for line in policy.scope):
+        return read_nhse_file(nhse_file) if nhse_file else None
+    return read_nhse_file(nhse_file or packaged_nhse_file())
 
 
 def set_indicative_budgets(
@@ -152,7 +200,11 @@ def set_indicative_budgets(
     prior = _prior_year(policy.financial_year)
     person_level = any(policy.fair_share[line].method == "person_based"
                        for line in policy.scope)
-    frames = _frames(warehouse, prior, person_level=person_level)
+    frames = _frames(warehouse, prior, person_level=person_level,
+                     commissioner=policy.commissioner_code)
+    code = str(frames["commissioner"].commissioner_code.iloc[0])
+    if who.organisation != code:
+        raise AccessDenied(f"{who} may not set the budgets of commissioner {code}")
     practices = frames["practices"].practice_code.tolist()
     inputs = FairShareInputs(
         list_sizes=frames["list_sizes"],
@@ -160,58 +212,82 @@ def set_indicative_budgets(
         need_index=frames["need_index"],
         patients=frames.get("patients"), conditions=frames.get("conditions"),
         patient_costs=frames.get("patient_costs"),
-        nhse=read_nhse_file(nhse_file) if nhse_file else None, practice_codes=practices,
+        nhse=_nhse(policy, nhse_file), practice_codes=practices,
     )
-    membership = _membership(frames)
+    windows = frames["membership"] if not frames["membership"].empty else None
     spend = frames["spend"]
     result = set_budgets(policy, inputs, spend.drop(columns=["month"]),
-                         practice_groups=membership)
+                         practices=frames["practices"], practice_groups=windows)
     profile = seasonal_profile(spend)
     monthly = phase_budgets(result.frame, profile)
-    groups = group_budgets(result.frame, membership, financial_year=policy.financial_year,
-                           monthly=monthly)
+    groups = group_budgets(result.frame, frames["practices"], practice_groups=windows,
+                           financial_year=policy.financial_year, monthly=monthly)
     explanations = pd.DataFrame({
         "practice_code": practices,
         "explanation": [result.explain(p).to_text() if p in set(result.frame.practice_code)
                         else "" for p in practices],
     })
-    _store(warehouse, result, monthly, groups, explanations)
+    _store(warehouse, result, monthly, groups, explanations, commissioner=code)
     digest = hashlib.sha256(Path(policy_path).read_bytes()).hexdigest()
     f = result.frame
     lines = [Line(str(p), str(sl), int(b), int(fs), int(h)) for p, sl, b, fs, h in zip(
         f.practice_code, f.service_line, f.budget, f.fair_share, f.historic, strict=True)]
-    version = DecisionStore.beside(warehouse.root).record_budgets(
-        who, policy.financial_year, lines, reason=reason, policy_sha256=digest)
-    folder = statements or warehouse.root / "statements" / policy.financial_year.replace("/", "-")
+    with DecisionStore.beside(warehouse.root) as store:
+        version = store.record_budgets(who, policy.financial_year, lines, reason=reason,
+                                       policy_sha256=digest)
+    folder = statements or warehouse.root / "statements" / policy.financial_year
     write_statements(result, monthly, groups, folder)
     return BudgetRun(result, version, folder, monthly, groups)
 
 
 def _pounds(frame: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """Integer pence columns -> Decimal pounds (2 places), for statements."""
     out = frame.copy()
     for c in cols:
         if c in out.columns:
-            out[c] = out[c].astype("int64") / 100
+            out[c] = pd.Series([pence_to_pounds(int(v)) for v in out[c]], index=out.index,
+                               dtype=object)
     return out
 
 
+def _pounds_sql(frame: pd.DataFrame, money: tuple[str, ...]) -> str:
+    """SELECT list turning integer pence columns into exact DECIMAL(18,2) pounds."""
+    cols = []
+    for c in frame.columns:
+        if c in money:
+            cols.append(f'CAST(CAST("{c}" AS DECIMAL(18, 0)) * 0.01 AS DECIMAL(18, 2)) AS "{c}"')
+        else:
+            cols.append(f'"{c}"')
+    return ", ".join(cols)
+
+
+def commissioner_lines(result: BudgetResult, commissioner: str | None = None) -> pd.DataFrame:
+    """The money the commissioner holds, one row per line: ``financial_year``,
+    ``commissioner_code``, ``service_line``, ``kind`` (``top_slice``, ``unattributed``,
+    ``opt_out``), ``name``, ``practice_code``, ``amount`` (int pence)."""
+    ret = result.commissioner_retained.copy()
+    ret.insert(0, "commissioner_code", commissioner or result.policy.commissioner_code)
+    ret.insert(0, "financial_year", result.policy.financial_year)
+    return ret
+
+
 def _store(warehouse: Warehouse, result: BudgetResult, monthly: pd.DataFrame,
-           groups: pd.DataFrame, explanations: pd.DataFrame) -> None:
-    frame = budgets_in_pounds(result.frame)
-    for col in frame.columns:
-        if frame[col].dtype == object and frame[col].map(
-                lambda v: v.__class__.__name__ == "Decimal").any():
-            frame[col] = frame[col].astype(str).replace("None", None)
+           groups: pd.DataFrame, explanations: pd.DataFrame, *,
+           commissioner: str | None = None) -> None:
+    """Write the budget tables in one transaction; money as DECIMAL(18,2) pounds."""
+    held = commissioner_lines(result, commissioner)
+    groups = groups.assign(financial_year=result.policy.financial_year)
     with warehouse.begin("budgets") as tx:
         con = tx.connect()
-        for name, df in (("indicative_budgets", frame),
-                         ("indicative_budgets_monthly", _pounds(monthly, ["budget"])),
-                         ("group_budgets", _pounds(groups, [c for c in groups.columns
-                                                            if c in ("budget",)])),
-                         ("budget_explanations", explanations)):
+        for name, df, money in (
+                ("indicative_budgets", result.frame, MONEY_COLUMNS),
+                ("indicative_budgets_monthly", monthly, ("budget",)),
+                ("group_budgets", groups, ("budget",)),
+                ("budget_commissioner_lines", held, ("amount",)),
+                ("budget_explanations", explanations, ())):
             con.register(f"{name}_df", df)
-            tx.write(con, name, f"SELECT * FROM {name}_df", file_prefix=name, replace=True,
-                     meta={"kind": "output"})
+            tx.write(con, name, f"SELECT {_pounds_sql(df, money)} FROM {name}_df",
+                     file_prefix=name, replace=True, meta={"kind": "output"})
         con.close()
 
 
@@ -221,6 +297,8 @@ def write_statements(result: BudgetResult, monthly: pd.DataFrame, groups: pd.Dat
     folder.mkdir(parents=True, exist_ok=True)
     pounds = budgets_in_pounds(result.frame)
     pounds.to_csv(folder / "indicative_budgets.csv", index=False)
+    _pounds(commissioner_lines(result), ["amount"]).to_csv(
+        folder / "commissioner_held.csv", index=False)
     codes = practices if practices is not None else sorted(result.frame.practice_code.unique())
     if practices is None and len(codes) > PRACTICE_STATEMENT_LIMIT:
         codes = []
@@ -237,15 +315,13 @@ def write_statements(result: BudgetResult, monthly: pd.DataFrame, groups: pd.Dat
 def _practice_workbook(result: BudgetResult, pounds: pd.DataFrame, monthly: pd.DataFrame,
                        code: str, path: Path) -> None:
     mine = pounds[pounds.practice_code == code]
-    months = _pounds(monthly[monthly.practice_code == code], ["budget"])
+    months = monthly[monthly.practice_code == code]
     phased = months.pivot_table(index="service_line", columns="month", values="budget",
-                                aggfunc="sum")
+                                aggfunc="sum").map(lambda v: pence_to_pounds(int(v)))
     text = result.explain(code).to_text().splitlines()
     with pd.ExcelWriter(path, engine="xlsxwriter") as xw:
         summary = mine[["service_line", "fair_share", "historic", "budget",
                         "distance_from_target"]].copy()
-        for c in ("fair_share", "historic", "budget"):
-            summary[c] = summary[c].astype(float)
         summary.to_excel(xw, sheet_name="summary", index=False)
         phased.to_excel(xw, sheet_name="monthly phasing")
         pd.DataFrame({"how this budget was built": text}).to_excel(
@@ -264,13 +340,18 @@ def explanation(warehouse: Warehouse, practice_code: str) -> str:
 
 
 def agree(warehouse: Warehouse, who: Principal, financial_year: str, version: int) -> None:
-    DecisionStore.beside(warehouse.root).agree(who, financial_year, version)
+    """Agree a draft version; ``2026/27`` and ``2026-27`` name the same year."""
+    with DecisionStore.beside(warehouse.root) as store:
+        store.agree(who, normalise_financial_year(financial_year), version)
 
 
-def needs_for_group(nhse_file: Path, group_file: Path, out: Path | None = None) -> Any:
-    from pbc.budgets import needs_indices, read_group_file
+def needs_for_group(nhse_file: Path | None, group_file: Path, out: Path | None = None) -> Any:
+    """Need indices of the practices in ``group_file``; ``nhse_file`` defaults to the latest
+    NHS England file shipped with pbc."""
+    from pbc.budgets import needs_indices, packaged_nhse_file, read_group_file
 
-    frame = needs_indices(read_nhse_file(nhse_file), read_group_file(group_file))
+    frame = needs_indices(read_nhse_file(nhse_file or packaged_nhse_file()),
+                          read_group_file(group_file))
     if out is not None:
         frame[["component", "group_index", "icb_index"]].to_csv(out, index=False)
     return frame
