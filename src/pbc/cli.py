@@ -531,6 +531,62 @@ def budgets_needs(
             console.print(f"wrote {csv}")
 
 
+# ---------------------------------------------------------------------- monitoring
+@app.command()
+def monitor(
+    month: Annotated[str, typer.Option(help="Calendar month, e.g. 2025-09 (position at its "
+                                             "end).")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    level: Annotated[str, typer.Option(help="practice, group or commissioner.")] = "practice",
+    method: Annotated[str, typer.Option(
+        help="Forecast method: run_rate, seasonal_run_rate (last year's monthly profile) or "
+             "ratio_model (with an 80% interval).")] = "seasonal_run_rate",
+    version: Annotated[int | None, typer.Option(
+        help="Budget version (default: the agreed one, else the latest draft).")] = None,
+    csv: Annotated[Path | None, typer.Option(help="Write the position as CSV (pounds).")] =
+    None,
+    acting_as: AsOpt = None,
+) -> None:
+    """Spend to date against the phased budget, variance and forecast outturn."""
+    from pbc.monitoring.forecast import METHODS
+    from pbc.monitoring.position import LEVELS, TOTAL, in_pounds
+    from pbc.services.monitoring import monthly_position
+
+    with user_errors():
+        if level not in LEVELS:
+            raise UserError(f"--level must be one of {', '.join(LEVELS)}, not {level!r}")
+        if method not in METHODS:
+            raise UserError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+        pos = monthly_position(Warehouse(warehouse), _principal(warehouse, acting_as), month,
+                               level=level, method=method, version=version)
+        frame = in_pounds(pos.frame)
+        if csv is not None:
+            frame.to_csv(csv, index=False)
+        status = "agreed" if pos.budget_status == "agreed" else "DRAFT, not yet agreed"
+        table = RichTable(title=f"Position at the end of {pos.period} (month {pos.month} of "
+                          f"{pos.financial_year}); budget version {pos.budget_version} "
+                          f"({status}); forecast: {method.replace('_', ' ')}")
+        for col in (level, "budget to date", "spend to date", "variance", "forecast outturn",
+                    "annual budget"):
+            table.add_column(col, justify="left" if col == level else "right")
+        totals = frame[frame.service_line == TOTAL]
+
+        def money(v: Any) -> str:
+            return "-" if v is None else f"£{v:,.2f}"
+
+        for r in totals.to_dict("records"):
+            table.add_row(str(r["code"]), money(r["budget_to_date"]), money(r["spend_to_date"]),
+                          money(r["variance"]), money(r["forecast_outturn"]),
+                          money(r["annual_budget"]))
+        console.print(table)
+        notes = sorted({n for n in pos.frame.forecast_note if n})
+        for n in notes:
+            console.print(f"[yellow]no forecast where[/] {n}")
+        if csv is not None:
+            console.print(f"wrote {csv} ({len(frame):,} rows: every holder and service line, "
+                          "'all' is the total)")
+
+
 # ---------------------------------------------------------------------- demo
 @app.command()
 def demo(
