@@ -121,3 +121,52 @@ def test_cli_writes_the_documented_csv(budgeted: Warehouse, tmp_path: Path) -> N
         [sys.executable, "-m", "pbc.cli", "monitor", "--warehouse", str(budgeted.root),
          "--month", "2025-13"], capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and "2025-13" in bad.stderr + bad.stdout
+
+
+def test_freed_resources_of_a_complete_year(budgeted: Warehouse, tmp_path: Path) -> None:
+    from pbc.monitoring.freed import ReinvestmentError
+    from pbc.services.monitoring import freed_resources_report, read_plans
+
+    report = freed_resources_report(budgeted, COMMISSIONER, "2025/26")
+    frame = report.frame
+    assert set(frame.outturn_basis) == {"actual"}  # all twelve months are loaded
+    # outturn is each practice's whole-year tariff value, from the priced rows themselves
+    actual = {str(c): int(Decimal(str(v)) * 100) for c, v in budgeted.query("""
+        SELECT practice_code, sum(price - marginal_rate_adjustment) FROM priced_activity
+        WHERE financial_year = '2025-26' AND attributed GROUP BY 1""")}
+    assert dict(zip(frame.code, frame.outturn, strict=True)) == actual
+    for r in frame.itertuples():
+        assert r.freed == max(r.budget - r.outturn, 0)
+        assert r.reinvestable == -(-r.freed * 7 // 10)  # 70%, rounded up to the penny
+    assert (frame.freed > 0).any()  # some practice underspent, so the check can fail
+    # a plan in the next year that asks for more than is reinvestable is refused
+    rich = frame.sort_values("reinvestable").iloc[-1]
+    plans = tmp_path / "plans.csv"
+    plans.write_text("code,financial_year,plan,amount,approved\n"
+                     f"{rich.code},2026-27,falls clinic,"
+                     f"{(rich.reinvestable + 1) / 100:.2f},true\n", encoding="utf-8")
+    with pytest.raises(ReinvestmentError, match="falls clinic asks for"):
+        freed_resources_report(budgeted, COMMISSIONER, "2025-26", plans=read_plans(plans))
+    plans.write_text("code,financial_year,plan,amount\n"
+                     f"{rich.code},2026-27,falls clinic,{rich.reinvestable / 100:.2f}\n",
+                     encoding="utf-8")
+    ok = freed_resources_report(budgeted, COMMISSIONER, "2025-26", plans=read_plans(plans))
+    assert [(d.plan, d.vintage, d.amount) for d in ok.draws] == [
+        ("falls clinic", "2025-26", int(rich.reinvestable))]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("code,financial_year,plan,amount\nA,2025-26,x,lots\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="row 2, column amount"):
+        read_plans(bad)
+
+
+def test_cli_freed_resources(budgeted: Warehouse, tmp_path: Path) -> None:
+    out = tmp_path / "freed.csv"
+    run = subprocess.run(
+        [sys.executable, "-m", "pbc.cli", "freed-resources", "--warehouse", str(budgeted.root),
+         "--year", "2025-26", "--csv", str(out)], capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    frame = pd.read_csv(out, dtype=str)
+    for col in ("code", "level", "budget", "outturn", "freed", "reinvestable", "drawn",
+                "lapsed", "closing"):
+        assert col in frame.columns
+    assert "70%" in run.stdout

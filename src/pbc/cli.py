@@ -587,6 +587,60 @@ def monitor(
                           "'all' is the total)")
 
 
+@app.command("freed-resources")
+def freed_resources_cmd(
+    year: Annotated[str, typer.Option(help="Financial year, e.g. 2025-26.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    plans: Annotated[Path | None, typer.Option(
+        help="Approved reinvestment plans: CSV code, financial_year, plan, amount (pounds), "
+             "approved.")] = None,
+    policy: Annotated[Path | None, typer.Option(
+        help="Budget policy whose [reinvestment] section sets the share (default 70%, one "
+             "year to draw it, per practice).")] = None,
+    method: Annotated[str, typer.Option(
+        help="Forecast method for a year still in progress.")] = "seasonal_run_rate",
+    csv: Annotated[Path | None, typer.Option(help="Write the table as CSV (pounds).")] = None,
+    acting_as: AsOpt = None,
+) -> None:
+    """Freed resources (budget - outturn), the reinvestable share and the ledger of plans."""
+    from pbc.budgets.money import format_pounds
+    from pbc.budgets.policy import read_policy
+    from pbc.monitoring.forecast import METHODS
+    from pbc.monitoring.freed import ReinvestmentRule
+    from pbc.monitoring.position import in_pounds
+    from pbc.services.monitoring import FREED_COLUMNS, freed_resources_report, read_plans
+
+    with user_errors():
+        if method not in METHODS:
+            raise UserError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+        level = "practice"
+        rule, source = ReinvestmentRule(), "default: 70%, drawn within one year, per practice"
+        if policy is not None:
+            terms = read_policy(policy).reinvestment
+            rule = ReinvestmentRule(terms.share, terms.carry_years, terms.guidance)
+            level, source = terms.level, f"{policy} [reinvestment]"
+        report = freed_resources_report(
+            Warehouse(warehouse), _principal(warehouse, acting_as), year,
+            plans=read_plans(plans) if plans else None, rule=rule, rule_source=source,
+            level=level, method=method)  # type: ignore[arg-type]
+        money = ["budget", "outturn", "freed", "reinvestable", "opening", "drawn", "lapsed",
+                 "closing"]
+        if csv is not None:
+            in_pounds(report.frame, money)[FREED_COLUMNS].to_csv(csv, index=False)
+        table = RichTable(title=f"Freed resources {report.financial_year}: reinvestable "
+                          f"share {report.rule.share:.0%} ({report.rule_source})")
+        for col in ("code", "budget", "outturn", "freed", "reinvestable", "drawn", "closing"):
+            table.add_column(col, justify="left" if col == "code" else "right")
+        for rec in report.frame.to_dict("records"):
+            table.add_row(str(rec["code"]), *(format_pounds(int(rec[c])) for c in (
+                "budget", "outturn", "freed", "reinvestable", "drawn", "closing")))
+        console.print(table)
+        bases = sorted(set(report.frame.outturn_basis))
+        console.print("outturn: " + "; ".join(bases))
+        if csv is not None:
+            console.print(f"wrote {csv}")
+
+
 # ---------------------------------------------------------------------- demo
 @app.command()
 def demo(

@@ -135,12 +135,14 @@ def position(
             .drop(columns="_total").reset_index(drop=True)[COLUMNS])
 
 
-def in_pounds(frame: pd.DataFrame) -> pd.DataFrame:
-    """The position with money as pounds (Decimal, two places) for CSV and workbooks."""
+def in_pounds(frame: pd.DataFrame, columns: Sequence[str] = tuple(MONEY_COLUMNS)
+              ) -> pd.DataFrame:
+    """A table with money (integer pence) as pounds (Decimal, two places) for CSV and
+    workbooks; by default the position's money columns."""
     from decimal import Decimal
 
     out = frame.copy()
-    for col in MONEY_COLUMNS:
+    for col in columns:
         pounds: list[Decimal | None] = [
             None if pd.isna(v) else (Decimal(int(v)) / 100).quantize(Decimal("0.01"))
             for v in out[col]]
