@@ -531,6 +531,116 @@ def budgets_needs(
             console.print(f"wrote {csv}")
 
 
+# ---------------------------------------------------------------------- monitoring
+@app.command()
+def monitor(
+    month: Annotated[str, typer.Option(help="Calendar month, e.g. 2025-09 (position at its "
+                                             "end).")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    level: Annotated[str, typer.Option(help="practice, group or commissioner.")] = "practice",
+    method: Annotated[str, typer.Option(
+        help="Forecast method: run_rate, seasonal_run_rate (last year's monthly profile) or "
+             "ratio_model (with an 80% interval).")] = "seasonal_run_rate",
+    version: Annotated[int | None, typer.Option(
+        help="Budget version (default: the agreed one, else the latest draft).")] = None,
+    csv: Annotated[Path | None, typer.Option(help="Write the position as CSV (pounds).")] =
+    None,
+    acting_as: AsOpt = None,
+) -> None:
+    """Spend to date against the phased budget, variance and forecast outturn."""
+    from pbc.monitoring.forecast import METHODS
+    from pbc.monitoring.position import LEVELS, TOTAL, in_pounds
+    from pbc.services.monitoring import monthly_position
+
+    with user_errors():
+        if level not in LEVELS:
+            raise UserError(f"--level must be one of {', '.join(LEVELS)}, not {level!r}")
+        if method not in METHODS:
+            raise UserError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+        pos = monthly_position(Warehouse(warehouse), _principal(warehouse, acting_as), month,
+                               level=level, method=method, version=version)
+        frame = in_pounds(pos.frame)
+        if csv is not None:
+            frame.to_csv(csv, index=False)
+        status = "agreed" if pos.budget_status == "agreed" else "DRAFT, not yet agreed"
+        table = RichTable(title=f"Position at the end of {pos.period} (month {pos.month} of "
+                          f"{pos.financial_year}); budget version {pos.budget_version} "
+                          f"({status}); forecast: {method.replace('_', ' ')}")
+        for col in (level, "budget to date", "spend to date", "variance", "forecast outturn",
+                    "annual budget"):
+            table.add_column(col, justify="left" if col == level else "right")
+        totals = frame[frame.service_line == TOTAL]
+
+        def money(v: Any) -> str:
+            return "-" if v is None else f"£{v:,.2f}"
+
+        for r in totals.to_dict("records"):
+            table.add_row(str(r["code"]), money(r["budget_to_date"]), money(r["spend_to_date"]),
+                          money(r["variance"]), money(r["forecast_outturn"]),
+                          money(r["annual_budget"]))
+        console.print(table)
+        notes = sorted({n for n in pos.frame.forecast_note if n})
+        for n in notes:
+            console.print(f"[yellow]no forecast where[/] {n}")
+        if csv is not None:
+            console.print(f"wrote {csv} ({len(frame):,} rows: every holder and service line, "
+                          "'all' is the total)")
+
+
+@app.command("freed-resources")
+def freed_resources_cmd(
+    year: Annotated[str, typer.Option(help="Financial year, e.g. 2025-26.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    plans: Annotated[Path | None, typer.Option(
+        help="Approved reinvestment plans: CSV code, financial_year, plan, amount (pounds), "
+             "approved.")] = None,
+    policy: Annotated[Path | None, typer.Option(
+        help="Budget policy whose [reinvestment] section sets the share (default 70%, one "
+             "year to draw it, per practice).")] = None,
+    method: Annotated[str, typer.Option(
+        help="Forecast method for a year still in progress.")] = "seasonal_run_rate",
+    csv: Annotated[Path | None, typer.Option(help="Write the table as CSV (pounds).")] = None,
+    acting_as: AsOpt = None,
+) -> None:
+    """Freed resources (budget - outturn), the reinvestable share and the ledger of plans."""
+    from pbc.budgets.money import format_pounds
+    from pbc.budgets.policy import read_policy
+    from pbc.monitoring.forecast import METHODS
+    from pbc.monitoring.freed import ReinvestmentRule
+    from pbc.monitoring.position import in_pounds
+    from pbc.services.monitoring import FREED_COLUMNS, freed_resources_report, read_plans
+
+    with user_errors():
+        if method not in METHODS:
+            raise UserError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+        level = "practice"
+        rule, source = ReinvestmentRule(), "default: 70%, drawn within one year, per practice"
+        if policy is not None:
+            terms = read_policy(policy).reinvestment
+            rule = ReinvestmentRule(terms.share, terms.carry_years, terms.guidance)
+            level, source = terms.level, f"{policy} [reinvestment]"
+        report = freed_resources_report(
+            Warehouse(warehouse), _principal(warehouse, acting_as), year,
+            plans=read_plans(plans) if plans else None, rule=rule, rule_source=source,
+            level=level, method=method)  # type: ignore[arg-type]
+        money = ["budget", "outturn", "freed", "reinvestable", "opening", "drawn", "lapsed",
+                 "closing"]
+        if csv is not None:
+            in_pounds(report.frame, money)[FREED_COLUMNS].to_csv(csv, index=False)
+        table = RichTable(title=f"Freed resources {report.financial_year}: reinvestable "
+                          f"share {report.rule.share:.0%} ({report.rule_source})")
+        for col in ("code", "budget", "outturn", "freed", "reinvestable", "drawn", "closing"):
+            table.add_column(col, justify="left" if col == "code" else "right")
+        for rec in report.frame.to_dict("records"):
+            table.add_row(str(rec["code"]), *(format_pounds(int(rec[c])) for c in (
+                "budget", "outturn", "freed", "reinvestable", "drawn", "closing")))
+        console.print(table)
+        bases = sorted(set(report.frame.outturn_basis))
+        console.print("outturn: " + "; ".join(bases))
+        if csv is not None:
+            console.print(f"wrote {csv}")
+
+
 # ---------------------------------------------------------------------- demo
 @app.command()
 def demo(

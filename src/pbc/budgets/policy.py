@@ -38,6 +38,12 @@ Layout::
     code = "A81005"                        # a practice or a group code
     service_lines = ["prescribing"]
 
+    [reinvestment]                         # optional; these are the defaults
+    share = 0.70                           # of freed resources; below 0.70 needs guidance
+    carry_years = 1                        # drawn within this many years, else it lapses
+    level = "practice"                     # or "group": who frees and reinvests
+    # guidance = "..."                     # what sets a share below 0.70
+
 Errors name the file and the key path (e.g. ``envelope.prescribing.uplift_percent``).
 """
 
@@ -174,6 +180,30 @@ class OptOut(_Model):
     reason: str | None = None
 
 
+class Reinvestment(_Model):
+    """What a budget holder may reinvest of the resources it frees (``pbc freed-resources``).
+
+    Practice-based commissioning guaranteed practices "at least 70 per cent of any
+    freed-up resource" (Department of Health; Hansard, Commons written answer, 6 November
+    2006). A lower share is refused unless ``guidance`` names what sets it."""
+
+    share: Decimal = Field(Decimal("0.70"), ge=0, le=1,
+                           description="Share of freed resources that may be reinvested.")
+    carry_years: int = Field(1, ge=1, description="Years after the year freed in which it "
+                             "may be drawn; then it lapses.")
+    level: Literal["practice", "group"] = Field(
+        "practice", description="Who frees and reinvests: each practice, or each group.")
+    guidance: str | None = Field(None, description="The guidance a share below 0.70 follows.")
+
+    @model_validator(mode="after")
+    def _at_least_seventy(self) -> Reinvestment:
+        if self.share < Decimal("0.70") and not (self.guidance or "").strip():
+            raise ValueError("reinvestment.share below 0.70 needs reinvestment.guidance naming "
+                             "the guidance that sets it (practice-based commissioning "
+                             "guarantees at least 70%)")
+        return self
+
+
 class BudgetPolicy(_Model):
     """A whole budget policy (see the module docstring for the TOML layout)."""
 
@@ -185,6 +215,8 @@ class BudgetPolicy(_Model):
     fair_share: dict[ServiceLine, FairShareRule]
     pace_of_change: PaceOfChange
     opt_out: tuple[OptOut, ...] = ()
+    reinvestment: Reinvestment = Reinvestment(share=Decimal("0.70"), carry_years=1,
+                                              level="practice", guidance=None)
 
     @field_validator("financial_year")
     @classmethod

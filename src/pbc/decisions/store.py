@@ -120,6 +120,19 @@ class DecisionStore:
                         lines=len(version.lines), total_pence=total)
             return latest + 1
 
+    def all_versions(self) -> list[BudgetVersion]:
+        """Every budget version of every year (without lines)."""
+        with self._session() as s:
+            return list(s.scalars(select(BudgetVersion).order_by(
+                BudgetVersion.financial_year, BudgetVersion.version)).all())
+
+    def next_version(self, financial_year: str) -> int:
+        """The number the next version of a year's budgets will get."""
+        with self._session() as s:
+            latest = s.scalar(select(func.max(BudgetVersion.version)).where(
+                BudgetVersion.financial_year == financial_year)) or 0
+        return int(latest) + 1
+
     def agree(self, who: Principal, financial_year: str, version: int) -> None:
         """Agree (freeze) a draft version."""
         _commissioner_only(who, "agree budgets")

@@ -47,6 +47,7 @@ from pbc.budgets import (
     seasonal_profile,
     set_budgets,
 )
+from pbc.budgets.groups import membership_by_month
 from pbc.budgets.indicative import MONEY_COLUMNS, BudgetResult
 from pbc.budgets.money import pence_to_pounds
 from pbc.budgets.register import band_costs_expr, need_index_expr
@@ -227,14 +228,22 @@ def set_indicative_budgets(
         "explanation": [result.explain(p).to_text() if p in set(result.frame.practice_code)
                         else "" for p in practices],
     })
-    _store(warehouse, result, monthly, groups, explanations, commissioner=code)
+    with DecisionStore.beside(warehouse.root) as store:
+        version = store.next_version(policy.financial_year)
+    phasing = budget_phasing(result, monthly, frames["practices"], windows, code, profile,
+                             version)
+    _store(warehouse, result, monthly, groups, explanations, commissioner=code,
+           phasing=phasing)
     digest = hashlib.sha256(Path(policy_path).read_bytes()).hexdigest()
     f = result.frame
     lines = [Line(str(p), str(sl), int(b), int(fs), int(h)) for p, sl, b, fs, h in zip(
         f.practice_code, f.service_line, f.budget, f.fair_share, f.historic, strict=True)]
     with DecisionStore.beside(warehouse.root) as store:
-        version = store.record_budgets(who, policy.financial_year, lines, reason=reason,
-                                       policy_sha256=digest)
+        recorded = store.record_budgets(who, policy.financial_year, lines, reason=reason,
+                                        policy_sha256=digest)
+    if recorded != version:  # another setting ran at the same moment
+        raise WarehouseError(f"budget version {recorded} was recorded while {version} was "
+                             "being written: set the budgets again")
     folder = statements or warehouse.root / "statements" / policy.financial_year
     write_statements(result, monthly, groups, folder)
     return BudgetRun(result, version, folder, monthly, groups)
@@ -271,14 +280,62 @@ def commissioner_lines(result: BudgetResult, commissioner: str | None = None) ->
     return ret
 
 
+#: columns of ``budget_phasing``: every budget version's monthly budgets, kept for
+#: monitoring (the other budget tables hold the latest setting only)
+PHASING_COLUMNS = ["financial_year", "version", "kind", "commissioner_code", "practice_code",
+                   "group_code", "service_line", "month", "budget"]
+
+
+def budget_phasing(result: BudgetResult, monthly: pd.DataFrame, practices: pd.DataFrame,
+                   windows: pd.DataFrame | None, commissioner: str, profile: pd.DataFrame,
+                   version: int) -> pd.DataFrame:
+    """One version's monthly budgets (int pence): each practice's phased budget with its
+    group in that month (kind ``practice``), and the money the commissioner holds
+    (``unattributed``, ``top_slice``, ``opt_out``) phased by the same prior-year profile,
+    so that the commissioner's monthly budget is the whole envelope."""
+    fy = result.policy.financial_year
+    known = practices[["practice_code", "group_code"]]
+    months = membership_by_month(known, fy, windows)
+    mine = monthly[["practice_code", "service_line", "month", "budget"]].merge(
+        months, on=["practice_code", "month"], how="left")
+    mine = mine.assign(kind="practice")
+    held = result.commissioner_retained
+    parts = [mine]
+    if not held.empty:
+        sums = held.groupby(["kind", "service_line"])["amount"].sum().reset_index()
+        lines = pd.DataFrame({"practice_code": sums["kind"],  # phase_budgets keys on it
+                              "service_line": sums["service_line"],
+                              "budget": sums["amount"].astype("int64")})
+        phased = phase_budgets(lines[["practice_code", "service_line", "budget"]], profile)
+        phased = phased.rename(columns={"practice_code": "kind"}).assign(
+            practice_code=None, group_code=None)
+        parts.append(phased)
+    out = pd.concat(parts, ignore_index=True)
+    out = out.assign(financial_year=fy, version=int(version), commissioner_code=commissioner)
+    out["budget"] = out["budget"].astype("int64")
+    return out[PHASING_COLUMNS]
+
+
 def _store(warehouse: Warehouse, result: BudgetResult, monthly: pd.DataFrame,
            groups: pd.DataFrame, explanations: pd.DataFrame, *,
-           commissioner: str | None = None) -> None:
-    """Write the budget tables in one transaction; money as DECIMAL(18,2) pounds."""
+           commissioner: str | None = None, phasing: pd.DataFrame | None = None) -> None:
+    """Write the budget tables in one transaction; money as DECIMAL(18,2) pounds.
+
+    ``phasing`` (one version's monthly budgets) is added to ``budget_phasing`` beside the
+    earlier versions' (a version written again replaces its own files only)."""
     held = commissioner_lines(result, commissioner)
     groups = groups.assign(financial_year=result.policy.financial_year)
     with warehouse.begin("budgets") as tx:
         con = tx.connect()
+        if phasing is not None and not phasing.empty:
+            fy = str(phasing.financial_year.iloc[0])
+            prefix = f"budget_phasing-{fy}-v{int(phasing.version.iloc[0]):04d}"
+            if tx.has_table("budget_phasing"):
+                tx.drop_files("budget_phasing", prefix)
+            con.register("budget_phasing_df", phasing)
+            tx.write(con, "budget_phasing",
+                     f"SELECT {_pounds_sql(phasing, ('budget',))} FROM budget_phasing_df",
+                     file_prefix=prefix, meta={"kind": "output"})
         for name, df, money in (
                 ("indicative_budgets", result.frame, MONEY_COLUMNS),
                 ("indicative_budgets_monthly", monthly, ("budget",)),

@@ -1,0 +1,297 @@
+"""Monitoring as a use case: the monthly position of every budget holder, from the warehouse.
+
+Reads the budget version (the agreed one, else the latest draft, and says which) and its
+monthly phasing (``budget_phasing``), and the priced activity of this year and last year
+valued at the tariff before the emergency marginal rate (the measure budgets are set on),
+then calls the pure core (:mod:`pbc.monitoring.position`).
+
+Levels:
+
+* ``practice``: attributed activity of each practice (the practice at the activity date);
+* ``group``: attributed activity by the practice's group as at the activity date, against
+  the budgets of the practices that were members in each month;
+* ``commissioner``: all of the commissioner's activity, unattributed included, against the
+  whole envelope (practice budgets plus the money the commissioner holds).
+
+Access: the commissioner sees every holder; a practice sees its own practice only and a
+group its own group only (aggregated money, no patient rows).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from pbc.calendar import (
+    financial_month,
+    financial_year,
+    format_financial_year,
+    parse_financial_year,
+)
+from pbc.decisions import DecisionStore
+from pbc.monitoring.forecast import ForecastError, Method
+from pbc.monitoring.freed import (
+    Draw,
+    FreedResources,
+    PlanDraw,
+    ReinvestmentRule,
+    freed_resources,
+    reinvestment_ledger,
+)
+from pbc.monitoring.position import Level, position
+from pbc.pricing.schema import TARIFF_VALUE_SQL
+from pbc.services.principal import AccessDenied, Principal
+from pbc.warehouse import Warehouse, WarehouseError
+
+
+@dataclass(frozen=True)
+class MonthlyPosition:
+    frame: pd.DataFrame  # pence; see pbc.monitoring.position.COLUMNS
+    financial_year: str
+    month: int  # 1 = April
+    period: str  # YYYY-MM
+    budget_version: int
+    budget_status: str  # agreed | draft
+    commissioner_code: str
+    method: Method
+    has_prior_year: bool
+
+
+def parse_period(text: str) -> tuple[str, int]:
+    """``2025-09`` -> (``2025-26``, 6)."""
+    try:
+        day = dt.date.fromisoformat(text.strip() + "-01")
+    except ValueError:
+        raise ValueError(f"--month must be a calendar month like 2025-09, not {text!r}") from None
+    return financial_year(day), financial_month(day)
+
+
+def _lit(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+_CODE = {
+    "practice": "practice_code",
+    "group": "group_code",
+    "commissioner": "commissioner_code",
+}
+
+
+def _spend(con: object, fy: str, level: Level, commissioner: str) -> pd.DataFrame:
+    """``code, service_line, month, spend`` (pence) of one year at ``level``."""
+    code = _CODE[level]
+    where = [f"financial_year = {_lit(fy)}", "price IS NOT NULL",
+             f"commissioner_code = {_lit(commissioner)}"]
+    if level != "commissioner":
+        where += ["attributed", f"{code} IS NOT NULL"]
+    sql = f"""
+        SELECT {code} AS code, service_line, month,
+               CAST(sum({TARIFF_VALUE_SQL}) * 100 AS BIGINT) AS spend
+        FROM priced_activity WHERE {' AND '.join(where)}
+        GROUP BY ALL ORDER BY ALL"""
+    frame: pd.DataFrame = con.execute(sql).df()  # type: ignore[attr-defined]
+    return frame
+
+
+def _budget(con: object, fy: str, version: int, level: Level) -> pd.DataFrame:
+    """``code, service_line, month, budget`` (pence) of one version at ``level``."""
+    if level == "practice":
+        code, where = "practice_code", "kind = 'practice'"
+    elif level == "group":
+        code, where = "group_code", "kind = 'practice' AND group_code IS NOT NULL"
+    else:
+        code, where = "commissioner_code", "TRUE"
+    sql = f"""
+        SELECT {code} AS code, service_line, month,
+               CAST(sum(budget) * 100 AS BIGINT) AS budget
+        FROM budget_phasing
+        WHERE financial_year = {_lit(fy)} AND version = {int(version)} AND {where}
+        GROUP BY ALL ORDER BY ALL"""
+    frame: pd.DataFrame = con.execute(sql).df()  # type: ignore[attr-defined]
+    return frame
+
+
+def _allowed(who: Principal, level: Level, commissioner: str) -> str | None:
+    """The one code a principal may see at ``level`` (None: every code)."""
+    if who.role == "commissioner":
+        if who.organisation != commissioner:
+            raise AccessDenied(f"{who} may not see commissioner {commissioner}'s position")
+        return None
+    if who.role == level and who.role in ("practice", "group"):
+        return who.organisation
+    raise AccessDenied(
+        f"{who} may not see the {level} position: a practice sees its own practice "
+        "(--level practice), a group its own group (--level group), the commissioner all")
+
+
+def monthly_position(warehouse: Warehouse, who: Principal, period: str, *,
+                     level: Level = "practice", method: Method = "seasonal_run_rate",
+                     version: int | None = None) -> MonthlyPosition:
+    """The position at the end of calendar month ``period`` (``YYYY-MM``)."""
+    fy, month = parse_period(period)
+    with DecisionStore.beside(warehouse.root) as store:
+        chosen = store.current(fy) if version is None else None
+        if version is None:
+            if chosen is None:
+                raise WarehouseError(f"no budgets are set for {fy}: run pbc budgets set first")
+            version, status = int(chosen.version), str(chosen.status)
+        else:
+            status = next((str(v.status) for v in store.history(fy) if v.version == version),
+                          "")
+            if not status:
+                raise WarehouseError(f"{fy} has no budget version {version}")
+    for table in ("priced_activity", "budget_phasing"):
+        if not warehouse.has_table(table):
+            raise WarehouseError(f"no {table} in the warehouse: run pbc price and pbc "
+                                 "budgets set first")
+    con = warehouse.connect()
+    try:
+        commissioners = con.execute(
+            f"SELECT DISTINCT commissioner_code FROM budget_phasing WHERE financial_year = "
+            f"{_lit(fy)} AND version = {int(version)}").fetchall()
+        if not commissioners:
+            raise WarehouseError(
+                f"budget version {version} of {fy} has no monthly phasing stored (it was set "
+                "before pbc kept the phasing of every version): set the budgets again")
+        commissioner = str(commissioners[0][0])
+        only = _allowed(who, level, commissioner)
+        prior_fy = format_financial_year(parse_financial_year(fy) - 1)
+        spend = _spend(con, fy, level, commissioner)
+        prior = _spend(con, prior_fy, level, commissioner)
+        budget = _budget(con, fy, version, level)
+    finally:
+        con.close()
+    has_prior = not prior.empty
+    frame = position(spend, budget, level=level, financial_year=fy, month=month,
+                     budget_version=version, method=method,
+                     prior_spend=prior if has_prior else None)
+    if only is not None:
+        frame = frame[frame.code == only].reset_index(drop=True)
+        if frame.empty:
+            raise WarehouseError(f"{level} {only} has no budget or spend in {fy}")
+    return MonthlyPosition(frame, fy, month, period, version, status, commissioner, method,
+                           has_prior)
+
+
+# ---------------------------------------------------------------- freed resources
+#: columns of the freed-resources table (money in pence here, pounds in the CSV)
+FREED_COLUMNS = ["code", "level", "financial_year", "budget", "outturn", "outturn_basis",
+                 "freed", "reinvestable", "opening", "drawn", "lapsed", "closing"]
+
+
+@dataclass(frozen=True)
+class FreedReport:
+    frame: pd.DataFrame
+    financial_year: str
+    rule: ReinvestmentRule
+    rule_source: str
+    draws: list[PlanDraw]
+
+
+def latest_month(warehouse: Warehouse, financial_year: str) -> int:
+    """The last month (1-12) of ``financial_year`` with priced activity (0: none)."""
+    rows = warehouse.query("SELECT max(month) FROM priced_activity WHERE financial_year = ?",
+                           [financial_year])
+    return int(rows[0][0] or 0) if rows else 0
+
+
+def read_plans(path: Path) -> list[Draw]:
+    """A plans file: CSV with ``code, financial_year, plan, amount`` (pounds) and optionally
+    ``approved`` (true/false, default true). Errors name the file, row and column."""
+    import csv
+
+    from pbc.budgets.money import pounds_to_pence
+
+    required = ("code", "financial_year", "plan", "amount")
+    draws: list[Draw] = []
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (needs "
+                             f"{', '.join(required)}, optional approved)")
+        for row_no, row in enumerate(reader, start=2):
+            for col in required:
+                if not (row.get(col) or "").strip():
+                    raise ValueError(f"{path}, row {row_no}, column {col}: empty")
+            try:
+                fy = format_financial_year(parse_financial_year(row["financial_year"]))
+            except ValueError:
+                raise ValueError(f"{path}, row {row_no}, column financial_year: "
+                                 f"{row['financial_year']!r} is not a year like 2025-26") from None
+            try:
+                amount = pounds_to_pence(row["amount"].strip())
+            except ValueError:
+                raise ValueError(f"{path}, row {row_no}, column amount: {row['amount']!r} is "
+                                 "not an amount in pounds") from None
+            approved_text = (row.get("approved") or "true").strip().lower()
+            if approved_text not in ("true", "false", "yes", "no", "1", "0"):
+                raise ValueError(f"{path}, row {row_no}, column approved: expected true or "
+                                 f"false, not {row.get('approved')!r}")
+            draws.append(Draw(row["code"].strip(), fy, row["plan"].strip(), amount,
+                              approved_text in ("true", "yes", "1")))
+    return draws
+
+
+def freed_resources_report(warehouse: Warehouse, who: Principal, financial_year: str, *,
+                           plans: list[Draw] | None = None, rule: ReinvestmentRule | None = None,
+                           rule_source: str = "default", level: Level = "practice",
+                           method: Method = "seasonal_run_rate") -> FreedReport:
+    """Freed resources, the reinvestable share and the reinvestment ledger up to
+    ``financial_year``, per practice (or group): each year's outturn is its actual spend when
+    all 12 months are loaded, else the forecast by ``method`` (``outturn_basis`` says which)."""
+    rule = rule or ReinvestmentRule()
+    fy = format_financial_year(parse_financial_year(financial_year))
+    with DecisionStore.beside(warehouse.root) as store:
+        years = sorted({str(v.financial_year) for v in store.all_versions()
+                        if parse_financial_year(str(v.financial_year))
+                        <= parse_financial_year(fy)})
+    if fy not in years:
+        raise WarehouseError(f"no budgets are set for {fy}: run pbc budgets set first")
+    freed: list[FreedResources] = []
+    basis: dict[tuple[str, str], str] = {}
+    for year in years:
+        m = latest_month(warehouse, year)
+        if m == 0:
+            continue
+        start = parse_financial_year(year)
+        period = f"{start + (1 if m > 9 else 0)}-{(m + 2) % 12 + 1:02d}"
+        method_here: Method = method
+        try:
+            pos = monthly_position(warehouse, who, period, level=level, method=method_here)
+        except ForecastError:
+            if m != 12:
+                raise
+            pos = monthly_position(warehouse, who, period, level=level, method="run_rate")
+        totals = pos.frame[pos.frame.service_line == "all"]
+        for r in totals.to_dict("records"):
+            code = str(r["code"])
+            if m == 12:
+                outturn, how = int(r["spend_to_date"]), "actual"
+            elif r["forecast_outturn"] is pd.NA or r["forecast_outturn"] is None:
+                raise WarehouseError(f"{level} {code} {year}: no forecast outturn "
+                                     f"({r['forecast_note']}); choose --method run_rate")
+            else:
+                outturn, how = int(r["forecast_outturn"]), f"forecast at month {m} ({method})"
+            freed.append(freed_resources(code, year, int(r["annual_budget"]), outturn, rule))
+            basis[(code, year)] = how
+    ledger = reinvestment_ledger(freed, plans or [], rule)
+    by_key = {(f.code, f.financial_year): f for f in freed}
+    rows = []
+    for row in ledger.rows:
+        if row.financial_year != fy:
+            continue
+        f = by_key.get((row.code, fy))
+        rows.append({
+            "code": row.code, "level": level, "financial_year": fy,
+            "budget": f.budget if f else 0, "outturn": f.outturn if f else 0,
+            "outturn_basis": basis.get((row.code, fy), "no activity"),
+            "freed": f.freed if f else 0, "reinvestable": f.reinvestable if f else 0,
+            "opening": row.opening, "drawn": row.drawn, "lapsed": row.lapsed,
+            "closing": row.closing,
+        })
+    frame = pd.DataFrame(rows, columns=FREED_COLUMNS)
+    return FreedReport(frame, fy, rule, rule_source, ledger.draws)
