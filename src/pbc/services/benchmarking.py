@@ -15,10 +15,12 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from pbc.indicators.benchmark import benchmark, monthly_series
+from pbc.calendar import format_financial_year, parse_financial_year
+from pbc.indicators.benchmark import ACTIVITY_TABLE, benchmark, monthly_series
 from pbc.indicators.compute import with_populations
 from pbc.indicators.definition import Indicator, load_indicators
 from pbc.warehouse import Warehouse, WarehouseError
+from pbc.warehouse.export import XLSX_OPTIONS, spreadsheet_safe
 
 Level = Literal["practice", "group", "commissioner"]
 
@@ -86,7 +88,15 @@ def benchmark_all(
     if len(indicators) > 1:
         tables = with_populations(tables)
     grouping = read_grouping(grouping_file) if grouping_file else None
-    years = [financial_year.replace("/", "-")] if financial_year else None
+    years = None
+    if financial_year is not None:
+        try:
+            financial_year = format_financial_year(parse_financial_year(financial_year), "-")
+        except ValueError as e:
+            raise WarehouseError(f"--year: {e}") from e
+        years = [financial_year]
+        for ind in indicators:
+            _require_year(tables, ind, financial_year)
     out = []
     for ind in indicators:
         table = benchmark(tables, ind, level=level, financial_year=financial_year,
@@ -95,6 +105,23 @@ def benchmark_all(
                                 grouping=grouping) if monthly else None
         out.append(BenchmarkResult(ind, level, table, series))
     return out
+
+
+def _require_year(tables: Mapping[str, Any], ind: Indicator, year: str) -> None:
+    """Raise unless the indicator's activity table has rows in financial year ``year``
+    (a benchmark of a year with no data would be a table of zeros)."""
+    if ind.numerator.activity is None:
+        return
+    name = ACTIVITY_TABLE[ind.numerator.activity]
+    if name not in tables:
+        raise WarehouseError(f"indicator {ind.id} needs the {name} table, which is not "
+                             "in the warehouse")
+    t = tables[name]
+    present = sorted(str(y) for y in t.select("financial_year").distinct().execute()
+                     .financial_year.dropna())
+    if year not in present:
+        raise WarehouseError(f"no {name} activity in financial year {year} (the warehouse "
+                             f"has {', '.join(present) or 'none'})")
 
 
 def benchmark_indicator(
@@ -148,17 +175,17 @@ def write_result(result: BenchmarkResult, out: Path) -> list[Path]:
         raise WarehouseError(f"{out}: use .csv or .xlsx")
     out.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".xlsx":
-        with pd.ExcelWriter(out, engine="xlsxwriter") as xl:
+        with pd.ExcelWriter(out, engine="xlsxwriter", engine_kwargs=XLSX_OPTIONS) as xl:
             result.table.to_excel(xl, index=False, sheet_name="benchmark")
             if result.series is not None:
                 result.series.to_excel(xl, index=False, sheet_name="monthly")
             about(result.indicator).to_excel(xl, index=False, sheet_name="indicator")
         return [out]
-    result.table.to_csv(out, index=False)
+    spreadsheet_safe(result.table).to_csv(out, index=False)
     written = [out]
     if result.series is not None:
         monthly = out.with_name(f"{out.stem}_monthly.csv")
-        result.series.to_csv(monthly, index=False)
+        spreadsheet_safe(result.series).to_csv(monthly, index=False)
         written.append(monthly)
     return written
 

@@ -21,6 +21,7 @@ exact model used by the latest scoring run), so ``pbc risk train``, ``pbc risk s
 from __future__ import annotations
 
 import datetime as dt
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,8 @@ from pbc.risk.validation import ValidationReport, validate
 from pbc.services.principal import AccessDenied, Principal
 from pbc.services.suppression import DEFAULT_THRESHOLD, MARKER, suppress_table
 from pbc.warehouse import Warehouse, WarehouseError
+from pbc.warehouse.export import XLSX_OPTIONS, spreadsheet_safe
+from pbc.warehouse.store import FILE_MODE
 
 MODEL_FILE = "risk/model.json"  # under the warehouse version's reference/ folder
 SCORING_MODEL_FILE = "risk/scoring-model.json"
@@ -370,16 +373,18 @@ def export_case_finding(
     top_n: int | None = None,
 ) -> Path:
     """Write the practice's list to CSV or XLSX (by extension) for that practice's user."""
-    rows = case_finding_list(warehouse, principal, practice_code, top_n)
     p = Path(path)
+    warehouse.refuse_inside(p)
+    rows = case_finding_list(warehouse, principal, practice_code, top_n)
     frame = pd.DataFrame(rows)
     if p.suffix.lower() == ".xlsx":
         frame.to_excel(p, index=False, sheet_name=f"Risk {practice_code}"[:31],
-                       engine="xlsxwriter")
+                       engine="xlsxwriter", engine_kwargs=XLSX_OPTIONS)
     elif p.suffix.lower() == ".csv":
-        frame.to_csv(p, index=False)
+        spreadsheet_safe(frame).to_csv(p, index=False)
     else:
         raise ValueError(f"{p}: export to .csv or .xlsx")
+    os.chmod(p, FILE_MODE)  # patients' rows: owner and group only
     return p
 
 
