@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from pbc.risk.casefinding import (
+    LEVEL_KEYS,
     LEVELS,
     case_finding_frame,
     score_frame,
@@ -43,7 +44,7 @@ from pbc.risk.model import RiskModel, fit, load_spec
 from pbc.risk.segments import SEGMENT_NAMES
 from pbc.risk.validation import ValidationReport, validate
 from pbc.services.principal import AccessDenied, Principal
-from pbc.services.suppression import DEFAULT_THRESHOLD, MARKER, suppress_table
+from pbc.services.suppression import DEFAULT_THRESHOLD, MARKER, suppress_levels
 from pbc.warehouse import Warehouse, WarehouseError
 from pbc.warehouse.export import XLSX_OPTIONS, spreadsheet_safe
 from pbc.warehouse.store import FILE_MODE
@@ -448,20 +449,26 @@ def segment_counts(
             t = t.filter(t.local_authority_code == org)
         else:  # pragma: no cover - Role is a closed set
             raise AccessDenied(f"{principal}: unknown role")
-        frame = segment_count_expr(t, level).to_pandas()
+        if principal.role == "practice":
+            frame = segment_count_expr(t, level).to_pandas()
+        else:
+            keys = [LEVEL_KEYS[lv] for lv in LEVELS]
+            base = t.group_by([*keys, "segment"]).aggregate(n=t.count()).to_pandas()
     finally:
         con.close()
-    counts = frame[list(SEGMENT_NAMES)].fillna(0).astype(int).to_numpy().tolist()
-    codes = frame["code"].tolist()
-    suppressed = principal.role != "practice"
     rows: list[dict[str, Any]] = []
-    if suppressed:
-        table = suppress_table(counts, threshold, column_totals=len(counts) > 1)
-        for code, r in zip(codes, table, strict=True):
-            rows.append({"code": code, **dict(zip(SEGMENT_NAMES, r.cells, strict=True)),
-                         "total": r.total})
-    else:
-        for code, c in zip(codes, counts, strict=True):
+    if principal.role == "practice":  # its own patients: nothing to hide from itself
+        counts = frame[list(SEGMENT_NAMES)].fillna(0).astype(int).to_numpy().tolist()
+        for code, c in zip(frame["code"].tolist(), counts, strict=True):
             rows.append({"code": code, **dict(zip(SEGMENT_NAMES, c, strict=True)),
                          "total": sum(c)})
-    return SegmentCounts(level, rows, suppressed, threshold)
+        return SegmentCounts(level, rows, False, threshold)
+    # every level this principal can ask for is suppressed together, so no table can be
+    # subtracted from another to recover a hidden count (pbc.services.suppression)
+    base = base.rename(columns={LEVEL_KEYS[lv]: lv for lv in LEVELS}
+                       ).rename(columns={"segment": "column"})
+    tables = suppress_levels(base, LEVELS, SEGMENT_NAMES, threshold)
+    for r in tables[level]:
+        rows.append({"code": r.code, **dict(zip(SEGMENT_NAMES, r.cells, strict=True)),
+                     "total": r.total})
+    return SegmentCounts(level, rows, True, threshold)
