@@ -241,10 +241,13 @@ def test_benchmark_unknown_year_is_an_error(economy: tuple[Path, Warehouse], yea
     assert ("not a financial year" in out) if year == "banana" else ("2019-20" in out)
 
 
-def test_budgets_agree_unknown_version_is_one_line(economy: tuple[Path, Warehouse]) -> None:
+@pytest.mark.parametrize(("year", "version"), [("2025/26", "99"), ("banana", "1"),
+                                               ("2031/32", "1")])
+def test_budgets_agree_unknown_version_or_year_is_one_line(
+        economy: tuple[Path, Warehouse], year: str, version: str) -> None:
     _, wh = economy
     _one_line_error(CliRunner().invoke(app, [
-        "budgets", "agree", "--year", "2025/26", "--version", "99", "-w", str(wh.root),
+        "budgets", "agree", "--year", year, "--version", version, "-w", str(wh.root),
         "--as", f"commissioner:{_commissioner(wh)}"]))
 
 

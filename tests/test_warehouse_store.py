@@ -185,5 +185,6 @@ def test_warehouse_files_are_not_readable_by_others(tmp_path: Path) -> None:
     _write_both(wh, [_row(i) for i in range(3)])
     _ref_version(wh, "x = 1\n")
     assert (wh.root / "versions").stat().st_mode & 0o007 == 0
+    assert wh.root.stat().st_mode & 0o007 == 0
     for p in wh.current.rglob("*"):  # type: ignore[union-attr]
         assert p.stat().st_mode & 0o007 == 0, p

@@ -352,6 +352,8 @@ def case_finding_list(
     """The practice's patients ranked by risk (highest first), with segment and top factors
     in plain words. Only for a ``practice`` user of that practice (else ``AccessDenied``)."""
     _require_own_practice(principal, practice_code)
+    if top_n is not None and top_n < 1:
+        raise ValueError(f"top_n {top_n}: give a number of patients, 1 or more")
     if not warehouse.has_table(SCORES_TABLE):
         raise WarehouseError(f"{warehouse.root}: no risk scores yet (run pbc risk score)")
     con = warehouse.connect()

@@ -194,6 +194,8 @@ class Warehouse:
     def begin(self, stage: str) -> Iterator[Transaction]:
         """Build a new version aside; commit on success, discard on any error."""
         self.root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        if self.root.stat().st_uid == os.getuid():  # also spill files, decisions, lock
+            os.chmod(self.root, DIR_MODE)
         (self.root / "versions").mkdir(mode=DIR_MODE, exist_ok=True)
         os.chmod(self.root / "versions", DIR_MODE)  # also a folder made by an older pbc
         lock = open(self.root / ".lock", "w")  # noqa: SIM115 - held for the transaction
