@@ -4,6 +4,7 @@ the same table: hive directories, partition columns kept in the files, every row
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pbc.warehouse import Warehouse
+from pbc.warehouse import Warehouse, WarehouseError
 from pbc.warehouse.store import KEY_PREFIX
 
 SCHEMA = pa.schema([
@@ -188,3 +189,26 @@ def test_warehouse_files_are_not_readable_by_others(tmp_path: Path) -> None:
     assert wh.root.stat().st_mode & 0o007 == 0
     for p in wh.current.rglob("*"):  # type: ignore[union-attr]
         assert p.stat().st_mode & 0o007 == 0, p
+
+
+def test_a_version_without_file_list_is_upgraded_by_the_next_change(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path / "wh")
+    _write_both(wh, [_row(i) for i in range(5)])
+    manifest_path = wh.current / "manifest.json"  # type: ignore[operator]
+    old = json.loads(manifest_path.read_text())
+    del old["checksums"]  # as an older pbc wrote it
+    manifest_path.write_text(json.dumps(old))
+    with pytest.raises(WarehouseError, match="run pbc load once"):
+        wh.query("SELECT count(*) FROM by_copy")
+    with wh.begin("upgrade"):
+        pass  # nothing written: the version is still rewritten with its file list
+    assert wh.manifest()["version"] == old["version"] + 1
+    assert wh.query("SELECT count(*) FROM by_copy") == [(5,)] and wh.verify() == []
+
+
+def test_reference_file_is_one_the_manifest_lists(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path / "wh")
+    _write_both(wh, [_row(0)])
+    (wh.current / "reference").mkdir()  # type: ignore[operator]
+    (wh.current / "reference" / "tariff_settings.toml").write_text("x = 1\n")  # type: ignore[operator]
+    assert wh.reference_file("tariff_settings.toml") is None

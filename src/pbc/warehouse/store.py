@@ -115,13 +115,7 @@ class Warehouse:
         return _listed_files(self._checksums(), folder.parent.parent, name)
 
     def _checksums(self) -> dict[str, str]:
-        manifest = self.manifest()
-        sums = manifest.get("checksums")
-        if sums is None:
-            raise WarehouseError(
-                f"{self.root}: version {manifest['version']} has no list of its files "
-                "(written by an older pbc); run pbc load once to upgrade it")
-        return dict(sums)
+        return _require_checksums(self.root, self.manifest())
 
     def verify(self, version: Path | None = None) -> list[str]:
         """Problems with a version's files (default: the current one), one line each:
@@ -154,10 +148,12 @@ class Warehouse:
                                  "exports somewhere else")
 
     def reference_file(self, name: str) -> Path | None:
-        """A reference file kept by a load (e.g. ``tariff_settings.toml``), if there is one."""
+        """A reference file kept by a load (e.g. ``tariff_settings.toml``), if the manifest
+        lists one."""
         cur = self.current
-        path = None if cur is None else cur / "reference" / name
-        return path if path is not None and path.exists() else None
+        if cur is None or f"reference/{name}" not in self._checksums():
+            return None
+        return cur / "reference" / name
 
     def parquet_glob(self, name: str) -> str:
         """A glob of the table's folder (benchmarks only: readers use :meth:`table_files`)."""
@@ -170,8 +166,10 @@ class Warehouse:
         cur = self.current
         if cur is None:
             return con
-        sums = self._checksums()
-        for name in self.table_names():
+        with open(cur / "manifest.json", encoding="utf-8") as f:  # one version throughout
+            manifest = json.load(f)
+        sums = _require_checksums(self.root, manifest)
+        for name in sorted(manifest["tables"]):
             con.execute(f'CREATE VIEW "{name}" AS '
                         f"{scan_sql(_listed_files(sums, cur, name))}")
         return con
@@ -242,6 +240,15 @@ def scan_sql(files: str | list[Path]) -> str:
         source = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
     return (f"SELECT * FROM read_parquet({source}, hive_partitioning = false, "
             "union_by_name = true)")
+
+
+def _require_checksums(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
+    sums = manifest.get("checksums")
+    if sums is None:
+        raise WarehouseError(
+            f"{root}: version {manifest['version']} has no list of its files (written by an "
+            "older pbc); run pbc load once to upgrade it")
+    return dict(sums)
 
 
 def file_sha256(path: Path) -> str:
