@@ -409,7 +409,8 @@ class SegmentCounts:
         body = ["| " + " | ".join(self.marker if r[c] is None else str(r[c])
                                   for c in self.columns) + " |" for r in self.rows]
         note = (f"\nCounts from 1 to {self.threshold} are suppressed ({self.marker}), with "
-                "complementary suppression so they cannot be recovered from totals.\n"
+                "complementary suppression so they cannot be recovered from totals or from "
+                "another level's table.\n"
                 if self.suppressed else "")
         return "\n".join([head, sep, *body]) + "\n" + note
 
