@@ -35,6 +35,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -468,6 +469,7 @@ class Transaction:
         A file still hard-linked to the previous version's (same inode) keeps the hash
         listed there; only new files are read."""
         sums: dict[str, str] = {}
+        new: list[tuple[str, Path]] = []
         for path in sorted(self.staging.rglob("*")):
             rel = path.relative_to(self.staging).as_posix()
             if path.is_dir():
@@ -481,9 +483,14 @@ class Transaction:
             if old and self._old_dir is not None and _same_file(path, self._old_dir / rel):
                 sums[rel] = old
             else:
-                sums[rel] = file_sha256(path)
+                new.append((rel, path))
             path.chmod(FILE_MODE)
-        return sums
+        # hashlib releases the GIL while hashing, so new files are hashed on every core
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            for (rel, _), digest in zip(new, pool.map(file_sha256, [p for _, p in new]),
+                                        strict=True):
+                sums[rel] = digest
+        return dict(sorted(sums.items()))
 
     def _write_catalogue(self, final: Path) -> None:
         """A DuckDB file with a view per table over the manifest's files in their final
