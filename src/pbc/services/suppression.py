@@ -291,17 +291,20 @@ def _audit(support: dict[CellKey, np.ndarray], values: dict[CellKey, int],
             continue
         c = np.zeros(n_base)
         c[support[key]] = 1.0
-        bounds = []
+        true = values[key]  # feasible, so lowest <= true <= highest
+        pinned = True
         for sign in (1.0, -1.0):
             res = linprog(sign * c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq,
                           bounds=(0, None), method="highs")
             if res.status == 3:  # unbounded above: not disclosed
-                bounds.append(math.inf)
+                pinned = False
                 break
             if res.status != 0:
                 raise RuntimeError(f"suppression audit failed for {key}: {res.message}")
-            bounds.append(sign * res.fun)
-        if len(bounds) == 2 and math.floor(bounds[1] + 1e-6) <= math.ceil(bounds[0] - 1e-6):
+            if abs(sign * res.fun - true) >= 1 - 1e-6:  # another whole number fits
+                pinned = False
+                break
+        if pinned:
             disclosed.append(key)
     return disclosed
 
