@@ -1,7 +1,7 @@
 """Case finding services: train, score, report, practice lists and suppressed aggregates.
 
 Every call takes a :class:`~pbc.services.principal.Principal` and checks it here, the one
-place patient-level risk rows leave the warehouse (DESIGN.md guarantee 6):
+place patient-level risk rows leave the warehouse (docs/security.md):
 
 - training, scoring and the validation report run over the whole registered population and
   are the commissioner's job: role ``commissioner`` only (and, when the warehouse knows its
@@ -199,8 +199,9 @@ def train(
     """Train the emergency-admission model on the commissioner's own history.
 
     Features at the training reference date, outcome = any emergency admission in the next
-    12 months (reference.md §3.1). Dates default to :func:`plan_windows`; giving
-    ``validation_date`` equal to ``train_date`` asks for a held-out split. With ``store``
+    12 months (Wennberg et al., Combined Predictive Model, final report, King's Fund, 2006).
+    Dates default to :func:`plan_windows`; giving ``validation_date`` equal to
+    ``train_date`` asks for a held-out split. With ``store``
     the model and its card are saved in the warehouse (``reference/risk/model.json``)."""
     _require_commissioner(warehouse, principal, "train the risk model")
     first, last = data_span(warehouse)

@@ -1,4 +1,4 @@
-"""Small-number suppression for every aggregate that leaves a practice (DESIGN.md guarantee 6).
+"""Small-number suppression for every aggregate that leaves a practice (docs/security.md).
 
 The rule (after the NHS Digital HES analysis guide and the ONS/NHS disclosure control
 practice): a count from 1 to ``threshold`` (7 by default) is not shown; it becomes ``None``,
