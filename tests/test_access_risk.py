@@ -1,4 +1,4 @@
-"""Access to case-finding data (DESIGN.md guarantee 6), through the service API only.
+"""Access to case-finding data (docs/security.md), through the service API only.
 
 A practice user sees only its own patients; no other role ever gets patient-level rows;
 every aggregate shown outside a practice suppresses counts 1-7.

@@ -4,16 +4,18 @@ the same table: hive directories, partition columns kept in the files, every row
 from __future__ import annotations
 
 import datetime as dt
+import json
 from decimal import Decimal
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pbc.warehouse import Warehouse
+from pbc.warehouse import Warehouse, WarehouseError
 from pbc.warehouse.store import KEY_PREFIX
 
 SCHEMA = pa.schema([
@@ -113,3 +115,100 @@ def test_arrow_writer_keeps_every_row_and_penny(tmp_path_factory, cells) -> None
     assert got[0] == len(rows)
     prices = [r["price"] for r in rows if r["price"] is not None]
     assert got[1] == (sum(prices) if prices else None)
+
+
+# ------------------------------------------------------------------ issue 12: items 3 and 7
+def _ref_version(wh: Warehouse, text: str) -> None:
+    """Commit a version whose reference/tariff_settings.toml holds ``text``."""
+    src = wh.root.parent / f"settings-{len(text)}-{abs(hash(text))}.toml"
+    src.write_text(text, encoding="utf-8")
+    with wh.begin("test") as tx:
+        tx.put_file(src, "reference/tariff_settings.toml")
+
+
+def test_failed_change_leaves_current_reference_file_alone(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path / "wh")
+    _write_both(wh, [_row(i) for i in range(3)])
+    _ref_version(wh, "year = 'old'\n")
+    current = wh.reference_file("tariff_settings.toml")
+    assert current is not None
+    src = tmp_path / "new.toml"
+    src.write_text("year = 'new'\n", encoding="utf-8")
+    with pytest.raises(RuntimeError, match="boom"), wh.begin("test") as tx:
+        tx.put_file(src, "reference/tariff_settings.toml")
+        raise RuntimeError("boom")
+    assert current.read_text(encoding="utf-8") == "year = 'old'\n"
+
+
+def test_later_commit_leaves_previous_versions_reference_file_alone(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path / "wh")
+    _ref_version(wh, "year = 'one'\n")
+    first = wh.current
+    assert first is not None
+    _ref_version(wh, "year = 'two'\n")
+    assert (first / "reference" / "tariff_settings.toml").read_text(encoding="utf-8") == \
+        "year = 'one'\n"
+    assert wh.verify(first) == [] and wh.verify() == []
+
+
+def test_manifest_hashes_every_file_and_verify_finds_a_change(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path / "wh")
+    _write_both(wh, [_row(i) for i in range(4)])
+    _ref_version(wh, "x = 1\n")
+    sums = wh.manifest()["checksums"]
+    cur = wh.current
+    assert cur is not None
+    on_disk = {p.relative_to(cur).as_posix() for p in cur.rglob("*") if p.is_file()}
+    assert set(sums) == on_disk - {"manifest.json", "catalogue.duckdb"}
+    assert "reference/tariff_settings.toml" in sums
+    (cur / "reference" / "tariff_settings.toml").write_text("x = 2\n", encoding="utf-8")
+    assert wh.verify() == ["reference/tariff_settings.toml: content differs from the manifest"]
+
+
+def test_readers_read_only_the_manifests_files(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path / "wh")
+    _write_both(wh, [_row(i) for i in range(10)])
+    folder = wh.current / "tables" / "by_copy"  # type: ignore[operator]
+    stray = next(folder.rglob("*.parquet"))
+    (stray.parent / "export.parquet").write_bytes(stray.read_bytes())  # e.g. an export
+    assert wh.query("SELECT count(*) FROM by_copy") == [(10,)]
+    con = duckdb.connect(str(wh.current / "catalogue.duckdb"))  # type: ignore[operator]
+    assert con.execute("SELECT count(*) FROM by_copy").fetchall() == [(10,)]
+    con.close()
+    # the stray file is not carried into the next version either
+    _ref_version(wh, "x = 1\n")
+    assert wh.query("SELECT count(*) FROM by_copy") == [(10,)]
+    assert not list(wh.current.rglob("export.parquet"))  # type: ignore[union-attr]
+
+
+def test_warehouse_files_are_not_readable_by_others(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path / "wh")
+    _write_both(wh, [_row(i) for i in range(3)])
+    _ref_version(wh, "x = 1\n")
+    assert (wh.root / "versions").stat().st_mode & 0o007 == 0
+    assert wh.root.stat().st_mode & 0o007 == 0
+    for p in wh.current.rglob("*"):  # type: ignore[union-attr]
+        assert p.stat().st_mode & 0o007 == 0, p
+
+
+def test_a_version_without_file_list_is_upgraded_by_the_next_change(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path / "wh")
+    _write_both(wh, [_row(i) for i in range(5)])
+    manifest_path = wh.current / "manifest.json"  # type: ignore[operator]
+    old = json.loads(manifest_path.read_text())
+    del old["checksums"]  # as an older pbc wrote it
+    manifest_path.write_text(json.dumps(old))
+    with pytest.raises(WarehouseError, match="run pbc load once"):
+        wh.query("SELECT count(*) FROM by_copy")
+    with wh.begin("upgrade"):
+        pass  # nothing written: the version is still rewritten with its file list
+    assert wh.manifest()["version"] == old["version"] + 1
+    assert wh.query("SELECT count(*) FROM by_copy") == [(5,)] and wh.verify() == []
+
+
+def test_reference_file_is_one_the_manifest_lists(tmp_path: Path) -> None:
+    wh = Warehouse(tmp_path / "wh")
+    _write_both(wh, [_row(0)])
+    (wh.current / "reference").mkdir()  # type: ignore[operator]
+    (wh.current / "reference" / "tariff_settings.toml").write_text("x = 1\n")  # type: ignore[operator]
+    assert wh.reference_file("tariff_settings.toml") is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import time
@@ -18,7 +19,9 @@ from rich.table import Table as RichTable
 from pbc.warehouse import Warehouse, WarehouseError
 
 app = typer.Typer(
-    help="pbc: practice-based commissioning for the English NHS.",
+    help="pbc: practice-based commissioning for the English NHS. Identity (--as) is "
+         "self-declared and not checked until the web app's accounts exist: anyone who can "
+         "read the warehouse folder can claim any role (docs/security.md).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -59,14 +62,24 @@ def _fail(message: str) -> None:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn known user errors into one clear line and exit code 2 (no stack trace)."""
+    """Turn known user errors into one clear line and exit code 2 (no stack trace).
+
+    A full disk (or quota) is one line too: a change is one warehouse transaction, so the
+    warehouse is as it was before the command."""
+    from pbc.decisions.store import DecisionError
     from pbc.warehouse.load import LoadError
 
     try:
         yield
     except (UserError, LoadError, WarehouseError, FileNotFoundError, ValueError,
-            PermissionError, KeyError) as e:
+            PermissionError, KeyError, DecisionError) as e:
         _fail(str(e))
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" writing {e.filename}" if e.filename else ""
+        _fail(f"no space left on the device{where} ({e.strerror or e}); the warehouse is "
+              "unchanged: free some space and run the command again")
 
 
 # ---------------------------------------------------------------------- synth
@@ -168,7 +181,8 @@ def load(
         else:
             console.print(
                 f"warehouse version {report.version}; {report.rows_quarantined:,} rows "
-                f"quarantined (see: pbc export quarantine --out quarantine.csv)"
+                f"quarantined (see: pbc export quarantine --out quarantine.csv "
+                "--as commissioner_data:CODE)"
             )
 
 
@@ -212,44 +226,57 @@ def price(
                 f"£{float(r['money_unattributed']):,.2f}")
 
 
-# ---------------------------------------------------------------------- export
-@app.command()
-def export(
-    table: Annotated[str, typer.Argument(help="Warehouse table, e.g. reconciliation.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="File: .csv, .parquet or .xlsx.")],
-    warehouse: WarehouseOpt = Path("warehouse"),
-) -> None:
-    """Write a warehouse table to CSV, Parquet or XLSX (by the file's extension)."""
-    from pbc.warehouse.export import export_table
-
-    with user_errors():
-        rows = export_table(Warehouse(warehouse), table, out)
-        console.print(f"wrote {rows:,} rows of {table} to {out}")
-
-
 # ---------------------------------------------------------------------- principals
+SELF_DECLARED_NOTE = ("Identity is self-declared and not checked (no accounts yet): "
+                      "see docs/security.md.")
 AsOpt = Annotated[
     str | None,
-    typer.Option("--as", help="Act as ROLE:ORGANISATION, e.g. practice:A81001 or "
-                 "commissioner:QHM (default: the warehouse's commissioner)."),
+    typer.Option("--as", help="Act as ROLE:ORGANISATION, e.g. practice:A81001, "
+                 "commissioner:QHM or commissioner_data:QHM (default: the warehouse's "
+                 "commissioner). " + SELF_DECLARED_NOTE),
 ]
 
 
+def _user() -> str:
+    return os.environ.get("USER", "cli")
+
+
 def _principal(warehouse: Path, acting_as: str | None) -> Any:
-    from pbc.services.principal import Principal
+    """The principal of a command: ``--as`` (parsed by the one parser), else the
+    warehouse's only commissioner. Self-declared either way (docs/security.md)."""
+    from pbc.services.principal import parse_principal
 
     if acting_as:
-        role, _, org = acting_as.partition(":")
-        roles = ("commissioner", "group", "practice", "local_authority", "public")
-        if role not in roles or not org:
-            raise UserError(f"--as {acting_as!r}: expected ROLE:ORGANISATION with ROLE one of "
-                            f"{', '.join(roles)}")
-        return Principal(os.environ.get("USER", "cli"), role, org)  # type: ignore[arg-type]
+        return parse_principal(acting_as, user=_user())
     rows = Warehouse(warehouse).query("SELECT DISTINCT commissioner_code FROM practices")
     if len(rows) != 1:
         raise UserError("the warehouse has several commissioners: say which with "
                         "--as commissioner:CODE")
-    return Principal(os.environ.get("USER", "cli"), "commissioner", rows[0][0])
+    return parse_principal(f"commissioner:{rows[0][0]}", user=_user(),
+                           source="default: the warehouse's commissioner (self-declared)")
+
+
+# ---------------------------------------------------------------------- export
+@app.command(help="Write a warehouse table to CSV, Parquet or XLSX (by the file's "
+             "extension). Patient-level tables (patients, conditions, activity, priced "
+             "activity, risk scores, quarantine) need --as: practice:CODE gets its own "
+             "patients, commissioner_data:CODE gets all (recorded in the audit log). "
+             + SELF_DECLARED_NOTE)
+def export(
+    table: Annotated[str, typer.Argument(help="Warehouse table, e.g. reconciliation.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="File: .csv, .parquet or .xlsx.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    acting_as: Annotated[str | None, typer.Option(
+        "--as", help="ROLE:ORGANISATION, needed for patient-level tables (no default). "
+        + SELF_DECLARED_NOTE)] = None,
+) -> None:
+    from pbc.services.export import export_table
+    from pbc.services.principal import parse_principal
+
+    with user_errors():
+        who = parse_principal(acting_as, user=_user()) if acting_as else None
+        rows = export_table(Warehouse(warehouse), table, out, who)
+        console.print(f"wrote {rows:,} rows of {table} to {out}")
 
 
 # ---------------------------------------------------------------------- risk
@@ -328,6 +355,8 @@ def risk_list(
     from pbc.services import risk
 
     with user_errors():
+        if top < 1:
+            raise UserError(f"--top {top}: give a number of patients, 1 or more")
         who = _principal(warehouse, acting_as)
         try:
             if out:

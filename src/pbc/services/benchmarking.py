@@ -24,11 +24,12 @@ import numpy as np
 import pandas as pd
 
 from pbc.calendar import format_financial_year, parse_financial_year
-from pbc.indicators.benchmark import benchmark, financial_years, monthly_series
+from pbc.indicators.benchmark import ACTIVITY_TABLE, benchmark, financial_years, monthly_series
 from pbc.indicators.compute import with_populations
 from pbc.indicators.definition import Indicator, load_indicators
 from pbc.services.suppression import DEFAULT_THRESHOLD, MARKER, suppress_table
 from pbc.warehouse import Warehouse, WarehouseError
+from pbc.warehouse.export import XLSX_OPTIONS, spreadsheet_safe
 
 Level = Literal["practice", "group", "commissioner"]
 
@@ -93,8 +94,15 @@ def benchmark_all(
     indicators = [_indicator(i) for i in indicator_ids] if indicator_ids else \
         list(load_indicators().values())
     tables = _tables(warehouse)
-    years = ([format_financial_year(parse_financial_year(financial_year), sep="-")]
-             if financial_year else None)
+    years = None
+    if financial_year is not None:
+        try:
+            financial_year = format_financial_year(parse_financial_year(financial_year), "-")
+        except ValueError as e:
+            raise WarehouseError(f"--year: {e}") from e
+        years = [financial_year]
+        for ind in indicators:
+            _require_year(tables, ind, financial_year)
     if len(indicators) > 1:
         shared = years or sorted({y for ind in indicators for y in financial_years(tables, ind)})
         tables = with_populations(tables, shared)
@@ -107,6 +115,23 @@ def benchmark_all(
                                 grouping=grouping) if monthly else None
         out.append(BenchmarkResult(ind, level, table, series))
     return out
+
+
+def _require_year(tables: Mapping[str, Any], ind: Indicator, year: str) -> None:
+    """Raise unless the indicator's activity table has rows in financial year ``year``
+    (a benchmark of a year with no data would be a table of zeros)."""
+    if ind.numerator.activity is None:
+        return
+    name = ACTIVITY_TABLE[ind.numerator.activity]
+    if name not in tables:
+        raise WarehouseError(f"indicator {ind.id} needs the {name} table, which is not "
+                             "in the warehouse")
+    t = tables[name]
+    present = sorted(str(y) for y in t.select("financial_year").distinct().execute()
+                     .financial_year.dropna())
+    if year not in present:
+        raise WarehouseError(f"no {name} activity in financial year {year} (the warehouse "
+                             f"has {', '.join(present) or 'none'})")
 
 
 def benchmark_indicator(
@@ -266,18 +291,18 @@ def write_result(result: BenchmarkResult, out: Path, *, suppress: bool = True) -
         series = _marked(shown.series, result.series)
     out.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".xlsx":
-        with pd.ExcelWriter(out, engine="xlsxwriter") as xl:
+        with pd.ExcelWriter(out, engine="xlsxwriter", engine_kwargs=XLSX_OPTIONS) as xl:
             table.to_excel(xl, index=False, sheet_name="benchmark")
             if series is not None:
                 series.to_excel(xl, index=False, sheet_name="monthly")
             about(result.indicator, suppressed=suppress).to_excel(
                 xl, index=False, sheet_name="indicator")
         return [out]
-    table.to_csv(out, index=False)
+    spreadsheet_safe(table).to_csv(out, index=False)
     written = [out]
     if series is not None:
         monthly = out.with_name(f"{out.stem}_monthly.csv")
-        series.to_csv(monthly, index=False)
+        spreadsheet_safe(series).to_csv(monthly, index=False)
         written.append(monthly)
     return written
 

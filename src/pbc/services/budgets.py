@@ -364,7 +364,8 @@ def write_statements(result: BudgetResult, monthly: pd.DataFrame, groups: pd.Dat
     if not groups.empty and "group_code" in groups.columns:
         for code, g in groups.groupby("group_code"):
             path = str(folder / f"group_{code!s}.xlsx")
-            with pd.ExcelWriter(path, engine="xlsxwriter") as xw:
+            with pd.ExcelWriter(path, engine="xlsxwriter", engine_kwargs={
+                    "options": {"strings_to_formulas": False}}) as xw:
                 _pounds(g, ["budget"]).to_excel(xw, sheet_name="budget", index=False)
     return folder
 
@@ -376,7 +377,8 @@ def _practice_workbook(result: BudgetResult, pounds: pd.DataFrame, monthly: pd.D
     phased = months.pivot_table(index="service_line", columns="month", values="budget",
                                 aggfunc="sum").map(lambda v: pence_to_pounds(int(v)))
     text = result.explain(code).to_text().splitlines()
-    with pd.ExcelWriter(path, engine="xlsxwriter") as xw:
+    with pd.ExcelWriter(path, engine="xlsxwriter", engine_kwargs={
+            "options": {"strings_to_formulas": False}}) as xw:
         summary = mine[["service_line", "fair_share", "historic", "budget",
                         "distance_from_target"]].copy()
         summary.to_excel(xw, sheet_name="summary", index=False)

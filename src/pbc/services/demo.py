@@ -183,7 +183,7 @@ def run_demo(
     console.print(f"                .venv/bin/pbc risk list {first} --as practice:{first} "
                   f"--warehouse {wdir}")
     console.print(f"                .venv/bin/pbc export quarantine --warehouse {wdir} "
-                  f"--out {out / 'quarantine.csv'}")
+                  f"--out {out / 'quarantine.csv'} --as commissioner_data:{DEMO_COMMISSIONER}")
     console.print("  timings:      " + ", ".join(f"{n} {s:.1f} s" for n, s in timings))
 
 

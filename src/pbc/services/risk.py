@@ -1,7 +1,7 @@
 """Case finding services: train, score, report, practice lists and suppressed aggregates.
 
 Every call takes a :class:`~pbc.services.principal.Principal` and checks it here, the one
-place patient-level risk rows leave the warehouse (DESIGN.md guarantee 6):
+place patient-level risk rows leave the warehouse (docs/security.md):
 
 - training, scoring and the validation report run over the whole registered population and
   are the commissioner's job: role ``commissioner`` only (and, when the warehouse knows its
@@ -21,6 +21,7 @@ exact model used by the latest scoring run), so ``pbc risk train``, ``pbc risk s
 from __future__ import annotations
 
 import datetime as dt
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from pbc.risk.casefinding import (
+    LEVEL_KEYS,
     LEVELS,
     case_finding_frame,
     score_frame,
@@ -42,8 +44,10 @@ from pbc.risk.model import RiskModel, fit, load_spec
 from pbc.risk.segments import SEGMENT_NAMES
 from pbc.risk.validation import ValidationReport, validate
 from pbc.services.principal import AccessDenied, Principal
-from pbc.services.suppression import DEFAULT_THRESHOLD, MARKER, suppress_table
+from pbc.services.suppression import DEFAULT_THRESHOLD, MARKER, suppress_levels
 from pbc.warehouse import Warehouse, WarehouseError
+from pbc.warehouse.export import XLSX_OPTIONS, spreadsheet_safe
+from pbc.warehouse.store import FILE_MODE
 
 MODEL_FILE = "risk/model.json"  # under the warehouse version's reference/ folder
 SCORING_MODEL_FILE = "risk/scoring-model.json"
@@ -195,8 +199,9 @@ def train(
     """Train the emergency-admission model on the commissioner's own history.
 
     Features at the training reference date, outcome = any emergency admission in the next
-    12 months (reference.md §3.1). Dates default to :func:`plan_windows`; giving
-    ``validation_date`` equal to ``train_date`` asks for a held-out split. With ``store``
+    12 months (Wennberg et al., Combined Predictive Model, final report, King's Fund, 2006).
+    Dates default to :func:`plan_windows`; giving ``validation_date`` equal to
+    ``train_date`` asks for a held-out split. With ``store``
     the model and its card are saved in the warehouse (``reference/risk/model.json``)."""
     _require_commissioner(warehouse, principal, "train the risk model")
     first, last = data_span(warehouse)
@@ -348,6 +353,8 @@ def case_finding_list(
     """The practice's patients ranked by risk (highest first), with segment and top factors
     in plain words. Only for a ``practice`` user of that practice (else ``AccessDenied``)."""
     _require_own_practice(principal, practice_code)
+    if top_n is not None and top_n < 1:
+        raise ValueError(f"top_n {top_n}: give a number of patients, 1 or more")
     if not warehouse.has_table(SCORES_TABLE):
         raise WarehouseError(f"{warehouse.root}: no risk scores yet (run pbc risk score)")
     con = warehouse.connect()
@@ -370,16 +377,18 @@ def export_case_finding(
     top_n: int | None = None,
 ) -> Path:
     """Write the practice's list to CSV or XLSX (by extension) for that practice's user."""
-    rows = case_finding_list(warehouse, principal, practice_code, top_n)
     p = Path(path)
+    warehouse.refuse_inside(p)
+    rows = case_finding_list(warehouse, principal, practice_code, top_n)
     frame = pd.DataFrame(rows)
     if p.suffix.lower() == ".xlsx":
         frame.to_excel(p, index=False, sheet_name=f"Risk {practice_code}"[:31],
-                       engine="xlsxwriter")
+                       engine="xlsxwriter", engine_kwargs=XLSX_OPTIONS)
     elif p.suffix.lower() == ".csv":
-        frame.to_csv(p, index=False)
+        spreadsheet_safe(frame).to_csv(p, index=False)
     else:
         raise ValueError(f"{p}: export to .csv or .xlsx")
+    os.chmod(p, FILE_MODE)  # patients' rows: owner and group only
     return p
 
 
@@ -401,7 +410,8 @@ class SegmentCounts:
         body = ["| " + " | ".join(self.marker if r[c] is None else str(r[c])
                                   for c in self.columns) + " |" for r in self.rows]
         note = (f"\nCounts from 1 to {self.threshold} are suppressed ({self.marker}), with "
-                "complementary suppression so they cannot be recovered from totals.\n"
+                "complementary suppression so they cannot be recovered from totals or from "
+                "another level's table.\n"
                 if self.suppressed else "")
         return "\n".join([head, sep, *body]) + "\n" + note
 
@@ -443,20 +453,26 @@ def segment_counts(
             t = t.filter(t.local_authority_code == org)
         else:  # pragma: no cover - Role is a closed set
             raise AccessDenied(f"{principal}: unknown role")
-        frame = segment_count_expr(t, level).to_pandas()
+        if principal.role == "practice":
+            frame = segment_count_expr(t, level).to_pandas()
+        else:
+            keys = [LEVEL_KEYS[lv] for lv in LEVELS]
+            base = t.group_by([*keys, "segment"]).aggregate(n=t.count()).to_pandas()
     finally:
         con.close()
-    counts = frame[list(SEGMENT_NAMES)].fillna(0).astype(int).to_numpy().tolist()
-    codes = frame["code"].tolist()
-    suppressed = principal.role != "practice"
     rows: list[dict[str, Any]] = []
-    if suppressed:
-        table = suppress_table(counts, threshold, column_totals=len(counts) > 1)
-        for code, r in zip(codes, table, strict=True):
-            rows.append({"code": code, **dict(zip(SEGMENT_NAMES, r.cells, strict=True)),
-                         "total": r.total})
-    else:
-        for code, c in zip(codes, counts, strict=True):
+    if principal.role == "practice":  # its own patients: nothing to hide from itself
+        counts = frame[list(SEGMENT_NAMES)].fillna(0).astype(int).to_numpy().tolist()
+        for code, c in zip(frame["code"].tolist(), counts, strict=True):
             rows.append({"code": code, **dict(zip(SEGMENT_NAMES, c, strict=True)),
                          "total": sum(c)})
-    return SegmentCounts(level, rows, suppressed, threshold)
+        return SegmentCounts(level, rows, False, threshold)
+    # every level this principal can ask for is suppressed together, so no table can be
+    # subtracted from another to recover a hidden count (pbc.services.suppression)
+    base = base.rename(columns={LEVEL_KEYS[lv]: lv for lv in LEVELS}
+                       ).rename(columns={"segment": "column"})
+    tables = suppress_levels(base, LEVELS, SEGMENT_NAMES, threshold)
+    for r in tables[level]:
+        rows.append({"code": r.code, **dict(zip(SEGMENT_NAMES, r.cells, strict=True)),
+                     "total": r.total})
+    return SegmentCounts(level, rows, True, threshold)

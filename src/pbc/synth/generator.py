@@ -878,7 +878,7 @@ def _write_annex_a(tariff: dict[str, pd.DataFrame], path: Path) -> None:
     import xlsxwriter
 
     apc, op = tariff["tariff_apc"], tariff["tariff_op"]
-    book = xlsxwriter.Workbook(str(path))
+    book = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False})
     book.set_properties({"created": dt.datetime(2000, 1, 1)})  # byte-identical files
     try:
         sheets: dict[str, tuple[list[str], list[list[Any]]]] = {

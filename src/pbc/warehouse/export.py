@@ -1,56 +1,108 @@
-"""Write any warehouse table to CSV, Parquet or XLSX, chosen by the file's extension."""
+"""Write any warehouse table to CSV, Parquet or XLSX, chosen by the file's extension.
+
+Who may export what is decided in :mod:`pbc.services.export`; this module writes. Text is
+written as text: workbooks are written with xlsxwriter's ``strings_to_formulas`` and
+``strings_to_urls`` off, and in CSV files a text value that a spreadsheet would run as a
+formula (starting ``=``, ``+``, ``-``, ``@``, tab or carriage return) gets a leading ``'``
+(OWASP, "CSV Injection"). Nothing is written inside the warehouse folder.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
-from pbc.warehouse.store import Warehouse, WarehouseError
+import pandas as pd
+
+from pbc.warehouse.store import FILE_MODE, Warehouse, WarehouseError
 from pbc.warehouse.validate import lit, q
 
 XLSX_MAX_ROWS = 1_048_575  # Excel's sheet limit, less the header row
+#: xlsxwriter options for every workbook pbc writes: text stays text, never a formula/link
+XLSX_OPTIONS: dict[str, Any] = {"options": {"strings_to_formulas": False,
+                                            "strings_to_urls": False}}
+#: first characters that make a spreadsheet treat a CSV cell as a formula
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
-def export_table(warehouse: Warehouse, table: str, out: Path) -> int:
-    """Export ``table``; returns the number of rows written."""
+def neutralise(value: Any) -> Any:
+    """A text value a spreadsheet would run as a formula, with ``'`` in front."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` whose text cells are :func:`neutralise`-d (for CSV files)."""
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col]):
+            out[col] = out[col].map(neutralise)
+    return out
+
+
+def _safe_sql(con: Any, select: str) -> str:
+    """``select`` with every text column neutralised, in SQL (for DuckDB's CSV writer)."""
+    cols = con.execute(f"DESCRIBE ({select})").fetchall()
+    pattern = "^[=+\\-@\t\r]"
+    parts = [f"CASE WHEN regexp_matches({q(c)}, {lit(pattern)}) THEN '''' || {q(c)} "
+             f"ELSE {q(c)} END AS {q(c)}" if t == "VARCHAR" else q(c) for c, t, *_ in cols]
+    return f"SELECT {', '.join(parts)} FROM ({select})"
+
+
+def export_table(warehouse: Warehouse, table: str, out: Path, *, where: str | None = None,
+                 private: bool = False) -> int:
+    """Export ``table`` (rows matching the SQL condition ``where``, if given: its values
+    quoted with :func:`~pbc.warehouse.validate.lit`); returns the number of rows written.
+    ``private`` files are made readable by owner and group only.
+    """
     suffix = out.suffix.lower()
     if suffix not in (".csv", ".parquet", ".xlsx"):
         raise WarehouseError(f"{out}: unknown file type {suffix or '(none)'}; use .csv, "
                              ".parquet or .xlsx")
     if not warehouse.exists():
         raise WarehouseError(f"{warehouse.root}: no warehouse here yet (run pbc load first)")
+    warehouse.refuse_inside(out)
     warehouse.table_dir(table)  # raises a clear error for an unknown table
     out.parent.mkdir(parents=True, exist_ok=True)
     con = warehouse.connect()
     try:
-        rows = int(con.execute(f"SELECT count(*) FROM {q(table)}").fetchall()[0][0])
-        order = _order_by(con, table)
-        select = f"SELECT * EXCLUDE (_source) FROM {q(table)}" if _has_column(
-            con, table, "_source") else f"SELECT * FROM {q(table)}"
-        select += order
-        if suffix == ".csv":
-            con.execute(f"COPY ({select}) TO {lit(str(out))} (HEADER, DELIMITER ',')")
-        elif suffix == ".parquet":
-            con.execute(f"COPY ({select}) TO {lit(str(out))} (FORMAT parquet)")
-        else:
-            if rows > XLSX_MAX_ROWS:
-                raise WarehouseError(
-                    f"{table} has {rows:,} rows, more than an Excel sheet holds "
-                    f"({XLSX_MAX_ROWS:,}); export to .csv or .parquet instead"
-                )
-            frame = con.execute(select).df()
-            frame.to_excel(out, sheet_name=table[:31], index=False, engine="xlsxwriter")
+        cols = [r[0] for r in con.execute(f"DESCRIBE {q(table)}").fetchall()]
+        select = f"SELECT * EXCLUDE (_source) FROM {q(table)}" if "_source" in cols \
+            else f"SELECT * FROM {q(table)}"
+        if where:
+            select += f" WHERE {where}"
+        con.execute(f"CREATE TEMP VIEW __export AS {select}{_order_by(cols)}")
+        rows = int(con.execute("SELECT count(*) FROM __export").fetchall()[0][0])
+        if suffix == ".xlsx" and rows > XLSX_MAX_ROWS:
+            raise WarehouseError(
+                f"{table} has {rows:,} rows, more than an Excel sheet holds "
+                f"({XLSX_MAX_ROWS:,}); export to .csv or .parquet instead")
+        tmp = out.with_name(f".{out.stem}.partial{out.suffix}")
+        try:
+            if private:
+                tmp.touch(mode=FILE_MODE)
+            if suffix == ".csv":
+                con.execute(f"COPY ({_safe_sql(con, 'SELECT * FROM __export')}) TO "
+                            f"{lit(str(tmp))} (HEADER, DELIMITER ',')")
+            elif suffix == ".parquet":
+                con.execute(f"COPY __export TO {lit(str(tmp))} (FORMAT parquet)")
+            else:
+                frame = con.execute("SELECT * FROM __export").df()
+                frame.to_excel(tmp, sheet_name=table[:31], index=False, engine="xlsxwriter",
+                               engine_kwargs=XLSX_OPTIONS)
+            if private:
+                os.chmod(tmp, FILE_MODE)
+            os.replace(tmp, out)
+        finally:
+            tmp.unlink(missing_ok=True)
         return rows
     finally:
         con.close()
 
 
-def _has_column(con: object, table: str, column: str) -> bool:
-    cols = [r[0] for r in con.execute(f"DESCRIBE {q(table)}").fetchall()]  # type: ignore[attr-defined]
-    return column in cols
-
-
-def _order_by(con: object, table: str) -> str:
-    cols = [r[0] for r in con.execute(f"DESCRIBE {q(table)}").fetchall()]  # type: ignore[attr-defined]
+def _order_by(cols: list[str]) -> str:
     for keys in (("source_table", "source_file", "row_number"), ("stage", "source_table"),
                  ("financial_year", "month")):
         if all(k in cols for k in keys):

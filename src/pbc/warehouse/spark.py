@@ -11,6 +11,7 @@ DuckDB, and the warehouse transaction (a new version, swapped in atomically) is 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,14 +42,20 @@ def spark_session() -> Any:
     return session
 
 
-def read_table(session: Any, directory: Path) -> Any:
+def read_table(session: Any, files: Path | Sequence[Path]) -> Any:
     """A warehouse table's Parquet files as a Spark DataFrame.
 
-    Columns come from the files (as DuckDB reads them with ``hive_partitioning = false``),
-    merged by name across files written at different times.
+    ``files`` is the list of the table's files (:meth:`Warehouse.table_files` lists a
+    committed version's from its manifest), or a transaction's table folder, which holds
+    only the files the transaction linked from the manifest or wrote. Columns come from
+    the files (as DuckDB reads them with ``hive_partitioning = false``), merged by name
+    across files written at different times.
     """
-    return (session.read.option("recursiveFileLookup", "true")
-            .option("mergeSchema", "true").parquet(str(directory)))
+    if isinstance(files, Path):
+        files = sorted(files.rglob("*.parquet"))
+    if not files:
+        raise WarehouseError("no Parquet files to read")
+    return session.read.option("mergeSchema", "true").parquet(*(str(f) for f in files))
 
 
 def write_partitioned(

@@ -11,11 +11,17 @@ Layout::
       .lock
 
 Every change (a load, a pricing run) is a :class:`Transaction`: it builds a new
-version beside the current one (unchanged Parquet files are hard-linked, not
-copied), and only when everything is written does it rename the version into
-place and swap ``current``. A failed or killed change leaves the previous version
-untouched and readable (DESIGN.md guarantee 4; the same pattern as OpenPrescribing's
-built-aside DuckDB files).
+version beside the current one (unchanged files are hard-linked, not copied), and only
+when everything is written does it rename the version into place and swap ``current``.
+A failed or killed change leaves the previous version untouched and readable (the same
+pattern as OpenPrescribing's built-aside DuckDB files).
+
+A linked file is shared by two versions, so no file is ever written in place: a writer
+makes a new file and renames it over the old name (:meth:`Transaction.put_file`,
+:meth:`Transaction.adopt`), which breaks the link. The manifest lists every file of its
+version with its SHA-256 (``checksums``); readers read exactly those files, never
+whatever lies in a folder, and :meth:`Warehouse.verify` checks them. Versions are
+readable by their owner and group only (``docs/security.md``).
 """
 
 from __future__ import annotations
@@ -23,11 +29,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import hashlib
 import json
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +51,14 @@ ROW_GROUP_ROWS = 122_880
 PARQUET_COMPRESSION = "lz4"
 #: prefix of the copies of partition columns that name hive directories while writing
 KEY_PREFIX = "__key_"
+#: files of a version that the manifest does not list: itself, and the DuckDB catalogue
+#: (written after the version is renamed into place, from the manifest's file list)
+UNLISTED = ("manifest.json", "catalogue.duckdb")
+#: modes of the warehouse's files and folders: owner and group, never everyone
+FILE_MODE = 0o640
+DIR_MODE = 0o750
+#: test hook: ``PBC_TEST_KILL_AT=<point>`` ends the process (``os._exit``) at that point
+KILL_ENV = "PBC_TEST_KILL_AT"
 
 
 class WarehouseError(Exception):
@@ -93,20 +109,70 @@ class Warehouse:
             )
         return cur / "tables" / name
 
+    def table_files(self, name: str) -> list[Path]:
+        """The Parquet files of ``name`` that the manifest lists (and only those: a file
+        dropped into the table's folder by anything else is not part of the table)."""
+        folder = self.table_dir(name)
+        return _listed_files(self._checksums(), folder.parent.parent, name)
+
+    def _checksums(self) -> dict[str, str]:
+        return _require_checksums(self.root, self.manifest())
+
+    def verify(self, version: Path | None = None) -> list[str]:
+        """Problems with a version's files (default: the current one), one line each:
+        a listed file missing or with other content than its manifest hash, or a file
+        under ``tables/`` or ``reference/`` that the manifest does not list."""
+        folder = version or self.current
+        if folder is None:
+            return []
+        with open(folder / "manifest.json", encoding="utf-8") as f:
+            sums: dict[str, str] = json.load(f).get("checksums") or {}
+        problems = []
+        for rel, digest in sorted(sums.items()):
+            path = folder / rel
+            if not path.is_file():
+                problems.append(f"{rel}: listed in the manifest but missing")
+            elif file_sha256(path) != digest:
+                problems.append(f"{rel}: content differs from the manifest")
+        for path in sorted(folder.rglob("*")):
+            rel = path.relative_to(folder).as_posix()
+            if path.is_file() and rel not in sums and rel not in UNLISTED:
+                problems.append(f"{rel}: not listed in the manifest")
+        return problems
+
+    def refuse_inside(self, path: Path) -> None:
+        """Raise if ``path`` lies inside the warehouse folder (an export written there
+        would sit among the warehouse's own files)."""
+        target = Path(path).resolve()
+        if target == self.root or self.root in target.parents:
+            raise WarehouseError(f"{path}: is inside the warehouse {self.root}; write "
+                                 "exports somewhere else")
+
     def reference_file(self, name: str) -> Path | None:
-        """A reference file kept by a load (e.g. ``tariff_settings.toml``), if there is one."""
+        """A reference file kept by a load (e.g. ``tariff_settings.toml``), if the manifest
+        lists one."""
         cur = self.current
-        path = None if cur is None else cur / "reference" / name
-        return path if path is not None and path.exists() else None
+        if cur is None or f"reference/{name}" not in self._checksums():
+            return None
+        return cur / "reference" / name
 
     def parquet_glob(self, name: str) -> str:
+        """A glob of the table's folder (benchmarks only: readers use :meth:`table_files`)."""
         return str(self.table_dir(name) / "**" / "*.parquet")
 
     def connect(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB connection with a view for every warehouse table."""
+        """An in-memory DuckDB connection with a view for every warehouse table, over
+        exactly the files its manifest lists."""
         con = quiet_connection()
-        for name in self.table_names():
-            con.execute(f'CREATE VIEW "{name}" AS {scan_sql(self.parquet_glob(name))}')
+        cur = self.current
+        if cur is None:
+            return con
+        with open(cur / "manifest.json", encoding="utf-8") as f:  # one version throughout
+            manifest = json.load(f)
+        sums = _require_checksums(self.root, manifest)
+        for name in sorted(manifest["tables"]):
+            con.execute(f'CREATE VIEW "{name}" AS '
+                        f"{scan_sql(_listed_files(sums, cur, name))}")
         return con
 
     def ibis(self) -> Any:
@@ -126,8 +192,11 @@ class Warehouse:
     @contextlib.contextmanager
     def begin(self, stage: str) -> Iterator[Transaction]:
         """Build a new version aside; commit on success, discard on any error."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "versions").mkdir(exist_ok=True)
+        self.root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        if self.root.stat().st_uid == os.getuid():  # also spill files, decisions, lock
+            os.chmod(self.root, DIR_MODE)
+        (self.root / "versions").mkdir(mode=DIR_MODE, exist_ok=True)
+        os.chmod(self.root / "versions", DIR_MODE)  # also a folder made by an older pbc
         lock = open(self.root / ".lock", "w")  # noqa: SIM115 - held for the transaction
         try:
             try:
@@ -163,10 +232,43 @@ def quiet_connection() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def scan_sql(glob: str) -> str:
-    """SQL that reads a table's Parquet files (partition columns are stored in the files)."""
-    g = glob.replace("'", "''")
-    return f"SELECT * FROM read_parquet('{g}', hive_partitioning = false, union_by_name = true)"
+def scan_sql(files: str | list[Path]) -> str:
+    """SQL that reads a table's Parquet files: a glob, or a list of files (partition
+    columns are stored in the files)."""
+    if isinstance(files, str):
+        source = "'" + files.replace("'", "''") + "'"
+    else:
+        source = "[" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "]"
+    return (f"SELECT * FROM read_parquet({source}, hive_partitioning = false, "
+            "union_by_name = true)")
+
+
+def _require_checksums(root: Path, manifest: dict[str, Any]) -> dict[str, str]:
+    sums = manifest.get("checksums")
+    if sums is None:
+        raise WarehouseError(
+            f"{root}: version {manifest['version']} has no list of its files (written by an "
+            "older pbc); run pbc load once to upgrade it")
+    return dict(sums)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of one file's content (hex)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _listed_files(sums: dict[str, str], version: Path, table: str) -> list[Path]:
+    prefix = f"tables/{table}/"
+    return [version / rel for rel in sorted(sums)
+            if rel.startswith(prefix) and rel.endswith(".parquet")]
+
+
+def kill_point(name: str) -> None:
+    """Test hook: end the process here, as a kill would, when ``PBC_TEST_KILL_AT`` names
+    this point (fault-injection tests; nothing is cleaned up, nothing flushed)."""
+    if os.environ.get(KILL_ENV) == name:
+        os._exit(137)
 
 
 class Transaction:
@@ -181,12 +283,22 @@ class Transaction:
         self.staging = warehouse.root / "versions" / f".staging-{uuid.uuid4().hex[:12]}"
         (self.staging / "tables").mkdir(parents=True)
         self.changed = False
+        self.staging.chmod(DIR_MODE)
         cur = warehouse.current
+        #: the previous version's files (relative path -> SHA-256), linked into this one
+        self._old_sums: dict[str, str] = {}
+        self._old_dir = cur
         if cur is not None:
-            for name in old["tables"]:
-                _link_tree(cur / "tables" / name, self.staging / "tables" / name)
-            if (cur / "reference").is_dir():
-                _link_tree(cur / "reference", self.staging / "reference")
+            sums = old.get("checksums")
+            if sums is None:  # written by an older pbc: adopt its files, list them now
+                sums = {p.relative_to(cur).as_posix(): "" for p in cur.rglob("*")
+                        if p.is_file() and p.relative_to(cur).parts[0] in ("tables",
+                                                                            "reference")}
+                self.changed = True
+            self._old_sums = dict(sums)
+            for rel in sums:
+                _link_file(cur / rel, self.staging / rel)
+        kill_point("linked")
 
     def table_dir(self, name: str) -> Path:
         return self.staging / "tables" / name
@@ -289,8 +401,9 @@ class Transaction:
             rows += pq.ParquetFile(f).metadata.num_rows
             target = dest / f.relative_to(tmp)
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(f, target)
+            os.replace(f, target)  # a new name or a new inode: never a linked file's content
         shutil.rmtree(tmp, ignore_errors=True)
+        kill_point("adopted")
         entry = self.manifest["tables"].setdefault(name, {"sources": {}})
         if meta is not None:
             entry.update(meta)
@@ -298,10 +411,17 @@ class Transaction:
         return rows
 
     def put_file(self, source: Path, relative: str) -> None:
-        """Copy a (small) reference file into the new version, e.g. tariff settings."""
+        """Copy a (small) reference file into the new version, e.g. tariff settings.
+
+        The copy is written under a new name and renamed over ``relative``: the file there
+        may be a hard link shared with the current version, whose content must not change.
+        """
         target = self.staging / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}")
+        shutil.copyfile(source, tmp)
+        kill_point("put_file")
+        os.replace(tmp, target)
         self.changed = True
 
     def connect(self) -> duckdb.DuckDBPyConnection:
@@ -326,26 +446,65 @@ class Transaction:
         final = root / "versions" / f"{version:06d}"
         if final.exists():  # left by a load killed between rename and swap
             shutil.rmtree(final)
+        self.manifest["checksums"] = self._checksums()
+        kill_point("hashed")
         with open(self.staging / "manifest.json", "w", encoding="utf-8") as f:
             json.dump(self.manifest, f, indent=2, sort_keys=True)
+        os.chmod(self.staging / "manifest.json", FILE_MODE)
+        kill_point("before_rename")
         os.rename(self.staging, final)
+        kill_point("renamed")
         self._write_catalogue(final)  # views bind to files, so write it in the final place
+        kill_point("catalogued")
         tmp_link = root / f".current-{uuid.uuid4().hex[:8]}"
         os.symlink(Path("versions") / final.name, tmp_link)
         os.replace(tmp_link, root / "current")  # the atomic swap
         _fsync_dir(root)
+        kill_point("swapped")
         self._prune(keep={final.name})
 
+    def _checksums(self) -> dict[str, str]:
+        """SHA-256 of every file of the new version; also makes them owner/group only.
+
+        A file still hard-linked to the previous version's (same inode) keeps the hash
+        listed there; only new files are read."""
+        sums: dict[str, str] = {}
+        new: list[tuple[str, Path]] = []
+        for path in sorted(self.staging.rglob("*")):
+            rel = path.relative_to(self.staging).as_posix()
+            if path.is_dir():
+                path.chmod(DIR_MODE)
+                continue
+            if rel in UNLISTED:
+                continue
+            if rel.split("/", 1)[0] not in ("tables", "reference"):
+                raise WarehouseError(f"{self.staging}: unexpected file {rel} in a new version")
+            old = self._old_sums.get(rel)
+            if old and self._old_dir is not None and _same_file(path, self._old_dir / rel):
+                sums[rel] = old
+            else:
+                new.append((rel, path))
+            path.chmod(FILE_MODE)
+        # hashlib releases the GIL while hashing, so new files are hashed on every core
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            for (rel, _), digest in zip(new, pool.map(file_sha256, [p for _, p in new]),
+                                        strict=True):
+                sums[rel] = digest
+        return dict(sorted(sums.items()))
+
     def _write_catalogue(self, final: Path) -> None:
-        """A DuckDB file with a view per table, pointing at the version's final place."""
+        """A DuckDB file with a view per table over the manifest's files in their final
+        place."""
         path = final / "catalogue.duckdb"
+        sums: dict[str, str] = self.manifest["checksums"]
         con = duckdb.connect(str(path))
         try:
             for name in sorted(self.manifest["tables"]):
-                glob = str(final / "tables" / name / "**" / "*.parquet")
-                con.execute(f'CREATE VIEW "{name}" AS {scan_sql(glob)}')
+                con.execute(f'CREATE VIEW "{name}" AS '
+                            f"{scan_sql(_listed_files(sums, final, name))}")
         finally:
             con.close()
+        os.chmod(path, FILE_MODE)
 
     def _prune(self, keep: set[str]) -> None:
         versions = sorted(
@@ -410,16 +569,23 @@ def hive_from_keys(directory: Path) -> None:
             d.rename(d.with_name(d.name[len(KEY_PREFIX):]))
 
 
-def _link_tree(src: Path, dst: Path) -> None:
-    """Hard-link every file of ``src`` under ``dst`` (Parquet files are never modified)."""
-    for f in src.rglob("*"):
-        if f.is_file():
-            target = dst / f.relative_to(src)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(f, target)
-            except OSError:
-                shutil.copy2(f, target)
+def _link_file(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` as ``dst`` (or copy it where links are not possible). Nothing
+    writes into a linked file: writers rename new files over it."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        sa, sb = a.stat(), b.stat()
+    except OSError:
+        return False
+    return (sa.st_ino, sa.st_dev, sa.st_size, sa.st_mtime_ns) == \
+        (sb.st_ino, sb.st_dev, sb.st_size, sb.st_mtime_ns)
 
 
 def _fsync_dir(path: Path) -> None:
