@@ -52,9 +52,18 @@ def test_train_score_report(wh: Warehouse, tmp_path: Path) -> None:
                     "any_value(typeof(reference_date)) FROM risk_scores")[0]
     assert rows == (2400, 1, 2400, 1, "DATE")
 
+    # the card's AUC, recomputed independently (scikit-learn) on the held-out patients
+    from sklearn.metrics import roc_auc_score
+
+    f = svc._features(wh, D(2025, 4, 1), True)
+    held = f[svc._holdout(f["patient_id"])]
+    assert card["validation"]["auc"] == pytest.approx(roc_auc_score(
+        held["outcome_emergency"], result.validated_model.predict(held)), abs=1e-9)
     rep = svc.report(wh, COMMISSIONER)
-    assert rep.auc.auc == pytest.approx(card["validation"]["auc"])
-    assert "held-out patients only" in rep.to_markdown()
+    # the deployed model was refit on every patient at 2025-04-01: the report there is
+    # in-sample, says so, and covers all 2,400 registered patients
+    assert rep.n == wh.query("SELECT count(*) FROM patients")[0][0] == 2400
+    assert "in-sample" in rep.to_markdown() and "refit" in rep.to_markdown()
     from typer.testing import CliRunner
 
     from pbc.cli import app
@@ -91,3 +100,32 @@ def test_needs_two_years(tmp_path: Path) -> None:
         svc.train(wh, COMMISSIONER, train_date=D(2025, 5, 1), validation_date=D(2025, 5, 1))
     with pytest.raises(WarehouseError, match="24 months"):
         svc.train(wh, COMMISSIONER)  # data starts 2024-04-0x: no full year before 2025-04
+
+
+def test_deployed_model_is_refit_on_the_latest_complete_window(wh: Warehouse) -> None:
+    result = svc.train(wh, COMMISSIONER, store=False)
+    card = result.card
+    # every patient at 2025-04-01 (3 practices x 800, none left or died), not the 70%
+    # the validated fit was trained on
+    assert card["training"]["n"] == 2400 and card["training"]["refit"] is True
+    assert result.validated_model is not None
+    assert card["validation"]["validated_model"] == result.validated_model.version
+    assert result.validated_model.version != result.model.version
+    assert card["validation"]["validated_fit"]["n"] == 2400 - card["validation"]["n"]
+    assert set(result.model.coefficients) <= set(result.validated_model.coefficients)
+
+
+def test_features_whose_window_the_data_do_not_cover_are_not_used(wh: Warehouse) -> None:
+    # activity from April 2024: at 2025-04-01 only 12 months of history exist, so a
+    # 24-month count would equal the 12-month one in training and differ at scoring
+    assert wh.query("SELECT min(admission_date) FROM apc_spells")[0][0] == D(2024, 4, 1)
+    result = svc.train(wh, COMMISSIONER, store=False)
+    long = {"emergency_24m", "elective_24m", "ae_24m", "op_24m"}
+    assert not {t.feature for t in result.model.terms} & long
+    card = result.card
+    assert card["training"]["features_from"] == "2024-04-01"
+    assert {"emergency_24m", "ae_24m"} <= set(card["terms_not_used"])
+    assert max(i["window_months"] for i in card["inputs"]) == 12
+    assert result.validated_model is not None
+    assert not {t.feature for t in result.validated_model.terms} & long
+    assert card["validation"]["validated_fit"]["features_from"] == "2024-04-01"

@@ -324,7 +324,7 @@ def test_progress_is_reported(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ population dynamics
 def test_deaths_at_the_national_rate_and_no_activity_after_death(economy) -> None:
-    folder, wh = economy
+    _, wh = economy
     n = one(wh, "SELECT count(*) FROM patients")
     died = one(wh, "SELECT count(*) FROM patients WHERE date_of_death IS NOT NULL")
     assert 0.006 <= died / n <= 0.013        # ≈0.9% a year (ONS deaths 2019)
