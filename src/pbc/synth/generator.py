@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from pbc.contracts import TABLES
 from pbc.synth import reference as ref
-from pbc.synth.sql import by_age, lookup, normal, quantiles, sql_str, u
+from pbc.synth.sql import by_age, lookup, normal, quantiles, sql_str, u, u_indexed
 
 Progress = Callable[[str, int, int], None]
 LIST_MEDIAN, LIST_SIGMA = 8210.0, 0.62  # calibration §1: median 8,210, P10 3,460, P90 16,435
@@ -338,10 +338,12 @@ def _patients_sql(cfg: SynthConfig, lo: int, hi: int) -> str:
     ), flagged AS (
       SELECT *, {", ".join(conds)} FROM people
     )
-    SELECT *, ({ncond}) AS n_conditions,
+    SELECT *, {_onset_risk_sql(cfg)}, {_turnover_sql(cfg)}
+    FROM (SELECT *, ({ncond}) AS n_conditions,
            {rr} * (1 + 0.05 * (5.5 - imd_decile))
              * exp({frailty_sigma} * z_frail - {frailty_sigma ** 2 / 2}) AS raw_risk
-    FROM flagged ORDER BY pid
+          FROM flagged)
+    ORDER BY pid
     """
 
 
@@ -390,7 +392,7 @@ def _calibrate(con: duckdb.DuckDBPyConnection, cfg: SynthConfig) -> None:
     rel = " ".join(f"WHEN {b} THEN {1.0 / em_factor[b]!r}" for b in em_factor if em_factor[b])
     con.execute(f"""CREATE OR REPLACE VIEW pat_dyn AS
         SELECT *, raw_risk * (CASE {_band('age')} {rel} ELSE 1.0 END) AS rel_risk
-        FROM (SELECT *, {_onset_risk_sql(cfg)} FROM pat_raw)""")
+        FROM pat_raw""")
     con.execute(f"CREATE OR REPLACE VIEW pat AS SELECT *, {', '.join(lams)} FROM "
                 f"({_dynamics_sql(cfg)})")
 
@@ -437,35 +439,68 @@ def _onset_risk_sql(cfg: SynthConfig) -> str:
     return ", ".join(cols)
 
 
+def _patc_columns(cfg: SynthConfig, lams: tuple[str, ...] = (), conditions: bool = False
+                  ) -> str:
+    """The patient columns a row-level table reads (``patc``): only those, because every
+    column of ``patc`` is computed and carried through the lateral joins that draw events.
+    ``lams``: the rate kinds used (``em``, ``el``, ``op``, ``ae``: one column a year each;
+    ``em_all``: the all-years ``lam_em``); ``conditions``: the condition flags."""
+    cols = ["pid", "practice_code", "pidx", "commissioner_code", "local_authority_code",
+            "neighbourhood_base", "home_provider", "patient_id", "sex", "age", "imd_decile",
+            "hood", "u_move", "move_day", "n_conditions",
+            *((f"c_{c}" for c, _b, _r in ref.CONDITIONS) if conditions else ()),
+            *("lam_em" for k in lams if k == "em_all"),
+            *(f"lam_{k}_{y}" for k in lams if k != "em_all" for y in range(cfg.years)),
+            "join_date", "registered_to_date", "date_of_death", "active_from", "active_to",
+            "stays"]
+    return ", ".join(cols)
+
+
+def _active(date_sql: str) -> str:
+    """True when ``date_sql`` falls while the patient is registered and alive (the date is
+    computed only for the few who join, leave or die during the data)."""
+    return f"(stays OR {date_sql} BETWEEN active_from AND active_to)"
+
+
+def _turnover_sql(cfg: SynthConfig) -> str:
+    """Per-patient draws for list turnover, stored with the patient (computed once):
+    ``join_date`` (a new registration during the data, not for those who change practice),
+    ``leave_raw`` (a move away) and ``u_death`` (the uniform behind the time of death)."""
+    s = cfg.seed * 100_000 + 70_000
+    days = _days(cfg)
+    start = f"DATE '{cfg.start_year}-04-01'"
+    pj, pl = JOIN_RATE * cfg.years, LEAVE_RATE * cfg.years
+    join = (f"CASE WHEN u_move >= {MOVER_SHARE} AND {u('pid', s)} < {pj!r} THEN {start} + "
+            f"CAST(floor({u('pid', s)} / {pj!r} * {days}) AS INTEGER) END")
+    leave = (f"CASE WHEN {u('pid', s + 1)} < {pl!r} THEN {start} + "
+             f"CAST(floor({u('pid', s + 1)} / {pl!r} * {days}) AS INTEGER) END")
+    return f"{join} AS join_date, {leave} AS leave_raw, {u('pid', s + 2)} AS u_death"
+
+
 def _dynamics_sql(cfg: SynthConfig) -> str:
     """Joiners, leavers and deaths over the data's years, as view columns.
 
     ``join_date``: a new registration during the data (no activity here before it);
     ``date_of_death``: death at an annual hazard of the age band's rate (``DEATH_RATE``)
     times the person's relative risk (mean 1 in each band, so the band rates hold);
-    ``leave_date``: moved away (no activity here after it). Leaving or death counts only
+    ``leave_raw``: moved away (no activity here after it). Leaving or death counts only
     after registration; the first of them ends it (``registered_to``). ``active_from`` /
     ``active_to`` bound the activity written for the patient."""
-    s = cfg.seed * 100_000 + 70_000
     days = _days(cfg)
     start = f"DATE '{cfg.start_year}-04-01'"
     last_start = f"DATE '{cfg.start_year + cfg.years - 1}-04-01'"
-    pj, pl = JOIN_RATE * cfg.years, LEAVE_RATE * cfg.years
-    join = (f"CASE WHEN u_move >= {MOVER_SHARE} AND {u('pid', s)} < {pj!r} THEN {start} + "
-            f"CAST(floor({u('pid', s)} / {pj!r} * {days}) AS INTEGER) END")
     reg_start = (f"coalesce(join_date, CASE WHEN u_move < {MOVER_SHARE} THEN {last_start} "
                  "+ move_day END)")
-    leave = (f"CASE WHEN {u('pid', s + 1)} < {pl!r} THEN {start} + "
-             f"CAST(floor({u('pid', s + 1)} / {pl!r} * {days}) AS INTEGER) END")
     hazard = (f"(CASE {_band('age')} "
               + " ".join(f"WHEN {b} THEN {r / 1000!r}" for b, r in enumerate(DEATH_RATE))
               + " END * rel_risk)")
-    t_death = f"(-ln(greatest({u('pid', s + 2)}, 1e-12)) / greatest({hazard}, 1e-9) * 365.25)"
+    t_death = "(-ln(greatest(u_death, 1e-12)) / greatest(" + hazard + ", 1e-9) * 365.25)"
     death = f"CASE WHEN {t_death} < {days} THEN {start} + CAST(floor({t_death}) AS INTEGER) END"
     after_reg = "> coalesce(reg_start, DATE '1900-01-01')"
     return f"""
         SELECT *, coalesce(join_date, DATE '1900-01-01') AS active_from,
-               coalesce(registered_to_date, DATE '2999-12-31') AS active_to
+               coalesce(registered_to_date, DATE '2999-12-31') AS active_to,
+               join_date IS NULL AND registered_to_date IS NULL AS stays
         FROM (SELECT *,
           CASE WHEN death_ok AND (NOT leave_ok OR death_raw <= leave_raw)
                THEN death_raw END AS date_of_death,
@@ -474,8 +509,7 @@ def _dynamics_sql(cfg: SynthConfig) -> str:
         FROM (SELECT *, coalesce(death_raw {after_reg}, FALSE) AS death_ok,
                      coalesce(leave_raw {after_reg}, FALSE) AS leave_ok
         FROM (SELECT *, {reg_start} AS reg_start
-        FROM (SELECT *, {join} AS join_date, {death} AS death_raw, {leave} AS leave_raw
-              FROM pat_dyn))))"""
+        FROM (SELECT *, {death} AS death_raw FROM pat_dyn))))"""
 
 
 # ------------------------------------------------------------------ activity
@@ -596,7 +630,7 @@ def _apc_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: 
         em = f"""
         SELECT pid, k, {ek} AS ek, {dx_idx} AS dx, {los} AS los, {age_y} AS age_y,
                practice_code, pidx, u_move, move_day, commissioner_code, home_provider,
-               patient_id, n_conditions, active_from, active_to, date_of_death
+               patient_id, n_conditions, active_from, active_to, date_of_death, stays
         FROM patc, {frm} WHERE {age_y} >= 0 AND {where}"""
         dx_list = lambda n: "[" + ", ".join(sql_str(d[n]) for d in dx) + "]"  # noqa: E731
         resp_list = "[" + ", ".join("true" if d[5] else "false" for d in dx) + "]"
@@ -631,7 +665,7 @@ def _apc_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: 
           {f.when('duplicate_id')} AS _dup, {f.label()} AS _fault, {len(parts)} AS _part,
           ek AS _ek
         FROM (SELECT *, {day} AS day FROM ({em}))
-        WHERE {adm} BETWEEN active_from AND active_to""")
+        WHERE {_active(adm)}""")
         # ---- elective spells
         s2 = s + 500
         frm, where = _count_rows(f"lam_el_{y}", 30, "pid", s2)
@@ -643,7 +677,7 @@ def _apc_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: 
         el = f"""
         SELECT pid, {ek} AS ek, {pr} AS pr, {age_y} AS age_y, practice_code, pidx, u_move,
                move_day, commissioner_code, home_provider, patient_id, n_conditions,
-               active_from, active_to, date_of_death,
+               active_from, active_to, date_of_death, stays,
                {lookup(flat_days, u(ek, s2 + 2))} AS day
         FROM patc, {frm} WHERE {age_y} >= 0 AND {where}"""
         daycase = f"({u('ek', s2 + 3)} < list_extract({pl(2)}, pr + 1))"
@@ -673,7 +707,7 @@ def _apc_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: 
                ELSE list_extract({pl(4)}, pr + 1) END AS top_up_category,
           {f2.when('duplicate_id')} AS _dup, {f2.label()} AS _fault, {len(parts)} AS _part,
           ek AS _ek
-        FROM ({el}) WHERE {adm} BETWEEN active_from AND active_to""")
+        FROM ({el}) WHERE {_active(adm)}""")
         # ---- maternity (women 16-45)
         s3 = s + 800
         frm, where = _count_rows("0.055", 2, "pid", s3)
@@ -695,9 +729,9 @@ def _apc_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: 
           pid * 64 + k AS _ek
         FROM patc, {frm}
         WHERE sex = 'F' AND age - {back} BETWEEN 16 AND 45 AND {where}
-          AND DATE '{fy}-04-01' + CAST(floor({u('pid * 64 + k', s3 + 1)} * 365) AS INTEGER)
-              + CAST(floor({u('pid * 64 + k', s3 + 2)} * 4) AS INTEGER)
-              BETWEEN active_from AND active_to""")
+          AND {_active(f"DATE '{fy}-04-01' + CAST(floor({u('pid * 64 + k', s3 + 1)} * 365) "
+                       f"AS INTEGER) + CAST(floor({u('pid * 64 + k', s3 + 2)} * 4) AS INTEGER)")}
+        """)
     return " UNION ALL ".join(parts)
 
 
@@ -727,7 +761,8 @@ def _op_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: i
             frm, where = _count_rows(lam.replace("lam_op", f"lam_op_{y}"), 60, "pid", s)
             ek = "(pid * 64 + k)"
             f = _Faults(cfg.fault_rate, ek, s + 90)
-            day = f"(DATE '{fy}-04-01' + CAST({lookup(days, u(ek, s + 1))} AS INTEGER))"
+            day_sql = f"(DATE '{fy}-04-01' + CAST({lookup(days, u(ek, s + 1))} AS INTEGER))"
+            day = "day_"  # computed once per row, below
             codes_fa = ("'1'", "'3'") if kind == "first" else ("'2'", "'4'")
             dna = "(0.04 + 0.008 * (10 - imd_decile))"
             source = lookup(refsrc, u(ek, s + 4)) if kind == "first" else "CAST(NULL AS VARCHAR)"
@@ -750,8 +785,9 @@ def _op_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: i
                    THEN {lookup(ref.OP_PROCEDURE_HRG, u(ek, s + 7))} END AS hrg_code,
               {f.when('duplicate_id')} AS _dup, {f.label(OP_AE_FAULTS)} AS _fault,
               {len(parts)} AS _part, {ek} AS _ek
-            FROM patc, {frm} WHERE age - {back} >= 0 AND {where}
-              AND {day} BETWEEN active_from AND active_to""")
+            FROM (SELECT *, {day_sql} AS day_ FROM patc, {frm}
+                  WHERE age - {back} >= 0 AND {where})
+            WHERE {_active(day)}""")
     return " UNION ALL ".join(parts)
 
 
@@ -769,7 +805,8 @@ def _ae_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: i
         frm, where = _count_rows(f"lam_ae_{y}", 40, "pid", s)
         ek = "(pid * 64 + k)"
         f = _Faults(cfg.fault_rate, ek, s + 90)
-        day = f"(DATE '{fy}-04-01' + CAST({lookup(days, u(ek, s + 1))} AS INTEGER))"
+        day_sql = f"(DATE '{fy}-04-01' + CAST({lookup(days, u(ek, s + 1))} AS INTEGER))"
+        day = "day_"  # computed once per row, below
         dtype = lookup(dept, u(ek, s + 2))
         parts.append(f"""
         SELECT printf('A%d%011d', {fy}, {ek}) AS attendance_id, patient_id,
@@ -785,8 +822,9 @@ def _ae_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: i
                ELSE {lookup(major, u(ek, s + 3))} END AS hrg_code,
           {f.when('duplicate_id')} AS _dup, {f.label(OP_AE_FAULTS)} AS _fault,
           {len(parts)} AS _part, {ek} AS _ek
-        FROM (SELECT *, {dtype} AS dtype FROM patc, {frm} WHERE age - {back} >= 0 AND {where}
-              AND {day} BETWEEN active_from AND active_to)
+        FROM (SELECT *, {dtype} AS dtype, {day_sql} AS day_ FROM patc, {frm}
+              WHERE age - {back} >= 0 AND {where})
+        WHERE {_active(day)}
         """)
     return " UNION ALL ".join(parts)
 
@@ -882,7 +920,7 @@ def _social_care_sql(cfg: SynthConfig, norms: list[float]) -> str:
           FALSE AS _dup, {f.label(SOCIAL_CARE_FAULTS)} AS _fault, {y} AS _part, pid AS _ek
         FROM (SELECT *, CAST({lookup(table, u('pid', s + 1))} AS INTEGER) AS st FROM patc
               WHERE {age_y} >= 0 AND {u('pid', s)} < 0.015 * {w} / {norms[y]!r}
-                AND {start} BETWEEN active_from AND active_to)""")
+                AND {_active(start)})""")
     return " UNION ALL ".join(parts)
 
 
@@ -914,17 +952,27 @@ def _patients_out_sql(cfg: SynthConfig, hood_codes: list[str]) -> str:
 def _conditions_sql(cfg: SynthConfig) -> str:
     """Condition records: recorded on the day of onset (:func:`_onset_sql`, some during the
     data: new diagnoses), none after registration ended (a practice does not record a
-    condition for someone who has left or died); a few have no recorded date."""
+    condition for someone who has left or died); a few have no recorded date. One pass
+    over the patients: the conditions are unnested from a list of flags, with the same
+    per-condition draws as :func:`_onset_sql`."""
     s = cfg.seed * 100_000 + 60_000
+    n = len(ref.CONDITIONS)
     start = f"DATE '{cfg.start_year}-04-01'"
-    parts = [
-        f"SELECT patient_id, '{c}' AS condition, CASE WHEN {u('pid', s + 40 + i)} < "
-        f"{UNDATED_CONDITION!r} THEN NULL ELSE strftime({start} + {_onset_sql(cfg, i)}, "
-        f"'%Y-%m-%d') END AS recorded_date, pid AS _pid, {i} AS _i FROM patc "
-        f"WHERE c_{c} AND {start} + {_onset_sql(cfg, i)} <= active_to"
-        for i, (c, _b, _r) in enumerate(ref.CONDITIONS)
-    ]
-    return f"SELECT * FROM ({' UNION ALL '.join(parts)}) ORDER BY _pid, _i"
+    codes = "[" + ", ".join(sql_str(c) for c, _b, _r in ref.CONDITIONS) + "]"
+    flags = "[" + ", ".join(f"c_{c}" for c, _b, _r in ref.CONDITIONS) + "]"
+    onset = f"({_days(cfg)} - CAST(floor({u_indexed('pid', [s + i for i in range(n)], 'i')}" \
+            f" * least(age * 365 + 1, {ONSET_YEARS * 365})) AS INTEGER))"
+    undated = u_indexed("pid", [s + 40 + i for i in range(n)], "i")
+    return f"""
+    SELECT patient_id, list_extract({codes}, i + 1) AS condition,
+      CASE WHEN {undated} < {UNDATED_CONDITION!r} THEN NULL
+           ELSE strftime({start} + {onset}, '%Y-%m-%d') END AS recorded_date,
+      pid AS _pid, i AS _i
+    FROM (SELECT patient_id, pid, age, registered_to_date, {flags} AS flags FROM patc),
+         unnest(range({n})) AS t(i)
+    WHERE list_extract(flags, i + 1)
+      AND (registered_to_date IS NULL OR {start} + {onset} <= registered_to_date)
+    ORDER BY _pid, _i"""
 
 
 # ------------------------------------------------------------------ tariff
@@ -1206,21 +1254,24 @@ def generate(cfg: SynthConfig, out: Path, progress: Progress | None = None) -> S
         codes = list(practices.practice_code)
         providers = list(orgs["providers"].provider_code)
         n_acute = int((orgs["providers"].provider_type == "acute").sum())
-        per_chunk: list[tuple[str, str, Callable[[], str]]] = [
-            ("patients", "patients", lambda: _patients_out_sql(cfg, hoods)),
-            ("conditions", "patient_conditions", lambda: _conditions_sql(cfg)),
-            ("apc_spells", "apc_spells", lambda: _apc_sql(cfg, codes, providers, n_acute)),
+        per_chunk: list[tuple[str, str, Callable[[], str], str]] = [
+            ("patients", "patients", lambda: _patients_out_sql(cfg, hoods),
+             _patc_columns(cfg)),
+            ("conditions", "patient_conditions", lambda: _conditions_sql(cfg),
+             _patc_columns(cfg, conditions=True)),
+            ("apc_spells", "apc_spells", lambda: _apc_sql(cfg, codes, providers, n_acute),
+             _patc_columns(cfg, ("em", "el"), conditions=True)),
             ("op_attendances", "op_attendances",
-             lambda: _op_sql(cfg, codes, providers, n_acute)),
+             lambda: _op_sql(cfg, codes, providers, n_acute), _patc_columns(cfg, ("op",))),
             ("ae_attendances", "ae_attendances",
-             lambda: _ae_sql(cfg, codes, providers, n_acute)),
+             lambda: _ae_sql(cfg, codes, providers, n_acute), _patc_columns(cfg, ("ae",))),
         ]
-        for step_name, table, make in per_chunk:
+        for step_name, table, make, patc_cols in per_chunk:
             if step_name != "patients":
                 step(step_name)
             sql = make()
             for i, (lo, hi) in enumerate(chunks):
-                con.execute("CREATE OR REPLACE VIEW patc AS SELECT * FROM pat "
+                con.execute(f"CREATE OR REPLACE TABLE patc AS SELECT {patc_cols} FROM pat "
                             f"WHERE pidx >= {lo} AND pidx < {hi}")
                 if table == "patients":
                     w.write(table, _with_duplicates(sql), i if parted else None)
@@ -1247,8 +1298,9 @@ def generate(cfg: SynthConfig, out: Path, progress: Progress | None = None) -> S
         w.write("prescribing", _prescribing_final(cfg, _prescribing_sql(cfg)))
         step("social_care_packages")
         sc = _social_care_sql(cfg, norms)
+        patc_cols = _patc_columns(cfg, ("em_all",))
         for i, (lo, hi) in enumerate(chunks):
-            con.execute("CREATE OR REPLACE VIEW patc AS SELECT * FROM pat "
+            con.execute(f"CREATE OR REPLACE TABLE patc AS SELECT {patc_cols} FROM pat "
                         f"WHERE pidx >= {lo} AND pidx < {hi}")
             w.write("social_care_packages", _with_duplicates(sc), i if parted else None)
             if cfg.fault_rate > 0:
