@@ -297,7 +297,11 @@ def train(
         "validated_model": validated.version,
         "validated_fit": {**_window_card(w.train_date, window_months(validated)),
                           "n": len(train_f),
-                          "events": int(train_f["outcome_emergency"].sum())},
+                          "events": int(train_f["outcome_emergency"].sum()),
+                          # kept so that the report can reproduce the out-of-sample figures
+                          "intercept": validated.intercept,
+                          "coefficients": validated.coefficients,
+                          "means": validated.means},
         "deployed": f"refit with the same terms on every patient at {w.validation_date} "
                     "(the latest window with a complete outcome year); the figures below "
                     "are those of the validated fit",
@@ -380,8 +384,10 @@ def report(
     reference_date: dt.date | None = None,
 ) -> ValidationReport:
     """Validate a model on the latest window with a complete 12-month outcome (or at
-    ``reference_date``). If that is the model's own training window with a held-out split,
-    only the held-out patients are used."""
+    ``reference_date``), on patients followed for the whole outcome year. The deployed model
+    is a refit on that window, so there the report gives the validated fit's out-of-sample
+    figures (kept in the card: held-out patients, or the later window of a temporal
+    validation) and says so; at a later window it validates the deployed model itself."""
     _require_commissioner(warehouse, principal, "see the risk model's validation")
     m = load_model(warehouse, model)
     ref = reference_date or plan_windows(*data_span(warehouse)).validation_date
@@ -389,15 +395,29 @@ def report(
     notes = [f"model {m.version}; reference date {ref}; outcome: {m.spec.outcome}; patients "
              "followed for the whole outcome year"]
     training = m.card.get("training") or {}
-    if training.get("reference_date") == ref.isoformat():
-        if training.get("refit"):
-            v = m.card.get("validation") or {}
+    v = m.card.get("validation") or {}
+    fitted = v.get("validated_fit") or {}
+    if training.get("reference_date") == ref.isoformat() and training.get("refit"):
+        if "coefficients" in fitted and ref.isoformat() == v.get("reference_date"):
+            # the deployed model is a refit on every patient here: report the validated
+            # fit, out of sample, as at training time
+            m = RiskModel(m.spec, float(fitted["intercept"]),
+                          {k: float(c) for k, c in fitted["coefficients"].items()},
+                          {k: float(c) for k, c in fitted["means"].items()},
+                          {"version": v.get("validated_model")})
+            if v.get("method") == "held_out":
+                f = f[_holdout(f["patient_id"])]
             notes.append(
-                "same window as training: in-sample (optimistic); the deployed model was "
-                "refit on every patient here after validation; the out-of-sample validation "
-                f"of its terms (fit {v.get('validated_model')}) is in the model card"
-                + (f": AUC {v['auc']:.3f}" if isinstance(v.get("auc"), float) else ""))
-        elif (m.card.get("validation") or {}).get("method") == "held_out":
+                f"the validated fit {v.get('validated_model')} (trained at "
+                f"{fitted.get('reference_date')}) on "
+                + ("the held-out patients" if v.get("method") == "held_out"
+                   else "every patient here") + "; the deployed model is its refit on every "
+                "patient at this window, so its own figures here would be in-sample")
+        else:
+            notes.append("same window as training: in-sample (optimistic); the deployed "
+                         "model was refit on every patient here after validation")
+    elif training.get("reference_date") == ref.isoformat():
+        if (m.card.get("validation") or {}).get("method") == "held_out":
             f = f[_holdout(f["patient_id"])]
             notes.append("same window as training: held-out patients only")
         else:
