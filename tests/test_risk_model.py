@@ -250,3 +250,12 @@ def test_leakage_check_flags_a_model_better_than_the_truth() -> None:
     leaky = honest + 2.0 * y  # a feature that has seen the outcome
     check = leakage_check(y, leaky, lam)
     assert check.leaked and "leakage" in check.message
+
+
+def test_the_condition_count_does_not_repeat_the_conditions() -> None:
+    m = _hand_model({"ltc_copd": 0.5, "ltc_hf": 0.7, "ltc_count": 0.3},
+                    {"ltc_copd": 0.0, "ltc_hf": 0.0, "ltc_count": 0.0})
+    row = synthetic_features(1).iloc[[0]].copy()
+    row[["ltc_copd", "ltc_hf", "ltc_count"]] = [1, 1, 2]
+    # HF 0.7, count 0.6 (restates them), COPD 0.5
+    assert m.explain(row, top=3) == ["heart failure; COPD"]
