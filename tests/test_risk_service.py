@@ -131,3 +131,28 @@ def test_features_whose_window_the_data_do_not_cover_are_not_used(wh: Warehouse)
     assert result.validated_model is not None
     assert not {t.feature for t in result.validated_model.terms} & long
     assert card["validation"]["validated_fit"]["features_from"] == "2024-04-01"
+
+
+def test_deaths_and_leavers_in_the_outcome_year_are_excluded(tmp_path: Path) -> None:
+    wh = build_economy(tmp_path / "wh", patients_per_practice=800)
+    # of 2,400 patients: 60 die and 30 move away during the outcome year 2025/26 (dates
+    # chosen by hand), 10 died before it, 5 moved away on its last day (still followed)
+    with wh.begin("test") as tx:
+        con = tx.connect()
+        con.execute("""CREATE TABLE p2 AS SELECT patient_id, practice_code, sex, age,
+              imd_decile, neighbourhood_code, registered_from,
+              CASE WHEN n <= 60 THEN DATE '2025-09-01' WHEN n <= 90 THEN DATE '2025-11-15'
+                   WHEN n <= 100 THEN DATE '2025-03-01' WHEN n <= 105 THEN DATE '2026-03-31'
+              END AS registered_to,
+              CASE WHEN n <= 60 THEN DATE '2025-09-01' WHEN n > 90 AND n <= 100
+                   THEN DATE '2025-03-01' END AS date_of_death
+            FROM (SELECT *, row_number() OVER (ORDER BY patient_id) AS n FROM patients)""")
+        tx.write(con, "patients", "SELECT * FROM p2", file_prefix="t", replace=True)
+        con.close()
+    result = svc.train(wh, COMMISSIONER, store=False)
+    training = result.card["training"]
+    assert training["registered"] == 2390  # the 10 who died before 2025-04-01 are not
+    assert training["excluded_left_or_died"] == 90
+    assert training["n"] == 2300
+    assert result.card["validation"]["validated_fit"]["n"] + result.card["validation"][
+        "n"] == 2300
