@@ -58,6 +58,10 @@ def _tables() -> dict[str, object]:
     priced = pd.DataFrame({"activity_type": ["apc", "apc", "ae"],
                            "activity_id": ["S0", "S4", "E1"], "patient_id": ["P1", "P1", "P1"],
                            "price": [1000.50, 2000.0, 150.25],
+                           "base_price": [1000.50, 2000.0, 150.25],
+                           "long_stay_adjustment": [0.0, 0.0, 0.0],
+                           "short_stay_adjustment": [0.0, 0.0, 0.0],
+                           "top_up_adjustment": [0.0, 0.0, 0.0],
                            "activity_date": [D(2025, 3, 31), D(2025, 4, 1), D(2025, 1, 1)]})
     return {"patients": patients, "apc_spells": apc, "patient_conditions": conds,
             "ae_attendances": ae, "op_attendances": op, "priced_activity": priced}
@@ -123,3 +127,90 @@ def test_expression_runs_in_the_engine() -> None:
     t = {k: ibis.memtable(v) for k, v in _tables().items()}
     sql = ibis.to_sql(build_features(t, REF, with_outcome=True), dialect="duckdb")
     assert "GROUP BY" in sql.upper()
+
+
+def _with(**frames: pd.DataFrame) -> dict[str, object]:
+    t = _tables()
+    t.update(frames)
+    return {k: ibis.memtable(v) for k, v in t.items()}
+
+
+def test_a_later_diagnosis_cannot_reach_an_earlier_index_date() -> None:
+    conds = pd.DataFrame({
+        "patient_id": ["P2", "P2", "P5"],
+        "condition": ["HF", "DM", "COPD"],
+        # P2: heart failure with no recorded date (diagnosed after R in life); DM before R;
+        # P5: COPD diagnosed six months after R
+        "recorded_date": [None, D(2025, 3, 31), D(2025, 10, 1)],
+    })
+    f = build_features(_with(patient_conditions=conds), REF).to_pandas().set_index("patient_id")
+    assert f.loc["P2", "ltc_hf"] == 0  # undated: not known at an earlier index date
+    assert f.loc["P2", "ltc_count"] == 1  # DM only
+    assert f.loc["P5", "ltc_copd"] == 0
+    # undated conditions are known from the day after the data (the extract), not before
+    later = build_features(_with(patient_conditions=conds), REF,
+                           undated_known_from=D(2026, 4, 1)).to_pandas().set_index("patient_id")
+    assert later.loc["P2", "ltc_hf"] == 0
+    at_scoring = build_features(_with(patient_conditions=conds), D(2026, 4, 1),
+                                undated_known_from=D(2026, 4, 1)).to_pandas()
+    p2 = at_scoring.set_index("patient_id").loc["P2"]
+    assert p2.ltc_hf == 1 and p2.ltc_dm == 1
+
+
+def test_prior_cost_is_the_unadjusted_tariff_value() -> None:
+    from decimal import Decimal as M
+
+    priced = pd.DataFrame({
+        "activity_type": ["apc", "apc", "ae"], "activity_id": ["S0", "S4", "E1"],
+        "patient_id": ["P1", "P1", "P1"],
+        "activity_date": [D(2025, 3, 31), D(2025, 4, 1), D(2025, 1, 1)],
+        "base_price": [M("1000.00"), M("2000.00"), M("150.25")],
+        "long_stay_adjustment": [M("300.00"), M("0.00"), M("0.00")],
+        "short_stay_adjustment": [M("0.00"), M("0.00"), M("0.00")],
+        "top_up_adjustment": [M("100.00"), M("0.00"), M("0.00")],
+        # MFF 1.1 and the marginal rate (70% of a spell over baseline not paid): the final
+        # price depends on the provider and the contract's order, not on the patient
+        "mff_adjustment": [M("140.00"), M("200.00"), M("15.03")],
+        "marginal_rate_adjustment": [M("-1078.00"), M("0.00"), M("0.00")],
+        "price": [M("462.00"), M("2200.00"), M("165.28")],
+    })
+    f = build_features(_with(priced_activity=priced), REF).to_pandas().set_index("patient_id")
+    # 1000 + 300 + 0 + 100 (the spell before R) + 150.25 (the A&E attendance); the spell on
+    # R is outside the window
+    assert f.loc["P1", "prior_cost"] == pytest.approx(1550.25, abs=1e-9)
+
+
+def test_leavers_and_deaths_in_the_outcome_year_are_not_negatives() -> None:
+    from pbc.risk.features import outcome_cohort
+
+    patients = pd.DataFrame({
+        "patient_id": ["P1", "P6", "P7", "P8", "P9"],
+        "practice_code": ["A81001"] * 5, "sex": ["F", "M", "F", "M", "F"],
+        "age": [80, 90, 30, 85, 60], "imd_decile": [1, 2, 3, 4, 5],
+        "neighbourhood_code": ["N1"] * 5, "registered_from": [None] * 5,
+        # P6 died in the outcome year with no admission; P7 moved away in it; P8 died before
+        # R; P9 stayed to the last day of the outcome year
+        "registered_to": [None, D(2025, 8, 1), D(2025, 10, 1), D(2025, 3, 1), D(2026, 3, 31)],
+        "date_of_death": [None, D(2025, 8, 1), None, D(2025, 3, 1), None],
+    })
+    f = build_features(_with(patients=patients), REF, with_outcome=True).to_pandas()
+    f = f.set_index("patient_id")
+    assert sorted(f.index) == ["P1", "P6", "P7", "P9"]  # the dead are not registered
+    assert f["outcome_complete"].to_dict() == {"P1": 1, "P6": 0, "P7": 0, "P9": 1}
+    cohort = outcome_cohort(f)
+    assert sorted(cohort.index) == ["P1", "P9"]
+    assert cohort.loc["P1", "outcome_emergency"] == 1 and cohort.loc["P9",
+                                                                     "outcome_emergency"] == 0
+
+
+def test_feature_windows_covered_by_the_data() -> None:
+    from pbc.risk.features import FEATURE_WINDOWS, covered_features
+
+    assert set(FEATURE_WINDOWS) == set(FEATURE_COLUMNS)
+    one_year = covered_features(D(2024, 4, 1), D(2025, 4, 1))
+    assert "emergency_12m" in one_year and "ae_24m" not in one_year
+    assert not {"emergency_24m", "elective_24m", "op_24m"} & set(one_year)
+    assert "emergency_24m" in covered_features(D(2024, 4, 1), D(2026, 4, 1))
+    # activity from 3 April: the data start on 1 May, so 12 months are not covered at R
+    assert "emergency_12m" not in covered_features(D(2024, 4, 3), D(2025, 4, 1))
+    assert "ltc_copd" in covered_features(D(2025, 1, 1), D(2025, 4, 1))

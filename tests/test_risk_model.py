@@ -195,3 +195,67 @@ def test_calibration_chart_plots_the_deciles(tmp_path) -> None:
     assert len(spec["datasets"][points["data"]["name"]]) == 10
     svg = save_chart(calibration_chart(report), tmp_path / "cal.svg").read_text()
     assert "<svg" in svg and "calibration intercept" in svg
+
+
+# ------------------------------------------------------------------ reasons and baseline
+def _hand_model(coefficients: dict[str, float], means: dict[str, float]) -> RiskModel:
+    return RiskModel(load_spec(), -3.0, coefficients, means)
+
+
+def test_reasons_do_not_repeat_and_signs_are_plausible() -> None:
+    # worked by hand: contributions are coefficient x (term - training mean)
+    m = _hand_model(
+        {"emergency_12m": 0.8, "emergency_24m": 0.3, "ltc_copd": 0.6, "age": 0.2,
+         "imd_decile": 0.05,   # implausible: less deprived, higher risk
+         "op_12m": -0.2},      # implausible: more outpatient care, lower risk
+        {"emergency_12m": 0.0, "emergency_24m": 0.0, "ltc_copd": 0.0, "age": 5.0,
+         "imd_decile": 5.5, "op_12m": float(np.log1p(3))})
+    row = synthetic_features(1).iloc[[0]].copy()
+    row[["age", "imd_decile", "emergency_12m", "emergency_24m", "ltc_copd", "op_12m"]] = [
+        50, 10, 3, 4, 1, 1]
+    # emergency: 0.8 log(4) + 0.3 log(5) = 1.592; COPD 0.6; deprivation +0.225 (decile 10,
+    # implausible sign); outpatients -0.2 (log 2 - log 4) = +0.139 (implausible sign); age 0
+    assert m.explain(row, top=5) == ["3 emergency admissions in 12 months; COPD"]
+
+
+def test_a_missing_deprivation_decile_is_not_a_reason() -> None:
+    m = _hand_model({"imd_decile": -0.1}, {"imd_decile": 7.0})
+    row = synthetic_features(1).iloc[[0]].copy()
+    row["imd_decile"] = np.nan  # filled with 5.5 in the term: contribution +0.15
+    assert m.contributions(row)["deprivation"].iloc[0] == pytest.approx(0.15)
+    assert m.explain(row, top=5) == [""]
+    row["imd_decile"] = 2.0
+    assert m.explain(row) == ["lives in deprivation decile 2 (1 = most deprived)"]
+
+
+def test_baseline_is_prior_emergency_admissions_as_a_count() -> None:
+    y = [0, 0, 1, 1, 0, 1]
+    prior = [0, 1, 1, 3, 0, 0]
+    rep = validate(y, [0.1, 0.2, 0.3, 0.9, 0.1, 0.2], prior)
+    # cases (1, 3, 0) against non-cases (0, 1, 0): wins 2 + 3 + 0, ties 1 + 0 + 2: 6.5 / 9
+    assert rep.naive_auc == pytest.approx(6.5 / 9)
+    assert rep.naive_rule.flagged == 1  # the 2+ rule still gives the yield row
+    assert rep.compared_with_naive is not None
+    assert rep.compared_with_naive.auc_b == pytest.approx(6.5 / 9)
+
+
+def test_leakage_check_flags_a_model_better_than_the_truth() -> None:
+    from pbc.risk.validation import leakage_check
+
+    rng = np.random.default_rng(4)
+    lam = rng.lognormal(-2.5, 0.8, 20_000)
+    y = (rng.random(lam.size) < 1 - np.exp(-lam)).astype(int)
+    honest = np.log(lam) + rng.normal(0, 0.8, lam.size)  # sees part of the risk
+    assert not leakage_check(y, honest, lam).leaked
+    leaky = honest + 2.0 * y  # a feature that has seen the outcome
+    check = leakage_check(y, leaky, lam)
+    assert check.leaked and "leakage" in check.message
+
+
+def test_the_condition_count_does_not_repeat_the_conditions() -> None:
+    m = _hand_model({"ltc_copd": 0.5, "ltc_hf": 0.7, "ltc_count": 0.3},
+                    {"ltc_copd": 0.0, "ltc_hf": 0.0, "ltc_count": 0.0})
+    row = synthetic_features(1).iloc[[0]].copy()
+    row[["ltc_copd", "ltc_hf", "ltc_count"]] = [1, 1, 2]
+    # HF 0.7, count 0.6 (restates them), COPD 0.5
+    assert m.explain(row, top=3) == ["heart failure; COPD"]

@@ -100,15 +100,22 @@ def test_condition_prevalence_rises_with_age(economy) -> None:
     assert rates[2] < rates[3] < rates[4] < rates[5]  # 15-44 < 45-64 < 65-74 < 75-84
 
 
+#: years registered in 2025/26 per patient (joiners, leavers and the dead count for the part
+#: of the year they were on the list): rates are per registered person-year
+PERSON_YEARS = ("date_diff('day', greatest(coalesce(registered_from, DATE '2025-04-01'), "
+                "DATE '2025-04-01'), least(coalesce(registered_to + 1, DATE '2026-04-01'), "
+                "DATE '2026-04-01')) / 365.0")
+
+
 def test_emergency_admissions_by_age_band(economy) -> None:
     _, wh = economy
     rows = dict(wh.query(f"""
-        WITH pb AS (SELECT {BAND} b, count(*) n FROM patients GROUP BY 1),
+        WITH pb AS (SELECT {BAND} b, sum({PERSON_YEARS}) n FROM patients GROUP BY 1),
         eb AS (SELECT {BAND} b, count(*) e FROM apc_spells s JOIN patients p USING (patient_id)
                WHERE admission_method IN {EMERGENCY} GROUP BY 1)
         SELECT b, e * 1000.0 / n FROM pb JOIN eb USING (b)"""))
-    assert 80 <= one(wh, f"SELECT count(*) * 1000.0 / (SELECT count(*) FROM patients) "
-                     f"FROM apc_spells WHERE admission_method IN {EMERGENCY}") <= 110
+    assert 80 <= one(wh, f"SELECT count(*) * 1000.0 / (SELECT sum({PERSON_YEARS}) FROM "
+                     f"patients) FROM apc_spells WHERE admission_method IN {EMERGENCY}") <= 110
     assert 330 <= rows["85+"] <= 520                # ≈420 per 1,000 at 85+
     assert rows["05-14"] < rows["45-64"] < rows["65-74"] < rows["75-84"] < rows["85+"]
 
@@ -313,3 +320,75 @@ def test_progress_is_reported(tmp_path: Path) -> None:
     generate(SynthConfig(practices=1, groups=1, local_authorities=1),
              tmp_path / "p", progress=lambda s, d, t: seen.append((s, d, t)))
     assert seen[-1][0] == "done" and {"patients", "apc_spells", "tariff"} <= {s for s, *_ in seen}
+
+
+# ------------------------------------------------------------------ population dynamics
+def test_deaths_at_the_national_rate_and_no_activity_after_death(economy) -> None:
+    _, wh = economy
+    n = one(wh, "SELECT count(*) FROM patients")
+    died = one(wh, "SELECT count(*) FROM patients WHERE date_of_death IS NOT NULL")
+    assert 0.006 <= died / n <= 0.013        # ≈0.9% a year (ONS deaths 2019)
+    # registration ends on the day of death
+    assert one(wh, "SELECT count(*) FROM patients WHERE date_of_death IS NOT NULL "
+               "AND registered_to IS DISTINCT FROM date_of_death") == 0
+    # the old die more: 85+ at least 10 times the rate under 65
+    old, young = wh.query("SELECT avg(CASE WHEN date_of_death IS NOT NULL THEN 1.0 ELSE 0 END)"
+                          " FILTER (WHERE age >= 85), avg(CASE WHEN date_of_death IS NOT NULL"
+                          " THEN 1.0 ELSE 0 END) FILTER (WHERE age < 65) FROM patients")[0]
+    assert old > 10 * young
+    for table, col in (("apc_spells", "admission_date"), ("apc_spells", "discharge_date"),
+                       ("ae_attendances", "arrival_date"),
+                       ("op_attendances", "appointment_date"),
+                       ("social_care_packages", "start_date"),
+                       ("social_care_packages", "end_date")):
+        after = one(wh, f"SELECT count(*) FROM {table} a JOIN patients p USING (patient_id) "
+                    f"WHERE a.{col} > p.date_of_death")
+        assert after == 0, (table, col)
+    # conditions are not recorded after death
+    assert one(wh, "SELECT count(*) FROM patient_conditions c JOIN patients p "
+               "USING (patient_id) WHERE c.recorded_date > p.registered_to") == 0
+
+
+def test_leavers_and_joiners(economy) -> None:
+    _, wh = economy
+    n = one(wh, "SELECT count(*) FROM patients")
+    left = one(wh, "SELECT count(*) FROM patients WHERE registered_to IS NOT NULL "
+               "AND date_of_death IS NULL")
+    joined = one(wh, "SELECT count(*) FROM patients WHERE registered_from >= DATE '2025-04-01'")
+    assert 0.035 <= left / n <= 0.075        # about 6% a year move away
+    assert 0.045 <= joined / n <= 0.09       # 6% join, plus the 2% who change practice
+    # a leaver's activity stops when they leave; a joiner's starts when they join
+    assert one(wh, "SELECT count(*) FROM apc_spells a JOIN patients p USING (patient_id) "
+               "WHERE a.admission_date > p.registered_to") == 0
+    assert one(wh, "SELECT count(*) FROM ae_attendances a JOIN patients p USING (patient_id) "
+               "WHERE a.arrival_date < p.registered_from "
+               "AND a.practice_code = p.practice_code") == 0
+
+
+def test_new_diagnoses_during_the_data(economy) -> None:
+    _, wh = economy
+    dated, new, undated = wh.query(
+        "SELECT count(recorded_date), count(*) FILTER (WHERE recorded_date >= "
+        "DATE '2025-04-01'), count(*) FILTER (WHERE recorded_date IS NULL) "
+        "FROM patient_conditions")[0]
+    assert 0.05 <= new / dated <= 0.15           # ≈1/10 of a register diagnosed each year
+    assert 0.015 <= undated / (dated + undated) <= 0.045   # a few records carry no date
+
+
+@pytest.mark.slow
+def test_ageing_and_onset_change_the_latent_risk(tmp_path: Path) -> None:
+    generate(SynthConfig(practices=4, groups=2, local_authorities=1, seed=4, years=2,
+                         start_year=2024), tmp_path / "e")
+    con = duckdb.connect()
+    truth = tmp_path / "e" / "truth" / "patient_risk.parquet"
+    # aged 85 in the last year, 84 the year before: the 85+ rate (420 per 1,000) replaces
+    # the 75-84 rate (250): the latent risk rises on turning 85
+    ratio = con.execute(f"SELECT avg(latent_risk_2025 / latent_risk_2024) FROM '{truth}' "
+                        "WHERE age = 85").fetchall()[0][0]
+    assert ratio > 1.3
+    # a condition diagnosed in the second year raises only the second year's risk
+    cond = con.execute(f"""SELECT avg(latent_risk_2025 / latent_risk_2024) FROM '{truth}' t
+        JOIN (SELECT DISTINCT patient_id FROM '{tmp_path}/e/patient_conditions.parquet'
+              WHERE recorded_date BETWEEN '2025-04-01' AND '2025-09-30') c USING (patient_id)
+        WHERE t.age NOT IN (5, 15, 45, 65, 75, 85)""").fetchall()[0][0]
+    assert cond > 1.1

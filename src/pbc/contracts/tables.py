@@ -183,10 +183,13 @@ PATIENTS = Table(
                "2012-06-01", required=False, nullable=True),
         Column("registered_to", "date", "Date registration ended (blank: still registered).",
                "", required=False, nullable=True),
+        Column("date_of_death", "date", "Date of death (blank: not known to have died); "
+               "registration ends on it.", "", required=False, nullable=True),
     ),
     key="patient_id",
     references=(Reference("practice_code", "practices", "practice_code"),),
-    date_orders=(DateOrder("registered_from", "registered_to"),),
+    date_orders=(DateOrder("registered_from", "registered_to"),
+                 DateOrder("registered_from", "date_of_death")),
 )
 
 PATIENT_CONDITIONS = Table(

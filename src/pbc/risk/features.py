@@ -17,6 +17,24 @@ outpatients by ``appointment_date`` (attended appointments only; a null ``attend
 as attended). Emergency and elective admission methods follow reference.md §5.1.
 
 Age is the recorded ``patients.age`` (age at 1 April of the data's year, CONTRACTS.md).
+
+Every feature has one definition at training, validation and scoring; its look-back is
+:data:`FEATURE_WINDOWS`. A feature whose look-back is not covered by the data at a reference
+date would be truncated there (a 24-month count equal to the 12-month one), so
+:func:`covered_features` names the features that may be used, and the model keeps only those.
+
+Conditions are known from their ``recorded_date``; a condition with no date is known only
+from ``undated_known_from`` (the first day after the data: it cannot have been known earlier)
+and never at an earlier reference date, so a later diagnosis cannot reach an earlier index
+date. Prior cost is the unadjusted tariff value (base price and the national long-stay,
+short-stay and top-up adjustments; before the market forces factor and the emergency
+marginal rate, which depend on the provider and on contract order: DH, Payment by Results
+guidance 2012-13, sections on the MFF and the marginal rate).
+
+The outcome is any emergency admission in ``[R, R + 12 months)``; ``outcome_complete`` is 1
+when the patient was followed for the whole outcome year (neither left the list nor died in
+it). Training and validation use only those patients (:func:`outcome_cohort`): a person who
+dies or leaves in the outcome year is excluded, not counted as a negative.
 """
 
 from __future__ import annotations
@@ -46,9 +64,19 @@ FEATURE_COLUMNS: tuple[str, ...] = (
     "emergency_12m", "emergency_24m", "emergency_30d", "acsc_12m",
     "elective_12m", "elective_24m", "ae_12m", "ae_24m", "op_12m", "op_24m", "prior_cost",
 )
-OUTCOME_COLUMNS: tuple[str, ...] = ("outcome_emergency", "outcome_emergency_count")
-#: The naive rule compared with the model (validation): prior-12-month emergency admissions.
+OUTCOME_COLUMNS: tuple[str, ...] = ("outcome_emergency", "outcome_emergency_count",
+                                     "outcome_complete")
+#: The naive comparator (validation): prior-12-month emergency admissions, as a count.
 NAIVE_FEATURE = "emergency_12m"
+#: Look-back of each feature in months before the reference date (activity windows);
+#: ``0``: known at the reference date from the patient record (age, sex, deprivation,
+#: dated conditions), needing no activity history.
+FEATURE_WINDOWS: dict[str, int] = {
+    "age": 0, "female": 0, "imd_decile": 0, **{c: 0 for c in CONDITION_COLUMNS},
+    "ltc_count": 0, "emergency_12m": 12, "emergency_24m": 24, "emergency_30d": 1,
+    "acsc_12m": 12, "elective_12m": 12, "elective_24m": 24, "ae_12m": 12, "ae_24m": 24,
+    "op_12m": 12, "op_24m": 24, "prior_cost": 12,
+}
 REQUIRED_TABLES = ("patients",)
 
 
@@ -61,6 +89,29 @@ def add_months(day: dt.date, months: int) -> dt.date:
     return dt.date(year, month, min(day.day, last))
 
 
+def months_between(first: dt.date, reference_date: dt.date) -> int:
+    """Whole calendar months of data from ``first`` up to ``reference_date``: the longest
+    look-back covered at that reference date."""
+    m = (reference_date.year - first.year) * 12 + reference_date.month - first.month
+    return m if add_months(first, m) <= reference_date else m - 1
+
+
+def covered_features(first_activity: dt.date, reference_date: dt.date) -> list[str]:
+    """Features whose whole look-back at ``reference_date`` lies inside data whose first
+    activity is on ``first_activity`` (the others would be truncated there). The data are
+    taken to start on that day if it is the first of a month, else on the next first."""
+    start = first_activity if first_activity.day == 1 else add_months(
+        first_activity.replace(day=1), 1)
+    months = months_between(start, reference_date)
+    return [f for f in FEATURE_COLUMNS if FEATURE_WINDOWS[f] <= months]
+
+
+def outcome_cohort(frame: Any) -> Any:
+    """The rows of a features frame whose outcome year was fully observed (the patient
+    neither left the list nor died in it): the population for training and validation."""
+    return frame[frame["outcome_complete"] == 1]
+
+
 def _prefix_match(col: Any, codes: Sequence[str]) -> Any:
     pattern = "^(" + "|".join(codes) + ")"
     return col.fill_null("").re_search(pattern)
@@ -71,12 +122,24 @@ def _count(cond: Any) -> Any:
 
 
 def registered(patients: Any, reference_date: dt.date) -> Any:
-    """Patients registered on ``reference_date`` (blank dates count as open)."""
+    """Patients registered and alive on ``reference_date`` (blank dates count as open)."""
     ref = ibis.date(reference_date)
+    alive = (patients.date_of_death.isnull() | (patients.date_of_death >= ref)
+             if "date_of_death" in patients.columns else ibis.literal(True))
     return patients.filter(
         (patients.registered_from.isnull() | (patients.registered_from <= ref))
         & (patients.registered_to.isnull() | (patients.registered_to >= ref))
+        & alive
     )
+
+
+def _followed_up(p: Any, reference_date: dt.date) -> Any:
+    """1 when the whole outcome year ``[R, R + 12 months)`` is observed for the patient."""
+    end = add_months(reference_date, 12)
+    stays = p.registered_to.isnull() | (p.registered_to >= ibis.date(end - dt.timedelta(days=1)))
+    if "date_of_death" in p.columns:
+        stays = stays & (p.date_of_death.isnull() | (p.date_of_death >= ibis.date(end)))
+    return ibis.ifelse(stays, 1, 0).cast("int64")
 
 
 def _apc_counts(apc: Any, ref: dt.date, with_outcome: bool, acsc: Sequence[str]) -> Any:
@@ -114,18 +177,32 @@ def _dated_counts(t: Any, date_col: str, ref: dt.date, prefix: str) -> Any:
     )
 
 
-def _conditions(conds: Any, ref: dt.date) -> Any:
-    t = conds.filter(conds.recorded_date.isnull() | (conds.recorded_date < ibis.date(ref)))
+def _conditions(conds: Any, ref: dt.date, undated_known_from: dt.date | None) -> Any:
+    known = conds.recorded_date < ibis.date(ref)
+    if undated_known_from is not None and undated_known_from <= ref:
+        known = known | conds.recorded_date.isnull()
+    t = conds.filter(known.fill_null(False))
     aggs = {col: ibis.ifelse(_.condition == code, 1, 0).max()
             for code, col in zip(CONDITIONS, CONDITION_COLUMNS, strict=True)}
     return t.group_by("patient_id").aggregate(**aggs)
 
 
+#: the unadjusted tariff value of a priced row: base price plus the national long-stay,
+#: short-stay and top-up adjustments, before the MFF and the emergency marginal rate
+UNADJUSTED_PRICE_COLUMNS = ("base_price", "long_stay_adjustment", "short_stay_adjustment",
+                            "top_up_adjustment")
+
+
 def _prior_cost(priced: Any, ref: dt.date) -> Any:
     d = priced.activity_date
-    t = priced.filter(priced.patient_id.notnull() & (d >= ibis.date(add_months(ref, -12)))
-                      & (d < ibis.date(ref)))
-    return t.group_by("patient_id").aggregate(prior_cost=_.price.cast("float64").sum())
+    t = priced.filter(priced.patient_id.notnull() & priced.base_price.notnull()
+                      & (d >= ibis.date(add_months(ref, -12))) & (d < ibis.date(ref)))
+    value = t.base_price
+    for c in UNADJUSTED_PRICE_COLUMNS[1:]:
+        value = value + t[c].fill_null(0)
+    t = t.select("patient_id", value=value)
+    # summed exactly (decimal), then a float for the model
+    return t.group_by("patient_id").aggregate(prior_cost=_.value.sum().cast("float64"))
 
 
 def build_features(
@@ -134,6 +211,7 @@ def build_features(
     *,
     with_outcome: bool = False,
     acsc_codes: Sequence[str] | None = None,
+    undated_known_from: dt.date | None = None,
 ) -> Any:
     """One row per patient registered on ``reference_date`` with :data:`FEATURE_COLUMNS`.
 
@@ -141,8 +219,10 @@ def build_features(
     others (``patient_conditions``, ``apc_spells``, ``ae_attendances``, ``op_attendances``,
     ``priced_activity``) are optional and give zeros when absent. With ``with_outcome`` the
     table also has ``outcome_emergency`` (1 if any emergency admission in the 12 months from
-    the reference date, else 0) and ``outcome_emergency_count``. Patients who leave the list
-    during the outcome year are kept (their outcome is what was observed).
+    the reference date, else 0), ``outcome_emergency_count`` and ``outcome_complete`` (1 if
+    the patient neither left the list nor died in the outcome year; see
+    :func:`outcome_cohort`). A condition with no recorded date counts only when
+    ``undated_known_from`` is given and is on or before the reference date.
     """
     missing = [t for t in REQUIRED_TABLES if t not in tables]
     if missing:
@@ -155,13 +235,14 @@ def build_features(
         age=p.age.cast("int64"),
         female=ibis.ifelse(p.sex == "F", 1, 0).cast("int64"),
         imd_decile=p.imd_decile.cast("int64"),
+        **({"outcome_complete": _followed_up(p, reference_date)} if with_outcome else {}),
     )
 
     zero_cols: dict[str, Any] = {}
     parts: list[tuple[Any, tuple[str, ...]]] = []
     if "patient_conditions" in tables:
-        parts.append((_conditions(tables["patient_conditions"], reference_date),
-                      CONDITION_COLUMNS))
+        parts.append((_conditions(tables["patient_conditions"], reference_date,
+                                  undated_known_from), CONDITION_COLUMNS))
     else:
         zero_cols.update({c: ibis.literal(0, "int64") for c in CONDITION_COLUMNS})
     apc_cols: tuple[str, ...] = ("emergency_12m", "emergency_24m", "emergency_30d", "acsc_12m",
@@ -194,7 +275,7 @@ def build_features(
         )
     fills = {c: out[c].fill_null(0) for c in out.columns
              if c not in ("patient_id", "practice_code", "neighbourhood_code", "reference_date",
-                          "age", "female", "imd_decile")}
+                          "age", "female", "imd_decile", "outcome_complete")}
     fills["prior_cost"] = (out["prior_cost"].fill_null(0.0) if "prior_cost" in out.columns
                            else zero_cols.pop("prior_cost"))
     out = out.mutate(**fills, **zero_cols)

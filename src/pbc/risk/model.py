@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from pbc.risk.features import FEATURE_WINDOWS
 from pbc.risk.reference import RiskReferenceError, load_reference
 
 TRANSFORMS = ("identity", "log1p", "square")
@@ -60,17 +61,28 @@ class Term:
         return x
 
 
+EXPECTED = ("increases", "decreases", "any")
+
+
 @dataclass(frozen=True)
 class Factor:
-    """How a factor is put in plain words (``describe`` is a str.format template)."""
+    """How a factor is put in plain words (``describe`` is a str.format template).
+
+    ``expected`` is the clinically plausible direction of the risk as the feature's value
+    rises: ``increases`` (conditions, prior use), ``decreases`` (deprivation decile: 10 is
+    least deprived) or ``any`` (age, whose effect is U-shaped). A factor whose fitted
+    coefficients run the other way is never given as a reason."""
 
     name: str
     feature: str
     describe: str
     always: bool = False
+    expected: str = "any"
 
     def words(self, value: float) -> str | None:
-        if not self.always and (value is None or value == 0 or np.isnan(value)):
+        if value is None or np.isnan(value):
+            return None  # a missing value is never a reason ("decile nan")
+        if not self.always and value == 0:
             return None
         v: float | int = int(value) if float(value).is_integer() else float(value)
         return self.describe.format(value=v, s="" if v == 1 else "s")
@@ -92,6 +104,10 @@ class ModelSpec:
         try:
             terms = tuple(Term(**t) for t in d["terms"])
             factors = {k: Factor(name=k, **v) for k, v in d["factors"].items()}
+            for f in factors.values():
+                if f.expected not in EXPECTED:
+                    raise TypeError(f"factor {f.name!r}: expected must be one of "
+                                    f"{', '.join(EXPECTED)}, not {f.expected!r}")
             spec = cls(str(d["id"]), str(d["outcome"]), str(d.get("acsc_codelist",
                        "acsc_chronic")), float(d.get("regularisation_c", 1.0)), terms, factors)
         except (KeyError, TypeError) as e:
@@ -112,7 +128,8 @@ class ModelSpec:
             "id": self.id, "outcome": self.outcome, "acsc_codelist": self.acsc_codelist,
             "regularisation_c": self.regularisation_c,
             "terms": [t.__dict__ for t in self.terms],
-            "factors": {k: {"feature": f.feature, "describe": f.describe, "always": f.always}
+            "factors": {k: {"feature": f.feature, "describe": f.describe, "always": f.always,
+                            "expected": f.expected}
                         for k, f in self.factors.items()},
         }
 
@@ -188,12 +205,36 @@ class RiskModel:
             out[key] = out[key] + c if key in out else c
         return pd.DataFrame(out, index=frame.index)
 
+    def plausible_factors(self) -> set[str]:
+        """Factors that may be given as reasons: those whose fitted coefficients (summed over
+        the factor's terms) run in the factor's ``expected`` direction."""
+        total: dict[str, float] = {}
+        for t in self.terms:
+            key = t.factor or t.term
+            total[key] = total.get(key, 0.0) + self.coefficients[t.term]
+        out = set()
+        for name, coef in total.items():
+            f = self.spec.factors.get(name)
+            if f is None:
+                continue
+            if (f.expected == "increases" and coef <= 0) or (
+                    f.expected == "decreases" and coef >= 0):
+                continue
+            out.add(name)
+        return out
+
     def explain(self, frame: pd.DataFrame, top: int = 3) -> list[str]:
         """For each row, up to ``top`` factors that raise the risk most, in plain words,
-        e.g. ``"3 emergency admissions in 12 months; COPD; heart failure"``."""
+        e.g. ``"3 emergency admissions in 12 months; COPD; heart failure"``.
+
+        Terms that measure the same thing share one factor (the 12- and 24-month counts,
+        the 30-day flag and the ACSC count are all "emergency admissions"), so each reason
+        appears once; a factor whose coefficients have an implausible sign
+        (:meth:`plausible_factors`) or whose value is missing is never a reason."""
         contrib = self.contributions(frame)
         names = list(contrib.columns)
         values = contrib.to_numpy()
+        plausible = self.plausible_factors()
         texts = []
         for i in range(len(frame)):
             order = np.argsort(-values[i], kind="stable")
@@ -202,7 +243,7 @@ class RiskModel:
                 if values[i, j] <= 0 or len(words) >= top:
                     break
                 f = self.spec.factors.get(names[j])
-                if f is None:
+                if f is None or f.name not in plausible:
                     continue
                 w = f.words(float(frame[f.feature].iloc[i])
                             if pd.notna(frame[f.feature].iloc[i]) else float("nan"))
@@ -249,24 +290,28 @@ def fit(
     spec: ModelSpec | None = None,
     *,
     card: Mapping[str, Any] | None = None,
+    terms: Sequence[str] | None = None,
 ) -> RiskModel:
     """Fit the logistic model on a features frame with an outcome column (0/1).
 
     Terms are standardised for fitting with L2 penalty ``spec.regularisation_c``
     (scikit-learn, lbfgs) and the coefficients returned on the original scale. Terms that
     do not vary in the training data (e.g. prior cost when nothing is priced) are left out
-    and listed in the card under ``excluded_terms``."""
+    and listed in the card under ``excluded_terms``. ``terms`` (names) limits the model to
+    those terms, e.g. the ones whose look-back the data cover (the rest are listed under
+    ``terms_not_used``); the card gives each input's look-back window in months."""
     from sklearn.linear_model import LogisticRegression
 
     spec = spec or load_spec()
     y = frame[outcome].to_numpy().astype(int)
     if y.min(initial=1) == y.max(initial=0):
         raise ValueError("cannot train: every patient has the same outcome in the window")
-    full = RiskModel(spec, 0.0, {t.term: 0.0 for t in spec.terms}, {})
+    wanted = [t for t in spec.terms if terms is None or t.term in set(terms)]
+    full = RiskModel(spec, 0.0, {t.term: 0.0 for t in wanted}, {})
     X = full.design(frame)
     sd = X.std(axis=0)
     keep = sd > 1e-12
-    kept = [t for t, k in zip(spec.terms, keep, strict=True) if k]
+    kept = [t for t, k in zip(wanted, keep, strict=True) if k]
     Xk, mean, sdk = X[:, keep], X[:, keep].mean(axis=0), sd[keep]
     lr = LogisticRegression(C=spec.regularisation_c, max_iter=2000, solver="lbfgs")
     lr.fit((Xk - mean) / sdk, y)
@@ -285,9 +330,11 @@ def fit(
                   f"C={spec.regularisation_c})",
         "inputs": [{"term": t.term, "feature": t.feature, "transform": t.transform,
                     "scale": t.scale, "fill": t.fill,
+                    "window_months": FEATURE_WINDOWS.get(t.feature),
                     "coefficient": model.coefficients[t.term]} for t in kept],
         "intercept": intercept,
-        "excluded_terms": [t.term for t, k in zip(spec.terms, keep, strict=True) if not k],
+        "excluded_terms": [t.term for t, k in zip(wanted, keep, strict=True) if not k],
+        "terms_not_used": [t.term for t in spec.terms if t not in wanted],
         "training": {"n": int(y.size), "events": int(y.sum())},
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         **dict(card or {}),

@@ -13,6 +13,12 @@
   predictive value (share of flagged patients with the outcome) and sensitivity (share of
   all patients with the outcome who are flagged), compared with the naive rule "two or more
   emergency admissions in the prior 12 months" and with the model flagging the same number.
+- The honest baseline for discrimination is the count of prior emergency admissions used as a
+  continuous score (not the 0/1 rule, whose AUC is near 0.5 because most patients with the
+  outcome had no admission the year before); the model is compared with it by DeLong's test.
+- A leakage check (:func:`leakage_check`): no model of the recorded data can rank better than
+  the expected outcome itself, so on synthetic data, where the generator's latent risk in
+  the outcome year is known, a model whose AUC exceeds that upper bound has seen the outcome.
 """
 
 from __future__ import annotations
@@ -194,7 +200,7 @@ class ValidationReport:
     cumulative: list[Yield]  # the segment and every higher one
     naive_rule: Yield
     model_at_naive_count: Yield
-    naive_auc: float | None
+    naive_auc: float | None  # prior emergency admissions (12 months) as a continuous score
     comparators: dict[str, AUC] = field(default_factory=dict)
     compared_with_naive: AUCComparison | None = None
     title: str = "Risk model validation"
@@ -217,12 +223,12 @@ class ValidationReport:
             f"AUC {a.auc:.3f} (95% CI {a.lower:.3f} to {a.upper:.3f}; {a.method}).",
         ]
         if self.naive_auc is not None:
-            lines.append(f"Naive rule (2+ emergency admissions in 12 months) AUC "
+            lines.append(f"Prior emergency admissions in 12 months, as a score: AUC "
                          f"{self.naive_auc:.3f}.")
         if self.compared_with_naive is not None:
             d = self.compared_with_naive
-            lines.append(f"Model minus naive rule: {d.difference:+.3f} (p = {d.p_value:.3g}, "
-                         f"{d.method}).")
+            lines.append(f"Model minus prior emergency admissions: {d.difference:+.3f} "
+                         f"(p = {d.p_value:.3g}, {d.method}).")
         for name, comp in self.comparators.items():
             lines.append(f"{name}: AUC {comp.auc:.3f} ({comp.lower:.3f} to {comp.upper:.3f}).")
         lines += [
@@ -264,9 +270,11 @@ def validate(
 ) -> ValidationReport:
     """Validate predicted probabilities ``p`` against outcomes ``y`` (0/1).
 
-    ``prior_emergency_12m`` drives the naive rule (flag when >= ``naive_threshold``);
-    ``comparators`` are other scores (e.g. the PARR-30 form) whose AUC is reported too.
-    Segments are assigned by rank of ``p`` (ties in input order)."""
+    ``prior_emergency_12m`` is the baseline: as a continuous score for the AUC comparison
+    (``naive_auc``, ``compared_with_naive``), and as the naive rule (flag when >=
+    ``naive_threshold``) for the case-finding yield. ``comparators`` are other scores (e.g.
+    the PARR-30 form) whose AUC is reported too. Segments are assigned by rank of ``p``
+    (ties in input order)."""
     ya = np.asarray(y).astype(bool)
     pa = np.asarray(p, dtype=float)
     seg, rank = assign_segments(pa)
@@ -277,14 +285,15 @@ def validate(
         flagged_so_far |= here
         segments.append(_yield(s.name, ya, here))
         cumulative.append(_yield(f"{s.name} or higher", ya, flagged_so_far.copy()))
-    naive = np.asarray(prior_emergency_12m, dtype=float) >= naive_threshold
+    prior = np.asarray(prior_emergency_12m, dtype=float)
+    naive = prior >= naive_threshold
     naive_y = _yield(f"naive rule ({naive_threshold}+ emergency admissions in 12 months)",
                      ya, naive)
     k = int(naive.sum())
     model_k = _yield(f"model, top {k:,} (as many as the naive rule)", ya, rank <= k)
     has_both = 0 < ya.sum() < ya.size
-    naive_auc = auc(ya, naive.astype(float)) if has_both else None
-    comp = compare_auc(ya, pa, naive.astype(float)) if has_both else None
+    naive_auc = auc(ya, prior) if has_both else None
+    comp = compare_auc(ya, pa, prior) if has_both else None
     return ValidationReport(
         n=int(ya.size), events=int(ya.sum()), auc=auc_ci(ya, pa),
         calibration=calibration(ya, pa), calibration_bins=calibration_bins(ya, pa),
@@ -293,3 +302,27 @@ def validate(
         comparators={k2: auc_ci(ya, v) for k2, v in (comparators or {}).items()},
         compared_with_naive=comp, title=title, notes=list(notes or []),
     )
+
+
+@dataclass(frozen=True)
+class LeakageCheck:
+    model_auc: float
+    upper_bound_auc: float
+    margin: float
+    leaked: bool
+    message: str
+
+
+def leakage_check(y: npt.ArrayLike, model_score: npt.ArrayLike, upper_bound: npt.ArrayLike,
+                  *, margin: float = 0.005) -> LeakageCheck:
+    """Compare a model's AUC with an upper bound that is not the model's own form: the
+    expected outcome itself (e.g. the synthetic generator's latent risk in the outcome
+    year). No model of data known at the reference date can rank better than that in
+    expectation; an AUC above the bound by more than ``margin`` means the model has seen
+    the outcome (leakage)."""
+    m, b = auc(y, model_score), auc(y, upper_bound)
+    leaked = m > b + margin
+    verdict = "leakage: the model ranks better than the expected outcome" if leaked else \
+        "no sign of leakage"
+    return LeakageCheck(m, b, margin, leaked,
+                        f"model AUC {m:.3f}, upper bound {b:.3f}: {verdict}")

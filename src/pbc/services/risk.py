@@ -39,7 +39,14 @@ from pbc.risk.casefinding import (
     scores_with_organisations,
     segment_count_expr,
 )
-from pbc.risk.features import NAIVE_FEATURE, add_months, build_features
+from pbc.risk.features import (
+    FEATURE_WINDOWS,
+    NAIVE_FEATURE,
+    add_months,
+    build_features,
+    covered_features,
+    outcome_cohort,
+)
 from pbc.risk.model import RiskModel, fit, load_spec
 from pbc.risk.segments import SEGMENT_NAMES
 from pbc.risk.validation import ValidationReport, validate
@@ -140,14 +147,19 @@ def _tables(con: Any, names: list[str]) -> dict[str, Any]:
 
 def _features(warehouse: Warehouse, ref: dt.date, with_outcome: bool,
               acsc_codelist: str = "acsc_chronic") -> pd.DataFrame:
+    """Features at ``ref``; a condition with no recorded date is known only from the day
+    after the data (it cannot have been known before the extract), so never at a training
+    or validation date."""
     from pbc.reference.codelists import codelist
 
     if not warehouse.has_table("patients"):
         raise WarehouseError(f"{warehouse.root}: case finding needs the patients table")
+    known_from = data_span(warehouse)[1] + dt.timedelta(days=1)
     con = warehouse.connect()
     try:
         expr = build_features(_tables(con, warehouse.table_names()), ref,
-                              with_outcome=with_outcome, acsc_codes=codelist(acsc_codelist))
+                              with_outcome=with_outcome, acsc_codes=codelist(acsc_codelist),
+                              undated_known_from=known_from)
         return expr.to_pandas()
     finally:
         con.close()
@@ -162,19 +174,25 @@ def _holdout(ids: pd.Series, fraction: float = HOLDOUT_FRACTION) -> np.ndarray:
 # ------------------------------------------------------------------ train
 @dataclass
 class TrainResult:
+    """``model`` is the deployed model, refit on the latest complete window with the
+    validated fit's terms; ``validated_model`` is the fit the validation figures belong to."""
+
     model: RiskModel
     validation: ValidationReport
     windows: Windows
     stored: bool
+    validated_model: RiskModel | None = None
 
     @property
     def card(self) -> dict[str, Any]:
         return self.model.card
 
 
-def _window_card(ref: dt.date) -> dict[str, str]:
+def _window_card(ref: dt.date, months: int = 24) -> dict[str, str]:
+    """The dates of a window: features over the ``months`` before ``ref`` (the longest
+    look-back the model uses), outcome over the 12 months from it."""
     return {"reference_date": ref.isoformat(),
-            "features_from": add_months(ref, -24).isoformat(),
+            "features_from": add_months(ref, -months).isoformat(),
             "features_to": (ref - dt.timedelta(days=1)).isoformat(),
             "outcome_from": ref.isoformat(),
             "outcome_to": (add_months(ref, 12) - dt.timedelta(days=1)).isoformat()}
@@ -218,12 +236,19 @@ def train(
     else:
         w = plan_windows(first, last)
     spec = load_spec(spec_path)
-    train_f = _features(warehouse, w.train_date, True, spec.acsc_codelist)
+    covered = set(covered_features(first, w.train_date))
+    use_terms = [t.term for t in spec.terms if t.feature in covered]
+    not_covered = [t.term for t in spec.terms if t.feature not in covered]
+    train_all = _features(warehouse, w.train_date, True, spec.acsc_codelist)
+    train_f = outcome_cohort(train_all)
     if w.method == "temporal":
-        valid_f = _features(warehouse, w.validation_date, True, spec.acsc_codelist)
+        latest_all = _features(warehouse, w.validation_date, True, spec.acsc_codelist)
+        valid_f = latest = outcome_cohort(latest_all)
         validation_note = (f"temporal validation: trained at {w.train_date}, validated on "
-                           f"all patients registered at {w.validation_date}")
+                           f"all patients registered at {w.validation_date} and followed "
+                           "for the whole outcome year")
     else:
+        latest_all, latest = train_all, train_f
         hold = _holdout(train_f["patient_id"])
         valid_f, train_f = train_f[hold], train_f[~hold]
         validation_note = (f"held-out validation (too little history for a temporal one): "
@@ -232,35 +257,72 @@ def train(
     if train_f["outcome_emergency"].nunique() < 2:
         raise WarehouseError(f"cannot train at {w.train_date}: every patient has the same "
                              "outcome (no emergency admissions, or all admitted)")
-    model = fit(train_f, spec=spec, card={
-        "training": {**_window_card(w.train_date), "n": len(train_f),
-                     "events": int(train_f["outcome_emergency"].sum())},
+    population = ("patients registered and alive at the reference date and followed for "
+                  "the whole outcome year; those who left the list or died in it are "
+                  "excluded (not counted as without the outcome)")
+    limitations = [
+        "trained on local history; recalibrate when the population or coding changes",
+        "age is the recorded age at 1 April of the data year",
+        "prior cost is used only when priced_activity exists",
+        "conditions with no recorded date are known only from the day after the data, so "
+        "they are in the scores but not in training",
+    ]
+    if not_covered:
+        limitations.append(
+            f"not used: {', '.join(not_covered)} (their look-back is longer than the data "
+            f"before {w.train_date}, so they would be truncated in training)")
+
+    def window_months(m: RiskModel) -> int:
+        return max((FEATURE_WINDOWS.get(t.feature, 0) for t in m.terms), default=0)
+
+    validated = fit(train_f, spec=spec, terms=use_terms, card={
+        "training": {"reference_date": w.train_date.isoformat(), "n": len(train_f),
+                     "events": int(train_f["outcome_emergency"].sum())}})
+    report_ = validate(valid_f["outcome_emergency"].to_numpy(), validated.predict(valid_f),
+                       valid_f[NAIVE_FEATURE].to_numpy(),
+                       title=f"Validation of {validated.version}", notes=[validation_note])
+    # deploy the same terms refit on the latest complete window (every patient in it)
+    model = fit(latest, spec=spec, terms=list(validated.coefficients), card={
+        "training": {**_window_card(w.validation_date, 0), "n": len(latest),
+                     "events": int(latest["outcome_emergency"].sum()),
+                     "registered": len(latest_all),
+                     "excluded_left_or_died": len(latest_all) - len(latest),
+                     "population": population, "refit": True},
         "data": {"first_activity": w.first_activity.isoformat(),
                  "last_activity": w.last_activity.isoformat()},
         "intended_use": "rank a commissioner's registered patients by risk of emergency "
                         "admission in the next 12 months for case finding by their practice",
-        "limitations": [
-            "trained on local history; recalibrate when the population or coding changes",
-            "age is the recorded age at 1 April of the data year",
-            "prior cost is used only when priced_activity exists",
-        ],
+        "limitations": limitations,
     })
-    report_ = validate(valid_f["outcome_emergency"].to_numpy(), model.predict(valid_f),
-                       valid_f[NAIVE_FEATURE].to_numpy(),
-                       title=f"Validation of {model.version}", notes=[validation_note])
+    model.card["training"]["features_from"] = add_months(
+        w.validation_date, -window_months(model)).isoformat()
     a, c = report_.auc, report_.calibration
     model.card["validation"] = {
-        "method": w.method, "note": validation_note, **_window_card(w.validation_date),
+        "method": w.method, "note": validation_note,
+        "validated_model": validated.version,
+        "validated_fit": {**_window_card(w.train_date, window_months(validated)),
+                          "n": len(train_f),
+                          "events": int(train_f["outcome_emergency"].sum()),
+                          # kept so that the report can reproduce the out-of-sample figures
+                          "intercept": validated.intercept,
+                          "coefficients": validated.coefficients,
+                          "means": validated.means},
+        "deployed": f"refit with the same terms on every patient at {w.validation_date} "
+                    "(the latest window with a complete outcome year); the figures below "
+                    "are those of the validated fit",
+        **_window_card(w.validation_date, window_months(validated)),
         "n": report_.n, "events": report_.events,
         "auc": a.auc, "auc_95ci": [a.lower, a.upper], "auc_method": a.method,
         "calibration_intercept": c.intercept, "calibration_slope": c.slope,
-        "naive_rule_auc": report_.naive_auc,
+        "prior_emergency_admissions_auc": report_.naive_auc,
+        "model_minus_prior_emergency_auc": (report_.compared_with_naive.difference
+                                            if report_.compared_with_naive else None),
         "segments": [{"segment": s.name, "flagged": s.flagged, "ppv": s.ppv,
                       "sensitivity": s.sensitivity} for s in report_.segments],
     }
     if store:
         _store_model(warehouse, model, MODEL_FILE, "risk-train")
-    return TrainResult(model, report_, w, store)
+    return TrainResult(model, report_, w, store, validated)
 
 
 def load_model(warehouse: Warehouse, model: RiskModel | Path | str | None = None) -> RiskModel:
@@ -327,15 +389,39 @@ def report(
     reference_date: dt.date | None = None,
 ) -> ValidationReport:
     """Validate a model on the latest window with a complete 12-month outcome (or at
-    ``reference_date``). If that is the model's own training window with a held-out split,
-    only the held-out patients are used."""
+    ``reference_date``), on patients followed for the whole outcome year. The deployed model
+    is a refit on that window, so there the report gives the validated fit's out-of-sample
+    figures (kept in the card: held-out patients, or the later window of a temporal
+    validation) and says so; at a later window it validates the deployed model itself."""
     _require_commissioner(warehouse, principal, "see the risk model's validation")
     m = load_model(warehouse, model)
     ref = reference_date or plan_windows(*data_span(warehouse)).validation_date
-    f = _features(warehouse, ref, True, m.spec.acsc_codelist)
-    notes = [f"model {m.version}; reference date {ref}; outcome: {m.spec.outcome}"]
-    trained_at = (m.card.get("training") or {}).get("reference_date")
-    if trained_at == ref.isoformat():
+    f = outcome_cohort(_features(warehouse, ref, True, m.spec.acsc_codelist))
+    notes = [f"model {m.version}; reference date {ref}; outcome: {m.spec.outcome}; patients "
+             "followed for the whole outcome year"]
+    training = m.card.get("training") or {}
+    v = m.card.get("validation") or {}
+    fitted = v.get("validated_fit") or {}
+    if training.get("reference_date") == ref.isoformat() and training.get("refit"):
+        if "coefficients" in fitted and ref.isoformat() == v.get("reference_date"):
+            # the deployed model is a refit on every patient here: report the validated
+            # fit, out of sample, as at training time
+            m = RiskModel(m.spec, float(fitted["intercept"]),
+                          {k: float(c) for k, c in fitted["coefficients"].items()},
+                          {k: float(c) for k, c in fitted["means"].items()},
+                          {"version": v.get("validated_model")})
+            if v.get("method") == "held_out":
+                f = f[_holdout(f["patient_id"])]
+            notes.append(
+                f"the validated fit {v.get('validated_model')} (trained at "
+                f"{fitted.get('reference_date')}) on "
+                + ("the held-out patients" if v.get("method") == "held_out"
+                   else "every patient here") + "; the deployed model is its refit on every "
+                "patient at this window, so its own figures here would be in-sample")
+        else:
+            notes.append("same window as training: in-sample (optimistic); the deployed "
+                         "model was refit on every patient here after validation")
+    elif training.get("reference_date") == ref.isoformat():
         if (m.card.get("validation") or {}).get("method") == "held_out":
             f = f[_holdout(f["patient_id"])]
             notes.append("same window as training: held-out patients only")

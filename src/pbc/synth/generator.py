@@ -34,7 +34,7 @@ import pyarrow as pa
 from pbc.contracts import TABLES
 from pbc.synth import reference as ref
 from pbc.synth.settings import settings_toml
-from pbc.synth.sql import by_age, lookup, normal, quantiles, sql_str, u
+from pbc.synth.sql import by_age, lookup, normal, quantiles, sql_str, u, u_indexed
 
 Progress = Callable[[str, int, int], None]
 LIST_MEDIAN, LIST_SIGMA = 8210.0, 0.62  # calibration §1: median 8,210, P10 3,460, P90 16,435
@@ -43,6 +43,9 @@ BLANK_PRACTICE, UNKNOWN_PRACTICE = 0.003, 0.002
 UNKNOWN_PRACTICE_CODE = "V81999"
 UNPRICEABLE_HRG = "UZ01Z"  # "ungroupable": deliberately absent from the tariff
 LETTERS = "ABCDEFGHJKLMNPY"
+#: spread of the unrecorded frailty in the latent risk: what a model of the recorded
+#: tables cannot see (so the latent risk is an upper bound no honest model reaches)
+FRAILTY_SIGMA = 0.5
 
 
 @dataclass
@@ -306,14 +309,14 @@ def _patients_sql(cfg: SynthConfig, lo: int, hi: int) -> str:
     Age comes from the practice's own pyramid (:func:`_age_tables`); deprivation is centred on
     the practice's level (so correlated within practice); conditions by age x deprivation; the
     raw (uncalibrated) risk multiplies condition relative risks, deprivation and a lognormal
-    frailty (sigma 0.3)."""
+    frailty (sigma :data:`FRAILTY_SIGMA`) that no table records, so no model can see it."""
     s = cfg.seed * 1000
     key = "pid"
     z_imd = normal(key, s + 2)
     conds = _condition_sql("age", "imd_decile", key, s + 10)
     rr = " * ".join(f"(CASE WHEN c_{c} THEN {r} ELSE 1 END)" for c, _b, r in ref.CONDITIONS)
     ncond = " + ".join(f"CAST(c_{c} AS INTEGER)" for c, _b, _r in ref.CONDITIONS)
-    frailty_sigma = 0.3
+    frailty_sigma = FRAILTY_SIGMA
     return f"""
     WITH base AS (
       SELECT pr.*, aq.ages, CAST(pr.pid_offset + k AS BIGINT) AS pid
@@ -336,10 +339,12 @@ def _patients_sql(cfg: SynthConfig, lo: int, hi: int) -> str:
     ), flagged AS (
       SELECT *, {", ".join(conds)} FROM people
     )
-    SELECT *, ({ncond}) AS n_conditions,
+    SELECT *, {_onset_risk_sql(cfg)}, {_turnover_sql(cfg)}
+    FROM (SELECT *, ({ncond}) AS n_conditions,
            {rr} * (1 + 0.05 * (5.5 - imd_decile))
              * exp({frailty_sigma} * z_frail - {frailty_sigma ** 2 / 2}) AS raw_risk
-    FROM flagged ORDER BY pid
+          FROM flagged)
+    ORDER BY pid
     """
 
 
@@ -354,26 +359,158 @@ RATES = {"em": ref.EMERGENCY_RATE, "el": ref.ELECTIVE_RATE, "op": ref.OP_FIRST_R
 POWER = {"em": 1.0, "el": 0.5, "op": 0.6, "ae": 0.8}
 
 
-def _calibrate(con: duckdb.DuckDBPyConnection) -> None:
-    """Scale each person's risk so each age band's mean matches its target rate.
+def _calibrate(con: duckdb.DuckDBPyConnection, cfg: SynthConfig) -> None:
+    """Scale each person's risk so each age band's mean matches its target rate, and add the
+    population dynamics (:func:`_dynamics_sql`).
 
-    ``lam_em`` is the expected number of emergency admissions a year (the latent risk);
-    elective, outpatient and A&E rates follow milder powers of the relative risk. The band
-    means are one streaming aggregate; ``pat`` is then a view over ``pat_raw`` (which is
-    stored in patient order), so nothing national-sized is sorted or copied again."""
+    ``lam_em`` is the expected number of emergency admissions a year (the latent risk) at
+    the recorded age with every condition; ``lam_{kind}_{y}`` is the same in year ``y`` of
+    the data (0 = first), at the patient's age that year and with only the conditions
+    diagnosed by the middle of that year (people age, and a new diagnosis raises the risk
+    from its onset). Elective, outpatient and A&E rates follow milder powers of the relative
+    risk. The band means are one streaming aggregate; ``pat`` is then a view over
+    ``pat_raw`` (which is stored in patient order), so nothing national-sized is sorted or
+    copied again."""
     means = ", ".join(f"avg(pow(raw_risk, {POWER[k]}))" for k in RATES)
     rows = con.execute(f"SELECT {_band('age')} AS b, {means} FROM pat_raw GROUP BY 1 "
                        "ORDER BY 1").fetchall()
     lams = []
     for i, k in enumerate(RATES):
         factor = {int(r[0]): float(r[i + 1]) for r in rows}
-        whens = " ".join(
-            f"WHEN {b} THEN {rate * 0.001 / factor[b]!r}"
-            for b, (_lo, _hi, rate) in enumerate(RATES[k]) if factor.get(b)
-        )
-        lams.append(f"(CASE {_band('age')} {whens} ELSE 0.0 END) "
-                    f"* pow(raw_risk, {POWER[k]}) AS lam_{k}")
-    con.execute(f"CREATE OR REPLACE VIEW pat AS SELECT *, {', '.join(lams)} FROM pat_raw")
+
+        def scaled(age: str, k: str = k, factor: dict[int, float] = factor) -> str:
+            whens = " ".join(
+                f"WHEN {b} THEN {rate * 0.001 / factor[b]!r}"
+                for b, (_lo, _hi, rate) in enumerate(RATES[k]) if factor.get(b))
+            return f"(CASE {_band(age)} {whens} ELSE 0.0 END)"
+
+        lams.append(f"{scaled('age')} * pow(raw_risk, {POWER[k]}) AS lam_{k}")
+        for y in range(cfg.years):
+            back = cfg.years - 1 - y
+            lams.append(f"{scaled(f'(age - {back})')} * pow(raw_risk_{y}, {POWER[k]}) "
+                        f"AS lam_{k}_{y}")
+    em_factor = {int(r[0]): float(r[1]) for r in rows}
+    rel = " ".join(f"WHEN {b} THEN {1.0 / em_factor[b]!r}" for b in em_factor if em_factor[b])
+    con.execute(f"""CREATE OR REPLACE VIEW pat_dyn AS
+        SELECT *, raw_risk * (CASE {_band('age')} {rel} ELSE 1.0 END) AS rel_risk
+        FROM pat_raw""")
+    con.execute(f"CREATE OR REPLACE VIEW pat AS SELECT *, {', '.join(lams)} FROM "
+                f"({_dynamics_sql(cfg)})")
+
+
+#: deaths a year per 1,000 by age band (the bands of :func:`_band`), rounded from ONS,
+#: Deaths registered in England and Wales: 2019 (age-specific mortality rates); with the
+#: registered age mix they give about 9 deaths per 1,000 a year (ONS 2019: 530,841 deaths
+#: in England and Wales, ≈0.9% of the population).
+DEATH_RATE = (1.0, 0.1, 0.6, 3.5, 15.0, 45.0, 150.0)
+#: patients leaving a practice list (moving away) and joining it, a year per registered
+#: patient. The Carr-Hill formula (Review of the GMS global sum formula, 2007) weights list
+#: turnover because new registrations are common; 6% a year each way keeps lists steady.
+LEAVE_RATE = JOIN_RATE = 0.06
+#: a long-term condition's years since onset are uniform on 0 .. min(age, 20), so each year
+#: about 1/10 of a register is newly diagnosed at mean duration 10 years (steady state:
+#: prevalence = incidence x mean duration; Rothman, Modern Epidemiology, 3rd ed., ch. 3).
+ONSET_YEARS = 20
+#: share of condition records with no recorded date (a real data-quality fault: a code
+#: carried over without its date)
+UNDATED_CONDITION = 0.03
+
+
+def _days(cfg: SynthConfig) -> int:
+    return (dt.date(cfg.start_year + cfg.years, 4, 1) - dt.date(cfg.start_year, 4, 1)).days
+
+
+def _onset_sql(cfg: SynthConfig, i: int) -> str:
+    """Onset of condition ``i`` in days from the first day of the data (negative: before)."""
+    s = cfg.seed * 100_000 + 60_000
+    return (f"({_days(cfg)} - CAST(floor({u('pid', s + i)} * least(age * 365 + 1, "
+            f"{ONSET_YEARS * 365})) AS INTEGER))")
+
+
+def _onset_risk_sql(cfg: SynthConfig) -> str:
+    """``raw_risk_{y}``: the raw risk with only the conditions diagnosed by the middle of
+    data year ``y`` (a later diagnosis does not raise an earlier year's risk)."""
+    cols = []
+    for y in range(cfg.years):
+        mid = (dt.date(cfg.start_year + y, 10, 1) - dt.date(cfg.start_year, 4, 1)).days
+        later = " * ".join(
+            f"(CASE WHEN c_{c} AND {_onset_sql(cfg, i)} > {mid} THEN {1.0 / r!r} ELSE 1.0 END)"
+            for i, (c, _b, r) in enumerate(ref.CONDITIONS))
+        cols.append(f"raw_risk * {later} AS raw_risk_{y}")
+    return ", ".join(cols)
+
+
+def _patc_columns(cfg: SynthConfig, lams: tuple[str, ...] = (), conditions: bool = False
+                  ) -> str:
+    """The patient columns a row-level table reads (``patc``): only those, because every
+    column of ``patc`` is computed and carried through the lateral joins that draw events.
+    ``lams``: the rate kinds used (``em``, ``el``, ``op``, ``ae``: one column a year each;
+    ``em_all``: the all-years ``lam_em``); ``conditions``: the condition flags."""
+    cols = ["pid", "practice_code", "pidx", "commissioner_code", "local_authority_code",
+            "neighbourhood_base", "home_provider", "patient_id", "sex", "age", "imd_decile",
+            "hood", "u_move", "move_day", "n_conditions",
+            *((f"c_{c}" for c, _b, _r in ref.CONDITIONS) if conditions else ()),
+            *("lam_em" for k in lams if k == "em_all"),
+            *(f"lam_{k}_{y}" for k in lams if k != "em_all" for y in range(cfg.years)),
+            "join_date", "registered_to_date", "date_of_death", "active_from", "active_to",
+            "stays"]
+    return ", ".join(cols)
+
+
+def _active(date_sql: str) -> str:
+    """True when ``date_sql`` falls while the patient is registered and alive (the date is
+    computed only for the few who join, leave or die during the data)."""
+    return f"(stays OR {date_sql} BETWEEN active_from AND active_to)"
+
+
+def _turnover_sql(cfg: SynthConfig) -> str:
+    """Per-patient draws for list turnover, stored with the patient (computed once):
+    ``join_date`` (a new registration during the data, not for those who change practice),
+    ``leave_raw`` (a move away) and ``u_death`` (the uniform behind the time of death)."""
+    s = cfg.seed * 100_000 + 70_000
+    days = _days(cfg)
+    start = f"DATE '{cfg.start_year}-04-01'"
+    pj, pl = JOIN_RATE * cfg.years, LEAVE_RATE * cfg.years
+    join = (f"CASE WHEN u_move >= {MOVER_SHARE} AND {u('pid', s)} < {pj!r} THEN {start} + "
+            f"CAST(floor({u('pid', s)} / {pj!r} * {days}) AS INTEGER) END")
+    leave = (f"CASE WHEN {u('pid', s + 1)} < {pl!r} THEN {start} + "
+             f"CAST(floor({u('pid', s + 1)} / {pl!r} * {days}) AS INTEGER) END")
+    return f"{join} AS join_date, {leave} AS leave_raw, {u('pid', s + 2)} AS u_death"
+
+
+def _dynamics_sql(cfg: SynthConfig) -> str:
+    """Joiners, leavers and deaths over the data's years, as view columns.
+
+    ``join_date``: a new registration during the data (no activity here before it);
+    ``date_of_death``: death at an annual hazard of the age band's rate (``DEATH_RATE``)
+    times the person's relative risk (mean 1 in each band, so the band rates hold);
+    ``leave_raw``: moved away (no activity here after it). Leaving or death counts only
+    after registration; the first of them ends it (``registered_to``). ``active_from`` /
+    ``active_to`` bound the activity written for the patient."""
+    days = _days(cfg)
+    start = f"DATE '{cfg.start_year}-04-01'"
+    last_start = f"DATE '{cfg.start_year + cfg.years - 1}-04-01'"
+    reg_start = (f"coalesce(join_date, CASE WHEN u_move < {MOVER_SHARE} THEN {last_start} "
+                 "+ move_day END)")
+    hazard = (f"(CASE {_band('age')} "
+              + " ".join(f"WHEN {b} THEN {r / 1000!r}" for b, r in enumerate(DEATH_RATE))
+              + " END * rel_risk)")
+    t_death = "(-ln(greatest(u_death, 1e-12)) / greatest(" + hazard + ", 1e-9) * 365.25)"
+    death = f"CASE WHEN {t_death} < {days} THEN {start} + CAST(floor({t_death}) AS INTEGER) END"
+    after_reg = "> coalesce(reg_start, DATE '1900-01-01')"
+    return f"""
+        SELECT *, coalesce(join_date, DATE '1900-01-01') AS active_from,
+               coalesce(registered_to_date, DATE '2999-12-31') AS active_to,
+               join_date IS NULL AND registered_to_date IS NULL AS stays
+        FROM (SELECT *,
+          CASE WHEN death_ok AND (NOT leave_ok OR death_raw <= leave_raw)
+               THEN death_raw END AS date_of_death,
+          CASE WHEN death_ok AND (NOT leave_ok OR death_raw <= leave_raw) THEN death_raw
+               WHEN leave_ok THEN leave_raw END AS registered_to_date
+        FROM (SELECT *, coalesce(death_raw {after_reg}, FALSE) AS death_ok,
+                     coalesce(leave_raw {after_reg}, FALSE) AS leave_ok
+        FROM (SELECT *, {reg_start} AS reg_start
+        FROM (SELECT *, {death} AS death_raw FROM pat_dyn))))"""
 
 
 # ------------------------------------------------------------------ activity
@@ -446,6 +583,11 @@ def _practice_on_row(cfg: SynthConfig, codes: list[str], y: int, day: str, key: 
             "ELSE practice_code END")
 
 
+def _until_death(date_sql: str) -> str:
+    """A discharge date, no later than the patient's death."""
+    return f"least({date_sql}, coalesce(date_of_death, {date_sql}))"
+
+
 def _provider(providers: list[str], n_acute: int, key: str, salt: int) -> str:
     acute = ", ".join(sql_str(c) for c in providers[:n_acute])
     idx = (f"CASE WHEN {u(key, salt)} < 0.8 THEN home_provider "
@@ -472,7 +614,7 @@ def _apc_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: 
         s = cfg.seed * 100_000 + y * 1000 + 100
         age_y = f"(age - {back})"
         # ---- emergency spells
-        frm, where = _count_rows("lam_em", 40, "pid", s)
+        frm, where = _count_rows(f"lam_em_{y}", 40, "pid", s)
         ek = "(pid * 64 + k)"
         dx_idx = "CASE " + " ".join(
             f"WHEN c_{d[3]} AND {u(ek, s + 1 + j)} < {d[4]} THEN {i}"
@@ -489,7 +631,7 @@ def _apc_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: 
         em = f"""
         SELECT pid, k, {ek} AS ek, {dx_idx} AS dx, {los} AS los, {age_y} AS age_y,
                practice_code, pidx, u_move, move_day, commissioner_code, home_provider,
-               patient_id, n_conditions
+               patient_id, n_conditions, active_from, active_to, date_of_death, stays
         FROM patc, {frm} WHERE {age_y} >= 0 AND {where}"""
         dx_list = lambda n: "[" + ", ".join(sql_str(d[n]) for d in dx) + "]"  # noqa: E731
         resp_list = "[" + ", ".join("true" if d[5] else "false" for d in dx) + "]"
@@ -506,7 +648,8 @@ def _apc_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: 
           {f.date(adm)} AS admission_date,
           CASE WHEN {f.when('discharge_before_admission')}
                THEN strftime({adm} - 2, '%Y-%m-%d')
-               ELSE strftime({adm} + los, '%Y-%m-%d') END AS discharge_date,
+               ELSE strftime({_until_death(f"{adm} + los")}, '%Y-%m-%d') END
+            AS discharge_date,
           {lookup(em_method, u('ek', s + 70))} AS admission_method,
           '1' AS patient_classification,
           CASE WHEN {u('ek', s + 71)} < 0.0005 THEN '{UNPRICEABLE_HRG}'
@@ -522,10 +665,11 @@ def _apc_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: 
             AS top_up_category,
           {f.when('duplicate_id')} AS _dup, {f.label()} AS _fault, {len(parts)} AS _part,
           ek AS _ek
-        FROM (SELECT *, {day} AS day FROM ({em}))""")
+        FROM (SELECT *, {day} AS day FROM ({em}))
+        WHERE {_active(adm)}""")
         # ---- elective spells
         s2 = s + 500
-        frm, where = _count_rows("lam_el", 30, "pid", s2)
+        frm, where = _count_rows(f"lam_el_{y}", 30, "pid", s2)
         f2 = _Faults(cfg.fault_rate, "ek", s2 + 90)
         pr = f"CAST({lookup(proc_table, u(ek, s2 + 1))} AS INTEGER)"
         pl = lambda n: "[" + ", ".join(  # noqa: E731
@@ -534,6 +678,7 @@ def _apc_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: 
         el = f"""
         SELECT pid, {ek} AS ek, {pr} AS pr, {age_y} AS age_y, practice_code, pidx, u_move,
                move_day, commissioner_code, home_provider, patient_id, n_conditions,
+               active_from, active_to, date_of_death, stays,
                {lookup(flat_days, u(ek, s2 + 2))} AS day
         FROM patc, {frm} WHERE {age_y} >= 0 AND {where}"""
         daycase = f"({u('ek', s2 + 3)} < list_extract({pl(2)}, pr + 1))"
@@ -548,7 +693,8 @@ def _apc_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: 
           {f2.date(adm)} AS admission_date,
           CASE WHEN {f2.when('discharge_before_admission')}
                THEN strftime({adm} - 2, '%Y-%m-%d')
-               ELSE strftime({adm} + {los_el}, '%Y-%m-%d') END AS discharge_date,
+               ELSE strftime({_until_death(f"{adm} + {los_el}")}, '%Y-%m-%d') END
+            AS discharge_date,
           {lookup(el_method, u('ek', s2 + 70))} AS admission_method,
           CASE WHEN {daycase} THEN '2' ELSE '1' END AS patient_classification,
           list_extract({pl(0)}, pr + 1) ||
@@ -562,7 +708,7 @@ def _apc_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: 
                ELSE list_extract({pl(4)}, pr + 1) END AS top_up_category,
           {f2.when('duplicate_id')} AS _dup, {f2.label()} AS _fault, {len(parts)} AS _part,
           ek AS _ek
-        FROM ({el})""")
+        FROM ({el}) WHERE {_active(adm)}""")
         # ---- maternity (women 16-45)
         s3 = s + 800
         frm, where = _count_rows("0.055", 2, "pid", s3)
@@ -583,7 +729,10 @@ def _apc_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: 
           FALSE AS _dup, CAST(NULL AS VARCHAR) AS _fault, {len(parts)} AS _part,
           pid * 64 + k AS _ek
         FROM patc, {frm}
-        WHERE sex = 'F' AND age - {back} BETWEEN 16 AND 45 AND {where}""")
+        WHERE sex = 'F' AND age - {back} BETWEEN 16 AND 45 AND {where}
+          AND {_active(f"DATE '{fy}-04-01' + CAST(floor({u('pid * 64 + k', s3 + 1)} * 365) "
+                       f"AS INTEGER) + CAST(floor({u('pid * 64 + k', s3 + 2)} * 4) AS INTEGER)")}
+        """)
     return " UNION ALL ".join(parts)
 
 
@@ -610,10 +759,11 @@ def _op_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: i
         for kind, lam, letter, salt_off in (("first", "lam_op", "F", 0),
                                             ("follow_up", "lam_op * 2.2", "U", 500)):
             s = cfg.seed * 100_000 + y * 1000 + 10_000 + salt_off
-            frm, where = _count_rows(lam, 60, "pid", s)
+            frm, where = _count_rows(lam.replace("lam_op", f"lam_op_{y}"), 60, "pid", s)
             ek = "(pid * 64 + k)"
             f = _Faults(cfg.fault_rate, ek, s + 90)
-            day = f"(DATE '{fy}-04-01' + CAST({lookup(days, u(ek, s + 1))} AS INTEGER))"
+            day_sql = f"(DATE '{fy}-04-01' + CAST({lookup(days, u(ek, s + 1))} AS INTEGER))"
+            day = "day_"  # computed once per row, below
             codes_fa = ("'1'", "'3'") if kind == "first" else ("'2'", "'4'")
             dna = "(0.04 + 0.008 * (10 - imd_decile))"
             source = lookup(refsrc, u(ek, s + 4)) if kind == "first" else "CAST(NULL AS VARCHAR)"
@@ -636,7 +786,9 @@ def _op_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: i
                    THEN {lookup(ref.OP_PROCEDURE_HRG, u(ek, s + 7))} END AS hrg_code,
               {f.when('duplicate_id')} AS _dup, {f.label(OP_AE_FAULTS)} AS _fault,
               {len(parts)} AS _part, {ek} AS _ek
-            FROM patc, {frm} WHERE age - {back} >= 0 AND {where}""")
+            FROM (SELECT *, {day_sql} AS day_ FROM patc, {frm}
+                  WHERE age - {back} >= 0 AND {where})
+            WHERE {_active(day)}""")
     return " UNION ALL ".join(parts)
 
 
@@ -651,10 +803,11 @@ def _ae_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: i
         fy = cfg.start_year + y
         back = last - y
         s = cfg.seed * 100_000 + y * 1000 + 20_000
-        frm, where = _count_rows("lam_ae", 40, "pid", s)
+        frm, where = _count_rows(f"lam_ae_{y}", 40, "pid", s)
         ek = "(pid * 64 + k)"
         f = _Faults(cfg.fault_rate, ek, s + 90)
-        day = f"(DATE '{fy}-04-01' + CAST({lookup(days, u(ek, s + 1))} AS INTEGER))"
+        day_sql = f"(DATE '{fy}-04-01' + CAST({lookup(days, u(ek, s + 1))} AS INTEGER))"
+        day = "day_"  # computed once per row, below
         dtype = lookup(dept, u(ek, s + 2))
         parts.append(f"""
         SELECT printf('A%d%011d', {fy}, {ek}) AS attendance_id, patient_id,
@@ -670,7 +823,9 @@ def _ae_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: i
                ELSE {lookup(major, u(ek, s + 3))} END AS hrg_code,
           {f.when('duplicate_id')} AS _dup, {f.label(OP_AE_FAULTS)} AS _fault,
           {len(parts)} AS _part, {ek} AS _ek
-        FROM (SELECT *, {dtype} AS dtype FROM patc, {frm} WHERE age - {back} >= 0 AND {where})
+        FROM (SELECT *, {dtype} AS dtype, {day_sql} AS day_ FROM patc, {frm}
+              WHERE age - {back} >= 0 AND {where})
+        WHERE {_active(day)}
         """)
     return " UNION ALL ".join(parts)
 
@@ -756,15 +911,17 @@ def _social_care_sql(cfg: SynthConfig, norms: list[float]) -> str:
           list_extract({names}, st + 1) AS service_type,
           {f.date(start, allow_missing=False)} AS start_date,
           CASE WHEN {f.when('discharge_before_admission')} THEN strftime({start} - 7, '%Y-%m-%d')
-               WHEN {u('pid', s + 3)} < 0.5 THEN NULL
-               ELSE strftime({start} + 7 * (1 + CAST(floor({u('pid', s + 4)} * 40) AS INTEGER)),
-                             '%Y-%m-%d') END AS end_date,
+               WHEN {u('pid', s + 3)} < 0.5 THEN strftime(date_of_death, '%Y-%m-%d')
+               ELSE strftime({_until_death(f"{start} + 7 * (1 + CAST(floor({u('pid', s + 4)}"
+                                            " * 40) AS INTEGER))")}, '%Y-%m-%d') END
+            AS end_date,
           round(list_extract({costs}, st + 1) * exp(0.25 * {normal('pid', s + 5)} - 0.03125), 2)
             AS weekly_cost,
           CASE WHEN {u('pid', s + 6)} < 0.9 THEN patient_id END AS patient_id,
           FALSE AS _dup, {f.label(SOCIAL_CARE_FAULTS)} AS _fault, {y} AS _part, pid AS _ek
         FROM (SELECT *, CAST({lookup(table, u('pid', s + 1))} AS INTEGER) AS st FROM patc
-              WHERE {age_y} >= 0 AND {u('pid', s)} < 0.015 * {w} / {norms[y]!r})""")
+              WHERE {age_y} >= 0 AND {u('pid', s)} < 0.015 * {w} / {norms[y]!r}
+                AND {_active(start)})""")
     return " UNION ALL ".join(parts)
 
 
@@ -779,26 +936,44 @@ def _patients_out_sql(cfg: SynthConfig, hood_codes: list[str]) -> str:
       CAST(CASE WHEN {bad_age} THEN 130 ELSE age END AS BIGINT) AS age,
       CAST(imd_decile AS BIGINT) AS imd_decile,
       list_extract({hoods}, neighbourhood_base + hood + 1) AS neighbourhood_code,
-      CASE WHEN u_move < {MOVER_SHARE} THEN strftime(DATE '{last_start}-04-01' + move_day,
+      CASE WHEN join_date IS NOT NULL THEN strftime(join_date, '%Y-%m-%d')
+           WHEN u_move < {MOVER_SHARE} THEN strftime(DATE '{last_start}-04-01' + move_day,
                                                        '%Y-%m-%d')
            ELSE strftime(DATE '{cfg.start_year}-04-01' - CAST(floor(
              {u('pid', s + 2)} * least(age * 365 + 1, 9000)) AS INTEGER), '%Y-%m-%d') END
         AS registered_from,
-      CAST(NULL AS VARCHAR) AS registered_to, {dup} AS _dup, {bad_age} AS _bad_age,
+      strftime(registered_to_date, '%Y-%m-%d') AS registered_to,
+      strftime(date_of_death, '%Y-%m-%d') AS date_of_death,
+      {dup} AS _dup, {bad_age} AS _bad_age,
       0 AS _part, pid AS _ek
     FROM patc"""
     return body
 
 
 def _conditions_sql(cfg: SynthConfig) -> str:
+    """Condition records: recorded on the day of onset (:func:`_onset_sql`, some during the
+    data: new diagnoses), none after registration ended (a practice does not record a
+    condition for someone who has left or died); a few have no recorded date. One pass
+    over the patients: the conditions are unnested from a list of flags, with the same
+    per-condition draws as :func:`_onset_sql`."""
     s = cfg.seed * 100_000 + 60_000
-    parts = [
-        f"SELECT patient_id, '{c}' AS condition, strftime(DATE '{cfg.start_year}-04-01' - "
-        f"CAST(floor({u('pid', s + i)} * 3650) AS INTEGER), '%Y-%m-%d') AS recorded_date "
-        f", pid AS _pid, {i} AS _i FROM patc WHERE c_{c}"
-        for i, (c, _b, _r) in enumerate(ref.CONDITIONS)
-    ]
-    return f"SELECT * FROM ({' UNION ALL '.join(parts)}) ORDER BY _pid, _i"
+    n = len(ref.CONDITIONS)
+    start = f"DATE '{cfg.start_year}-04-01'"
+    codes = "[" + ", ".join(sql_str(c) for c, _b, _r in ref.CONDITIONS) + "]"
+    flags = "[" + ", ".join(f"c_{c}" for c, _b, _r in ref.CONDITIONS) + "]"
+    onset = f"({_days(cfg)} - CAST(floor({u_indexed('pid', [s + i for i in range(n)], 'i')}" \
+            f" * least(age * 365 + 1, {ONSET_YEARS * 365})) AS INTEGER))"
+    undated = u_indexed("pid", [s + 40 + i for i in range(n)], "i")
+    return f"""
+    SELECT patient_id, list_extract({codes}, i + 1) AS condition,
+      CASE WHEN {undated} < {UNDATED_CONDITION!r} THEN NULL
+           ELSE strftime({start} + {onset}, '%Y-%m-%d') END AS recorded_date,
+      pid AS _pid, i AS _i
+    FROM (SELECT patient_id, pid, age, registered_to_date, {flags} AS flags FROM patc),
+         unnest(range({n})) AS t(i)
+    WHERE list_extract(flags, i + 1)
+      AND (registered_to_date IS NULL OR {start} + {onset} <= registered_to_date)
+    ORDER BY _pid, _i"""
 
 
 # ------------------------------------------------------------------ tariff
@@ -1046,27 +1221,30 @@ def generate(cfg: SynthConfig, out: Path, progress: Progress | None = None) -> S
             if progress:
                 progress("patients", i + 1, len(chunks) + 1)
         con.execute("CHECKPOINT")
-        _calibrate(con)
+        _calibrate(con, cfg)
         hoods = list(orgs["neighbourhoods"].neighbourhood_code)
         norms = _social_care_norms(cfg, con)
         codes = list(practices.practice_code)
         providers = list(orgs["providers"].provider_code)
         n_acute = int((orgs["providers"].provider_type == "acute").sum())
-        per_chunk: list[tuple[str, str, Callable[[], str]]] = [
-            ("patients", "patients", lambda: _patients_out_sql(cfg, hoods)),
-            ("conditions", "patient_conditions", lambda: _conditions_sql(cfg)),
-            ("apc_spells", "apc_spells", lambda: _apc_sql(cfg, codes, providers, n_acute)),
+        per_chunk: list[tuple[str, str, Callable[[], str], str]] = [
+            ("patients", "patients", lambda: _patients_out_sql(cfg, hoods),
+             _patc_columns(cfg)),
+            ("conditions", "patient_conditions", lambda: _conditions_sql(cfg),
+             _patc_columns(cfg, conditions=True)),
+            ("apc_spells", "apc_spells", lambda: _apc_sql(cfg, codes, providers, n_acute),
+             _patc_columns(cfg, ("em", "el"), conditions=True)),
             ("op_attendances", "op_attendances",
-             lambda: _op_sql(cfg, codes, providers, n_acute)),
+             lambda: _op_sql(cfg, codes, providers, n_acute), _patc_columns(cfg, ("op",))),
             ("ae_attendances", "ae_attendances",
-             lambda: _ae_sql(cfg, codes, providers, n_acute)),
+             lambda: _ae_sql(cfg, codes, providers, n_acute), _patc_columns(cfg, ("ae",))),
         ]
-        for step_name, table, make in per_chunk:
+        for step_name, table, make, patc_cols in per_chunk:
             if step_name != "patients":
                 step(step_name)
             sql = make()
             for i, (lo, hi) in enumerate(chunks):
-                con.execute("CREATE OR REPLACE VIEW patc AS SELECT * FROM pat "
+                con.execute(f"CREATE OR REPLACE TABLE patc AS SELECT {patc_cols} FROM pat "
                             f"WHERE pidx >= {lo} AND pidx < {hi}")
                 if table == "patients":
                     w.write(table, _with_duplicates(sql), i if parted else None)
@@ -1093,8 +1271,9 @@ def generate(cfg: SynthConfig, out: Path, progress: Progress | None = None) -> S
         w.write("prescribing", _prescribing_final(cfg, _prescribing_sql(cfg)))
         step("social_care_packages")
         sc = _social_care_sql(cfg, norms)
+        patc_cols = _patc_columns(cfg, ("em_all",))
         for i, (lo, hi) in enumerate(chunks):
-            con.execute("CREATE OR REPLACE VIEW patc AS SELECT * FROM pat "
+            con.execute(f"CREATE OR REPLACE TABLE patc AS SELECT {patc_cols} FROM pat "
                         f"WHERE pidx >= {lo} AND pidx < {hi}")
             w.write("social_care_packages", _with_duplicates(sc), i if parted else None)
             if cfg.fault_rate > 0:
@@ -1117,8 +1296,12 @@ def generate(cfg: SynthConfig, out: Path, progress: Progress | None = None) -> S
 
         step("truth")
         (out / "truth").mkdir(exist_ok=True)
+        by_year = ", ".join(f"lam_em_{y} AS latent_risk_{cfg.start_year + y}"
+                            for y in range(cfg.years))
         con.execute(f"""COPY (SELECT patient_id, practice_code, age, n_conditions,
-            lam_em AS latent_risk, lam_em AS expected_emergency_admissions FROM pat)
+            lam_em_{cfg.years - 1} AS latent_risk,
+            lam_em_{cfg.years - 1} AS expected_emergency_admissions, {by_year},
+            date_of_death FROM pat)
             TO '{out / 'truth' / 'patient_risk.parquet'}' (FORMAT parquet, COMPRESSION zstd)""")
         patients = int(con.execute("SELECT count(*) FROM pat").fetchall()[0][0])
     finally:

@@ -22,6 +22,14 @@ def u(key: str, salt: int) -> str:
             "AS DOUBLE) / 9007199254740992.0)")
 
 
+def u_indexed(key: str, salts: Sequence[int], index: str) -> str:
+    """``u(key, salts[index])`` for a 0-based SQL integer ``index``: the same numbers as
+    :func:`u` with each salt, chosen row by row."""
+    consts = ", ".join(f"CAST({_salt_constant(s)} AS UBIGINT)" for s in salts)
+    return (f"(CAST(hash(xor(hash({key}), list_extract([{consts}], {index} + 1))) >> 11 "
+            "AS DOUBLE) / 9007199254740992.0)")
+
+
 def normal(key: str, salt: int) -> str:
     """Standard normal by Box-Muller from two uniforms."""
     return (f"(sqrt(-2 * ln(greatest({u(key, salt)}, 1e-12))) * "
