@@ -178,8 +178,12 @@ def test_benchmark_workbook_and_csv_write_text_as_text(tmp_path: Path) -> None:
     from pbc.services.benchmarking import BenchmarkResult, write_result
 
     ind = next(iter(load_indicators().values()))
-    table = pd.DataFrame({"indicator": [ind.id], "practice": [INJECTED], "value": [1.5]})
-    result = BenchmarkResult(ind, "practice", table, pd.DataFrame({"unit": ["+1+2"]}))
+    table = pd.DataFrame({"indicator": [ind.id], "practice": [INJECTED], "numerator": [30],
+                          "denominator": [2000], "value": [1.5]})
+    series = pd.DataFrame({"indicator": [ind.id], "practice": ["+1+2"], "financial_year":
+                           ["2025-26"], "month": [1], "numerator": [30], "denominator": [2000],
+                           "value": [1.5]})
+    result = BenchmarkResult(ind, "practice", table, series)
     write_result(result, tmp_path / "b.xlsx")
     cells = _cells(tmp_path / "b.xlsx")
     assert not [c for c in cells if c.data_type == "f"]

@@ -127,3 +127,18 @@ def test_cli_price_and_benchmark(priced: Warehouse, tmp_path: Path) -> None:
     bad = subprocess.run([*cmd, "benchmark", "--indicator", "nope", "--warehouse",
                           str(priced.root)], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "unknown indicator" in bad.stderr
+
+
+def test_budgets_count_the_list_on_the_last_day_of_the_prior_year(priced: Warehouse) -> None:
+    """People who left or died before the budget year are not on the list budgets use."""
+    from pbc.services.budgets import _frames
+
+    frames = _frames(priced, "2025-26", person_level=False)
+    everyone = priced.query("SELECT count(*) FROM patients")[0][0]
+    on_list = priced.query("""
+        SELECT count(*) FROM patients
+        WHERE coalesce(registered_from, DATE '1900-01-01') <= DATE '2026-03-31'
+          AND coalesce(registered_to, DATE '9999-12-31') >= DATE '2026-03-31'
+          AND coalesce(date_of_death, DATE '9999-12-31') > DATE '2026-03-31'""")[0][0]
+    assert on_list < everyone  # the synthetic economy has leavers and deaths
+    assert int(frames["list_sizes"].patients.sum()) == on_list

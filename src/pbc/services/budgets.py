@@ -27,6 +27,7 @@ Prescribing is in ``priced_activity`` as its own lines (actual cost).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,12 @@ from pbc.budgets.groups import membership_by_month
 from pbc.budgets.indicative import MONEY_COLUMNS, BudgetResult
 from pbc.budgets.money import pence_to_pounds
 from pbc.budgets.register import band_costs_expr, need_index_expr
-from pbc.calendar import format_financial_year, normalise_financial_year, parse_financial_year
+from pbc.calendar import (
+    format_financial_year,
+    normalise_financial_year,
+    parse_financial_year,
+    year_bounds,
+)
 from pbc.decisions import DecisionStore, Line
 from pbc.pricing.schema import TARIFF_VALUE_SQL
 from pbc.services.principal import AccessDenied, Principal
@@ -99,13 +105,34 @@ def _commissioner(con: Any, wanted: str | None) -> str:
     return codes[0]
 
 
+def registered_on(con: Any, day: dt.date) -> str:
+    """SQL condition: the patient was on the practice's list on ``day`` (registered by then,
+    not left, not dead), from whichever of ``registered_from``, ``registered_to`` and
+    ``date_of_death`` the register has. Budgets use the list on the last day of the prior
+    year, as NHS capitation uses the registered list at a date (NHS England, *Technical
+    guide to allocation formulae*: GP registered populations), not everyone ever listed."""
+    cols = {r[0] for r in con.execute("DESCRIBE patients").fetchall()}
+    d = f"DATE '{day.isoformat()}'"
+    parts = ["TRUE"]
+    if "registered_from" in cols:
+        parts.append(f"(registered_from IS NULL OR registered_from <= {d})")
+    if "registered_to" in cols:
+        parts.append(f"(registered_to IS NULL OR registered_to >= {d})")
+    if "date_of_death" in cols:
+        parts.append(f"(date_of_death IS NULL OR date_of_death > {d})")
+    return "(" + " AND ".join(parts) + ")"
+
+
 def list_sizes(patients: Any) -> pd.DataFrame:
-    """Registered patients (an Ibis table) to list sizes by practice, sex and five-year
-    age band, counted by the engine: the weighted-capitation input (``practice_code``,
-    ``sex``, ``age_band``, ``patients``)."""
+    """Registered patients (an Ibis table, already the list on the day that counts: see
+    :func:`registered_on`) to list sizes by practice, sex and five-year age band, counted by
+    the engine: the weighted-capitation input (``practice_code``, ``sex``, ``age_band``,
+    ``patients``). Every patient given counts one."""
     from pbc.indicators.compute import population
 
-    frame = population({"patients": patients}).execute()
+    dates = [c for c in ("registered_from", "registered_to", "date_of_death")
+             if c in patients.columns]
+    frame = population({"patients": patients.drop(*dates) if dates else patients}).execute()
     return frame.astype({"patients": "int64"}).sort_values(
         ["practice_code", "sex", "age_band"]).reset_index(drop=True)
 
@@ -127,7 +154,8 @@ def _frames(warehouse: Warehouse, prior: str, *, person_level: bool,
         con.execute(f"CREATE TEMP VIEW budget_practices AS SELECT practice_code, group_code "
                     f"FROM practices WHERE commissioner_code = {_lit(code)}")
         con.execute("CREATE TEMP VIEW budget_patients AS SELECT * FROM patients WHERE "
-                    "practice_code IN (SELECT practice_code FROM budget_practices)")
+                    "practice_code IN (SELECT practice_code FROM budget_practices) AND "
+                    + registered_on(con, year_bounds(parse_financial_year(prior))[1]))
         mine = (f"financial_year = {_lit(prior)} AND price IS NOT NULL "
                 f"AND commissioner_code = {_lit(code)}")
         spend = q(f"""
