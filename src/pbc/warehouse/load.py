@@ -176,27 +176,34 @@ def _check_column_names(path: Path, table: Table, columns: list[str]) -> None:
                 f"{path}: column {name!r} is reserved (pbc derives or uses a column of that "
                 "name); rename or remove it"
             )
+        if low in contract and contract[low] != name and contract[low] in columns:
+            raise LoadError(
+                f"{path}: column {name!r} differs from the contract's {contract[low]!r} "
+                "only in case; rename or remove it (names are case-sensitive)"
+            )
         if low in seen:
             raise LoadError(
                 f"{path}: columns {seen[low]!r} and {name!r} differ only in case; "
                 "keep one (names are case-sensitive)"
             )
         seen[low] = name
-        if low in contract and contract[low] != name and contract[low] in columns:
-            raise LoadError(
-                f"{path}: column {name!r} differs from the contract's {contract[low]!r} "
-                "only in case; rename or remove it (names are case-sensitive)"
-            )
 
 
 def _csv_header(path: Path) -> list[str]:
-    """The header row of a CSV file, read by the stated dialect (a UTF-8 BOM is allowed)."""
+    """The header row of a CSV file, read by the stated dialect (a UTF-8 BOM is allowed).
+
+    Only the first line is read, so a fault in a later row is that row's, not the header's."""
+    with open(path, "rb") as f:
+        first = f.readline(MAX_LINE_BYTES + 1)
+    if len(first) > MAX_LINE_BYTES:
+        raise LoadError(f"{path}, row 0 (header): longer than {MAX_LINE_BYTES:,} bytes")
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            header = next(csv.reader(f), None)
+        text = first.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise LoadError(f"{path}, row 0 (header): not UTF-8 text (byte 0x{e.object[e.start]:02x} "
                         f"at position {e.start}); save the file as UTF-8") from e
+    try:
+        header = next(csv.reader([text.rstrip("\r\n")]), None)
     except csv.Error as e:
         raise LoadError(f"{path}, row 0 (header): cannot be read as CSV: {e}") from e
     if not header:
@@ -213,7 +220,9 @@ def _csv_header(path: Path) -> list[str]:
     return header
 
 
-def _read_raw(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[list[str], str, list[Path]]:
+def _read_raw(
+    con: duckdb.DuckDBPyConnection, path: Path, table: Table
+) -> tuple[list[str], str, list[Path]]:
     """Create ``raw`` (with ``__row``, ``__fno`` and ``__file``) from a table's files.
 
     ``__row`` is the row's position in its file (1 = the first row after a CSV header; a
@@ -226,7 +235,7 @@ def _read_raw(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[list[str], st
     con.execute("DROP TABLE IF EXISTS rejects")
     try:
         if fmt == "csv":
-            cols = _read_csv_raw(con, path, files)
+            cols = _read_csv_raw(con, path, files, table)
         else:
             file_list = "[" + ", ".join(lit(str(f)) for f in files) + "]"
             src = f"read_parquet({file_list}, filename = true, file_row_number = true, " \
@@ -244,13 +253,16 @@ def _read_raw(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[list[str], st
             )
             cols = [r[0] for r in con.execute("DESCRIBE raw").fetchall()]
             cols = [c for c in cols if c not in ("__row", "__fno", "__file")]
+            _check_column_names(path, table, cols)
     except duckdb.Error as e:
         first = str(e).strip().splitlines()[0]
         raise LoadError(f"{path}: cannot be read as {fmt.upper()}: {first}") from e
     return cols, fmt, files
 
 
-def _read_csv_raw(con: duckdb.DuckDBPyConnection, path: Path, files: list[Path]) -> list[str]:
+def _read_csv_raw(
+    con: duckdb.DuckDBPyConnection, path: Path, files: list[Path], table: Table
+) -> list[str]:
     """Read CSV parts in delivery order into ``raw0``; ``raw`` numbers their rows.
 
     The dialect is stated (:data:`CSV_DIALECT`), never sniffed: a quoted field late in a
@@ -259,6 +271,7 @@ def _read_csv_raw(con: duckdb.DuckDBPyConnection, path: Path, files: list[Path])
     counted back in from their line numbers."""
     headers = [_csv_header(f) for f in files]
     columns = headers[0]
+    _check_column_names(files[0], table, columns)
     for f, h in zip(files[1:], headers[1:], strict=True):
         if set(h) != set(columns):
             raise LoadError(f"{f}: its columns differ from those of {files[0]}; every part "
@@ -289,7 +302,8 @@ def _read_csv_raw(con: duckdb.DuckDBPyConnection, path: Path, files: list[Path])
         f"CREATE TEMP TABLE rejects AS SELECT DISTINCT ON (s.file_path, e.line) "
         f"s.file_path AS __file, CAST({fno} AS INTEGER) AS __fno, "
         "CAST(e.line - 1 AS BIGINT) AS __row, e.column_name AS col, "
-        "e.csv_line AS value, CAST(e.error_type AS VARCHAR) AS kind, "
+        "trim(e.csv_line, chr(13) || chr(10)) AS value, "
+        "CAST(e.error_type AS VARCHAR) AS kind, "
         "e.error_message AS message "
         "FROM csv_reject_errors e JOIN csv_reject_scans s USING (scan_id) "
         "ORDER BY s.file_path, e.line, e.column_idx"
@@ -369,8 +383,7 @@ def _load_table(
     loaded_at: str,
     allow_shrink: bool = False,
 ) -> TableLoad:
-    columns, fmt, _files = _read_raw(con, path)
-    _check_column_names(path, table, columns)
+    columns, fmt, _files = _read_raw(con, path, table)
     present = set(columns)
     missing = [c for c in table.required_columns if c not in present]
     if missing:
