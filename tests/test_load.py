@@ -490,6 +490,16 @@ def test_money_of_unreadable_rows_is_money_in(tmp_path: Path) -> None:
     assert (str(money_in), str(money_out)) == ("1244.56", "10.00")
 
 
+def test_rows_with_no_readable_amount_are_counted(tmp_path: Path) -> None:
+    """Item 5: money that cannot be read is not guessed; the load says how many rows."""
+    folder = write_delivery(tmp_path / "in")
+    write_table(folder, "prescribing", with_change("prescribing", 0, "actual_cost", "abc"))
+    report = load(folder, Warehouse(tmp_path / "w"))
+    p = next(t for t in report.tables if t.table == "prescribing")
+    assert (p.money_in, p.money_out, p.money_unknown_rows) == (
+        Decimal("10.00"), Decimal("10.00"), 1)
+
+
 @pytest.mark.parametrize(("column", "value", "reason"), [
     ("items", "inf", "not a finite number"),
     ("items", "-inf", "not a finite number"),
