@@ -8,8 +8,12 @@ For every input table found in the delivery folder:
 * a ``reconciliation`` row records rows in = rows accepted + rows quarantined (and money);
 * the whole load is one warehouse transaction, built aside and swapped in.
 
-Errors that stop a load (an unreadable file, a missing required column) raise
+Errors that stop a load (an unreadable file, a missing required column, a reserved column
+name, a reference snapshot far smaller than the table it replaces, a full disk) raise
 :class:`LoadError` naming the file and column; the warehouse is left as it was.
+
+CSV is read by a stated dialect (RFC 4180, UTF-8), never sniffed; a row's number is its place
+in its file, the same on every run. docs/bad-input.md lists every kind of bad input.
 """
 
 from __future__ import annotations
@@ -740,7 +744,7 @@ def load(
     base = warehouse.manifest()["version"] if warehouse.exists() else 0
     try:
         return _load(input_dir, warehouse, found, ignored, progress, allow_shrink)
-    except (OSError, duckdb.IOException, duckdb.OutOfMemoryException) as e:
+    except (OSError, duckdb.IOException) as e:
         if isinstance(e, OSError) and e.errno not in _WRITE_ERRNOS:
             raise LoadError(f"{e.filename or root}: {e.strerror or e}") from e
         reason = e.strerror if isinstance(e, OSError) else str(e).strip().splitlines()[0]
