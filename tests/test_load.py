@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -679,3 +680,22 @@ def test_a_10mb_field_is_quarantined_with_its_reason(tmp_path: Path) -> None:
     (row, reason), = [(r[1], r[4]) for r in quarantine(wh, "ae_attendances")]
     assert row == 3
     assert "longer than 2,000,000 bytes" in reason
+
+
+def test_blank_lines_keep_the_row_numbers_of_the_file(tmp_path: Path) -> None:
+    """Item 2: a blank line is no row, but it is a line: the rows after it keep their own
+    numbers (DuckDB skips it; its rejected rows' numbers count it)."""
+    folder = write_delivery(tmp_path / "in")
+    path = write_table(folder, "ae_attendances",
+                       with_change("ae_attendances", 3, "department_type", "9"))
+    lines = path.read_bytes().split(b"\r\n")
+    lines.insert(2, b"")  # a blank line after data row 1
+    lines[4] += b",surplus"  # file data row 4 (after the blank line): unreadable
+    path.write_bytes(b"\r\n".join(lines))
+    wh = Warehouse(tmp_path / "w")
+    load(folder, wh)
+    with open(path, newline="", encoding="utf-8") as f:
+        records = list(csv.reader(f))[1:]  # csv.reader keeps blank lines as []
+    q = quarantine(wh, "ae_attendances")
+    assert [(r[1], r[2]) for r in q] == [(4, None), (5, "department_type")]
+    assert records[5 - 1][6] == "9"

@@ -22,6 +22,7 @@ import csv
 import datetime as dt
 import errno
 import hashlib
+import mmap
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -314,8 +315,13 @@ def _read_csv_raw(
     )
     base_sql = "CASE __fno " + " ".join(
         f"WHEN {i} THEN {b}" for i, b in enumerate(bases, 1)) + " END"
+    # blank lines: DuckDB skips them, but counts them in its line numbers
+    gaps = [(i, r) for i, f in enumerate(files, 1) for r in _blank_rows(f)]
+    con.execute("CREATE OR REPLACE TEMP TABLE __gaps (__fno INTEGER, __row BIGINT)")
+    if gaps:
+        con.executemany("INSERT INTO __gaps VALUES (?, ?)", gaps)
     n_rejects = con.execute("SELECT count(*) FROM rejects").fetchall()[0][0]
-    if not n_rejects:
+    if not n_rejects and not gaps:
         con.execute(f"CREATE TEMP VIEW raw AS SELECT rowid - {base_sql} + 1 AS __row, * "
                     "FROM raw0")
     else:
@@ -325,13 +331,39 @@ def _read_csv_raw(
             CREATE OR REPLACE TEMP TABLE __shift AS
             SELECT __fno, __row - i AS __thr, max(i) AS __n FROM (
               SELECT __fno, __row, row_number() OVER (PARTITION BY __fno ORDER BY __row) AS i
-              FROM rejects) GROUP BY 1, 2""")
+              FROM (SELECT __fno, __row FROM rejects UNION ALL SELECT * FROM __gaps))
+            GROUP BY 1, 2""")
         con.execute(f"""
             CREATE TEMP VIEW raw AS
             SELECT r.__k + coalesce(s.__n, 0) AS __row, r.* EXCLUDE (__k)
             FROM (SELECT rowid - {base_sql} + 1 AS __k, * FROM raw0) r
             ASOF LEFT JOIN __shift s ON r.__fno = s.__fno AND r.__k > s.__thr""")
     return columns
+
+
+def _blank_rows(path: Path) -> list[int]:
+    """Row numbers (1 = the first after the header) of the blank lines of a CSV file.
+
+    Most files have none before their end, which a byte search shows at once; otherwise
+    the file is read by Python's csv module, which, like DuckDB's line numbers, counts a
+    quoted field spanning lines as one row and a blank line as a row of its own."""
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        end = len(mm)
+        while end and mm[end - 1] in b"\r\n":  # blank lines at the end number nothing
+            end -= 1
+        if all(mm.find(sep, 0, end) < 0 for sep in (b"\n\n", b"\n\r\n", b"\r\r")):
+            return []
+    limit = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)
+    try:
+        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+            reader = csv.reader(fh)
+            next(reader, None)
+            return [i for i, record in enumerate(reader, 1) if not record]
+    except csv.Error as e:
+        raise LoadError(f"{path}: cannot be read as CSV: {e}") from e
+    finally:
+        csv.field_size_limit(limit)
 
 
 def _drop_raw(con: duckdb.DuckDBPyConnection) -> None:
@@ -342,6 +374,7 @@ def _drop_raw(con: duckdb.DuckDBPyConnection) -> None:
         con.execute("DROP VIEW raw" if kind[0][0] == "VIEW" else "DROP TABLE raw")
     con.execute("DROP TABLE IF EXISTS raw0")
     con.execute("DROP TABLE IF EXISTS __shift")
+    con.execute("DROP TABLE IF EXISTS __gaps")
 
 
 # ------------------------------------------------------------------ one table
