@@ -118,3 +118,34 @@ def with_change(table: str, row: int, column: str, value: str) -> list[dict[str,
     rows = [dict(r) for r in VALID[table]]
     rows[row][column] = value
     return rows
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]], newline: str = "\n") -> Path:
+    """Write a CSV file (RFC 4180 quoting) with the given line ending."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, lineterminator=newline)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def read_records(path: Path) -> list[dict[str, str]]:
+    """The data records of a CSV file as Python's csv module reads them (row 1 = first)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def warehouse_state(wh: object) -> tuple[int, dict[str, list[tuple[object, ...]]]]:
+    """The warehouse's current version and every table's rows (sorted), to compare a
+    warehouse before and after a load that must change nothing."""
+    from pbc.warehouse import Warehouse
+
+    assert isinstance(wh, Warehouse)
+    if not wh.exists():
+        return 0, {}
+    tables = {}
+    for name in wh.table_names():
+        rows = wh.query(f'SELECT * FROM "{name}"')
+        tables[name] = sorted(rows, key=repr)
+    return wh.manifest()["version"], tables

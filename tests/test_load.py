@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -9,13 +10,23 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from delivery import VALID, with_change, write_delivery, write_table
+from delivery import (
+    VALID,
+    read_records,
+    warehouse_state,
+    with_change,
+    write_csv,
+    write_delivery,
+    write_table,
+)
 from pbc.warehouse import Warehouse
 from pbc.warehouse.load import LoadError, load
 
@@ -365,3 +376,326 @@ def test_tariff_settings_are_kept_and_checked(tmp_path: Path) -> None:
         load(folder, wh)
     assert wh.reference_file("tariff_settings.toml").read_text() == (  # type: ignore[union-attr]
         'financial_year = "2025/26"\n')
+
+
+# ------------------------------------------------------------------ issue 12: loader items
+def _apc_rows(n: int) -> list[list[str]]:
+    base = VALID["apc_spells"][0]
+    return [[f"S{i}" if c == "spell_id" else base[c] for c in base] for i in range(1, n + 1)]
+
+
+APC_HEADER = list(VALID["apc_spells"][0])
+
+
+@pytest.mark.parametrize("name", ["financial_year", "month", "_source", "Financial_Year",
+                                  "__f", "__row", "v__spell_id"])
+def test_reserved_column_names_are_refused(tmp_path: Path, name: str) -> None:
+    """Item 1: a column pbc derives (or uses inside) cannot come from the input."""
+    wh = Warehouse(tmp_path / "w")
+    load(write_delivery(tmp_path / "in"), wh)
+    before = warehouse_state(wh)
+    folder = tmp_path / "in2"
+    write_table(folder, "apc_spells", [{**r, "spell_id": "N" + r["spell_id"], name: "2025/26"}
+                                       for r in VALID["apc_spells"]])
+    with pytest.raises(LoadError, match=rf"apc_spells\.csv: column '{name}' is reserved"):
+        load(folder, wh)
+    assert warehouse_state(wh) == before
+
+
+def test_reserved_column_cannot_shadow_partitions_via_cli(tmp_path: Path) -> None:
+    folder = write_delivery(tmp_path / "in")
+    write_table(folder, "apc_spells", [{**r, "month": "May"} for r in VALID["apc_spells"]])
+    proc = subprocess.run(
+        [sys.executable, "-m", "pbc.cli", "load", str(folder), "--warehouse", str(tmp_path / "w")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2, proc.stdout
+    assert "column 'month' is reserved" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_csv_quarantine_rows_match_the_file_and_are_stable(tmp_path: Path) -> None:
+    """Item 2: every quarantine row's (file, row, column, value) is the file's own."""
+    rows = _apc_rows(60_000)
+    bad = {7: "31/12/2025", 20_001: "2025-13-01", 45_000: "x", 59_999: "2025-02-30"}
+    for r, value in bad.items():
+        rows[r - 1][APC_HEADER.index("admission_date")] = value
+    rows[3 - 1][APC_HEADER.index("primary_diagnosis")] = "J441"
+    rows[30_000 - 1][APC_HEADER.index("top_up_category")] = "bad,\"quoted\"\nvalue"
+    rows[50_000 - 1][APC_HEADER.index("spell_id")] = "S10"  # a repeat of row 10: the later
+    rows[40_000 - 1].append("surplus")  # an unreadable row (one field too many)
+    folder = write_delivery(tmp_path / "in", tables=["commissioners", "providers"])
+    path = write_csv(folder / "apc_spells.csv", APC_HEADER, rows)
+    records = read_records(path)
+    seen = []
+    for run in range(2):
+        wh = Warehouse(tmp_path / f"w{run}")
+        load(folder, wh)
+        q = wh.query('SELECT source_file, row_number, "column", value, reason FROM quarantine '
+                     "ORDER BY row_number")
+        assert [r[1] for r in q] == [7, 20_001, 30_000, 40_000, 45_000, 50_000, 59_999]
+        for source_file, row, column, value, reason in q:
+            assert source_file == str(path)
+            record = records[row - 1]
+            if reason.startswith("unreadable row"):  # the value is the whole line
+                fields = [record[c] for c in APC_HEADER] + record[None]  # type: ignore[index]
+                assert value == ",".join(fields), (row, value)
+            else:
+                assert record[column] == value, (row, column, value)
+        assert "first seen at row 10)" in q[5][4]
+        seen.append(q)
+        # the first copy of S10 is the one kept
+        assert wh.query("SELECT count(*) FROM apc_spells WHERE spell_id = 'S10'") == [(1,)]
+    assert seen[0] == seen[1]
+
+
+def test_first_seen_is_first_in_delivery_order_across_parts(tmp_path: Path) -> None:
+    """Item 2: parts are read in delivery order (folder by folder), and a repeat in a later
+    part is the one quarantined: ``p/1.csv`` comes before ``p-1/1.csv``."""
+    folder = write_delivery(tmp_path / "in", tables=["commissioners", "providers"])
+    write_csv(folder / "apc_spells" / "p" / "1.csv", APC_HEADER, _apc_rows(3))
+    later = write_csv(folder / "apc_spells" / "p-1" / "1.csv", APC_HEADER, _apc_rows(1))
+    wh = Warehouse(tmp_path / "w")
+    load(folder, wh)
+    q = wh.query('SELECT source_file, row_number, "column" FROM quarantine')
+    assert q == [(str(later), 1, "spell_id")]
+
+
+def test_quoted_fields_late_in_a_csv_are_read(tmp_path: Path) -> None:
+    """Item 5: the dialect is stated (RFC 4180), not sniffed from a sample."""
+    header = list(VALID["prescribing"][0])
+    rows = [["A81001", "2025-04", f"0206020A0AA{i:04d}", "Amlodipine 5mg tablets", "1", "1.00"]
+            for i in range(30_000)]
+    rows[25_000][3] = 'Co-codamol 30mg/500mg "effervescent", tablets'
+    folder = write_delivery(tmp_path / "in", tables=["practices", "groups", "commissioners",
+                                                      "local_authorities", "neighbourhoods"])
+    write_csv(folder / "prescribing.csv", header, rows)
+    wh = Warehouse(tmp_path / "w")
+    report = load(folder, wh)
+    p = next(t for t in report.tables if t.table == "prescribing")
+    assert (p.rows_in, p.rows_accepted, p.rows_quarantined) == (30_000, 30_000, 0)
+    assert wh.query("SELECT bnf_name FROM prescribing WHERE bnf_code = '0206020A0AA25000'") == [
+        ('Co-codamol 30mg/500mg "effervescent", tablets',)]
+
+
+def test_money_of_unreadable_rows_is_money_in(tmp_path: Path) -> None:
+    """Item 5: a row that cannot be read still brought money: in = out + quarantined."""
+    folder = write_delivery(tmp_path / "in")
+    path = folder / "prescribing.csv"
+    lines = path.read_text().splitlines()
+    lines[1] += ",surplus"  # row 1 (1234.56): too many fields
+    path.write_text("\n".join(lines) + "\n")
+    wh = Warehouse(tmp_path / "w")
+    load(folder, wh)
+    money_in, money_out = wh.query("SELECT money_in, money_out FROM reconciliation "
+                                   "WHERE source_table = 'prescribing'")[0]
+    assert (str(money_in), str(money_out)) == ("1244.56", "10.00")
+
+
+def test_rows_with_no_readable_amount_are_counted(tmp_path: Path) -> None:
+    """Item 5: money that cannot be read is not guessed; the load says how many rows."""
+    folder = write_delivery(tmp_path / "in")
+    write_table(folder, "prescribing", with_change("prescribing", 0, "actual_cost", "abc"))
+    report = load(folder, Warehouse(tmp_path / "w"))
+    p = next(t for t in report.tables if t.table == "prescribing")
+    assert (p.money_in, p.money_out, p.money_unknown_rows) == (
+        Decimal("10.00"), Decimal("10.00"), 1)
+
+
+@pytest.mark.parametrize(("column", "value", "reason"), [
+    ("items", "inf", "not a finite number"),
+    ("items", "-inf", "not a finite number"),
+    ("items", "nan", "not a finite number"),
+    ("items", "1e30", "out of range (a whole number must be at most 9,007,199,254,740,991)"),
+    ("actual_cost", "1e16", "out of range (an amount must be below 10,000,000,000,000)"),
+    ("actual_cost", "9999999999999999.99",
+     "out of range (an amount must be below 10,000,000,000,000)"),
+    ("actual_cost", "1e300", "out of range (an amount must be below 10,000,000,000,000)"),
+    ("actual_cost", "inf", "not a finite number"),
+])
+def test_out_of_range_numbers_are_quarantined(
+    tmp_path: Path, column: str, value: str, reason: str
+) -> None:
+    """Item 12: a number no column can hold is a quarantined row, not a crash."""
+    folder = write_delivery(tmp_path / "in")
+    write_table(folder, "prescribing", with_change("prescribing", 1, column, value))
+    wh = Warehouse(tmp_path / "w")
+    load(folder, wh)
+    assert quarantine(wh, "prescribing") == [("prescribing", 2, column, value, reason)]
+    assert wh.query("SELECT sum(actual_cost) FROM prescribing")[0][0] == Decimal("1234.56")
+
+
+def test_parquet_midnight_timestamps_are_dates(tmp_path: Path) -> None:
+    """Item 14: pandas writes dates as TIMESTAMP at midnight; they are the dates."""
+    import duckdb
+
+    folder = write_delivery(tmp_path / "in")
+    (folder / "apc_spells.csv").unlink()
+    src = tmp_path / "apc.csv"
+    write_table(tmp_path, "apc", with_change("apc_spells", 3, "discharge_date", "2025-05-10"))
+    duckdb.sql(
+        f"COPY (SELECT * REPLACE (CAST(admission_date AS TIMESTAMP) AS admission_date, "
+        f"CASE WHEN spell_id = 'S5' THEN TIMESTAMP '2025-05-09 13:30:00' ELSE "
+        f"CAST(discharge_date AS TIMESTAMP_NS) END AS discharge_date) "
+        f"FROM read_csv('{src}', all_varchar = true)) TO '{folder / 'apc_spells.parquet'}'")
+    wh = Warehouse(tmp_path / "w")
+    load(folder, wh)
+    assert quarantine(wh, "apc_spells") == [
+        ("apc_spells", 5, "discharge_date", "2025-05-09 13:30:00",
+         "not a valid date (expected YYYY-MM-DD; this timestamp has a time of day)")]
+    assert wh.query("SELECT admission_date, discharge_date FROM apc_spells "
+                    "WHERE spell_id = 'S4'") == [(date(2025, 5, 3), date(2025, 5, 10))]
+
+
+@pytest.mark.parametrize(("table", "row", "column", "value", "reason"), [
+    ("apc_spells", 2, "admission_date", "1901-01-01",
+     "length of stay 45,419 days is longer than 3,653 (admission_date to discharge_date)"),
+    ("ae_attendances", 2, "arrival_date", "2040-12-24",
+     "arrival_date 2040-12-24 is more than 5 years from the file's main financial year "
+     "2025-26"),
+    ("prescribing", 1, "year_month", "0000-01", "month out of range (1900-01 to 2100-12)"),
+    ("prescribing", 1, "year_month", "9999-12", "month out of range (1900-01 to 2100-12)"),
+    ("prescribing", 1, "year_month", "2012-05",
+     "year_month 2012-05 is more than 5 years from the file's main financial year 2025-26"),
+])
+def test_implausible_values_are_quarantined(
+    tmp_path: Path, table: str, row: int, column: str, value: str, reason: str
+) -> None:
+    """Item 13: implausible dates and months are quarantined and never priced."""
+    folder = write_delivery(tmp_path / "in")
+    rows = with_change(table, row, column, value)
+    if table == "prescribing":  # three rows, so the file has a main year
+        rows.append({**rows[0], "bnf_code": "0206020A0AAABAB"})
+    write_table(folder, table, rows)
+    wh = Warehouse(tmp_path / "w")
+    load(folder, wh)
+    assert quarantine(wh, table) == [(table, row + 1, column, value, reason)]
+
+
+def test_redelivered_prescribing_is_not_loaded_twice(tmp_path: Path) -> None:
+    """Item 4: the same rows with other bytes (LF, not CRLF) or in a year-to-date file are
+    already loaded: quarantined, the money counted once."""
+    header = list(VALID["prescribing"][0])
+    april = [[r[c] for c in header] for r in VALID["prescribing"]]
+    wh = Warehouse(tmp_path / "w")
+    load(write_delivery(tmp_path / "in"), wh)
+    total = wh.query("SELECT sum(actual_cost) FROM prescribing")[0][0]
+    assert total == Decimal("1244.56")
+    # write_table writes CRLF line endings (csv's default); the same rows with LF
+    lf = write_csv(tmp_path / "lf" / "prescribing.csv", header, april, newline="\n")
+    assert lf.read_bytes() != (tmp_path / "in" / "prescribing.csv").read_bytes()
+    load(lf.parent, wh)
+    assert wh.query("SELECT sum(actual_cost) FROM prescribing")[0][0] == total
+    june = ["A81001", "2025-06", "0206020A0AAAAAA", "Amlodipine 5mg tablets", "400", "1200.00"]
+    ytd = write_csv(tmp_path / "ytd" / "prescribing.csv", header, [*april, june])
+    load(ytd.parent, wh)
+    assert wh.query("SELECT sum(actual_cost) FROM prescribing")[0][0] == total + Decimal("1200")
+    reasons = [r[4] for r in quarantine(wh, "prescribing") if r[1] == 1]
+    assert reasons and all("(practice_code, year_month, bnf_code) already loaded" in r
+                           for r in reasons)
+
+
+def test_repeated_natural_key_in_one_file_is_a_duplicate(tmp_path: Path) -> None:
+    folder = write_delivery(tmp_path / "in")
+    rows = [dict(r) for r in VALID["prescribing"]]
+    rows.append(dict(rows[0]))  # practice A81001, 2025-04, same BNF code
+    rows.append(dict(rows[1]))  # blank practice: not identifiable, kept
+    write_table(folder, "prescribing", rows)
+    wh = Warehouse(tmp_path / "w")
+    load(folder, wh)
+    assert [r[1:] for r in quarantine(wh, "prescribing")] == [
+        (3, "practice_code", "A81001",
+         "duplicate (practice_code, year_month, bnf_code) (first seen at row 1)")]
+
+
+def test_empty_reference_file_does_not_empty_the_table(tmp_path: Path) -> None:
+    """Item 6: a header-only or much smaller snapshot is refused without --allow-shrink."""
+    wh = Warehouse(tmp_path / "w")
+    load(write_delivery(tmp_path / "in"), wh)
+    before = warehouse_state(wh)
+    empty = tmp_path / "empty"
+    write_csv(empty / "practices.csv", list(VALID["practices"][0]), [])
+    with pytest.raises(LoadError, match=r"practices\.csv: would replace practices \(2 rows\) "
+                       r"with 0 rows; .*--allow-shrink"):
+        load(empty, wh)
+    assert warehouse_state(wh) == before
+    few = tmp_path / "few"
+    write_table(few, "patients", VALID["patients"][:3])
+    with pytest.raises(LoadError, match=r"would replace patients \(8 rows\) with 3 rows"):
+        load(few, wh)
+    assert warehouse_state(wh) == before
+    load(few, wh, allow_shrink=True)
+    assert wh.query("SELECT count(*) FROM patients") == [(3,)]
+
+
+def test_disk_full_is_one_clear_error_and_the_warehouse_is_intact(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Item 15: ENOSPC while writing says so, and nothing stored changes."""
+    import errno
+
+    from pbc.warehouse.store import Transaction
+
+    wh = Warehouse(tmp_path / "w")
+    load(write_delivery(tmp_path / "in"), wh)
+    before = warehouse_state(wh)
+    folder = tmp_path / "in2"
+    write_table(folder, "apc_spells", [{**r, "spell_id": "N" + r["spell_id"]}
+                                       for r in VALID["apc_spells"]])
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Transaction, "write", full)
+    with pytest.raises(LoadError, match=r"cannot write the warehouse .*: No space left on "
+                       r"device; the warehouse is unchanged"):
+        load(folder, wh)
+    monkeypatch.undo()
+    assert warehouse_state(wh) == before
+
+
+def test_warehouse_path_that_is_a_file_is_one_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "w").write_text("not a folder")
+    with pytest.raises(LoadError, match=r"w: the warehouse path is a file, not a folder"):
+        load(write_delivery(tmp_path / "in"), Warehouse(tmp_path / "w"))
+
+
+def test_non_utf8_settings_file_names_the_file(tmp_path: Path) -> None:
+    from pbc.pricing.settings import SettingsError, load_settings
+
+    folder = write_delivery(tmp_path / "in", tables=["commissioners", "providers"])
+    (folder / "tariff_settings.toml").write_bytes('financial_year = "2025/26" # £\n'
+                                                  .encode("latin-1"))
+    with pytest.raises(LoadError, match=r"tariff_settings\.toml: not UTF-8 text"):
+        load(folder, Warehouse(tmp_path / "w"))
+    with pytest.raises(SettingsError, match=r"tariff_settings\.toml: not UTF-8 text"):
+        load_settings(folder / "tariff_settings.toml")
+
+
+def test_a_10mb_field_is_quarantined_with_its_reason(tmp_path: Path) -> None:
+    folder = write_delivery(tmp_path / "in")
+    write_table(folder, "ae_attendances", with_change("ae_attendances", 2, "hrg_code",
+                                                      "x" * 10_000_000))
+    wh = Warehouse(tmp_path / "w")
+    load(folder, wh)
+    (row, reason), = [(r[1], r[4]) for r in quarantine(wh, "ae_attendances")]
+    assert row == 3
+    assert "longer than 2,000,000 bytes" in reason
+
+
+def test_blank_lines_keep_the_row_numbers_of_the_file(tmp_path: Path) -> None:
+    """Item 2: a blank line is no row, but it is a line: the rows after it keep their own
+    numbers (DuckDB skips it; its rejected rows' numbers count it)."""
+    folder = write_delivery(tmp_path / "in")
+    path = write_table(folder, "ae_attendances",
+                       with_change("ae_attendances", 3, "department_type", "9"))
+    lines = path.read_bytes().split(b"\r\n")
+    lines.insert(2, b"")  # a blank line after data row 1
+    lines[4] += b",surplus"  # file data row 4 (after the blank line): unreadable
+    path.write_bytes(b"\r\n".join(lines))
+    wh = Warehouse(tmp_path / "w")
+    load(folder, wh)
+    with open(path, newline="", encoding="utf-8") as f:
+        records = list(csv.reader(f))[1:]  # csv.reader keeps blank lines as []
+    q = quarantine(wh, "ae_attendances")
+    assert [(r[1], r[2]) for r in q] == [(4, None), (5, "department_type")]
+    assert records[5 - 1][6] == "9"

@@ -160,13 +160,17 @@ def _print_synth(summary: Any, out: Path, seconds: float) -> None:
 def load(
     folder: Annotated[Path, typer.Argument(help="Folder of input files (CSV or Parquet).")],
     warehouse: WarehouseOpt = Path("warehouse"),
+    allow_shrink: Annotated[bool, typer.Option(
+        "--allow-shrink", help="Let a reference file replace a table with far fewer rows "
+        "(none, or under half); refused otherwise.")] = False,
 ) -> None:
     """Validate input files and load them into the warehouse (atomic, idempotent)."""
     from pbc.warehouse.load import load as load_folder
 
     with user_errors():
         with progress_bar("load") as cb:
-            report = load_folder(folder, Warehouse(warehouse), progress=cb)
+            report = load_folder(folder, Warehouse(warehouse), progress=cb,
+                                 allow_shrink=allow_shrink)
         table = RichTable(title=f"Load into {report.warehouse}")
         for col in ("table", "status", "rows in", "accepted", "quarantined"):
             table.add_column(col, justify="left" if col in ("table", "status") else "right")
@@ -176,6 +180,11 @@ def load(
         console.print(table)
         if report.ignored:
             console.print(f"ignored (not contract tables): {', '.join(report.ignored)}")
+        for t in report.tables:
+            if t.money_unknown_rows:
+                console.print(
+                    f"{t.table}: {t.money_unknown_rows:,} quarantined rows have no readable "
+                    "amount, so their money is not in money_in (see the quarantine)")
         if not report.changed:
             console.print("nothing new: the warehouse is unchanged")
         else:

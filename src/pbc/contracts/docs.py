@@ -29,9 +29,21 @@ These are the files pbc reads. Users prepare their extracts to them; `pbc load` 
   stored partitioned by them (`financial_year=2025-26/month=1`).
 - **Required** columns must be present in the file: a missing one stops the load with an error
   naming the file and column, and nothing is changed. A *blank allowed* column may be empty.
+- CSV is read as RFC 4180 states it (comma, double quote, a quote in a quoted field doubled,
+  UTF-8, optional BOM, LF or CRLF line endings); the dialect is never guessed from a sample.
 - A row that breaks a rule is not loaded: it goes to the `quarantine` table with the file, row
-  number (data row, 1 = first row after the header), column, value and reason. Each row gets the
-  first rule it breaks. `reconciliation` records rows in = rows accepted + rows quarantined.
+  number (data row, 1 = first row after the header; for Parquet, the row's number in its file),
+  column, value and reason. Each row gets the first rule it breaks. `reconciliation` records
+  rows in = rows accepted + rows quarantined, and money in (all rows, unreadable ones too) and
+  money out (accepted rows). When a key repeats, the first row in file order is kept (parts of a
+  folder in delivery order, folder by folder).
+- Numbers must be finite; a whole number at most 9,007,199,254,740,991; an amount below
+  10,000,000,000,000 pounds. A timestamp at midnight (as pandas writes dates) is its date.
+- Columns `financial_year`, `month` and `_source` are pbc's own, and names starting `__` (or
+  `v__`, `d__`, `n__`) are used inside the loader: an input column with such a name stops the
+  load with an error. A reference table is not replaced by a file with no rows, or with fewer
+  than half its rows, unless `pbc load --allow-shrink` is given.
+- See [bad-input.md](bad-input.md) for what pbc does with each kind of bad input.
 - Loading a file already loaded (same content) changes nothing. Activity tables are *appended*
   by each new file (an id already loaded is quarantined as a duplicate); reference tables
   (organisations, population, tariff) are *replaced* by a new file, as a snapshot.
@@ -71,6 +83,8 @@ def render_table(t: Table) -> str:
     facts = [f"kind: {t.kind}", f"new files {'append' if t.load_mode == 'append' else 'replace'}"]
     if t.key:
         facts.append(f"unique key: `{t.key}`")
+    elif t.natural_key:
+        facts.append("natural key: " + ", ".join(f"`{c}`" for c in t.natural_key))
     if t.activity_date:
         facts.append(f"activity date: `{t.activity_date}`")
     if not t.mandatory:
@@ -97,8 +111,23 @@ def render_table(t: Table) -> str:
                          "never rejected")
     for order in t.date_orders:
         rules.append(f"`{order.later}` must not be before `{order.earlier}`")
+        if order.max_days is not None:
+            rules.append(f"`{order.later}` at most {order.max_days:,} days after "
+                         f"`{order.earlier}` (plausibility)")
     if t.key:
         rules.append(f"`{t.key}` unique (a repeat is quarantined, naming the first row)")
+    elif t.natural_key:
+        cols = ", ".join(f"`{c}`" for c in t.natural_key)
+        rules.append(f"({cols}) identify a row: a repeat in a file is quarantined, naming the "
+                     "first row (rows with a blank part are not compared)"
+                     + ("; a row already loaded from an earlier file is quarantined, so a "
+                        "re-delivered or year-to-date file never loads a row twice"
+                        if t.load_mode == "append" else ""))
+    if t.key and t.load_mode == "append":
+        rules.append(f"a `{t.key}` already loaded from an earlier file is quarantined")
+    if t.activity_date and t.plausible_years is not None:
+        rules.append(f"`{t.activity_date}` within {t.plausible_years} years of the file's "
+                     "main financial year (the year holding most of its rows): plausibility")
     if rules:
         lines += ["", "Cross-row and cross-table rules:", ""] + [f"- {r}" for r in rules]
     return "\n".join(lines) + "\n"

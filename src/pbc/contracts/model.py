@@ -7,7 +7,7 @@ the synthetic generator writes files that satisfy it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 ColumnType = Literal["code", "text", "date", "int", "decimal", "float", "bool", "year_month"]
@@ -61,10 +61,13 @@ class Reference:
 
 @dataclass(frozen=True)
 class DateOrder:
-    """A row rule: ``later`` is not before ``earlier`` (when both are present)."""
+    """A row rule: ``later`` is not before ``earlier`` (when both are present), and, when
+    ``max_days`` is set, not more than ``max_days`` after it (a plausibility bound, e.g. a
+    length of stay: a spell admitted in 1901 and discharged in 2025 is a typing error)."""
 
     earlier: str
     later: str
+    max_days: int | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,10 @@ class Table:
     columns: tuple[Column, ...]
     #: column whose values must be unique (None: no single-column key)
     key: str | None = None
+    #: for a table whose rows have no id of their own: the columns that identify a row
+    #: (e.g. prescribing's practice, month and BNF code). A repeat in a file, or a row
+    #: already loaded from an earlier file, is quarantined, never a silent second copy.
+    natural_key: tuple[str, ...] = ()
     references: tuple[Reference, ...] = ()
     date_orders: tuple[DateOrder, ...] = ()
     #: for activity: the date that places a row in a financial year and month
@@ -87,13 +94,20 @@ class Table:
     mandatory: bool = True
     #: "append": each new file adds rows (monthly activity); "replace": a new file is a snapshot
     load_mode: Literal["append", "replace"] = "replace"
-    extra_key_columns: tuple[str, ...] = field(default=())
+    #: plausibility: the activity date lies within this many years of the file's main
+    #: financial year (the year holding most of its rows); None: no such bound
+    plausible_years: int | None = None
 
     def column(self, name: str) -> Column:
         for c in self.columns:
             if c.name == name:
                 return c
         raise KeyError(f"{self.name} has no column {name!r}")
+
+    @property
+    def key_columns(self) -> tuple[str, ...]:
+        """The columns that identify a row: the id, else the natural key (maybe none)."""
+        return (self.key,) if self.key else self.natural_key
 
     @property
     def required_columns(self) -> list[str]:

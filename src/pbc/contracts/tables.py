@@ -42,6 +42,11 @@ SOCIAL_CARE_SERVICES = (
     "carers_support",
 )
 
+#: plausibility (issue 12): activity dates within this many years of the file's main
+#: financial year; a spell's length of stay at most ten years (3,653 days)
+PLAUSIBLE_YEARS = 5
+MAX_LENGTH_OF_STAY = 3653
+
 ODS_PRACTICE = r"^[A-Z][0-9]{5}$"
 ICD10 = r"^[A-Z][0-9]{2}[0-9A-Z]{0,2}$"
 HRG = r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{0,3}$"
@@ -152,6 +157,7 @@ PRACTICE_GROUPS = Table(
         Reference("group_code", "groups", "group_code"),
     ),
     date_orders=(DateOrder("valid_from", "valid_to"),),
+    natural_key=("practice_code", "valid_from"),
     mandatory=False,
 )
 
@@ -201,6 +207,7 @@ PATIENT_CONDITIONS = Table(
                required=False, nullable=True),
     ),
     references=(Reference("patient_id", "patients", "patient_id"),),
+    natural_key=("patient_id", "condition"),
 )
 
 LIST_SIZES = Table(
@@ -213,6 +220,7 @@ LIST_SIZES = Table(
         Column("patients", "int", "Registered patients.", "212", minimum=0),
     ),
     references=(Reference("practice_code", "practices", "practice_code"),),
+    natural_key=("practice_code", "sex", "age_band"),
     mandatory=False,
 )
 
@@ -247,9 +255,10 @@ APC_SPELLS = Table(
         Reference("provider_code", "providers", "provider_code"),
         Reference("practice_code", "practices", "practice_code", enforce=False),
     ),
-    date_orders=(DateOrder("admission_date", "discharge_date"),),
+    date_orders=(DateOrder("admission_date", "discharge_date", max_days=MAX_LENGTH_OF_STAY),),
     activity_date="discharge_date",
     load_mode="append",
+    plausible_years=PLAUSIBLE_YEARS,
 )
 
 OP_ATTENDANCES = Table(
@@ -278,6 +287,7 @@ OP_ATTENDANCES = Table(
     ),
     activity_date="appointment_date",
     load_mode="append",
+    plausible_years=PLAUSIBLE_YEARS,
 )
 
 AE_ATTENDANCES = Table(
@@ -299,6 +309,7 @@ AE_ATTENDANCES = Table(
     ),
     activity_date="arrival_date",
     load_mode="append",
+    plausible_years=PLAUSIBLE_YEARS,
 )
 
 PRESCRIBING = Table(
@@ -313,9 +324,11 @@ PRESCRIBING = Table(
         Column("actual_cost", "decimal", "Actual cost, pounds.", "1234.56", minimum=0),
     ),
     references=(Reference("practice_code", "practices", "practice_code", enforce=False),),
+    natural_key=("practice_code", "year_month", "bnf_code"),
     activity_date="year_month",
     money="actual_cost",
     load_mode="append",
+    plausible_years=PLAUSIBLE_YEARS,
 )
 
 SOCIAL_CARE_PACKAGES = Table(

@@ -300,6 +300,9 @@ def load_settings(path: str | Path) -> TariffSettings:
             data = tomllib.load(f)
     except OSError as e:
         raise SettingsError(f"{p}: cannot read tariff settings: {e.strerror or e}") from e
+    except UnicodeDecodeError as e:
+        raise SettingsError(f"{p}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at position "
+                            f"{e.start}); save the file as UTF-8") from e
     except tomllib.TOMLDecodeError as e:
         raise SettingsError(f"{p}: not a valid TOML file: {e}") from e
     return settings_from_dict(data, str(p))

@@ -8,25 +8,34 @@ For every input table found in the delivery folder:
 * a ``reconciliation`` row records rows in = rows accepted + rows quarantined (and money);
 * the whole load is one warehouse transaction, built aside and swapped in.
 
-Errors that stop a load (an unreadable file, a missing required column) raise
+Errors that stop a load (an unreadable file, a missing required column, a reserved column
+name, a reference snapshot far smaller than the table it replaces, a full disk) raise
 :class:`LoadError` naming the file and column; the warehouse is left as it was.
+
+CSV is read by a stated dialect (RFC 4180, UTF-8), never sniffed; a row's number is its place
+in its file, the same on every run. docs/bad-input.md lists every kind of bad input.
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import errno
 import hashlib
+import mmap
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import duckdb
 
-from pbc.calendar import sql_financial_month, sql_financial_year
-from pbc.contracts import TABLES, Table
+from pbc.calendar import format_financial_year, sql_financial_month, sql_financial_year
+from pbc.contracts import STORAGE_TYPE, TABLES, Table
 from pbc.warehouse.store import Transaction, Warehouse, WarehouseError, scan_sql
 from pbc.warehouse.validate import (
+    MAX_AMOUNT,
     Check,
     first_failure,
     lit,
@@ -62,10 +71,12 @@ class TableLoad:
     rows_in: int = 0
     rows_accepted: int = 0
     rows_quarantined: int = 0
-    money_in: float | None = None
-    money_out: float | None = None
-    money_unattributed: float | None = None
+    money_in: Decimal | None = None
+    money_out: Decimal | None = None
+    money_unattributed: Decimal | None = None
     extra_columns: list[str] = field(default_factory=list)
+    #: quarantined rows whose money could not be read (not counted in ``money_in``)
+    money_unknown_rows: int = 0
 
 
 @dataclass
@@ -147,83 +158,257 @@ def _data_files(path: Path) -> tuple[str, list[Path]]:
 
 
 # ------------------------------------------------------------------ reading
-def _read_raw(con: duckdb.DuckDBPyConnection, path: Path) -> tuple[list[str], str]:
-    """Create ``raw`` (with ``__row`` and ``__file``) from a table's files: a view over
-    Parquet files, a temporary table of CSV rows (their row numbers are corrected).
+#: column names pbc derives or stores itself: an input column may not take them
+RESERVED_COLUMNS = ("financial_year", "month", "_source")
+#: the CSV dialect, stated rather than sniffed from a sample (RFC 4180, UTF-8)
+CSV_DIALECT = "delim = ',', quote = '\"', escape = '\"', header = true, auto_detect = false"
+#: DuckDB's default maximum CSV line (bytes); a longer line is quarantined as unreadable
+MAX_LINE_BYTES = 2_000_000
+#: characters of an unreadable line kept as the quarantine ``value``
+QUARANTINE_VALUE_CHARS = 1000
 
-    Returns the file's column names and the format. CSV rows that cannot be parsed at all
-    (wrong number of fields, bad quoting, bad UTF-8) land in temp table ``rejects``."""
+
+def _check_column_names(path: Path, table: Table, columns: list[str]) -> None:
+    """Refuse input columns that would shadow pbc's own (a reserved name, an internal
+    ``__`` name, a name differing from another only in case)."""
+    contract = {c.lower(): c for c in table.column_names}
+    seen: dict[str, str] = {}
+    for name in columns:
+        low = name.lower()
+        if (low in RESERVED_COLUMNS or name.startswith("__")
+                or (len(name) > 3 and name[1:3] == "__" and name[0] in "vdn")):
+            raise LoadError(
+                f"{path}: column {name!r} is reserved (pbc derives or uses a column of that "
+                "name); rename or remove it"
+            )
+        if low in contract and contract[low] != name and contract[low] in columns:
+            raise LoadError(
+                f"{path}: column {name!r} differs from the contract's {contract[low]!r} "
+                "only in case; rename or remove it (names are case-sensitive)"
+            )
+        if low in seen:
+            raise LoadError(
+                f"{path}: columns {seen[low]!r} and {name!r} differ only in case; "
+                "keep one (names are case-sensitive)"
+            )
+        seen[low] = name
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The header row of a CSV file, read by the stated dialect (a UTF-8 BOM is allowed).
+
+    Only the first line is read, so a fault in a later row is that row's, not the header's."""
+    with open(path, "rb") as f:
+        first = f.readline(MAX_LINE_BYTES + 1)
+    if len(first) > MAX_LINE_BYTES:
+        raise LoadError(f"{path}, row 0 (header): longer than {MAX_LINE_BYTES:,} bytes")
+    try:
+        text = first.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise LoadError(f"{path}, row 0 (header): not UTF-8 text (byte 0x{e.object[e.start]:02x} "
+                        f"at position {e.start}); save the file as UTF-8") from e
+    try:
+        header = next(csv.reader([text.rstrip("\r\n")]), None)
+    except csv.Error as e:
+        raise LoadError(f"{path}, row 0 (header): cannot be read as CSV: {e}") from e
+    if not header:
+        raise LoadError(f"{path}: empty file (no header row)")
+    for i, name in enumerate(header, 1):
+        if not name.strip():
+            raise LoadError(f"{path}, row 0 (header): column {i} has no name")
+        if name != name.strip():
+            raise LoadError(f"{path}, row 0 (header): column {name!r} has spaces around "
+                            "its name")
+    dup = next((h for h in header if header.count(h) > 1), None)
+    if dup is not None:
+        raise LoadError(f"{path}, row 0 (header): column {dup!r} appears twice")
+    return header
+
+
+def _read_raw(
+    con: duckdb.DuckDBPyConnection, path: Path, table: Table
+) -> tuple[list[str], str, list[Path]]:
+    """Create ``raw`` (with ``__row``, ``__fno`` and ``__file``) from a table's files.
+
+    ``__row`` is the row's position in its file (1 = the first row after a CSV header; a
+    Parquet file's row number), ``__fno`` the file's place in delivery order. Returns the
+    column names, the format and the files. CSV rows that cannot be parsed at all (wrong
+    number of fields, bad quoting, bad UTF-8, a line too long) land in temp table
+    ``rejects``."""
     fmt, files = _data_files(path)
-    file_list = "[" + ", ".join(lit(str(f)) for f in files) + "]"
     _drop_raw(con)
     con.execute("DROP TABLE IF EXISTS rejects")
     try:
         if fmt == "csv":
-            src = (
-                f"read_csv({file_list}, all_varchar = true, header = true, filename = true, "
-                "store_rejects = true, rejects_table = 'csv_reject_errors', "
-                "rejects_scan = 'csv_reject_scans', strict_mode = true)"
-            )
-            con.execute(
-                "CREATE TEMP TABLE raw AS SELECT row_number() OVER (PARTITION BY filename) "
-                f"AS __row, filename AS __file, * EXCLUDE (filename) FROM {src}"
-            )
-            con.execute(
-                # one row per bad line (a line missing two fields gives two errors)
-                "CREATE TEMP TABLE rejects AS SELECT DISTINCT ON (s.file_path, e.line) "
-                "s.file_path AS __file, e.line - 1 AS __row, e.column_name AS col, "
-                "e.csv_line AS value, e.error_type AS kind, e.error_message AS message "
-                "FROM csv_reject_errors e JOIN csv_reject_scans s USING (scan_id) "
-                "ORDER BY s.file_path, e.line, e.column_idx"
-            )
+            cols = _read_csv_raw(con, path, files, table)
         else:
+            file_list = "[" + ", ".join(lit(str(f)) for f in files) + "]"
             src = f"read_parquet({file_list}, filename = true, file_row_number = true, " \
                 "union_by_name = true)"
             # a view, not a copy: Parquet is read again cheaply, and the copy is the size
             # of the table (at national scale, 128 million outpatient rows)
             con.execute(
-                "CREATE TEMP VIEW raw AS SELECT file_row_number + 1 AS __row, filename AS "
+                "CREATE TEMP VIEW raw AS SELECT file_row_number + 1 AS __row, "
+                f"CAST(list_position({file_list}, filename) AS INTEGER) AS __fno, filename AS "
                 f"__file, * EXCLUDE (filename, file_row_number) FROM {src}"
             )
             con.execute(
-                "CREATE TEMP TABLE rejects (__file VARCHAR, __row BIGINT, col VARCHAR, "
-                "value VARCHAR, kind VARCHAR, message VARCHAR)"
+                "CREATE TEMP TABLE rejects (__file VARCHAR, __fno INTEGER, __row BIGINT, "
+                "col VARCHAR, value VARCHAR, kind VARCHAR, message VARCHAR)"
             )
+            cols = [r[0] for r in con.execute("DESCRIBE raw").fetchall()]
+            cols = [c for c in cols if c not in ("__row", "__fno", "__file")]
+            _check_column_names(path, table, cols)
     except duckdb.Error as e:
         first = str(e).strip().splitlines()[0]
         raise LoadError(f"{path}: cannot be read as {fmt.upper()}: {first}") from e
-    cols = [r[0] for r in con.execute("DESCRIBE raw").fetchall()]
-    if fmt == "csv" and files:
-        # a CSV row shifted by rejected rows before it: restore its data-row number
+    return cols, fmt, files
+
+
+def _read_csv_raw(
+    con: duckdb.DuckDBPyConnection, path: Path, files: list[Path], table: Table
+) -> list[str]:
+    """Read CSV parts in delivery order into ``raw0``; ``raw`` numbers their rows.
+
+    The dialect is stated (:data:`CSV_DIALECT`), never sniffed: a quoted field late in a
+    file is read as one field. Rows are inserted in file order (``preserve_insertion_order``),
+    so a row's place in ``raw0`` is its place in its file; the rows the reader rejected are
+    counted back in from their line numbers."""
+    headers = [_csv_header(f) for f in files]
+    columns = headers[0]
+    _check_column_names(files[0], table, columns)
+    for f, h in zip(files[1:], headers[1:], strict=True):
+        if set(h) != set(columns):
+            raise LoadError(f"{f}: its columns differ from those of {files[0]}; every part "
+                            "of a table has the same columns")
+    con.execute("DROP TABLE IF EXISTS raw0")
+    con.execute("DROP TABLE IF EXISTS csv_reject_errors")
+    con.execute("DROP TABLE IF EXISTS csv_reject_scans")
+    con.execute(
+        "CREATE TEMP TABLE raw0 (__fno INTEGER, __file VARCHAR, "
+        + ", ".join(f"{q(c)} VARCHAR" for c in columns) + ")"
+    )
+    bases = []
+    for i, (f, header) in enumerate(zip(files, headers, strict=True), 1):
+        bases.append(int(con.execute("SELECT count(*) FROM raw0").fetchall()[0][0]))
+        spec = "{" + ", ".join(f"{lit(c)}: 'VARCHAR'" for c in header) + "}"
         con.execute(
-            "UPDATE raw SET __row = __row + (SELECT count(*) FROM rejects r WHERE "
-            "r.__file = raw.__file AND r.__row - (SELECT count(*) FROM rejects r2 WHERE "
-            "r2.__file = r.__file AND r2.__row <= r.__row) < raw.__row) "
-            "WHERE EXISTS (SELECT 1 FROM rejects)"
+            f"INSERT INTO raw0 SELECT {i}, {lit(str(f))}, "
+            + ", ".join(q(c) for c in columns)
+            + f" FROM read_csv({lit(str(f))}, columns = {spec}, {CSV_DIALECT}, "
+            f"max_line_size = {MAX_LINE_BYTES}, store_rejects = true, "
+            "rejects_table = 'csv_reject_errors', rejects_scan = 'csv_reject_scans', "
+            "strict_mode = true)"
         )
-    return [c for c in cols if c not in ("__row", "__file")], fmt
+    fno = "CASE s.file_path " + " ".join(
+        f"WHEN {lit(str(f))} THEN {i}" for i, f in enumerate(files, 1)) + " END"
+    con.execute(
+        # one row per bad line (a line missing two fields gives two errors)
+        f"CREATE TEMP TABLE rejects AS SELECT DISTINCT ON (s.file_path, e.line) "
+        f"s.file_path AS __file, CAST({fno} AS INTEGER) AS __fno, "
+        "CAST(e.line - 1 AS BIGINT) AS __row, e.column_name AS col, "
+        "trim(e.csv_line, chr(13) || chr(10)) AS value, "
+        "CAST(e.error_type AS VARCHAR) AS kind, "
+        "e.error_message AS message "
+        "FROM csv_reject_errors e JOIN csv_reject_scans s USING (scan_id) "
+        "ORDER BY s.file_path, e.line, e.column_idx"
+    )
+    base_sql = "CASE __fno " + " ".join(
+        f"WHEN {i} THEN {b}" for i, b in enumerate(bases, 1)) + " END"
+    # blank lines: DuckDB skips them, but counts them in its line numbers
+    gaps = [(i, r) for i, f in enumerate(files, 1) for r in _blank_rows(f)]
+    con.execute("CREATE OR REPLACE TEMP TABLE __gaps (__fno INTEGER, __row BIGINT)")
+    if gaps:
+        con.executemany("INSERT INTO __gaps VALUES (?, ?)", gaps)
+    n_rejects = con.execute("SELECT count(*) FROM rejects").fetchall()[0][0]
+    if not n_rejects and not gaps:
+        con.execute(f"CREATE TEMP VIEW raw AS SELECT rowid - {base_sql} + 1 AS __row, * "
+                    "FROM raw0")
+    else:
+        # good row k of a file is row k + (rejected rows before it): the i-th rejected row
+        # r_i comes before good row k when r_i - i < k
+        con.execute("""
+            CREATE OR REPLACE TEMP TABLE __shift AS
+            SELECT __fno, __row - i AS __thr, max(i) AS __n FROM (
+              SELECT __fno, __row, row_number() OVER (PARTITION BY __fno ORDER BY __row) AS i
+              FROM (SELECT __fno, __row FROM rejects UNION ALL SELECT * FROM __gaps))
+            GROUP BY 1, 2""")
+        con.execute(f"""
+            CREATE TEMP VIEW raw AS
+            SELECT r.__k + coalesce(s.__n, 0) AS __row, r.* EXCLUDE (__k)
+            FROM (SELECT rowid - {base_sql} + 1 AS __k, * FROM raw0) r
+            ASOF LEFT JOIN __shift s ON r.__fno = s.__fno AND r.__k > s.__thr""")
+    return columns
+
+
+def _blank_rows(path: Path) -> list[int]:
+    """Row numbers (1 = the first after the header) of the blank lines of a CSV file.
+
+    Most files have none before their end, which a byte search shows at once; otherwise
+    the file is read by Python's csv module, which, like DuckDB's line numbers, counts a
+    quoted field spanning lines as one row and a blank line as a row of its own."""
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        end = len(mm)
+        while end and mm[end - 1] in b"\r\n":  # blank lines at the end number nothing
+            end -= 1
+        if all(mm.find(sep, 0, end) < 0 for sep in (b"\n\n", b"\n\r\n", b"\r\r")):
+            return []
+    limit = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)
+    try:
+        with open(path, newline="", encoding="utf-8", errors="replace") as fh:
+            reader = csv.reader(fh)
+            next(reader, None)
+            return [i for i, record in enumerate(reader, 1) if not record]
+    except csv.Error as e:
+        raise LoadError(f"{path}: cannot be read as CSV: {e}") from e
+    finally:
+        csv.field_size_limit(limit)
 
 
 def _drop_raw(con: duckdb.DuckDBPyConnection) -> None:
-    """Drop ``raw``: a view over Parquet files, or a table of CSV rows."""
+    """Drop ``raw`` (a view over Parquet files or over ``raw0``) and ``raw0``."""
     kind = con.execute("SELECT table_type FROM information_schema.tables "
                        "WHERE table_name = 'raw'").fetchall()
     if kind:
         con.execute("DROP VIEW raw" if kind[0][0] == "VIEW" else "DROP TABLE raw")
+    con.execute("DROP TABLE IF EXISTS raw0")
+    con.execute("DROP TABLE IF EXISTS __shift")
+    con.execute("DROP TABLE IF EXISTS __gaps")
 
 
 # ------------------------------------------------------------------ one table
 def _activity_partitions(table: Table) -> str:
-    assert table.activity_date is not None
-    col = table.column(table.activity_date)
-    if col.type == "year_month":
-        date = f"CAST({v(col.name)} || '-01' AS DATE)"
-    else:
-        date = date_of(col.name)
+    date = _activity_date_sql(table)
     return (
         f"{sql_financial_year(date)} AS financial_year, "
         f"CAST({sql_financial_month(date)} AS INTEGER) AS month"
     )
+
+
+def _key_sql(cols: tuple[str, ...], value: Callable[[str], str]) -> str:
+    """One text value identifying a row by ``cols`` (blank parts as empty text)."""
+    if len(cols) == 1:
+        return value(cols[0])
+    return " || chr(31) || ".join(f"coalesce({value(c)}, '')" for c in cols)
+
+
+def _activity_date_sql(table: Table) -> str:
+    assert table.activity_date is not None
+    col = table.column(table.activity_date)
+    if col.type == "year_month":
+        return f"CAST({v(col.name)} || '-01' AS DATE)"
+    return date_of(col.name)
+
+
+def _main_financial_year(con: duckdb.DuckDBPyConnection, table: Table) -> int | None:
+    """The financial year (start year) holding most of the file's valid rows (the latest
+    such year on a tie): the centre of the plausible window for its activity dates."""
+    date = _activity_date_sql(table)
+    row = con.execute(f"""
+        SELECT year({date}) - CASE WHEN month({date}) < 4 THEN 1 ELSE 0 END AS fy, count(*)
+        FROM c WHERE __f IS NULL GROUP BY 1 ORDER BY 2 DESC, 1 DESC LIMIT 1""").fetchall()
+    return int(row[0][0]) if row else None
 
 
 def _load_table(
@@ -233,8 +418,9 @@ def _load_table(
     path: Path,
     digest: str,
     loaded_at: str,
+    allow_shrink: bool = False,
 ) -> TableLoad:
-    columns, _ = _read_raw(con, path)
+    columns, fmt, _files = _read_raw(con, path, table)
     present = set(columns)
     missing = [c for c in table.required_columns if c not in present]
     if missing:
@@ -253,40 +439,73 @@ def _load_table(
     source_id = digest[:12]
 
     checks: list[Check] = row_checks(table, present)
+    n_checks = len(checks)
+    extras_sql = "".join(f", CAST({q(c)} AS VARCHAR) AS {q(c)}" for c in extras)
+    # two steps, each materialised once: single-row checks, then the cross-row checks
+    try:
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE c AS
+            SELECT *, {first_failure(checks)} AS __f
+            FROM (SELECT {normalise(table, present)}{extras_sql} FROM raw)
+        """)
+    except (duckdb.IOException, duckdb.InvalidInputException) as e:
+        first = str(e).strip().splitlines()[0]
+        if "Failed to read file" not in first and not isinstance(e, duckdb.IOException):
+            raise
+        # the footer was readable, a data page is not (the view reads pages only here)
+        raise LoadError(f"{path}: cannot be read as {fmt.upper()}: {first}") from e
+    _drop_raw(con)
+
     # (column, condition over the joins, reason SQL over the ``checked`` table's columns)
     extra_conds: list[tuple[str, str, str]] = []
     joins: list[str] = []
     carried: list[str] = []  # join columns kept in ``checked`` for the reasons
-    if table.key:
-        key = v(table.key)
-        order = "(__file, __row)"
+    key_cols = table.key_columns
+    if key_cols:
+        key = _key_sql(key_cols, v)
+        label = key_cols[0] if len(key_cols) == 1 else "(" + ", ".join(key_cols) + ")"
+        order = "(__fno, __row)"
+        # a natural key with a blank part does not identify its row within a file
+        whole = "".join(f" AND {v(c)} IS NOT NULL" for c in key_cols)
         joins.append(
             f"LEFT JOIN (SELECT {key} AS __k, arg_min(__row, {order}) AS __first_row, "
-            f"arg_min(__file, {order}) AS __first_file FROM c WHERE __f IS NULL "
+            f"arg_min(__file, {order}) AS __first_file FROM c WHERE __f IS NULL{whole} "
             f"GROUP BY 1 HAVING count(*) > 1) __dup ON __dup.__k = {key}"
         )
         extra_conds.append((
-            table.key,
+            key_cols[0],
             "__dup.__k IS NOT NULL AND (__dup.__first_row <> __row "
             "OR __dup.__first_file <> __file)",
-            f"'duplicate {table.key} (first seen at row ' || __dup_first_row || "
+            f"'duplicate {label} (first seen at row ' || __dup_first_row || "
             "CASE WHEN __dup_first_file <> __file THEN ' of ' || __dup_first_file "
             "ELSE '' END || ')'",
         ))
         carried += ["__dup.__first_row AS __dup_first_row",
                     "__dup.__first_file AS __dup_first_file"]
         if table.load_mode == "append" and tx.has_table(table.name):
+            stored = _key_sql(key_cols, lambda c: f"CAST({q(c)} AS VARCHAR)")
             joins.append(
-                f"LEFT JOIN (SELECT CAST({q(table.key)} AS VARCHAR) AS __k, "
+                f"LEFT JOIN (SELECT {stored} AS __k, "
                 f"first(_source) AS __src FROM {q(table.name)} GROUP BY 1) __old "
                 f"ON __old.__k = {key}"
             )
             extra_conds.append((
-                table.key, "__old.__k IS NOT NULL",
-                f"'{table.key} already loaded (from an earlier file, source ' || __old_src "
+                key_cols[0], "__old.__k IS NOT NULL",
+                f"'{label} already loaded (from an earlier file, source ' || __old_src "
                 "|| ')'",
             ))
             carried.append("__old.__src AS __old_src")
+    if table.activity_date and table.plausible_years is not None:
+        main = _main_financial_year(con, table)
+        if main is not None:
+            lo = dt.date(main - table.plausible_years, 4, 1)
+            hi = dt.date(main + 1 + table.plausible_years, 3, 31)
+            act = table.activity_date
+            extra_conds.append((
+                act, f"{_activity_date_sql(table)} NOT BETWEEN DATE '{lo}' AND DATE '{hi}'",
+                f"'{act} ' || {v(act)} || ' is more than {table.plausible_years} years from "
+                f"the file''s main financial year {format_financial_year(main, '-')}'",
+            ))
     for i, ref in enumerate(table.references):
         if not ref.enforce or ref.column not in present or ref.table == table.name:
             continue
@@ -306,25 +525,9 @@ def _load_table(
             "'unknown " + ref.column + " ''' || " + val + " || ''' (not in " + ref.table + ")'",
         ))
 
-    n_checks = len(checks)
     fail_whens = " ".join(
         f"WHEN {cond} THEN {n_checks + j}" for j, (_, cond, _) in enumerate(extra_conds, 1)
     )
-    extras_sql = "".join(f", CAST({q(c)} AS VARCHAR) AS {q(c)}" for c in extras)
-    # two steps, each materialised once: single-row checks, then the cross-row checks
-    try:
-        con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE c AS
-            SELECT *, {first_failure(checks)} AS __f
-            FROM (SELECT {normalise(table, present)}{extras_sql} FROM raw)
-        """)
-    except (duckdb.IOException, duckdb.InvalidInputException) as e:
-        first = str(e).strip().splitlines()[0]
-        if "Failed to read file" not in first and not isinstance(e, duckdb.IOException):
-            raise
-        # the footer was readable, a data page is not (the view reads pages only here)
-        raise LoadError(f"{path}: cannot be read as PARQUET: {first}") from e
-    _drop_raw(con)
     carry = "".join(", " + c for c in carried)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE checked AS
@@ -339,8 +542,6 @@ def _load_table(
         if col.name in present:
             select_cols.append(f"{typed(col)} AS {q(col.name)}")
         else:
-            from pbc.contracts import STORAGE_TYPE
-
             select_cols.append(f"CAST(NULL AS {STORAGE_TYPE[col.type]}) AS {q(col.name)}")
     select_cols += [f"CAST({q(c)} AS VARCHAR) AS {q(c)}" for c in extras]
     select_cols.append(f"{lit(source_id)} AS _source")
@@ -352,6 +553,7 @@ def _load_table(
 
     replace = table.load_mode == "replace"
     if replace and tx.has_table(table.name):
+        _refuse_shrink(con, table, path, allow_shrink)
         tx.drop_files("quarantine", f"q-{table.name}-")
         tx.drop_files("reconciliation", f"r-load-{table.name}-")
     rows_accepted = tx.write(
@@ -365,6 +567,7 @@ def _load_table(
 
     # quarantine: rule failures plus rows the CSV reader could not parse
     vsql = _value_sql(checks, extra_conds)
+    keep = QUARANTINE_VALUE_CHARS
     quarantine_sql = f"""
         SELECT {lit(table.name)} AS source_table, __file AS source_file,
                CAST(__row AS BIGINT) AS row_number, __col AS "column", __value AS value,
@@ -373,8 +576,12 @@ def _load_table(
                      {_pick_reason(checks, extra_conds)} AS __reason
               FROM checked WHERE __fail IS NOT NULL)
         UNION ALL
-        SELECT {lit(table.name)}, __file, CAST(__row AS BIGINT), col, value,
-               'unreadable row: ' || lower(replace(kind, '_', ' ')) || ' (' || message || ')',
+        SELECT {lit(table.name)}, __file, CAST(__row AS BIGINT), col,
+               CASE WHEN length(value) > {keep} THEN left(value, {keep}) || '...' ELSE value END,
+               CASE WHEN kind = 'LINE SIZE OVER MAXIMUM' THEN 'unreadable row: line longer '
+                    || 'than {MAX_LINE_BYTES:,} bytes (' || message || ')'
+                    ELSE 'unreadable row: ' || lower(replace(kind, '_', ' ')) || ' ('
+                    || message || ')' END,
                CAST({lit(loaded_at)} AS TIMESTAMP)
         FROM rejects
         ORDER BY source_file, row_number
@@ -388,22 +595,30 @@ def _load_table(
     n_in = int(rows_in.fetchall()[0][0])
 
     money_in = money_out = money_unattributed = None
+    money_unknown = 0
     if table.money:
-        m = f"CAST(round({n(table.money)}, 2) AS DECIMAL(18,2))"
+        num = n(table.money)
+        ok = f"(isfinite({num}) AND abs({num}) < {MAX_AMOUNT})"
+        m = f"CASE WHEN {ok} THEN CAST(round({num}, 2) AS DECIMAL(18,2)) END"
         unknown = "FALSE"
         if "practice_code" in present and tx.has_table("practices"):
             pc = v("practice_code")
             unknown = f"({pc} IS NULL OR {pc} NOT IN (SELECT practice_code FROM practices))"
-        money_in, money_out, money_unattributed = con.execute(f"""
+        row = con.execute(f"""
             SELECT coalesce(sum({m}), 0), coalesce(sum({m}) FILTER (WHERE __fail IS NULL), 0),
-                   coalesce(sum({m}) FILTER (WHERE __fail IS NULL AND {unknown}), 0)
+                   coalesce(sum({m}) FILTER (WHERE __fail IS NULL AND {unknown}), 0),
+                   count(*) FILTER (WHERE {v(table.money)} IS NOT NULL AND NOT
+                                    coalesce({ok}, FALSE))
             FROM checked""").fetchall()[0]
+        money_in, money_out, money_unattributed = (Decimal(x) for x in row[:3])
+        money_unknown = int(row[3])
+        read, unread = _rejected_money(con, columns, table.money)
+        money_in += read
+        money_unknown += unread
     rec = TableLoad(
         table.name, str(path), "replaced" if replace and sources == {} and
         tx.base_version > 0 else "loaded", n_in, rows_accepted, rows_quarantined,
-        None if money_in is None else float(money_in),
-        None if money_out is None else float(money_out),
-        None if money_unattributed is None else float(money_unattributed), extras,
+        money_in, money_out, money_unattributed, extras, money_unknown,
     )
     if rec.rows_in != rec.rows_accepted + rec.rows_quarantined:  # conservation, never silent
         raise LoadError(
@@ -417,6 +632,47 @@ def _load_table(
     }
     con.execute(f"CREATE OR REPLACE VIEW {q(table.name)} AS {scan_sql(tx.glob(table.name))}")
     return rec
+
+
+def _refuse_shrink(
+    con: duckdb.DuckDBPyConnection, table: Table, path: Path, allow_shrink: bool
+) -> None:
+    """Refuse to replace a reference table by a snapshot with far fewer rows (none, or
+    fewer than half), unless asked for explicitly: an empty ``practices.csv`` would
+    otherwise make all activity unattributed."""
+    if allow_shrink:
+        return
+    old = int(con.execute(f"SELECT count(*) FROM {q(table.name)}").fetchall()[0][0])
+    new = int(con.execute("SELECT count(*) FROM checked WHERE __fail IS NULL").fetchall()[0][0])
+    if old > 0 and (new == 0 or new * 2 < old):
+        raise LoadError(
+            f"{path}: would replace {table.name} ({old:,} rows) with {new:,} rows; check the "
+            "file, or pass --allow-shrink to replace the table anyway"
+        )
+
+
+def _rejected_money(
+    con: duckdb.DuckDBPyConnection, columns: list[str], money: str
+) -> tuple[Decimal, int]:
+    """The money of CSV rows that could not be read: the field in the money column's
+    place, when it is an amount (e.g. a row with a surplus field at its end); and how
+    many such rows have no readable amount."""
+    total, unread = Decimal(0), 0
+    at = columns.index(money)
+    for (line,) in con.execute("SELECT value FROM rejects").fetchall():
+        amount = None
+        try:
+            fields = next(csv.reader([line or ""]), [])
+            if len(fields) > at:
+                amount = Decimal(fields[at].strip())
+        except (csv.Error, InvalidOperation):
+            amount = None
+        if (amount is not None and amount.is_finite() and abs(amount) < MAX_AMOUNT
+                and amount == amount.quantize(Decimal("0.01"))):
+            total += amount
+        else:
+            unread += 1
+    return total, unread
 
 
 def _load_reference_file(tx: Transaction, path: Path, digest: str, at: str) -> TableLoad:
@@ -436,6 +692,9 @@ def validate_reference_file(path: Path) -> None:
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
+    except UnicodeDecodeError as e:
+        raise LoadError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at position "
+                        f"{e.start}); save the file as UTF-8") from e
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise LoadError(f"{path}: not a valid TOML file: {e}") from e
     if path.name == "tariff_settings.toml":
@@ -452,8 +711,8 @@ def validate_reference_file(path: Path) -> None:
 def _write_reconciliation(
     tx: Transaction, con: duckdb.DuckDBPyConnection, rec: TableLoad, source_id: str, at: str
 ) -> None:
-    def money(v: float | None) -> str:
-        return "CAST(NULL AS DECIMAL(18,2))" if v is None else f"CAST({v!r} AS DECIMAL(18,2))"
+    def money(v: Decimal | None) -> str:
+        return "CAST(NULL AS DECIMAL(18,2))" if v is None else f"CAST('{v}' AS DECIMAL(18,2))"
 
     sql = (
         f"SELECT 'load' AS stage, {lit(rec.table)} AS source_table, "
@@ -469,7 +728,7 @@ def _write_reconciliation(
 
 
 def _pick_reason(checks: list[Check], extra: list[tuple[str, str, str]]) -> str:
-    whens = [f"WHEN {i} THEN {lit(c.reason)}" for i, c in enumerate(checks, 1)]
+    whens = [f"WHEN {i} THEN {c.reason_sql or lit(c.reason)}" for i, c in enumerate(checks, 1)]
     whens += [f"WHEN {len(checks) + j} THEN {r}" for j, (_, _, r) in enumerate(extra, 1)]
     return f"CASE __fail {' '.join(whens)} END" if whens else "CAST(NULL AS VARCHAR)"
 
@@ -491,15 +750,55 @@ def load(
     input_dir: Path | str,
     warehouse: Warehouse,
     progress: Progress | None = None,
+    *,
+    allow_shrink: bool = False,
 ) -> LoadReport:
-    """Load every contract table found in ``input_dir`` into ``warehouse`` atomically."""
+    """Load every contract table found in ``input_dir`` into ``warehouse`` atomically.
+
+    ``allow_shrink`` lets a reference snapshot replace a table with far fewer rows (see
+    :func:`_refuse_shrink`). Any error leaves the warehouse as it was; an error writing
+    the warehouse (a full disk) is a :class:`LoadError` saying so."""
     input_dir = Path(input_dir)
+    root = warehouse.root
+    if root.exists() and not root.is_dir():
+        raise LoadError(f"{root}: the warehouse path is a file, not a folder; choose a folder")
+    bad = sorted({ch for ch in "'[]*?{}" if ch in str(root)})
+    if bad:
+        raise LoadError(
+            f"{root}: the warehouse path contains {' '.join(bad)}, which pbc cannot use in a "
+            "path (they are quoting and wildcard characters); choose another folder"
+        )
     found, ignored = discover(input_dir)
     if not found:
         raise LoadError(
             f"{input_dir}: no input tables found (expected files named after the contract "
             f"tables, e.g. apc_spells.parquet or practices.csv)"
         )
+    base = warehouse.manifest()["version"] if warehouse.exists() else 0
+    try:
+        return _load(input_dir, warehouse, found, ignored, progress, allow_shrink)
+    except (OSError, duckdb.IOException) as e:
+        if isinstance(e, OSError) and e.errno not in _WRITE_ERRNOS:
+            raise LoadError(f"{e.filename or root}: {e.strerror or e}") from e
+        reason = e.strerror if isinstance(e, OSError) else str(e).strip().splitlines()[0]
+        raise LoadError(
+            f"cannot write the warehouse {root}: {reason}; the warehouse is unchanged "
+            f"(version {base})"
+        ) from e
+
+
+#: errors of writing (a full disk, a quota, a read-only or failing file system)
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG}
+
+
+def _load(
+    input_dir: Path,
+    warehouse: Warehouse,
+    found: dict[str, Path],
+    ignored: list[str],
+    progress: Progress | None,
+    allow_shrink: bool,
+) -> LoadReport:
     loaded_at = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="seconds")
     order = [t for t in TABLES if t in found] + [f for f in REFERENCE_FILES if f in found]
     results: list[TableLoad] = []
@@ -524,7 +823,8 @@ def load(
                 if name in REFERENCE_FILES:
                     results.append(_load_reference_file(tx, path, digest, loaded_at))
                 else:
-                    results.append(_load_table(tx, con, TABLES[name], path, digest, loaded_at))
+                    results.append(_load_table(tx, con, TABLES[name], path, digest, loaded_at,
+                                               allow_shrink))
                 if fail_after == name:
                     raise RuntimeError(f"PBC_TEST_FAIL_AFTER={name}: simulated failure")
             if progress:

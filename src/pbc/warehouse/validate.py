@@ -13,6 +13,13 @@ from dataclasses import dataclass
 from pbc.contracts import STORAGE_TYPE, Column, Table
 
 _TRUE = ("true", "t", "1", "y", "yes")
+#: the largest amount accepted, exclusive (pounds): every amount below it, with its pence,
+#: is exact in a DOUBLE and fits DECIMAL(18,2); a larger one is quarantined, not a crash
+MAX_AMOUNT = 10**13
+#: the largest whole number accepted (2**53 - 1: exact in a DOUBLE, fits BIGINT)
+MAX_WHOLE = 2**53 - 1
+#: the range of a ``YYYY-MM`` month, as for dates
+MONTH_RANGE = ("1900-01", "2100-12")
 _FALSE = ("false", "f", "0", "n", "no")
 
 
@@ -21,6 +28,8 @@ class Check:
     column: str
     condition: str
     reason: str
+    #: SQL giving the reason when it names values of the row (else ``reason`` is used)
+    reason_sql: str | None = None
 
 
 def q(name: str) -> str:
@@ -59,19 +68,26 @@ def n(col: str) -> str:
 
 def normalise(table: Table, present: set[str]) -> str:
     """SQL select-list computing each present column's text, date and number once."""
-    parts = ["__row", "__file"]
+    parts = ["__row", "__fno", "__file"]
     for col in table.columns:
         if col.name not in present:
             continue
-        parts.append(f"{text_of(col.name)} AS {v(col.name)}")
         if col.type == "date":
-            t = text_of(col.name)
+            # a timestamp at midnight (pandas writes dates so) is its date
+            raw = text_of(col.name)
+            t = (f"CASE WHEN length({raw}) > 10 THEN regexp_replace({raw}, "
+                 f"'^(\\d{{4}}-\\d{{2}}-\\d{{2}})[ T]00:00:00(\\.0+)?$', '\\1') "
+                 f"ELSE {raw} END")
+            parts.append(f"{t} AS {v(col.name)}")
+            t = v(col.name)
             # strictly YYYY-MM-DD: ten characters, and a real calendar date
             parts.append(
                 f"CASE WHEN length({t}) = 10 AND substr({t}, 5, 1) = '-' AND "
                 f"substr({t}, 8, 1) = '-' THEN TRY_CAST({t} AS DATE) END AS {d(col.name)}"
             )
-        elif col.type in ("int", "float", "decimal"):
+        else:
+            parts.append(f"{text_of(col.name)} AS {v(col.name)}")
+        if col.type in ("int", "float", "decimal"):
             parts.append(f"TRY_CAST({text_of(col.name)} AS DOUBLE) AS {n(col.name)}")
     return ", ".join(parts)
 
@@ -83,7 +99,16 @@ def column_checks(col: Column) -> list[Check]:
     if not col.nullable:
         checks.append(Check(col.name, f"{val} IS NULL", "missing value (required)"))
     present = f"{val} IS NOT NULL"
+    if col.type in ("int", "float", "decimal"):
+        checks.append(Check(
+            col.name, f"{present} AND NOT isfinite({n(col.name)})", "not a finite number",
+        ))
     if col.type == "date":
+        checks.append(Check(
+            col.name, f"{present} AND {d(col.name)} IS NULL AND "
+            f"regexp_matches({val}, '^\\d{{4}}-\\d{{2}}-\\d{{2}}[ T]\\d')",
+            "not a valid date (expected YYYY-MM-DD; this timestamp has a time of day)",
+        ))
         checks.append(Check(
             col.name, f"{present} AND {d(col.name)} IS NULL",
             "not a valid date (expected YYYY-MM-DD)",
@@ -95,6 +120,10 @@ def column_checks(col: Column) -> list[Check]:
         ))
     elif col.type == "int":
         checks.append(Check(
+            col.name, f"abs({n(col.name)}) > {MAX_WHOLE}",
+            f"out of range (a whole number must be at most {MAX_WHOLE:,})",
+        ))
+        checks.append(Check(
             col.name, f"{present} AND ({n(col.name)} IS NULL OR "
             f"{n(col.name)} <> floor({n(col.name)}))", "not a whole number",
         ))
@@ -102,6 +131,10 @@ def column_checks(col: Column) -> list[Check]:
         checks.append(Check(col.name, f"{present} AND {n(col.name)} IS NULL", "not a number"))
     elif col.type == "decimal":
         num = n(col.name)
+        checks.append(Check(
+            col.name, f"abs({num}) >= {MAX_AMOUNT}",
+            f"out of range (an amount must be below {MAX_AMOUNT:,})",
+        ))
         checks.append(Check(
             col.name,
             f"{present} AND ({num} IS NULL OR abs({num} * 100 - round({num} * 100)) > 1e-6)",
@@ -117,6 +150,11 @@ def column_checks(col: Column) -> list[Check]:
             col.name,
             f"{present} AND NOT regexp_full_match({val}, '\\d{{4}}-(0[1-9]|1[0-2])')",
             "not a month (expected YYYY-MM)",
+        ))
+        lo, hi = MONTH_RANGE
+        checks.append(Check(
+            col.name, f"{val} NOT BETWEEN {lit(lo)} AND {lit(hi)}",
+            f"month out of range ({lo} to {hi})",
         ))
     if col.codes is not None:
         shown = ", ".join(col.codes)
@@ -152,6 +190,15 @@ def row_checks(table: Table, present: set[str]) -> list[Check]:
                 order.later, f"{d(order.later)} < {d(order.earlier)}",
                 f"{order.later} is before {order.earlier}",
             ))
+            if order.max_days is not None:
+                days = f"({d(order.later)} - {d(order.earlier)})"
+                checks.append(Check(
+                    order.earlier, f"{days} > {order.max_days}",
+                    f"{order.later} more than {order.max_days:,} days after {order.earlier}",
+                    reason_sql=(
+                        f"'length of stay ' || format('{{:,}}', {days}) || ' days is longer "
+                        f"than {order.max_days:,} ({order.earlier} to {order.later})'"),
+                ))
     return checks
 
 
