@@ -270,3 +270,15 @@ def test_disk_full_during_price_is_one_line_and_leaves_the_warehouse(
     assert "no space left" in out.lower() and "unchanged" in out
     assert wh.manifest()["version"] == version and wh.verify() == []
     assert not list((wh.root / "versions").glob(".staging-*"))
+
+
+@pytest.mark.parametrize("name", ["Risk A8[1]", "a/b\\c:d*e?f", "x" * 40, "''", ""])
+def test_sheet_names_from_codes_are_valid_for_excel(tmp_path: Path, name: str) -> None:
+    """A code with ``[`` (or any character Excel refuses) named a sheet and stopped the
+    workbook with a traceback; the name is made valid instead."""
+    from pbc.warehouse.export import XLSX_OPTIONS, sheet_title
+
+    title = sheet_title(name)
+    assert 1 <= len(title) <= 31 and not set(title) & set("[]:*?/\\")
+    pd.DataFrame({"a": [1]}).to_excel(tmp_path / "s.xlsx", sheet_name=title,
+                                      engine="xlsxwriter", engine_kwargs=XLSX_OPTIONS)

@@ -33,6 +33,18 @@ def neutralise(value: Any) -> Any:
     return value
 
 
+#: characters Excel does not allow in a sheet's name
+_SHEET_FORBIDDEN = str.maketrans({c: "_" for c in "[]:*?/\\"})
+
+
+def sheet_title(text: str) -> str:
+    """A valid Excel sheet name for ``text``: the characters Excel refuses (``[ ] : * ? / \\``)
+    replaced by ``_``, at most 31 characters, never blank (a code such as ``A8[1`` would
+    otherwise stop a workbook with a traceback)."""
+    title = str(text).translate(_SHEET_FORBIDDEN).strip("'")[:31]
+    return title or "Sheet1"
+
+
 def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``frame`` whose text cells are :func:`neutralise`-d (for CSV files)."""
     out = frame.copy()
@@ -90,7 +102,7 @@ def export_table(warehouse: Warehouse, table: str, out: Path, *, where: str | No
                 con.execute(f"COPY __export TO {lit(str(tmp))} (FORMAT parquet)")
             else:
                 frame = con.execute("SELECT * FROM __export").df()
-                frame.to_excel(tmp, sheet_name=table[:31], index=False, engine="xlsxwriter",
+                frame.to_excel(tmp, sheet_name=sheet_title(table), index=False, engine="xlsxwriter",
                                engine_kwargs=XLSX_OPTIONS)
             if private:
                 os.chmod(tmp, FILE_MODE)
