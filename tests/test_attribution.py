@@ -128,3 +128,28 @@ def test_attribute_without_practices_is_all_unattributed() -> None:
                                                                         PRESCRIBING)})["p"]})
     rows = out.to_pyarrow().to_pylist()
     assert len(rows) == 3 and not any(r["attributed"] for r in rows)
+
+
+def test_prescribing_lines_of_blank_practices_have_distinct_activity_ids() -> None:
+    """Prescribing has no key: two blank-practice lines for one month and BNF code are two
+    lines (found in the demo economy), so each needs an activity_id of its own."""
+    lines = [
+        {"practice_code": None, "year_month": "2024-09", "bnf_code": "0601023AG", "items": 208,
+         "actual_cost": "10652.40"},
+        {"practice_code": None, "year_month": "2024-09", "bnf_code": "0601023AG", "items": 83,
+         "actual_cost": "4125.86"},
+        {"practice_code": "", "year_month": "2024-09", "bnf_code": "0601023AG", "items": 1,
+         "actual_cost": "1.00"},
+        {"practice_code": "A81001", "year_month": "2024-09", "bnf_code": "0601023AG",
+         "items": 3, "actual_cost": "2.00"},
+    ]
+    raw = economy(ops=[op("O1")], prescribing=lines)
+    tables = memtables(raw)
+    priced = price_activity(tables)
+    rows = attribute(priced, tables).to_pyarrow().to_pylist()
+    ids = {r["activity_id"]: r["price"] for r in rows if r["activity_type"] == "prescribing"}
+    # numbered within practice/month/BNF code, the blank practice ('' after NULL), then by
+    # items and cost; a line alone keeps the plain id
+    assert ids == {"/2024-09/0601023AG/1": D("4125.86"), "/2024-09/0601023AG/2": D("10652.40"),
+                   "/2024-09/0601023AG/3": D("1.00"), "A81001/2024-09/0601023AG": D("2.00")}
+    check_reconciliation(reconcile(attribute(priced, tables), tables, priced=priced))

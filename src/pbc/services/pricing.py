@@ -93,9 +93,11 @@ def run_pricing(
                 f"cannot price: the warehouse has no {', '.join(missing)} (load them first)")
         con = tx.connect()
         backend = ibis.duckdb.from_connection(con)
-        # DuckDB tables of the inputs, for pricing and for the money before attribution
+        # the pricing expression on DuckDB, compiled once into a view: the money before
+        # attribution is summed from it, and (DuckDB engine) attribution reads it
         tables = _inputs(tx, backend.table, annex_a, lambda _, t: ibis.memtable(t))
-        before = price_activity(tables, settings)
+        _create_view(backend, "priced_before", price_activity(tables, settings))
+        before = backend.table("priced_before")
         if engine == "spark":
             _write_on_spark(tx, settings, annex_a)
         else:
