@@ -258,3 +258,21 @@ def test_a_missing_figure_fails_rather_than_passes() -> None:
            "duplicate_ids": 0, "duplicate_example": None}
     with pytest.raises(ReconciliationError, match="op: no money before attribution"):
         check_reconciliation([row])
+
+
+def test_pbc_price_on_the_command_line_says_what_is_off_in_one_line(loaded,
+                                                                     monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    import pbc.attribution
+    from pbc.cli import app
+
+    real = pbc.attribution.attribute
+    change, _ = FAULTS["one spell dropped"]
+    monkeypatch.setattr(pbc.attribution, "attribute",
+                        lambda priced, tables: change(real(priced, tables)))
+    version = loaded.manifest()["version"]
+    out = CliRunner().invoke(app, ["price", "--warehouse", str(loaded.root)])
+    assert out.exit_code == 2
+    assert "reconciliation failed: apc:" in out.output and "Traceback" not in out.output
+    assert loaded.manifest()["version"] == version
