@@ -134,30 +134,18 @@ def before_totals(priced: ir.Table) -> ir.Table:
 
 def duplicate_ids(attributed: ir.Table) -> list[dict[str, Any]]:
     """The ``activity_id`` values that occur more than once within an activity type, per
-    type: ``activity_type``, ``ids`` (how many), ``example`` (the smallest), ``times`` (how
-    often it occurs).
-
-    Two steps, so that the usual case is cheap: a group-by on a 64-bit hash of the id (no
-    string keys); only when two rows share a hash are those rows grouped by the id itself
-    (so a hash collision is never reported as a duplicate).
+    type: ``activity_type``, ``ids`` (how many), ``example`` (the smallest) and ``times``
+    (how often it occurs). One group-by on ``(activity_type, activity_id)``, reading those
+    two columns only (at 10% of national scale, 16.9 million rows, this was faster than a
+    group-by on a 64-bit hash of the id); only a few rows per type come back.
     """
-    t = attributed.select("activity_type", "activity_id")
-    t = t.mutate(_h=t.activity_id.hash())
-    shared = (t.group_by("activity_type", "_h").aggregate(_n=t.count())
-              .filter(lambda s: s._n > 1).select("activity_type", "_h"))
-    if not shared.to_pyarrow().num_rows:
-        return []
-    rows = t.semi_join(shared, ["activity_type", "_h"])
-    dups = (rows.group_by("activity_type", "activity_id").aggregate(times=rows.count())
-            .filter(lambda s: s.times > 1))
-    first = dups.order_by("activity_type", "activity_id").to_pyarrow().to_pylist()
-    out: dict[str, dict[str, Any]] = {}
-    for r in first:
-        entry = out.setdefault(r["activity_type"], {
-            "activity_type": r["activity_type"], "ids": 0, "example": r["activity_id"],
-            "times": int(r["times"])})
-        entry["ids"] += 1
-    return list(out.values())
+    t = attributed
+    per_id = t.group_by("activity_type", "activity_id").aggregate(times=t.count())
+    dups = per_id.filter(per_id.times > 1)
+    summary = dups.group_by("activity_type").aggregate(
+        ids=dups.count(), example=dups.activity_id.min(),
+        times=dups.times.argmin(dups.activity_id))
+    return sorted(summary.to_pyarrow().to_pylist(), key=lambda r: str(r["activity_type"]))
 
 
 def _money(value: Any) -> Decimal | None:
