@@ -93,24 +93,31 @@ def test_reconciliation_balances_to_the_penny() -> None:
         ops=[op("O1"), op("O2", practice_code="Z99999"), op("O3", attended=False)],
         aes=[ae("A1", practice_code="")], prescribing=PRESCRIBING,
     )
-    attributed, tables, _ = _run(raw)
-    rec = {r["activity_type"]: r for r in reconcile(attributed, tables).to_pyarrow().to_pylist()}
-    check_reconciliation(list(rec.values()))
+    tables = memtables(raw)
+    priced = price_activity(tables)
+    rows = reconcile(attribute(priced, tables), tables, priced=priced)
+    rec = {r["activity_type"]: r for r in rows}
+    check_reconciliation(rows)
     assert rec["apc"]["rows_in"] == 2 and rec["apc"]["rows_unpriced"] == 1
-    assert rec["op"]["money_priced"] == D("351.48")
-    assert rec["op"]["money_unattributed"] == D("175.74")
+    # O1 and O2: £168.00 + MFF £7.74 (RTR 1.0461) each; O3 did not attend (£0)
+    assert rec["op"]["money_in"] == rec["op"]["money_priced"] == D("351.48")
+    assert rec["op"]["money_unattributed"] == D("175.74")  # O2: practice Z99999 not known
     assert rec["ae"]["money_attributed"] == 0
-    assert rec["prescribing"]["money_priced"] == D("13.35")
+    assert rec["prescribing"]["money_in"] == D("13.35")  # 12.34 + 1.01 of actual_cost
     assert rec["prescribing"]["source_table"] == "prescribing"
 
 
 def test_check_reconciliation_catches_losses() -> None:
-    row = {"activity_type": "apc", "rows_in": 3, "rows_priced": 1, "rows_unpriced": 1,
-           "money_priced": D("1.00"), "money_attributed": D("0.50"),
-           "money_unattributed": D("0.49")}
-    with pytest.raises(ReconciliationError, match="rows in 3") as e:
+    row = {"activity_type": "apc", "source_table": "apc_spells", "rows_in": 3,
+           "rows_before": 3, "rows_priced": 1, "rows_unpriced": 1, "money_in": D("1.00"),
+           "money_priced": D("0.99"), "money_attributed": D("0.50"),
+           "money_unattributed": D("0.49"), "rows_off": 0, "rows_reason_off": 0,
+           "duplicate_ids": 0, "duplicate_example": None}
+    with pytest.raises(ReconciliationError, match="apc: 3 rows in apc_spells but 2 in "
+                                                  "priced_activity") as e:
         check_reconciliation([row])
-    assert "money priced 1.00" in str(e.value)
+    assert "money before attribution 1.00 != attributed 0.50 + unattributed 0.49" \
+        in str(e.value)
 
 
 def test_attribute_without_practices_is_all_unattributed() -> None:
@@ -121,3 +128,28 @@ def test_attribute_without_practices_is_all_unattributed() -> None:
                                                                         PRESCRIBING)})["p"]})
     rows = out.to_pyarrow().to_pylist()
     assert len(rows) == 3 and not any(r["attributed"] for r in rows)
+
+
+def test_prescribing_lines_of_blank_practices_have_distinct_activity_ids() -> None:
+    """Prescribing has no key: two blank-practice lines for one month and BNF code are two
+    lines (found in the demo economy), so each needs an activity_id of its own."""
+    lines = [
+        {"practice_code": None, "year_month": "2024-09", "bnf_code": "0601023AG", "items": 208,
+         "actual_cost": "10652.40"},
+        {"practice_code": None, "year_month": "2024-09", "bnf_code": "0601023AG", "items": 83,
+         "actual_cost": "4125.86"},
+        {"practice_code": "", "year_month": "2024-09", "bnf_code": "0601023AG", "items": 1,
+         "actual_cost": "1.00"},
+        {"practice_code": "A81001", "year_month": "2024-09", "bnf_code": "0601023AG",
+         "items": 3, "actual_cost": "2.00"},
+    ]
+    raw = economy(ops=[op("O1")], prescribing=lines)
+    tables = memtables(raw)
+    priced = price_activity(tables)
+    rows = attribute(priced, tables).to_pyarrow().to_pylist()
+    ids = {r["activity_id"]: r["price"] for r in rows if r["activity_type"] == "prescribing"}
+    # numbered within practice/month/BNF code, the blank practice ('' after NULL), then by
+    # items and cost; a line alone keeps the plain id
+    assert ids == {"/2024-09/0601023AG/1": D("4125.86"), "/2024-09/0601023AG/2": D("10652.40"),
+                   "/2024-09/0601023AG/3": D("1.00"), "A81001/2024-09/0601023AG": D("2.00")}
+    check_reconciliation(reconcile(attribute(priced, tables), tables, priced=priced))

@@ -51,13 +51,21 @@ def test_every_row_is_priced_or_has_a_reason(priced: Warehouse) -> None:
 
 
 def test_money_priced_equals_attributed_plus_unattributed(priced: Warehouse) -> None:
-    rows = priced.query("SELECT source_table, money_in, money_out, money_unattributed "
-                        "FROM reconciliation WHERE stage = 'price'")
-    assert rows
-    for _table, money_in, money_out, unattributed in rows:
-        assert Decimal(money_in) == Decimal(money_out) + Decimal(unattributed)
-    total = priced.query("SELECT sum(price) FROM priced_activity")[0][0]
-    assert Decimal(total) == sum(Decimal(r[1]) for r in rows)
+    """The price stage's reconciliation rows hold figures from outside priced_activity: rows
+    in from the source tables, money in from before attribution (prescribing: the loaded
+    actual cost), and they balance with what priced_activity holds."""
+    rows = {r[0]: r[1:] for r in priced.query(
+        "SELECT source_table, rows_in, money_in, money_out, money_unattributed "
+        "FROM reconciliation WHERE stage = 'price'")}
+    assert set(rows) == {"apc_spells", "op_attendances", "ae_attendances", "prescribing"}
+    for table, (rows_in, money_in, money_out, unattributed) in rows.items():
+        assert rows_in == priced.query(f"SELECT count(*) FROM {table}")[0][0], table
+        assert Decimal(money_in) == Decimal(money_out) + Decimal(unattributed), table
+    cost = priced.query("SELECT sum(actual_cost) FROM prescribing")[0][0]
+    assert Decimal(rows["prescribing"][1]) == Decimal(cost)
+    by_type = dict(priced.query("SELECT activity_type, sum(price) FROM priced_activity "
+                                "GROUP BY 1"))
+    assert Decimal(by_type["prescribing"]) == Decimal(cost)
 
 
 def test_unattributed_activity_is_priced_not_dropped(priced: Warehouse) -> None:

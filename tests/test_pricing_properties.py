@@ -1,13 +1,17 @@
-"""Property tests (Hypothesis): prices never negative, conservation, exact MFF scaling."""
+"""Property tests (Hypothesis): prices never negative, conservation (and any lost, doubled or
+repriced row caught by the reconciliation), exact MFF scaling."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from hypothesis import HealthCheck, Phase, given, settings
+import ibis
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
-from pbc.attribution import attribute, check_reconciliation, reconcile
+from pbc.attribution import ReconciliationError, attribute, check_reconciliation, reconcile
 from pbc.pricing import price_activity, settings_from_dict
 from pricing_fixtures import PROVIDERS, ae, economy, memtables, op, spell
 
@@ -82,8 +86,9 @@ def _economy(acts, mff: tuple[D, D] | None = None):
 def test_prices_never_negative_and_conserved(acts, s, mff) -> None:
     tables = memtables(_economy(acts, mff))
     priced = price_activity(tables, s)
-    attributed = attribute(priced, tables)
-    rows = attributed.to_pyarrow().to_pylist()
+    out = attribute(priced, tables).to_pyarrow()
+    attributed, priced = ibis.memtable(out), ibis.memtable(priced.to_pyarrow())
+    rows = out.to_pylist()
     n_in = sum(len(x) for x in (unique(acts[0], "spell_id"), unique(acts[1], "attendance_id"),
                                 unique(acts[2], "attendance_id")))
     assert len(rows) == n_in
@@ -96,10 +101,14 @@ def test_prices_never_negative_and_conserved(acts, s, mff) -> None:
                                        "short_stay_adjustment", "top_up_adjustment",
                                        "mff_adjustment", "marginal_rate_adjustment"))
             assert parts == r["price"]
-    rec = reconcile(attributed, tables).to_pyarrow().to_pylist()
+    # nothing is wrong, so the reconciliation passes (it does not fail on sound data), and
+    # its rows in are the rows generated, per source table
+    rec = reconcile(attributed, tables, priced=priced)
     check_reconciliation(rec)
-    assert sum(r["rows_in"] for r in rec) == n_in
-    assert sum(r["money_priced"] for r in rec) == sum(r["price"] or 0 for r in rows)
+    assert {r["source_table"]: r["rows_in"] for r in rec} == {
+        "apc_spells": len(unique(acts[0], "spell_id")),
+        "op_attendances": len(unique(acts[1], "attendance_id")),
+        "ae_attendances": len(unique(acts[2], "attendance_id"))}
     _contract_totals_are_exact(rows, acts[0], s)
 
 
@@ -124,6 +133,35 @@ def _contract_totals_are_exact(rows: list[dict], spell_rows: list[dict], s) -> N
         else:
             exact = b.baseline + mret.rate * (actual - b.baseline)
             assert paid == exact.quantize(D("0.01"), rounding="ROUND_HALF_UP")
+
+
+
+def _fault(table: pa.Table, kind: str, i: int, pennies: int) -> pa.Table:
+    """``table`` with row ``i`` dropped, doubled, or its price moved by ``pennies``."""
+    if kind == "drop":
+        return pa.concat_tables([table.slice(0, i), table.slice(i + 1)])
+    if kind == "double":
+        return pa.concat_tables([table, table.slice(i, 1)])
+    prices = table["price"].to_pylist()
+    prices[i] = prices[i] + D(pennies) / 100
+    col = table.schema.get_field_index("price")
+    return table.set_column(col, "price", pa.array(prices, table.schema.field(col).type))
+
+
+@PROPERTY
+@given(acts=activity, fault=st.sampled_from(["drop", "double", "price"]),
+       at=st.integers(0, 10**6), pennies=st.integers(-10**6, 10**6).filter(bool))
+def test_any_dropped_doubled_or_repriced_row_fails_the_reconciliation(acts, fault, at,
+                                                                     pennies) -> None:
+    tables = memtables(_economy(acts))
+    priced = price_activity(tables)
+    out = attribute(priced, tables).to_pyarrow()
+    candidates = [i for i, p in enumerate(out["price"].to_pylist())
+                  if fault != "price" or p is not None]
+    assume(candidates)
+    bad = ibis.memtable(_fault(out, fault, candidates[at % len(candidates)], pennies))
+    with pytest.raises(ReconciliationError):
+        check_reconciliation(reconcile(bad, tables, priced=ibis.memtable(priced.to_pyarrow())))
 
 
 @PROPERTY

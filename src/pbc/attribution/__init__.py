@@ -2,7 +2,7 @@
 
 Public API: :func:`attribute`, :func:`reconcile`, :func:`check_reconciliation`,
 :func:`resolve_commissioner`, :func:`group_as_at`, :func:`summarise`,
-:func:`reconcile_summary`.
+:func:`reconcile_summary`, :func:`duplicate_ids`.
 """
 
 from pbc.attribution.attribute import ATTRIBUTED_SCHEMA, attribute, prescribing_lines
@@ -10,6 +10,7 @@ from pbc.attribution.organisations import group_as_at, resolve_commissioner
 from pbc.attribution.reconcile import (
     ReconciliationError,
     check_reconciliation,
+    duplicate_ids,
     reconcile,
     reconcile_summary,
     summarise,
@@ -20,6 +21,7 @@ __all__ = [
     "ReconciliationError",
     "attribute",
     "check_reconciliation",
+    "duplicate_ids",
     "group_as_at",
     "prescribing_lines",
     "reconcile",

@@ -48,8 +48,12 @@ def prescribing_lines(prescribing: ir.Table) -> ir.Table:
     """Prescribing as ``priced_activity`` rows (activity type and service line
     ``prescribing``; money = ``actual_cost``; date = first day of ``year_month``).
 
-    ``activity_id`` is ``practice/year_month/bnf_code`` (the table has no key of its own).
-    The commissioner is left NULL here; :func:`attribute` resolves it.
+    ``activity_id`` is ``practice/year_month/bnf_code`` (the table has no key of its own;
+    a blank practice is written as nothing). Where several lines share that (blank-practice
+    lines do: the practices are not known), each gets ``/1``, ``/2``, ... after it, in order
+    of the practice code (NULL before ``''``), items, actual cost and BNF name, so every line
+    has an ``activity_id`` of its own and the same one on every engine (lines that tie are
+    identical). The commissioner is left NULL here; :func:`attribute` resolves it.
     """
     p = prescribing
     ym = p.year_month.cast("string")
@@ -57,10 +61,17 @@ def prescribing_lines(prescribing: ir.Table) -> ir.Table:
     cost = p.actual_cost.cast(MONEY)
     zero = ibis.ifelse(cost.notnull(), ibis.literal(0, type=MONEY), ibis.null(MONEY)).cast(MONEY)
     practice = p.practice_code.cast("string")
+    key = practice.fill_null("") + "/" + ym + "/" + p.bnf_code.cast("string").fill_null("")
+    name = p.bnf_name.cast("string")
+    # explicit NULL order (engines differ in where NULLs sort by default)
+    order = [practice.notnull(), practice.fill_null(""), p.items.isnull(), p.items.fill_null(0),
+             p.actual_cost.isnull(), p.actual_cost.fill_null(0), name.isnull(),
+             name.fill_null("")]
+    shared = p.count().over(ibis.window(group_by=[key])) > 1
+    number = (ibis.row_number().over(ibis.window(group_by=[key], order_by=order)) + 1)
     cols: dict[str, ir.Value] = {
         "activity_type": ibis.literal("prescribing"),
-        "activity_id": (practice.fill_null("") + "/" + ym + "/"
-                        + p.bnf_code.cast("string").fill_null("")),
+        "activity_id": ibis.ifelse(shared, key + "/" + number.cast("string"), key),
         "patient_id": ibis.null("string"),
         "practice_code": practice,
         "commissioner_code": ibis.null("string"),

@@ -9,8 +9,13 @@ stage, in one warehouse transaction.
 Engines: on DuckDB (the default) the rows stream from DuckDB into pyarrow's partitioned
 Parquet writer; on Spark (``engine="spark"``, :mod:`pbc.warehouse.spark`) the warehouse
 tables are read into Spark, the same expressions run there and Spark's writer writes the
-files. Either way the written files are then read once (by DuckDB) for the reconciliation
-and the totals, so both engines are checked by the same code.
+files. Either way the written files are then read by DuckDB for the reconciliation and the
+totals (one summary scan, and one of ``activity_id`` for duplicate keys), so both engines are
+checked by the same code, against figures that do not come from the files: the rows (and
+prescribing's money) of the source tables and the money priced before attribution (the
+pricing expression summed on its own, on DuckDB). A run that does not reconcile
+(:func:`pbc.attribution.check_reconciliation`) fails with a
+:class:`~pbc.attribution.ReconciliationError` naming what is off, and nothing is committed.
 """
 
 from __future__ import annotations
@@ -61,7 +66,13 @@ def run_pricing(
     engine: str = "duckdb",
 ) -> PricingReport:
     """Price and attribute everything in the warehouse; replace ``priced_activity``."""
-    from pbc.attribution import attribute, reconcile_summary, summarise
+    from pbc.attribution import (
+        attribute,
+        check_reconciliation,
+        duplicate_ids,
+        reconcile_summary,
+        summarise,
+    )
     from pbc.pricing import price_activity
 
     if not warehouse.exists():
@@ -82,11 +93,15 @@ def run_pricing(
                 f"cannot price: the warehouse has no {', '.join(missing)} (load them first)")
         con = tx.connect()
         backend = ibis.duckdb.from_connection(con)
+        # the pricing expression on DuckDB, compiled once into a view: the money before
+        # attribution is summed from it, and (DuckDB engine) attribution reads it
+        tables = _inputs(tx, backend.table, annex_a, lambda _, t: ibis.memtable(t))
+        _create_view(backend, "priced_before", price_activity(tables, settings))
+        before = backend.table("priced_before")
         if engine == "spark":
             _write_on_spark(tx, settings, annex_a)
         else:
-            tables = _inputs(tx, backend.table, annex_a, lambda _, t: ibis.memtable(t))
-            attributed = attribute(price_activity(tables, settings), tables)
+            attributed = attribute(before, tables)
             # a view (not raw SQL) so that Ibis registers any in-memory tables it uses
             _create_view(backend, "priced_activity_new", attributed)
             # DuckDB computes, streaming record batches; pyarrow's dataset writer partitions
@@ -98,13 +113,13 @@ def run_pricing(
                                  meta={"kind": "output"}, unique_columns=UNIQUE_COLUMNS)
         con.execute(f"CREATE OR REPLACE VIEW priced_activity AS SELECT * FROM read_parquet("
                     f"{lit(tx.glob('priced_activity'))}, union_by_name = true)")
-        # the written files are read once: every total below adds up this summary
-        backend.create_table("price_summary", summarise(backend.table("priced_activity")),
-                             temp=True)
+        # the written files are read once for the summary: every total below adds it up
+        written = backend.table("priced_activity")
+        backend.create_table("price_summary", summarise(written), temp=True)
         summary = backend.table("price_summary")
-        rec = reconcile_summary(summary).execute()
+        rows = reconcile_summary(summary, tables, before, duplicate_ids(written))
+        check_reconciliation(rows)  # raises: the transaction is rolled back
         tx.drop_files("reconciliation", "r-price-")
-        rows = rec.to_dict("records")
         _write_reconciliation(tx, con, rows)
         by_line = con.execute(
             "SELECT service_line, sum(n)::BIGINT, coalesce(sum(money), 0) FROM price_summary "
@@ -178,15 +193,27 @@ def _create_view(backend: Any, name: str, expr: Any) -> None:
 
 
 def _write_reconciliation(tx: Any, con: Any, rows: list[dict[str, Any]]) -> None:
-    import pandas as pd
+    """The ``reconciliation`` rows of the price stage: rows in (the source table's), rows
+    priced (accepted) and unpriced (quarantined: kept, with a reason), money in (before
+    attribution; prescribing: the source's ``actual_cost``), money attributed (out) and
+    unattributed. Typed in Arrow, so money never passes through a float."""
+    import pyarrow as pa
 
-    frame = pd.DataFrame(rows)
+    money = pa.decimal128(38, 2)
+    frame = pa.table({
+        "source_table": pa.array([r["source_table"] for r in rows], pa.string()),
+        "rows_in": pa.array([r["rows_in"] for r in rows], pa.int64()),
+        "rows_priced": pa.array([r["rows_priced"] for r in rows], pa.int64()),
+        "rows_unpriced": pa.array([r["rows_unpriced"] for r in rows], pa.int64()),
+        "money_in": pa.array([r["money_in"] for r in rows], money),
+        "money_attributed": pa.array([r["money_attributed"] for r in rows], money),
+        "money_unattributed": pa.array([r["money_unattributed"] for r in rows], money),
+    })
     con.register("price_rec", frame)
     tx.write(con, "reconciliation", """
         SELECT 'price' AS stage, source_table, 'priced_activity' AS source_file,
-               CAST(rows_in AS BIGINT) AS rows_in, CAST(rows_priced AS BIGINT) AS rows_accepted,
-               CAST(rows_unpriced AS BIGINT) AS rows_quarantined,
-               CAST(money_priced AS DECIMAL(18,2)) AS money_in,
+               rows_in, rows_priced AS rows_accepted, rows_unpriced AS rows_quarantined,
+               CAST(money_in AS DECIMAL(18,2)) AS money_in,
                CAST(money_attributed AS DECIMAL(18,2)) AS money_out,
                CAST(money_unattributed AS DECIMAL(18,2)) AS money_unattributed,
                current_localtimestamp() AS recorded_at
