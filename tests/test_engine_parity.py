@@ -15,7 +15,14 @@ from pbc.attribution import attribute, check_reconciliation, reconcile
 from pbc.pricing import price_activity, settings_from_dict
 from pricing_fixtures import PRACTICES, PROVIDERS, ae, economy, memtables, op, spell
 
-pytestmark = pytest.mark.spark
+pytestmark = [
+    pytest.mark.spark,
+    # pyspark 4.0's toPandas passes pandas 3's deprecated copy keyword
+    pytest.mark.filterwarnings("ignore:The copy keyword is deprecated:DeprecationWarning"),
+    # py4j (Spark's Java gateway) leaves its client sockets to the garbage collector
+    pytest.mark.filterwarnings(
+        "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"),
+]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 

@@ -133,7 +133,7 @@ def test_sigkill_after_a_delay(base: Path, tmp_path: Path, command: str, delay: 
     time.sleep(delay)
     if p.poll() is None:
         p.send_signal(signal.SIGKILL)
-    p.wait(timeout=60)
+    p.communicate(timeout=60)  # reaps it and closes its pipe
     _assert_intact(wh, before, current)
     assert _run(*COMMANDS[command](base, wh)) == 0
     _assert_intact(wh, before, current)

@@ -78,14 +78,16 @@ def emergency_values(con: duckdb.DuckDBPyConnection, spells: str, start_year: in
     con.execute(f"""
         CREATE OR REPLACE TEMP VIEW synth_emergency_spells AS
         SELECT * REPLACE (CAST(admission_date AS DATE) AS admission_date,
-                          CAST(discharge_date AS DATE) AS discharge_date)
+                          CAST(discharge_date AS DATE) AS discharge_date,
+                          CAST(age_on_admission AS BIGINT) AS age_on_admission)
         FROM read_parquet('{spells}')
         WHERE admission_method IN ({emergency})
           AND TRY_CAST(admission_date AS DATE) IS NOT NULL
           AND TRY_CAST(discharge_date AS DATE)
               BETWEEN TRY_CAST(admission_date AS DATE) AND DATE '{start_year + 1}-03-31'
           AND TRY_CAST(discharge_date AS DATE) >= DATE '{start_year}-04-01'
-          AND age_on_admission BETWEEN 0 AND 120
+          -- the files may be text (--format csv): cast as the loader does
+          AND TRY_CAST(age_on_admission AS BIGINT) BETWEEN 0 AND 120
           AND provider_code IN (SELECT provider_code FROM providers)
         QUALIFY row_number() OVER (PARTITION BY spell_id) = 1""")
     tables = {name: backend.table(name) for name in (
