@@ -34,6 +34,7 @@ from pbc.budgets import (
     AGE_BANDS,
     SERVICE_LINES,
     FairShareInputs,
+    packaged_nhse_file,
     parse_policy,
     read_nhse_file,
     set_budgets,
@@ -41,8 +42,7 @@ from pbc.budgets import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_NHSE = ROOT.parent / "shared" / "data" / "nhse-practice-weighted-populations" / \
-    "2024_2025.csv"
+DEFAULT_NHSE = packaged_nhse_file()
 COMPONENT = {
     "elective_inpatient": "general_and_acute", "day_case": "general_and_acute",
     "non_elective": "general_and_acute", "outpatient_first": "general_and_acute",

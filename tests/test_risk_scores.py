@@ -20,7 +20,7 @@ from pbc.risk.reference import RiskReferenceError
 
 
 def test_lace_published_examples() -> None:
-    # cliot docs (reference.md §3.3): 4 + 3 + 5 + 2 = 14 and 2 + 0 + 0 + 0 = 2
+    # cliot docs (docs/sources.md §3.3): 4 + 3 + 5 + 2 = 14 and 2 + 0 + 0 + 0 = 2
     assert lace_score(5, True, 5, 2) == 14
     assert lace_score(2, False, 0, 0) == 2
     assert isinstance(lace_score(5, True, 5, 2), int)

@@ -1,6 +1,6 @@
 """Golden tests for pbc.stats confidence intervals, rates, DSRs and ISRs.
 
-Expected values: pbc domain reference §4.4 (testdata_Byars_Wilson.xlsx) and §4.5
+Expected values: pbc domain docs/sources.md §4.4 (testdata_Byars_Wilson.xlsx) and §4.5
 (testdata_Rate.xlsx) from PHEindicatormethods; DSR/ISR examples worked by hand from the
 formulas in §4.6-4.7 (arithmetic written out below, independent of the implementation).
 """

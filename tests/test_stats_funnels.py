@@ -1,6 +1,6 @@
 """Golden tests for pbc.stats funnel plots.
 
-Expected values: pbc domain reference §4.8 and PHEindicatormethods test data
+Expected values: pbc domain docs/sources.md §4.8 and PHEindicatormethods test data
 (``tests/data/stats/``, see its README), plus PHStatsMethods' published unit-test values for
 ``sigma_adjustment``.
 """

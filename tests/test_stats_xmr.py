@@ -1,4 +1,4 @@
-"""XmR / Making Data Count rules (pbc reference §4.9; NHSRplotthedots).
+"""XmR / Making Data Count rules (pbc docs/sources.md §4.9; NHSRplotthedots).
 
 Series are built so that each rule fires on its own. The baseline is a saw-tooth 0, 4, 0,
 4, … (12 points): mean 2, AMR 4, limits 2 ± 10.64, near-limit band beyond 2 ± 7.0933.

@@ -1,6 +1,6 @@
 """The synthetic health economy: contract-shaped, deterministic, and calibrated.
 
-Ranges are the calibration targets of ../shared/domain/calibration.md, widened for sampling
+Ranges are the calibration targets of docs/calibration.md, widened for sampling
 noise on an economy of about 100,000 patients.
 """
 

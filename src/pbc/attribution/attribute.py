@@ -1,4 +1,4 @@
-"""Attribute priced activity to practice, group and commissioner (CONTRACTS.md, DESIGN.md).
+"""Attribute priced activity to practice, group and commissioner (docs/data-contracts.md).
 
 :func:`attribute` takes ``priced_activity`` (:func:`pbc.pricing.price_activity`), adds the
 prescribing lines (service line ``prescribing``, money = ``actual_cost``), and gives every
@@ -38,7 +38,7 @@ def _attributed_schema() -> dict[str, dt.DataType]:
     return out
 
 
-#: columns of the attributed ``priced_activity`` (CONTRACTS.md key outputs), in order
+#: columns of the attributed ``priced_activity`` (docs/data-contracts.md key outputs), in order
 ATTRIBUTED_SCHEMA: dict[str, dt.DataType] = _attributed_schema()
 
 PRESCRIBING_RULE = "Prescribing: actual cost"

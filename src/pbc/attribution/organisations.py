@@ -1,4 +1,4 @@
-"""Which commissioner and group an activity row belongs to (reference: CONTRACTS.md).
+"""Which commissioner and group an activity row belongs to (reference: docs/data-contracts.md).
 
 The rules, applied to every activity row (APC, outpatients, A&E, prescribing):
 

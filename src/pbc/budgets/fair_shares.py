@@ -52,7 +52,7 @@ FAIR_SHARE_COLUMNS: tuple[str, ...] = (
 
 DEFAULT_CONDITION_WEIGHTS: dict[str, float] = {
     # Illustrative extra need per person with each condition (fraction of an average
-    # person's need). No published set exists (reference §2.5): treat as configuration.
+    # person's need). No published set exists (docs/sources.md §2.5): treat as configuration.
     "AF": 0.10, "ASTHMA": 0.05, "CANCER": 0.25, "CHD": 0.15, "CKD": 0.15, "COPD": 0.20,
     "DEM": 0.30, "DM": 0.15, "EPIL": 0.10, "HF": 0.30, "HYP": 0.05, "MH": 0.20, "STIA": 0.15,
 }

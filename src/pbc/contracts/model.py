@@ -72,7 +72,7 @@ class DateOrder:
 
 @dataclass(frozen=True)
 class Table:
-    """An input table of the data contract (CONTRACTS.md)."""
+    """An input table of the data contract (docs/data-contracts.md)."""
 
     name: str
     kind: TableKind

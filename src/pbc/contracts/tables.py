@@ -1,4 +1,4 @@
-"""Every input table of the pbc data contract (``../shared/CONTRACTS.md``).
+"""Every input table of the pbc data contract (``docs/data-contracts.md``).
 
 Codes follow the NHS Data Dictionary: admission method (ADMIMETH), patient
 classification (CLASSPAT), first attendance, referral source, A&E department
@@ -20,7 +20,7 @@ CONDITIONS = (
 )
 AGE_BANDS = (*(f"{a}-{a + 4}" for a in range(0, 90, 5)), "90+")
 
-#: NHS Data Dictionary ADMISSION METHOD groups (reference.md §5.1)
+#: NHS Data Dictionary ADMISSION METHOD groups (docs/sources.md §5.1)
 ELECTIVE_ADMISSION_METHODS = ("11", "12", "13")
 EMERGENCY_ADMISSION_METHODS = ("21", "22", "23", "24", "25", "2A", "2B", "2C", "2D", "28")
 MATERNITY_ADMISSION_METHODS = ("31", "32")

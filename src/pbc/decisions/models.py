@@ -1,6 +1,6 @@
 """Decision store tables (SQLAlchemy 2): budget versions, their lines, and the audit log.
 
-Money is stored as integer pence (STYLE.md: never floats for money).
+Money is stored as integer pence, never as a float (docs/money.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Risk stratification for case finding (reference.md §3).
+"""Risk stratification for case finding (docs/sources.md §3).
 
 - :mod:`pbc.risk.features`: per-patient features and the outcome, as Ibis expressions;
 - :mod:`pbc.risk.model`: the commissioner's own logistic model (JSON, model card, SQL form);

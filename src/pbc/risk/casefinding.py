@@ -22,7 +22,7 @@ SCORE_COLUMNS = ("risk", "rank", "segment", "model_version")
 
 def score_frame(model: RiskModel, features: pd.DataFrame) -> pd.DataFrame:
     """Features plus ``risk`` (probability), ``rank`` (1 = highest in the whole population),
-    ``segment`` (NHS segments, reference.md §3.1) and ``model_version``; rows are sorted by
+    ``segment`` (NHS segments, docs/sources.md §3.1) and ``model_version``; rows are sorted by
     patient id first so ties in risk rank deterministically."""
     f = features.sort_values("patient_id", kind="stable").reset_index(drop=True)
     risk = model.predict(f)

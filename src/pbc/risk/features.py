@@ -1,22 +1,22 @@
 """Features for case finding, per registered patient at a reference date, as Ibis expressions.
 
-Pure (DESIGN.md): takes the warehouse's contract tables as Ibis tables and returns one Ibis
-table with a row per patient registered on the reference date, so the same expression runs
-on DuckDB or Spark; nothing here loops over patients in Python.
+Pure (docs/architecture.md): takes the warehouse's contract tables as Ibis tables and
+returns one Ibis table with a row per patient registered on the reference date, so the same
+expression runs on DuckDB or Spark; nothing here loops over patients in Python.
 
-The inputs are those of the Combined Predictive Model (reference.md §3.1): age, sex,
+The inputs are those of the Combined Predictive Model (docs/sources.md §3.1): age, sex,
 deprivation, long-term conditions, and prior inpatient (emergency, elective), A&E and
 outpatient use, plus chronic ambulatory care sensitive condition (ACSC) emergency admissions
-(reference.md §5.2, code list ``pbc/reference/codelists/acsc_chronic.txt``) and an emergency
+(docs/sources.md §5.2, code list ``pbc/reference/codelists/acsc_chronic.txt``) and an emergency
 admission in the last 30 days (a PARR-30 input, §3.2).
 
 Windows are half-open in dates: "prior 12 months" at reference date R is
 ``[R - 12 months, R)``, "last 30 days" is ``[R - 30 days, R)`` and the outcome window is
 ``[R, R + 12 months)``. Admissions are dated by ``admission_date``, A&E by ``arrival_date``,
 outpatients by ``appointment_date`` (attended appointments only; a null ``attended`` counts
-as attended). Emergency and elective admission methods follow reference.md §5.1.
+as attended). Emergency and elective admission methods follow docs/sources.md §5.1.
 
-Age is the recorded ``patients.age`` (age at 1 April of the data's year, CONTRACTS.md).
+Age is the recorded ``patients.age`` (age at 1 April of the data's year, docs/data-contracts.md).
 
 Every feature has one definition at training, validation and scoring; its look-back is
 :data:`FEATURE_WINDOWS`. A feature whose look-back is not covered by the data at a reference

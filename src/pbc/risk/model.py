@@ -1,12 +1,12 @@
 """The commissioner's own predictive model of emergency admission: logistic regression.
 
 Inputs are the terms of ``pbc/reference/risk/emergency_model.yaml`` (Combined Predictive
-Model form, reference.md §3.1), each a transform of one column of the features table
+Model form, docs/sources.md §3.1), each a transform of one column of the features table
 (:mod:`pbc.risk.features`). The fitted model is plain data: intercept, one coefficient per
 term, the training means of the terms (for explanations), and a model card. It is saved as
 JSON (never pickle), scored with numpy or as one SQL expression (for DuckDB/Spark at
 national scale), and explained per patient as coefficient x (value - training mean) summed by
-plain-words factor (the hccpy "explain" habit, STYLE.md §5).
+plain-words factor (the hccpy "explain" habit, the house style (explainable scores)).
 """
 
 from __future__ import annotations

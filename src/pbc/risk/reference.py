@@ -1,7 +1,7 @@
 """Risk reference data files (``pbc/reference/risk/``): published score tables and model specs.
 
-The coefficients and point tables of the published scores are kept as data (the hccpy habit,
-STYLE.md §5), so a corrected coefficient is a data change, not a code change.
+The coefficients and point tables of the published scores are kept as data (the hccpy habit
+of explainable scores), so a corrected coefficient is a data change, not a code change.
 """
 
 from __future__ import annotations

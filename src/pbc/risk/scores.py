@@ -1,4 +1,4 @@
-"""Published-form scores: LACE, modified LACE and PARR-30 (reference.md §3.2, §3.3).
+"""Published-form scores: LACE, modified LACE and PARR-30 (docs/sources.md §3.2, §3.3).
 
 The point tables and coefficients live in ``pbc/reference/risk/lace.yaml`` and
 ``parr30.yaml``; this module only applies them. Every function accepts scalars or numpy
@@ -46,7 +46,7 @@ def lace_score(
     *,
     table: Mapping[str, Any] | None = None,
 ) -> Any:
-    """LACE index 0-19 (van Walraven et al., CMAJ 2010; reference.md §3.3).
+    """LACE index 0-19 (van Walraven et al., CMAJ 2010; docs/sources.md §3.3).
 
     ``los_days``: length of stay in days counting the admission and discharge days;
     ``acute_admission``: true for an emergent admission; ``charlson_score``: Charlson
@@ -101,7 +101,7 @@ def modified_lace_score(
     comorbidity_points: ArrayLike,
     ed_visits_6m: ArrayLike,
 ) -> Any:
-    """Modified LACE (BMJ Open 2017, PMC5726103; reference.md §3.3): LOS >= 14 scores 6 and C
+    """Modified LACE (BMJ Open 2017, PMC5726103; docs/sources.md §3.3): LOS >= 14 scores 6 and C
     is the capped cumulative condition weight (see :func:`modified_lace_comorbidity`)."""
     doc = load_reference("lace.yaml", "modified_lace")
     for name, v in (("los_days", los_days), ("comorbidity_points", comorbidity_points),
@@ -131,7 +131,7 @@ def parr30_logit(
     hospital_coefficient: float | None = None,
     coefficients: Mapping[str, Any] | None = None,
 ) -> Any:
-    """The PARR-30 linear predictor (Billings et al. 2012; reference.md §3.2).
+    """The PARR-30 linear predictor (Billings et al. 2012; docs/sources.md §3.2).
 
     ``conditions`` is either an iterable of condition names (the keys of ``conditions`` in
     ``parr30.yaml``, applied to every row) or a mapping name -> 0/1 array. The hospital term

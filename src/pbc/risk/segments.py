@@ -1,4 +1,4 @@
-"""NHS risk segments by rank of predicted risk (reference.md §3.1).
+"""NHS risk segments by rank of predicted risk (docs/sources.md §3.1).
 
 Very high = the top 0.5% of the registered population, high = 0.5-5%, moderate = 5-20%,
 low = the rest (Nuffield Trust, Bardsley 2012). The edges are data

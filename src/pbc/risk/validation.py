@@ -9,7 +9,7 @@
   logit(p)``, and the calibration-in-the-large intercept ``a`` with ``logit(p)`` as an
   offset (slope fixed at 1). Perfect calibration: intercept 0, slope 1. Calibration-plot
   data: mean predicted risk against the observed rate in deciles of predicted risk.
-- Yield in the NHS segments (reference.md §3.1): per segment and cumulatively, the positive
+- Yield in the NHS segments (docs/sources.md §3.1): per segment and cumulatively, the positive
   predictive value (share of flagged patients with the outcome) and sensitivity (share of
   all patients with the outcome who are flagged), compared with the naive rule "two or more
   emergency admissions in the prior 12 months" and with the model flagging the same number.

@@ -3,7 +3,7 @@ funnel plots and SPC, vectorised over numpy arrays.
 
 Every function takes numbers or numpy arrays (scalars in, scalars out) and returns named
 results; funnel and SPC functions return pandas DataFrames. Confidence may be given as a
-fraction (0.95) or a percentage (95); 0.9-1 is allowed. Formulas: pbc domain reference §4.
+fraction (0.95) or a percentage (95); 0.9-1 is allowed. Formulas: pbc domain docs/sources.md §4.
 
 Methods and sources
 -------------------

@@ -2,7 +2,7 @@
 
 Method: Breslow NE, Day NE. *Statistical methods in cancer research, volume II: the design
 and analysis of cohort studies*. Lyon: IARC; 1987. As implemented by PHEindicatormethods
-(``R/utils.R`` ``byars_lower``/``byars_upper``). pbc reference §4.1::
+(``R/utils.R`` ``byars_lower``/``byars_upper``). pbc docs/sources.md §4.1::
 
     lower = O (1 − 1/(9O) − z/(3√O))³          (NaN where negative, as PHE sets NA)
     upper = (O+1) (1 − 1/(9(O+1)) + z/(3√(O+1)))³

@@ -2,7 +2,7 @@
 
 Method: PHEindicatormethods ``phe_rate`` / ``calculate_rate`` (``R/Rates.R``): exact Poisson
 limits (Garwood, §4.2) when x < 10, Byar's method (§4.1) otherwise, divided by n and scaled
-by the multiplier. pbc reference §4.5. The numerator may exceed the denominator (a rate).
+by the multiplier. pbc docs/sources.md §4.5. The numerator may exceed the denominator (a rate).
 """
 
 from __future__ import annotations

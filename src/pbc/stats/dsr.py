@@ -3,7 +3,7 @@
 Method: Dobson AJ, Kuulasmaa K, Eberle E, Scherer J. Confidence intervals for weighted sums
 of Poisson parameters. Stat Med 1991;10:457-62, with Byar's limits for the total count
 (Breslow & Day 1987), as implemented by PHEindicatormethods ``phe_dsr`` (``R/DSR.R``).
-pbc reference §4.6::
+pbc docs/sources.md §4.6::
 
     DSR   = Σ (x_i / n_i × w_i) / Σ w_i × multiplier        (w = standard population)
     var   = Σ x_i (w_i / n_i)² / (Σ w_i)²

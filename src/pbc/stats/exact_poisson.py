@@ -2,7 +2,7 @@
 
 Method: Garwood F. Fiducial limits for the Poisson distribution. Biometrika 1936;28:437-42;
 as used by PHEindicatormethods for counts below 10 (``R/Rates.R``, ``R/ISRatio.R``).
-pbc reference §4.2::
+pbc docs/sources.md §4.2::
 
     lower = χ²_{(1−c)/2}(2O) / 2 ;  upper = χ²_{c+(1−c)/2}(2O+2) / 2
 

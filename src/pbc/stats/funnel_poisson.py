@@ -2,7 +2,7 @@
 
 Method: PHEindicatormethods ``calculate_funnel_limits``, ``assign_funnel_significance``,
 ``poisson_funnel``, ``poisson_cis`` and ``funnel_ratio_significance`` (``R/Funnels.R``,
-``R/utils.R``), after the PHE Fingertips technical guidance. pbc reference §4.8.
+``R/utils.R``), after the PHE Fingertips technical guidance. pbc docs/sources.md §4.8.
 
 * **Limits.** For O observed events the 95% (99.8%) lower limit sits at the expected count
   E at which P(K ≤ O | E) = 0.025 (0.001), and the upper limit at the E at which

@@ -4,7 +4,7 @@ Method: PHEindicatormethods ``sigma_adjustment``, ``calculate_funnel_limits`` an
 ``assign_funnel_significance`` (``R/Funnels.R``), following the PHE Fingertips technical
 guidance. The limits at population N are the proportions whose Wilson score interval has
 the baseline p̄ = Σx/Σn as an end point ("inverse Wilson"), with z = Φ⁻¹(0.975) for the
-95% (2σ) limits and Φ⁻¹(0.999) for the 99.8% (3σ) limits. pbc reference §4.8::
+95% (2σ) limits and Φ⁻¹(0.999) for the 99.8% (3σ) limits. pbc docs/sources.md §4.8::
 
     A = p̄(N/z² + 1)
     B = √((−8p̄(N/z²+1))² − 64(1/z² + 1/N)·p̄·(N(p̄(N/z²+2) − 1) + z²(p̄ − 1)))

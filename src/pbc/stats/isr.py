@@ -1,7 +1,7 @@
 """Indirectly standardised ratios (ISR/SMR) and rates.
 
 Method: PHEindicatormethods ``calculate_ISRatio`` / ``calculate_ISRate`` (``R/ISRatio.R``,
-``R/ISRate.R``; formerly ``phe_isr``/``phe_smr``). pbc reference §4.7::
+``R/ISRate.R``; formerly ``phe_isr``/``phe_smr``). pbc docs/sources.md §4.7::
 
     E       = Σ_i n_i × (X_ref,i / N_ref,i)          (a missing reference count is 0)
     ISRatio = O / E × refvalue ;  limits = exact (O < 10) or Byar's (O ≥ 10) limits of O, / E

@@ -3,7 +3,7 @@
 Method: Spiegelhalter DJ. Funnel plots for comparing institutional performance. Stat Med
 2005;24:1185-1202; and Spiegelhalter DJ. Handling over-dispersion of performance indicators.
 Qual Saf Health Care 2005;14:347-51. Transformations and winsorisation as in FunnelPlotR
-(nhs-r-community/FunnelPlotR ``R/od_adjustment.R``). pbc reference §4.8::
+(nhs-r-community/FunnelPlotR ``R/od_adjustment.R``). pbc docs/sources.md §4.8::
 
     ratio (SHMI method): Y = ln(O/E), s = 1/√E, target 0   → z = √E·ln(O/E)
     proportion:          Y = asin√(x/n), s = 1/(2√n), target = asin√(Σx/Σn)

@@ -3,7 +3,7 @@
 Method: Wilson EB. Probable inference, the law of succession, and statistical inference.
 J Am Stat Assoc 1927;22:209-12; as given by Newcombe RG, Altman DG, *Statistics with
 confidence* (2nd edn, 2000) pp 46-48, and implemented by PHEindicatormethods
-(``R/utils.R`` ``wilson_lower``/``wilson_upper``). pbc reference §4.3::
+(``R/utils.R`` ``wilson_lower``/``wilson_upper``). pbc docs/sources.md §4.3::
 
     lower/upper = (2x + z² ∓ z·√(z² + 4x(1 − x/n))) / (2(n + z²)),  z = Φ⁻¹(c + (1 − c)/2)
 

@@ -3,7 +3,7 @@
 Method: Wheeler DJ, *Understanding Variation* (1993): limits mean ± 2.66 × average moving
 range; the NHS England / NHS Improvement "Making Data Count" rules as implemented by
 NHSRplotthedots (nhs-r-community, ``R/ptd_spc_standard.R`` and
-``R/ptd_calculate_point_type.R``). pbc reference §4.9.
+``R/ptd_calculate_point_type.R``). pbc docs/sources.md §4.9.
 
 * mean and average moving range (AMR) from the baseline (the first ``baseline`` points of
   each rebase period, ``fix_after_n_points``); optional outlier screen drops moving ranges

@@ -4,7 +4,7 @@ Everything row-level is generated inside DuckDB SQL from hash-based pseudo-rando
 (:mod:`pbc.synth.sql`), streaming to Parquet, so an economy of any size (up to the 62
 million patients of England) is written in bounded memory and the same seed always gives
 byte-identical files. Calibration targets and their sources: ``reference.py`` and
-``../shared/domain/calibration.md``.
+``docs/calibration.md``.
 
 The model, in brief: each practice has an age profile (young urban to old coastal) and a
 deprivation level; each patient has an age, sex, deprivation decile and long-term
@@ -37,7 +37,8 @@ from pbc.synth.settings import settings_toml
 from pbc.synth.sql import by_age, lookup, normal, quantiles, sql_str, u, u_indexed
 
 Progress = Callable[[str, int, int], None]
-LIST_MEDIAN, LIST_SIGMA = 8210.0, 0.62  # calibration §1: median 8,210, P10 3,460, P90 16,435
+# docs/calibration.md §1: list size median 8,210, P10 3,460, P90 16,435
+LIST_MEDIAN, LIST_SIGMA = 8210.0, 0.62
 MOVER_SHARE = 0.02  # patients who change practice in the last year
 BLANK_PRACTICE, UNKNOWN_PRACTICE = 0.003, 0.002
 UNKNOWN_PRACTICE_CODE = "V81999"
@@ -254,7 +255,7 @@ def _age_tables(practices: pd.DataFrame, rng: np.random.Generator) -> pa.Table:
     from young adults to the old (young urban lists to old coastal ones) and a ``family``
     factor moves weight to children. Tuned so that across practices the share aged 0-4 has
     mean ≈5.9% (5th-95th centile ≈3.7-8.8%) and 75+ mean ≈7.7% (≈2.6-12.9%), with 65+ ≈18%
-    and 0-14 ≈17% overall (calibration §1: BMJ Open practice characteristics; Census 2021).
+    and 0-14 ≈17% overall (docs/calibration.md §1: BMJ Open practice characteristics; Census 2021).
     """
     a = np.arange(101)
     base = (np.array(ref.age_weights()) * np.where(a < 5, 1.1, 1.0)
@@ -294,7 +295,7 @@ def _practice_groups(cfg: SynthConfig, orgs: dict[str, pd.DataFrame]) -> pd.Data
 # ------------------------------------------------------------------ patients
 def _condition_sql(age: str, imd: str, key: str, salt: int) -> list[str]:
     """A flag per long-term condition: prevalence by age x deprivation (most deprived
-    decile about 1.5 times the least; calibration §6, Cassell et al. 2018)."""
+    decile about 1.5 times the least; docs/calibration.md §6, Cassell et al. 2018)."""
     cols = []
     for i, (code, bands, _rr) in enumerate(ref.CONDITIONS):
         prev = by_age(age, bands, 0.01)
@@ -516,7 +517,7 @@ def _dynamics_sql(cfg: SynthConfig) -> str:
 # ------------------------------------------------------------------ activity
 def _season(kind: str) -> list[int]:
     """Day offsets (0 = 1 April) by a seasonal profile: respiratory emergencies peak in winter,
-    A&E minors in summer, the rest nearly flat (calibration §7)."""
+    A&E minors in summer, the rest nearly flat (docs/calibration.md §7)."""
     amp = {"resp": 0.28, "flat": -0.01, "ae": -0.08}[kind]
     weights = [1 + amp * math.cos(2 * math.pi * (d - 275) / 365) for d in range(365)]
     return quantiles(weights, list(range(365)), 3650)
@@ -623,7 +624,7 @@ def _apc_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: 
         f = _Faults(cfg.fault_rate, "ek", s + 90)
         p0 = f"(CASE WHEN {age_y} < 45 THEN 0.45 WHEN {age_y} < 75 THEN 0.33 ELSE 0.22 END)"
         # LOS: a third of emergency spells 0 days; mean ≈7-9 days, ≈11-12 at 85+, long tail
-        # (calibration §2: Health Foundation 2018, 2023)
+        # (docs/calibration.md §2: Health Foundation 2018, 2023)
         los = (f"CASE WHEN {u(ek, s + 30)} < {p0} THEN 0 ELSE CAST(least(200, greatest(1, round("
                f"exp(ln(1.0 + {age_y} / 9.0) + 1.0 * {normal(ek, s + 31)})))) AS INTEGER) END")
         suffix = (f"CASE WHEN n_conditions >= 3 OR {age_y} >= 80 THEN 'A' "
@@ -890,7 +891,7 @@ def _social_care_norms(cfg: SynthConfig, con: duckdb.DuckDBPyConnection) -> list
 
 
 def _social_care_sql(cfg: SynthConfig, norms: list[float]) -> str:
-    """Adult social care packages (≈15 per 1,000 a year; weekly costs from calibration §5:
+    """Adult social care packages (≈15 per 1,000 a year; weekly costs from docs/calibration.md §5:
     home care ≈£430, residential ≈£1,000, nursing ≈£1,200), linked to a patient for 90%."""
     parts: list[str] = []
     last = cfg.years - 1
@@ -997,7 +998,7 @@ def _tariff(cfg: SynthConfig) -> dict[str, pd.DataFrame]:
             nel_trim = int(_price(root, 2, 5, 30) * (1.3 if suffix == "A" else 1))
             el_trim = int(_price(root, 3, 3, 15))
             ebd = _price(root, 4, 250, 350)
-            if kind == "elective":  # calibration §5: day case ≈£740, elective ≈£3,700
+            if kind == "elective":  # docs/calibration.md §5: day case ≈£740, elective ≈£3,700
                 dc = _price(root, 5, 450, 1100) * mult[suffix]
                 ordinary = _price(root, 6, 2200, 5200) * mult[suffix]
                 combined_only = _price(root, 7, 0, 3) < 1

@@ -1,4 +1,4 @@
-"""Calibration constants for the synthetic economy (sources: ../shared/domain/calibration.md)."""
+"""Calibration constants for the synthetic economy (sources: docs/calibration.md)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def age_weights() -> list[float]:
     return w
 
 
-#: emergency admissions per 1,000 registered patients by age band (calibration §2: ~95-101
+#: emergency admissions per 1,000 registered patients by age band (docs/calibration.md §2: ~95-101
 #: overall; 420 at 85+; Devon predictive model and Pereira Gray et al.)
 EMERGENCY_RATE = [(0, 5, 75.0), (5, 15, 30.0), (15, 45, 60.0), (45, 65, 75.0), (65, 75, 140.0),
                   (75, 85, 250.0), (85, 121, 420.0)]
@@ -40,15 +40,15 @@ EMERGENCY_RATE = [(0, 5, 75.0), (5, 15, 30.0), (15, 45, 60.0), (45, 65, 75.0), (
 ELECTIVE_RATE = [(0, 5, 40.0), (5, 15, 35.0), (15, 45, 90.0), (45, 65, 230.0), (65, 75, 420.0),
                  (75, 85, 480.0), (85, 121, 300.0)]
 #: outpatient first attendances (appointments incl. DNAs) per 1,000 by age band (≈620 overall;
-#: follow-ups ≈2.2 per first, calibration §3)
+#: follow-ups ≈2.2 per first, docs/calibration.md §3)
 OP_FIRST_RATE = [(0, 5, 450.0), (5, 15, 300.0), (15, 45, 480.0), (45, 65, 700.0),
                  (65, 75, 1000.0), (75, 85, 1150.0), (85, 121, 900.0)]
-#: A&E attendances per 1,000 by age band (≈417 overall; calibration §4)
+#: A&E attendances per 1,000 by age band (≈417 overall; docs/calibration.md §4)
 AE_RATE = [(0, 5, 600.0), (5, 15, 300.0), (15, 45, 420.0), (45, 65, 330.0), (65, 75, 380.0),
            (75, 85, 600.0), (85, 121, 1000.0)]
 
 #: long-term conditions: (code, prevalence by age band as (lo, hi, %), relative risk of an
-#: emergency admission). QOF-style prevalences (calibration §6).
+#: emergency admission). QOF-style prevalences (docs/calibration.md §6).
 CONDITIONS = [
     ("HYP", [(0, 30, 0.3), (30, 45, 4.0), (45, 65, 17.0), (65, 75, 38.0), (75, 121, 55.0)], 1.1),
     ("DM", [(0, 30, 0.4), (30, 45, 3.5), (45, 65, 10.0), (65, 75, 17.0), (75, 121, 19.0)], 1.4),
@@ -123,7 +123,7 @@ AE_PRICE = {"VB01Z": 390, "VB02Z": 330, "VB03Z": 270, "VB04Z": 240, "VB05Z": 210
             "VB11Z": 75}
 
 #: scale factors bringing the BNF list below to ≈18.7 items and ≈£151 per registered patient a
-#: year (calibration §5, NHSBSA Prescription Cost Analysis 2019)
+#: year (docs/calibration.md §5, NHSBSA Prescription Cost Analysis 2019)
 PRESCRIBING_ITEMS_SCALE = 1.47
 PRESCRIBING_COST_SCALE = 1.39
 
