@@ -201,3 +201,30 @@ def test_spark_writer_keeps_partition_columns_and_writes_a_file_when_empty(spark
     empty = [f for f in (tmp_path / "e").rglob("*") if f.is_file()]
     assert [f.name for f in empty] == ["x-0.parquet"]
     assert pq.read_schema(empty[0]).names == ["id", "financial_year", "month"]
+
+
+def test_pbc_price_on_spark_is_quiet_unless_asked(tmp_path) -> None:
+    """Spark's JVM and log4j chatter is kept out of the terminal unless asked for (``-v``)."""
+    import os
+    import subprocess
+    import sys
+
+    from pbc.synth import SynthConfig, generate
+    from pbc.warehouse import Warehouse
+    from pbc.warehouse.load import load
+
+    generate(SynthConfig(practices=2, groups=1, local_authorities=1, seed=7, years=1,
+                         list_scale=0.05), tmp_path / "in")
+    load(tmp_path / "in", Warehouse(tmp_path / "wh"))
+    env = {k: v for k, v in os.environ.items() if k != "PBC_SPARK_VERBOSE"}
+    run = subprocess.run([sys.executable, "-m", "pbc.cli", "price", "--warehouse",
+                          str(tmp_path / "wh"), "--engine", "spark"],
+                         capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert run.returncode == 0, run.stdout + run.stderr
+    for chatter in ("WARN", "log4j", "Setting default log level", "NativeCodeLoader"):
+        assert chatter not in run.stderr + run.stdout, run.stderr[-2000:]
+    loud = subprocess.run([sys.executable, "-m", "pbc.cli", "price", "--warehouse",
+                           str(tmp_path / "wh"), "--engine", "spark", "-v"],
+                          capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert loud.returncode == 0, loud.stderr[-2000:]
+    assert "INFO" in loud.stderr or "WARN" in loud.stderr

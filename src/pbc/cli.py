@@ -205,9 +205,15 @@ def price(
         help="Tariff settings TOML (default: the one loaded with the data).")] = None,
     tariff_workbook: Annotated[Path | None, typer.Option(
         help="Price from an Annex A style workbook instead of the loaded tariff.")] = None,
+    verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Show Spark's own log (--engine spark); errors always show.")
+    ] = False,
 ) -> None:
     """Price loaded activity at the national tariff and attribute it to practices."""
     from pbc.services.pricing import run_pricing
+
+    if verbose:
+        os.environ["PBC_SPARK_VERBOSE"] = "1"
 
     with user_errors():
         with progress_bar("price") as cb:

@@ -26,3 +26,9 @@ def spark_master() -> str:
 
 def spark_driver_memory() -> str:
     return os.environ.get("PBC_SPARK_DRIVER_MEMORY", DEFAULT_SPARK_DRIVER_MEMORY)
+
+
+def spark_verbose() -> bool:
+    """Show Spark's own log (start-up notices and warnings): ``PBC_SPARK_VERBOSE=1`` or
+    ``pbc price -v``. Off by default: only Spark's errors are printed."""
+    return os.environ.get("PBC_SPARK_VERBOSE", "") not in ("", "0")

@@ -10,7 +10,10 @@ DuckDB, and the warehouse transaction (a new version, swapped in atomically) is 
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,9 +21,20 @@ from typing import Any
 from pbc.warehouse.store import KEY_PREFIX, PARQUET_COMPRESSION, WarehouseError, hive_from_keys
 
 
+def spark_log() -> Path:
+    """Where Spark's own output goes when pbc runs it quietly (this process's file)."""
+    return Path(tempfile.gettempdir()) / f"pbc-spark-{os.getpid()}.log"
+
+
 def spark_session() -> Any:
-    """The Spark session (created once per process) from ``PBC_SPARK_*`` settings."""
-    from pbc.config import spark_driver_memory, spark_master
+    """The Spark session (created once per process) from ``PBC_SPARK_*`` settings.
+
+    Spark's JVM and log4j chatter (start-up notices, warnings, stack traces it recovers
+    from) goes to :func:`spark_log` instead of the terminal, unless ``PBC_SPARK_VERBOSE``
+    is set (``pbc price -v``): the JVM inherits standard error when it starts, so it is
+    pointed at the log file for that moment only. An error that stops a stage still reaches
+    the user as the stage's own error."""
+    from pbc.config import spark_driver_memory, spark_master, spark_verbose
 
     try:
         from pyspark.sql import SparkSession
@@ -28,7 +42,7 @@ def spark_session() -> Any:
         raise WarehouseError(
             "--engine spark needs the Spark extra: pip install 'pbc[spark]' (and Java 17)"
         ) from e
-    session = (
+    builder = (
         SparkSession.builder.master(spark_master()).appName("pbc")
         .config("spark.driver.memory", spark_driver_memory())
         .config("spark.ui.enabled", "false")
@@ -36,9 +50,21 @@ def spark_session() -> Any:
         .config("spark.sql.session.timeZone", "UTC")
         # exact decimal money: an overflow is an error, never a silent NULL
         .config("spark.sql.ansi.enabled", "true")
-        .getOrCreate()
     )
-    session.sparkContext.setLogLevel("ERROR")
+    if spark_verbose():
+        session = builder.getOrCreate()
+    else:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        log = os.open(spark_log(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(log, 2)
+        try:
+            session = builder.getOrCreate()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(log)
+    session.sparkContext.setLogLevel("INFO" if spark_verbose() else "WARN")
     return session
 
 
