@@ -49,12 +49,12 @@ def _panel(frame: pd.DataFrame, value: str, keys: Sequence[tuple[str, str]]) -> 
     out = np.zeros((len(keys), 12), dtype=np.int64)
     if frame.empty:
         return out
-    index = {k: i for i, k in enumerate(keys)}
-    rows = frame.groupby(["code", "service_line", "month"], as_index=False)[value].sum()
-    for code, line, month, v in rows.itertuples(index=False):
-        i = index.get((str(code), str(line)))
-        if i is not None and 1 <= int(month) <= 12:
-            out[i, int(month) - 1] += int(v)
+    index = pd.MultiIndex.from_tuples(list(keys), names=["code", "service_line"])
+    row = index.get_indexer(pd.MultiIndex.from_arrays(
+        [frame["code"].astype(str), frame["service_line"].astype(str)]))
+    month = frame["month"].to_numpy(dtype=np.int64)
+    ok = (row >= 0) & (month >= 1) & (month <= 12)
+    np.add.at(out, (row[ok], month[ok] - 1), frame[value].to_numpy(dtype=np.int64)[ok])
     return out
 
 

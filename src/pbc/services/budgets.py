@@ -62,6 +62,7 @@ from pbc.decisions import DecisionStore, Line
 from pbc.pricing.schema import TARIFF_VALUE_SQL
 from pbc.services.principal import AccessDenied, Principal
 from pbc.warehouse import Warehouse, WarehouseError
+from pbc.warehouse.validate import lit
 
 #: ``priced_activity.service_line`` values and the two lines priced outside it
 PRICED_LINES = ("elective_inpatient", "day_case", "non_elective", "outpatient_first",
@@ -80,11 +81,6 @@ class BudgetRun:
 
 def _prior_year(financial_year: str) -> str:
     return format_financial_year(parse_financial_year(financial_year) - 1)
-
-
-def _lit(text: str) -> str:
-    """A SQL string literal."""
-    return "'" + str(text).replace("'", "''") + "'"
 
 
 def _commissioner(con: Any, wanted: str | None) -> str:
@@ -152,12 +148,12 @@ def _frames(warehouse: Warehouse, prior: str, *, person_level: bool,
         code = _commissioner(con, commissioner)
         # the commissioner's own practices, and a view of its registered patients
         con.execute(f"CREATE TEMP VIEW budget_practices AS SELECT practice_code, group_code "
-                    f"FROM practices WHERE commissioner_code = {_lit(code)}")
+                    f"FROM practices WHERE commissioner_code = {lit(code)}")
         con.execute("CREATE TEMP VIEW budget_patients AS SELECT * FROM patients WHERE "
                     "practice_code IN (SELECT practice_code FROM budget_practices) AND "
                     + registered_on(con, year_bounds(parse_financial_year(prior))[1]))
-        mine = (f"financial_year = {_lit(prior)} AND price IS NOT NULL "
-                f"AND commissioner_code = {_lit(code)}")
+        mine = (f"financial_year = {lit(prior)} AND price IS NOT NULL "
+                f"AND commissioner_code = {lit(code)}")
         spend = q(f"""
             SELECT coalesce(practice_code, '') AS practice_code, service_line, month,
                    CAST(sum({TARIFF_VALUE_SQL}) * 100 AS BIGINT) AS spend_pence

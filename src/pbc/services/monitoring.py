@@ -45,6 +45,7 @@ from pbc.monitoring.position import Level, position
 from pbc.pricing.schema import TARIFF_VALUE_SQL
 from pbc.services.principal import AccessDenied, Principal
 from pbc.warehouse import Warehouse, WarehouseError
+from pbc.warehouse.validate import lit
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,6 @@ def parse_period(text: str) -> tuple[str, int]:
     return financial_year(day), financial_month(day)
 
 
-def _lit(text: str) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
-
-
 _CODE = {
     "practice": "practice_code",
     "group": "group_code",
@@ -83,8 +80,8 @@ _CODE = {
 def _spend(con: object, fy: str, level: Level, commissioner: str) -> pd.DataFrame:
     """``code, service_line, month, spend`` (pence) of one year at ``level``."""
     code = _CODE[level]
-    where = [f"financial_year = {_lit(fy)}", "price IS NOT NULL",
-             f"commissioner_code = {_lit(commissioner)}"]
+    where = [f"financial_year = {lit(fy)}", "price IS NOT NULL",
+             f"commissioner_code = {lit(commissioner)}"]
     if level != "commissioner":
         where += ["attributed", f"{code} IS NOT NULL"]
     sql = f"""
@@ -108,7 +105,7 @@ def _budget(con: object, fy: str, version: int, level: Level) -> pd.DataFrame:
         SELECT {code} AS code, service_line, month,
                CAST(sum(budget) * 100 AS BIGINT) AS budget
         FROM budget_phasing
-        WHERE financial_year = {_lit(fy)} AND version = {int(version)} AND {where}
+        WHERE financial_year = {lit(fy)} AND version = {int(version)} AND {where}
         GROUP BY ALL ORDER BY ALL"""
     frame: pd.DataFrame = con.execute(sql).df()  # type: ignore[attr-defined]
     return frame
@@ -151,7 +148,7 @@ def monthly_position(warehouse: Warehouse, who: Principal, period: str, *,
     try:
         commissioners = con.execute(
             f"SELECT DISTINCT commissioner_code FROM budget_phasing WHERE financial_year = "
-            f"{_lit(fy)} AND version = {int(version)}").fetchall()
+            f"{lit(fy)} AND version = {int(version)}").fetchall()
         if not commissioners:
             raise WarehouseError(
                 f"budget version {version} of {fy} has no monthly phasing stored (it was set "
