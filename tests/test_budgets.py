@@ -713,3 +713,15 @@ def test_list_sizes_counted_in_the_engine_equal_the_pandas_count() -> None:
     expected = list_sizes_from_patients(patients)
     pd.testing.assert_frame_equal(engine, expected, check_dtype=False)
     assert engine.patients.sum() == n
+
+
+def test_new_practice_at_fair_share_is_counted_once_when_others_scale() -> None:
+    """Found by the monotonicity property: a new practice held at its fair share (floor =
+    ceiling) was counted at both caps when solving the scale factor, so the practice with
+    history got nothing and the new one twice its fair share. Available 4p; fair shares
+    P019 2p, P020 2p; P020 has 1p of history, P019 none; at pace 1 both get 2p."""
+    case = {"wp": [0.0] * 19 + [1.0, 1.0], "prior": [0] * 20 + [1], "envelope": 4,
+            "pct": 0.0, "pace": 1.0, "floor": None, "ceiling": None, "opt": []}
+    frame = _run(case).frame.set_index("practice_code")
+    assert list(frame.loc[["P019", "P020"], "budget"]) == [2, 2]
+    assert frame["budget"].sum() == 4

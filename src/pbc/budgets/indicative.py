@@ -283,7 +283,9 @@ def solve_caps(
             break
     lam = hi_l
     at_lo = lam * target <= lo
-    at_hi = lam * target >= hi
+    # a row held at a floor equal to its ceiling (a new practice at its fair share) is
+    # fixed once, not counted at both caps
+    at_hi = (lam * target >= hi) & ~at_lo
     free = ~(at_lo | at_hi)
     free_sum = float(target[free].sum())
     if free_sum > 0:
