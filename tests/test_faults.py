@@ -100,11 +100,12 @@ COMMANDS = {
 POINTS = {
     "load": ("linked", "put_file", "adopted", "hashed", "renamed", "swapped"),
     "price": ("linked", "adopted", "before_rename", "catalogued"),
-    "train": ("put_file", "hashed", "renamed", "swapped"),
+    "train": ("put_file", "hashed", "renamed", "cataloguing", "swapped"),
 }
 #: kills after which the same change is run again to the end (each rerun costs a process)
 RERUN = {("load", "put_file"), ("load", "swapped"), ("price", "catalogued"),
-         ("train", "put_file"), ("train", "renamed")}
+         ("train", "put_file"), ("train", "renamed"),
+         ("train", "cataloguing")}
 
 
 @pytest.mark.parametrize(("command", "point"),

@@ -219,7 +219,10 @@ class Warehouse:
 
     def _clean_stale_staging(self) -> None:
         for p in (self.root / "versions").glob(".staging-*"):
-            shutil.rmtree(p, ignore_errors=True)
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:  # a catalogue (and its write-ahead log) of a killed commit
+                p.unlink(missing_ok=True)
 
 
 def quiet_connection() -> duckdb.DuckDBPyConnection:
@@ -494,17 +497,24 @@ class Transaction:
 
     def _write_catalogue(self, final: Path) -> None:
         """A DuckDB file with a view per table over the manifest's files in their final
-        place."""
-        path = final / "catalogue.duckdb"
+        place.
+
+        It is built beside the versions, under a staging name, and renamed into the
+        version only once closed: a process killed while DuckDB writes it leaves no
+        half-written catalogue or write-ahead log inside a version."""
         sums: dict[str, str] = self.manifest["checksums"]
-        con = duckdb.connect(str(path))
+        tmp = final.parent / f".staging-catalogue-{uuid.uuid4().hex[:8]}.duckdb"
+        con = duckdb.connect(str(tmp))
         try:
             for name in sorted(self.manifest["tables"]):
                 con.execute(f'CREATE VIEW "{name}" AS '
                             f"{scan_sql(_listed_files(sums, final, name))}")
+                kill_point("cataloguing")
+            con.execute("CHECKPOINT")
         finally:
             con.close()
-        os.chmod(path, FILE_MODE)
+        os.chmod(tmp, FILE_MODE)
+        os.rename(tmp, final / "catalogue.duckdb")
 
     def _prune(self, keep: set[str]) -> None:
         versions = sorted(
