@@ -1,0 +1,1 @@
+"""Reports for people: workbooks in the house style (:mod:`pbc.reports.workbook`)."""
