@@ -589,6 +589,10 @@ def monitor(
         help="Budget version (default: the agreed one, else the latest draft).")] = None,
     csv: Annotated[Path | None, typer.Option(help="Write the position as CSV (pounds).")] =
     None,
+    xlsx: Annotated[Path | None, typer.Option(
+        help="Write the monitoring pack (Excel, with its cumulative spend chart beside it): "
+             "a .xlsx file for one holder (your own practice or group, or --level "
+             "commissioner), else a folder with one pack per holder.")] = None,
     acting_as: AsOpt = None,
 ) -> None:
     """Spend to date against the phased budget, variance and forecast outturn."""
@@ -629,6 +633,16 @@ def monitor(
         if csv is not None:
             console.print(f"wrote {csv} ({len(frame):,} rows: every holder and service line, "
                           "'all' is the total)")
+        if xlsx is not None:
+            from pbc.reports.monitoring_pack import write_packs
+            from pbc.services.monitoring_pack import build_packs
+
+            wh = Warehouse(warehouse)
+            packs = build_packs(wh, _principal(warehouse, acting_as), month, level=level,
+                                method=method, version=version)
+            written = write_packs(packs, xlsx, source=f"pbc warehouse {wh.root}")
+            console.print(f"wrote {len(packs.packs):,} monitoring pack(s) "
+                          f"({len(written):,} files) to {xlsx}")
 
 
 @app.command("freed-resources")

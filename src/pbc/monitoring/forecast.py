@@ -136,7 +136,10 @@ def _dl_tau2(beta: FloatArray, var: FloatArray) -> float:
 
     if len(beta) < 3:
         return 0.0
-    res = combine_effects(beta, var, method_re="dl")
+    # statsmodels also computes standard errors pbc does not use (Hartung-Knapp); with few
+    # or near-identical ratios their variance can be negative and numpy warns on its sqrt
+    with np.errstate(invalid="ignore", divide="ignore"):
+        res = combine_effects(beta, var, method_re="dl")
     return float(max(res.tau2, 0.0))
 
 

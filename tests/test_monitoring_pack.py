@@ -1,0 +1,231 @@
+"""Monitoring packs read back as another program would (openpyxl), on a small synthetic
+economy of three years (2025-26 monitored, 2024-25 back-tested against 2023-24)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import openpyxl
+import pandas as pd
+import pytest
+
+from pbc.monitoring.forecast import backtest, ratio_model, seasonal_run_rate
+from pbc.services.principal import AccessDenied, Principal
+from pbc.warehouse import Warehouse
+
+COMMISSIONER = Principal("analyst", "commissioner", "Q99")
+PRACTICE = Principal("pm", "practice", "A81001")
+POLICY = (Path(__file__).resolve().parents[1] / "src" / "pbc" / "reference" / "budgets"
+          / "demo_policy.toml")
+PERIOD = "2025-09"
+MONEY_FORMAT = "£#,##0.00;[Red]-£#,##0.00"
+
+
+@pytest.fixture(scope="module")
+def wh(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
+    from pbc.services.budgets import set_indicative_budgets
+    from pbc.services.pricing import run_pricing
+    from pbc.synth import SynthConfig, generate
+    from pbc.warehouse.load import load
+
+    base = tmp_path_factory.mktemp("packs")
+    generate(SynthConfig(practices=6, groups=2, local_authorities=2, seed=21, years=3,
+                         start_year=2023), base / "in")
+    w = Warehouse(base / "wh")
+    load(base / "in", w)
+    run_pricing(w)
+    policy = base / "policy.toml"
+    policy.write_text(POLICY.read_text(encoding="utf-8").replace(
+        'financial_year = "2026-27"', 'financial_year = "2025-26"'), encoding="utf-8")
+    set_indicative_budgets(w, policy, COMMISSIONER, statements=base / "statements")
+    return w
+
+
+def _pence(value: object) -> int:
+    return int((Decimal(str(value)) * 100).quantize(Decimal(1)))
+
+
+def _table(ws: object) -> tuple[int, list[str], list[tuple[object, ...]]]:
+    """The header row number, its labels and the rows under it (to the first empty one)."""
+    rows = list(ws.iter_rows(values_only=True))  # type: ignore[attr-defined]
+    header = next(i for i, r in enumerate(rows) if i > 0 and r[0] is not None
+                  and r[1] is not None and i > 5 and all(isinstance(v, str) for v in r
+                                                         if v is not None))
+    body = []
+    for r in rows[header + 1:]:
+        if r[0] is None and all(v is None for v in r):
+            break
+        body.append(r)
+    return header + 1, [str(v) for v in rows[header] if v is not None], body
+
+
+def test_a_practice_pack_reads_back_to_the_penny(wh: Warehouse, tmp_path: Path) -> None:
+    from pbc.reports.monitoring_pack import write_packs
+    from pbc.services.monitoring import monthly_position
+    from pbc.services.monitoring_pack import build_packs
+
+    packs = build_packs(wh, PRACTICE, PERIOD)
+    assert [p.code for p in packs.packs] == ["A81001"]
+    out = tmp_path / "a81001.xlsx"
+    written = write_packs(packs, out, source="pbc warehouse (test)")
+    assert out in written and out.with_name("a81001-cumulative.svg").exists()
+    book = openpyxl.load_workbook(out, data_only=True)
+    assert book.sheetnames == [
+        "Summary", "Position", "Months", "Drivers - service line", "Drivers - HRG chapter",
+        "Drivers - provider", "Drivers - risk segment", "Restatements", "Freed resources",
+        "Back-test"]
+    position = monthly_position(wh, PRACTICE, PERIOD).frame
+    total = position[position.service_line == "all"].iloc[0]
+    name = wh.query("SELECT practice_name FROM practices WHERE practice_code = 'A81001'")[0][0]
+    for ws in book.worksheets:  # the title block on every sheet, names beside codes
+        assert ws["A1"].value.startswith("Monthly monitoring pack")
+        assert ws["B2"].value == f"A81001 {name} (practice)"
+        assert ws["B4"].value.startswith("Budget version 1 (DRAFT")
+    summary = {r[0]: r[1] for r in book["Summary"].iter_rows(values_only=True) if r[0]}
+    assert _pence(summary["Spend to date"]) == int(total.spend_to_date)
+    assert _pence(summary["Variance to date (spend - budget)"]) == int(total.variance)
+    assert _pence(summary["Forecast outturn"]) == int(total.forecast_outturn)
+    assert "ratio model" in summary["80% interval of the outturn"]
+    # position: one row per line, the totals row is the position's total to the penny
+    ws = book["Position"]
+    first, labels, body = _table(ws)
+    assert labels[:5] == ["Service line", "Annual budget", "Budget to date", "Spend to date",
+                          "Variance (spend - budget)"]
+    assert ws.freeze_panes == f"A{first + 1}"
+    assert ws.cell(first + 1, 2).number_format == MONEY_FORMAT
+    totals = body[-1]
+    assert totals[0] == "Total"
+    for col, key in zip(range(1, 5), ("annual_budget", "budget_to_date", "spend_to_date",
+                                      "variance"), strict=True):
+        assert _pence(totals[col]) == int(total[key]), key
+    assert len(body) - 1 == (position.service_line != "all").sum()
+    # drivers: every dimension's totals are the variance, split into volume and price
+    for sheet in ("Drivers - service line", "Drivers - HRG chapter", "Drivers - provider",
+                  "Drivers - risk segment"):
+        _, labels, body = _table(book[sheet])
+        t = body[-1]
+        assert t[0] == "Total", sheet
+        assert _pence(t[3]) == int(total.variance), sheet
+        assert _pence(t[4]) + _pence(t[5]) == int(total.variance), sheet
+        assert _pence(t[1]) == int(total.budget_to_date), sheet
+    # months: Apr..Mar, spend to date, and the fan ends at the interval in the summary
+    _, labels, body = _table(book["Months"])
+    assert [r[0] for r in body[:12]] == ["Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
+                                         "Nov", "Dec", "Jan", "Feb", "Mar"]
+    assert _pence(body[12][2]) == int(total.spend_to_date)
+    assert body[6][2] is None  # October's spend is not to date
+    assert _pence(body[11][6]) == int(total.forecast_outturn)
+    assert (f"£{Decimal(_pence(body[11][7])) / 100:,.2f} to "
+            f"£{Decimal(_pence(body[11][8])) / 100:,.2f}") in summary[
+        "80% interval of the outturn"]
+    # restatements: none given, the sheet says so
+    assert "no restatements" in book["Restatements"]["B8"].value
+
+
+def test_the_back_test_is_the_forecast_cores(wh: Warehouse) -> None:
+    from pbc.services.monitoring import _spend
+    from pbc.services.monitoring_pack import _panel, build_packs
+
+    packs = build_packs(wh, COMMISSIONER, PERIOD, level="practice")
+    bt = packs.packs[0].backtest
+    assert set(bt.method) == {"run_rate", "seasonal_run_rate", "ratio_model"}
+    con = wh.connect()
+    year, before = _spend(con, "2024-25", "practice", "Q99"), _spend(con, "2023-24",
+                                                                       "practice", "Q99")
+    con.close()
+    codes = sorted(set(year.code) | set(before.code))
+    rows = backtest(_panel(year, codes, "spend"), _panel(before, codes, "spend"))
+    want = {(r.month, r.method): r for r in rows}
+    assert len(want) == len(bt)
+    for r in bt.itertuples():
+        w = want[(r.month, r.method)]
+        assert r.holders == w.units
+        assert r.mean_absolute_percentage_error == pytest.approx(
+            w.mean_absolute_percentage_error)
+        if w.interval_coverage is None:
+            assert pd.isna(r.interval_coverage)
+        else:
+            assert r.interval_coverage == pytest.approx(w.interval_coverage)
+    assert all(len(p.backtest) == len(bt) for p in packs.packs)
+    own = {p.code: p.backtest.holder_absolute_percentage_error.tolist() for p in packs.packs}
+    assert len({tuple(v) for v in own.values()}) == len(own)  # each practice its own error
+
+
+def test_forecast_path_ends_at_the_forecast() -> None:
+    from pbc.services.monitoring_pack import forecast_path
+
+    rng = np.random.default_rng(3)
+    prior = rng.integers(50_000, 150_000, size=(5, 12))
+    actual = (prior * rng.uniform(0.9, 1.2, size=(5, 1))).astype(np.int64)
+    path, lower, upper = forecast_path("ratio_model", actual, 4, prior)
+    f = ratio_model(actual, prior, 4)
+    assert (path[:, 11] == f.outturn).all()
+    assert lower is not None and upper is not None
+    assert (lower[:, 11] == f.lower).all() and (upper[:, 11] == f.upper).all()
+    assert (np.diff(upper[:, 3:], axis=1) >= 0).all()
+    assert (path[:, :4] == np.cumsum(actual[:, :4], axis=1)).all()
+    s, _, _ = forecast_path("seasonal_run_rate", actual, 4, prior)
+    assert (s[:, 11] == seasonal_run_rate(actual, prior, 4).outturn).all()
+
+
+def test_the_commissioner_summary_lists_every_practice(wh: Warehouse, tmp_path: Path) -> None:
+    from pbc.reports.monitoring_pack import write_packs
+    from pbc.services.monitoring import monthly_position
+    from pbc.services.monitoring_pack import RESTATEMENT_COLUMNS, build_packs
+
+    restated = pd.DataFrame([[5, "practice", "A81001", "ae", 100_00, 120_00, 20_00,
+                              "late rows"]], columns=RESTATEMENT_COLUMNS)
+    packs = build_packs(wh, COMMISSIONER, PERIOD, level="commissioner",
+                        restatements=restated)
+    out = tmp_path / "q99.xlsx"
+    write_packs(packs, out, source="test")
+    book = openpyxl.load_workbook(out, data_only=True)
+    assert book.sheetnames[0] == "Summary" and book.sheetnames[-1] == "Practices"
+    practices = monthly_position(wh, COMMISSIONER, PERIOD, level="practice").frame
+    totals = practices[practices.service_line == "all"]
+    _, labels, body = _table(book["Practices"])
+    assert labels[:2] == ["Practice", "Name"]
+    assert len(body) - 1 == len(totals)
+    assert _pence(body[-1][5]) == int(totals.variance.sum())
+    assert all(r[1] for r in body[:-1])  # every practice has its name
+    _, labels, body = _table(book["Restatements"])
+    assert body[0][2] == "A81001" and _pence(body[0][6]) == 2_000
+    chart = json.loads(out.with_name("q99-cumulative.json").read_text(encoding="utf-8"))
+    marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"]
+             for layer in chart["layer"]]
+    assert "area" in marks  # the 80% fan
+    fan = next(layer for layer in chart["layer"] if "area" in json.dumps(layer["mark"]))
+    assert fan["encoding"]["y"]["field"] == "lower" and fan["encoding"]["y2"]["field"] == "upper"
+    assert "2025-09" in chart["title"]["text"] and "Source: test" in chart["title"]["subtitle"][0]
+
+
+def test_access_is_the_positions(wh: Warehouse, tmp_path: Path) -> None:
+    from pbc.reports.monitoring_pack import write_packs
+    from pbc.services.monitoring_pack import build_packs
+
+    with pytest.raises(AccessDenied):
+        build_packs(wh, PRACTICE, PERIOD, level="group")
+    with pytest.raises(AccessDenied):
+        build_packs(wh, PRACTICE, PERIOD, level="commissioner")
+    packs = build_packs(wh, COMMISSIONER, PERIOD, level="group")
+    assert len(packs.packs) == 2
+    with pytest.raises(ValueError, match="give a folder"):
+        write_packs(packs, tmp_path / "groups.xlsx", source="test", charts=False)
+    written = write_packs(packs, tmp_path / "groups", source="test", charts=False)
+    assert sorted(p.name for p in written) == [f"group-{p.code}.xlsx" for p in packs.packs]
+
+
+def test_monitor_writes_the_pack_from_the_command_line(wh: Warehouse, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pbc.cli import app
+
+    out = tmp_path / "pack.xlsx"
+    result = CliRunner().invoke(app, ["monitor", "--month", PERIOD, "--warehouse",
+                                      str(wh.root), "--as", "practice:A81001",
+                                      "--xlsx", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.exists() and out.with_name("pack-cumulative.json").exists()
