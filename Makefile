@@ -30,7 +30,7 @@ lint: $(DEV) ## ruff
 typecheck: $(DEV) ## mypy
 	$(BIN)/mypy
 
-bench: $(DEV) ## Benchmarks against baselines (synth, load, pricing, budgets, risk, indicators); prints ratios
+bench: $(DEV) ## Benchmarks against baselines (synth, load, pricing, budgets, risk, indicators, monitoring); prints ratios
 	$(BIN)/python benchmarks/run.py
 
 docs: $(CORE) ## Regenerate docs/data-contracts.md from the contracts
