@@ -68,6 +68,7 @@ from pbc.reports.budget_statement import (
     practice_statement,
     statement_paths,
 )
+from pbc.services.names import organisation_names
 from pbc.services.principal import AccessDenied, Principal
 from pbc.warehouse import Warehouse, WarehouseError
 from pbc.warehouse.export import spreadsheet_safe
@@ -467,21 +468,7 @@ def statement_context(warehouse: Warehouse, financial_year: str, version: int, s
     """Names beside codes (from the warehouse's practices, groups and commissioners
     tables, where they have names) and last year's budgets (the decision store's agreed
     version of the year before, else its latest draft; ``None`` when there is none)."""
-    names: dict[str, dict[str, str]] = {}
-    for table, key, name in (("practices", "practice_code", "practice_name"),
-                             ("groups", "group_code", "group_name"),
-                             ("commissioners", "commissioner_code", "commissioner_name")):
-        names[table] = {}
-        if warehouse.has_table(table):
-            con = warehouse.connect()
-            try:
-                cols = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
-                if {key, name} <= cols:
-                    names[table] = {str(k): str(v) for k, v in con.execute(
-                        f"SELECT {key}, {name} FROM {table} WHERE {name} IS NOT NULL"
-                    ).fetchall()}
-            finally:
-                con.close()
+    names = organisation_names(warehouse)
     prior = _prior_year(financial_year)
     last = None
     with DecisionStore.beside(warehouse.root) as store:
