@@ -36,8 +36,11 @@ def format_value(value: Any, number_format: str) -> tuple[str, str | None]:
     if value is None:
         return "", None
     if isinstance(value, dt.datetime | dt.date):
-        if number_format == "d mmm yyyy":
-            return f"{value.day} {_MONTHS[value.month - 1]} {value.year}", None
+        if number_format in ("d mmm yyyy", "d mmm yyyy hh:mm"):
+            day = f"{value.day} {_MONTHS[value.month - 1]} {value.year}"
+            if number_format.endswith("hh:mm") and isinstance(value, dt.datetime):
+                day += f" {value.hour:02d}:{value.minute:02d}"
+            return day, None
         if number_format == "General":
             return value.isoformat(), None
         raise PreviewError(f"date format {number_format!r} is not previewed")
