@@ -96,7 +96,7 @@ def _columns(frame: pd.DataFrame, ind: Indicator, level: str, key: str,
         out = out[order]
     what = LEVEL_NAMES.get(level, level.capitalize())
     out.insert(list(out.columns).index(key) + 1, "unit_name",
-               [names.get(str(c), "") for c in out[key]])
+               [names.get(str(c)) for c in out[key]])
     columns = [Column(key, f"{what} code"), Column("unit_name", what)]
     for col in out.columns:
         if col in (key, "unit_name"):

@@ -187,7 +187,7 @@ class Figures:
 
 
 def _summary_rows(who: str, fy: str, f: Figures, ctx: StatementContext,
-                  prior: str) -> tuple[list[tuple[str, Any]], str]:
+                  prior: str, why_none: str | None = None) -> tuple[list[tuple[str, Any]], str]:
     """Summary rows (label, (pounds, kind) or text) and the sentence in words."""
     money = lambda p: (_pounds(p), "money")  # noqa: E731
     rows: list[tuple[str, Any]] = [(f"Indicative budget {fy}", money(f.budget))]
@@ -204,9 +204,10 @@ def _summary_rows(who: str, fy: str, f: Figures, ctx: StatementContext,
         last = f"last year's budget of {format_pounds(f.last_year)} ({ly.label})"
         change = f"{_change(compared, f.last_year)} {last}"
     else:
-        rows.append(("Last year's budget", f"none: no budget for {prior} is recorded in pbc"))
+        why = why_none or f"no budget for {prior} is recorded in pbc"
+        rows.append(("Last year's budget", f"none: {why}"))
         change = (f"{_change(compared, f.prior_spend)} last year's spend of "
-                  f"{format_pounds(f.prior_spend)} (no budget for {prior} is recorded in pbc)")
+                  f"{format_pounds(f.prior_spend)} ({why})")
     rows.append((f"Spend {prior} (priced at the national tariff)", money(f.prior_spend)))
     rows.append((f"Historic budget (spend {prior} with the uplift)", money(f.historic)))
     rows.append((f"Fair share {fy}", money(f.fair_share)))
@@ -277,7 +278,9 @@ def practice_statement(path: Path, explanation: Explanation, budgets: pd.DataFra
                       historic=int(rows["historic"].sum()),
                       last_year=None if last is None else int(sum(last.values())))
     who = ctx.practice(code)
-    summary, words = _summary_rows(f"Practice {code}", fy, figures, ctx, prior)
+    why = (f"the practice has no budget in {ctx.last_year.label}"
+           if ctx.last_year is not None and last is None else None)
+    summary, words = _summary_rows(f"Practice {code}", fy, figures, ctx, prior, why)
     head: list[tuple[str, Any]] = [("Practice", who)]
     if group is not None:
         head.append(("Group on 1 April", ctx.group(group)))
@@ -397,7 +400,11 @@ def group_statement(path: Path, group: str, budgets: pd.DataFrame, phasing: pd.D
                       prior_spend=spend, historic=0,
                       last_year=None if last is None else int(sum(last.values())))
     who = ctx.group(str(group))
-    summary, words = _summary_rows(f"Group {group}", fy, figures, ctx, prior)
+    why = None
+    if ctx.last_year is not None and ctx.last_year.groups is None:
+        why = (f"{ctx.last_year.label} is recorded by practice, but its monthly phasing by "
+               "group is not in the warehouse")
+    summary, words = _summary_rows(f"Group {group}", fy, figures, ctx, prior, why)
     summary = [r for r in summary if not r[0].startswith("Historic budget")]
     head: list[tuple[str, Any]] = [
         ("Group", who), ("Commissioner", _named(ctx.commissioner_code, ctx.commissioner_name)),

@@ -62,6 +62,8 @@ NUMBER_FORMATS: Final[dict[str, str]] = {
 #: kinds summed in a totals row unless a column says otherwise
 SUMMED: Final = frozenset({"money", "count"})
 MAX_WIDTH: Final = 60
+#: the first column is at least this wide, so the title block's labels show whole
+TITLE_LABEL_WIDTH: Final = 14
 MIN_WIDTH: Final = 8
 
 
@@ -239,7 +241,9 @@ class Workbook:
         ws.autofilter(top, 0, max(last, top), len(columns) - 1)
         ws.repeat_rows(top)
         for c, col in enumerate(columns):
-            ws.set_column(c, c, col.width or _width(col, values[c]))
+            width = col.width or _width(col, values[c])
+            # the first column also holds the title block's labels ("Organisation")
+            ws.set_column(c, c, max(width, TITLE_LABEL_WIDTH) if c == 0 else width)
 
     def _totals(self, ws: Any, row: int, columns: Sequence[Column], values: list[list[Any]],
                 first: int, last: int, label: str) -> None:

@@ -126,12 +126,12 @@ def _workbook(con: Any, warehouse: Warehouse, table: str, path: Path, *, where: 
     """The export as a workbook in the house style (:mod:`pbc.reports.workbook`): a title
     block naming the table, the rows chosen, the warehouse version and the export time;
     the columns under their own names (an export is read back by programs, and the names
-    are the data contract's, docs/data-contracts.md); money as pounds with its total."""
+    are the data contract's, docs/data-contracts.md); money as pounds; no totals row."""
     from pbc.reports.workbook import Column, TitleBlock, Workbook
 
     types = {c: str(t) for c, t, *_ in con.execute("DESCRIBE __export").fetchall()}
     frame = con.execute("SELECT * FROM __export").df()
-    columns = [Column(c, c, _kind(t), total=_kind(t) == "money") for c, t in types.items()]
+    columns = [Column(c, c, _kind(t)) for c, t in types.items()]
     period = "every row of the table"
     if "financial_year" in frame.columns and len(frame):
         years = sorted(str(y) for y in frame["financial_year"].dropna().unique())
@@ -145,7 +145,9 @@ def _workbook(con: Any, warehouse: Warehouse, table: str, path: Path, *, where: 
         source=f"pbc warehouse {warehouse.root.name}, version "
                f"{warehouse.manifest().get('version')}; exported by pbc export")
     with Workbook(path, title, mode=FILE_MODE if private else None) as wb:
-        wb.table(table, frame, columns, heading=f"{len(frame):,} rows")
+        # no totals row: a table's rows need not add up (reconciliation has one row per
+        # stage, so a total of money_in would count the money twice)
+        wb.table(table, frame, columns, heading=f"{len(frame):,} rows", totals=None)
 
 
 def _kind(duckdb_type: str) -> Any:
