@@ -40,8 +40,6 @@ COMMISSIONER = Principal("analyst", "commissioner", "Q99")
 POLICY = Path(__file__).resolve().parents[1] / "src" / "pbc" / "reference" / "budgets" / \
     "demo_policy.toml"
 FY, PRIOR = "2026-27", "2025-26"
-#: last year's budget recorded for practice A81000 (pence), per service line
-LAST_YEAR = 123_456_789
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +58,31 @@ def priced(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
 
 
 @pytest.fixture(scope="module")
-def statements(priced: Warehouse, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Last year's budget recorded for A81000 only (a draft), then this year's set, with the
-    statements written where asked."""
-    from pbc.services.budgets import set_indicative_budgets
+def last_year(priced: Warehouse) -> dict[str, int]:
+    """Last year's budget of A81000 (pence per service line), recorded as a draft: 98% of
+    its spend that year on each line this year's policy covers."""
+    from pbc.budgets import read_policy
+    from pbc.pricing.schema import TARIFF_VALUE_SQL
 
+    scope = "', '".join(read_policy(POLICY).scope)
+    lines = dict(priced.query(
+        f"SELECT service_line, CAST(round(sum({TARIFF_VALUE_SQL}) * 98) AS BIGINT) "
+        f"FROM priced_activity WHERE practice_code = 'A81000' AND financial_year = '{PRIOR}' "
+        f"AND price IS NOT NULL AND service_line IN ('{scope}') GROUP BY 1"))
     with DecisionStore.beside(priced.root) as store:
         store.record_budgets(COMMISSIONER, PRIOR, [
-            Line("A81000", "non_elective", LAST_YEAR), Line("A81000", "prescribing", 11)],
+            Line("A81000", str(k), int(v)) for k, v in lines.items()],
             reason="last year's, for the test")
+    return {str(k): int(v) for k, v in lines.items()}
+
+
+@pytest.fixture(scope="module")
+def statements(priced: Warehouse, last_year: dict[str, int],
+               tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This year's budgets set after last year's was recorded, with the statements written
+    where asked."""
+    from pbc.services.budgets import set_indicative_budgets
+
     folder = tmp_path_factory.mktemp("statements") / "out"
     run = set_indicative_budgets(priced, POLICY, COMMISSIONER, statements=folder)
     assert run.version == 1 and run.statements == folder
@@ -102,8 +116,8 @@ def test_practice_statement_is_a_finished_product(priced: Warehouse, statements:
     assert pounds(s[f"Spend {PRIOR} (priced at the national tariff)"]) == table["prior_spend"]
     assert pounds(s[f"Historic budget (spend {PRIOR} with the uplift)"]) == table["historic"]
     assert pounds(s["Difference from fair share"]) == table["budget"] - table["fair_share"]
-    assert s["Last year's budget"] == f"none: the practice has no budget in {PRIOR} version 1 " \
-        "(draft)"
+    assert s["Last year's budget"] == \
+        f"none: the practice has no budget in {PRIOR}, version 1, draft"
     labels = {ws.cell(r, 1).value: r for r in range(1, ws.max_row + 1)}
     assert ws.cell(labels[f"Indicative budget {FY}"], 2).number_format.startswith("£#,##0.00")
     assert ws.cell(labels["Difference from fair share (%)"], 2).number_format == "0.0%"
@@ -142,21 +156,24 @@ def test_practice_statement_is_a_finished_product(priced: Warehouse, statements:
                                               for f in budget_steps)
 
 
-def test_last_years_budget_is_in_the_summary(priced: Warehouse, statements: Path) -> None:
-    """A81000 had a budget last year (two lines recorded, a draft): the summary compares
-    this year's with it, in words and figures."""
+def test_last_years_budget_is_in_the_summary(priced: Warehouse, statements: Path,
+                                             last_year: dict[str, int]) -> None:
+    """A81000 had a budget last year (recorded, a draft): the summary compares this year's
+    with it, in words and figures, and the Budget sheet shows it by line."""
     path = statements / f"practice_A81000_{FY}_v1.xlsx"
     s = summary(openpyxl.load_workbook(path, data_only=True)["Summary"])
-    last = Decimal(LAST_YEAR + 11) / 100
-    assert pounds(s[f"Last year's budget ({PRIOR} version 1 (draft))"]) == last
+    last = Decimal(sum(last_year.values())) / 100
+    assert pounds(s[f"Last year's budget ({PRIOR}, version 1, draft)"]) == last
     table = _budget_table(priced, "practice_code = 'A81000'")
     assert pounds(s["Change on last year's budget"]) == table["budget"] - last
     assert s["Change on last year's budget (%)"] == pytest.approx(
         float((table["budget"] - last) / last))
-    assert f"last year's budget of £{last:,.2f} ({PRIOR} version 1 (draft))" in s["In words"]
+    assert f"last year's budget of £{last:,.2f} ({PRIOR}, version 1, draft)" in s["In words"]
     rows = read_table(path, "Budget")
     ne = rows[rows["Service line"] == "Non-elective (emergency) admissions"]
-    assert pounds(ne[f"Budget {PRIOR}"].iloc[0]) == Decimal(LAST_YEAR) / 100
+    assert pounds(ne[f"Budget {PRIOR}"].iloc[0]) == Decimal(last_year["non_elective"]) / 100
+    assert pounds(totals_row(openpyxl.load_workbook(path, data_only=True)["Budget"])[
+        f"Budget {PRIOR}"]) == last
 
 
 def test_group_statement_lists_its_practices(priced: Warehouse, statements: Path) -> None:
@@ -368,3 +385,29 @@ def test_screenshots(priced: Warehouse, statements: Path, tmp_path: Path) -> Non
     for png in [*written, *charts]:
         width, height = png_size(png)
         assert width >= 400 and height >= 100, png
+
+
+@pytest.mark.parametrize(("value", "fmt", "shown", "colour"), [
+    (1234567.891, "£#,##0.00;[Red]-£#,##0.00", "£1,234,567.89", None),
+    (-0.35, "£#,##0.00;[Red]-£#,##0.00", "-£0.35", "red"),
+    (1234567, "#,##0", "1,234,567", None),
+    (12.25, "#,##0.0", "12.3", None),  # half away from zero (Python's format: 12.2)
+    (2.675, "0.00", "2.68", None),  # as written (the double is 2.67499999...)
+    (0.1234, "0.0%", "12.3%", None),
+    (1.23456, "0.000", "1.235", None),
+    (dt.datetime(2026, 4, 1), "d mmm yyyy", "1 Apr 2026", None),
+    (dt.datetime(2026, 4, 1, 9, 5), "d mmm yyyy hh:mm", "1 Apr 2026 09:05", None),
+    (3, "General", "3", None), (0.5, "General", "0.5", None), ("=1+1", "General", "=1+1", None),
+])
+def test_preview_shows_values_as_excel_does(value: object, fmt: str, shown: str,
+                                            colour: str | None) -> None:
+    from pbc.reports.preview import format_value
+
+    assert format_value(value, fmt) == (shown, colour)
+
+
+def test_preview_refuses_a_format_it_cannot_show() -> None:
+    from pbc.reports.preview import PreviewError, format_value
+
+    with pytest.raises(PreviewError, match="not previewed"):
+        format_value(1.5, "# ?/?")

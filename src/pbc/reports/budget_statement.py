@@ -60,7 +60,7 @@ class LastYear:
 
     @property
     def label(self) -> str:
-        return f"{self.financial_year} version {self.version} ({self.status})"
+        return f"{self.financial_year}, version {self.version}, {self.status}"
 
 
 @dataclass(frozen=True)

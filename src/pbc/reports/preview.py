@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,10 @@ def format_value(value: Any, number_format: str) -> tuple[str, str | None]:
     m = re.fullmatch(r'(?P<pre>[^#0]*)(?P<num>[#,0]*0)(?:\.(?P<dec>0+))?(?P<post>%?)', section)
     if not m:
         raise PreviewError(f"number format {number_format!r} is not previewed")
-    number = float(value) * (100 if m.group("post") else 1)
+    # Excel rounds the value as written to 15 significant figures, half away from zero
+    number = Decimal(repr(float(value))) * (100 if m.group("post") else 1)
     places = len(m.group("dec") or "")
+    number = number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
     text = f"{number:,.{places}f}" if "," in m.group("num") else f"{number:.{places}f}"
     if text.startswith("-") and float(text.replace(",", "")) == 0:
         text = text[1:]

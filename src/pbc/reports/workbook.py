@@ -211,7 +211,8 @@ class Workbook:
                 self._write(ws, r, 1, value, self._wrap)
             r += 1
         self._notes(ws, r + 1, notes)
-        ws.set_column(0, 0, 38)
+        longest = max((len(str(label)) for label, _ in rows), default=0)
+        ws.set_column(0, 0, min(MAX_WIDTH, max(38, longest + 2)))
         ws.set_column(1, 1, 70, self._wrap)
 
     def table(self, sheet: str, frame: pd.DataFrame, columns: Sequence[Column], *,
