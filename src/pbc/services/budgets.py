@@ -11,8 +11,10 @@ from the warehouse, calls the pure core (:mod:`pbc.budgets`), then in one go:
   years spelt ``2025-26``;
 * records the budgets as a new version in the decision store (draft until agreed; a
   restatement of an agreed year needs a reason), with an audit row;
-* writes statements: a CSV of all budgets, a CSV of the money the commissioner holds,
-  and an Excel workbook per practice and per group (summary, monthly phasing, explanation).
+* writes statements where asked (``statements``, ``pbc budgets set --out``): a CSV of all
+  budgets, a CSV of the money the commissioner holds, and a workbook per practice and per
+  group (:mod:`pbc.reports.budget_statement`, docs/workbooks.md), the year and version in
+  every file name; a statement already there stops the setting before anything is stored.
 
 Prior-year spend (historic budgets, the envelope, the money held for unattributed activity,
 patient costs for cost weights and the person-based model, and the seasonal profile used for
