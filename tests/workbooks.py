@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
@@ -179,16 +178,6 @@ def png_size(path: Path) -> tuple[int, int]:
     data = path.read_bytes()[:24]
     assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path}: not a PNG"
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-
-
-def copy_screenshots(names: Iterable[str], target: Path) -> list[Path]:
-    target.mkdir(parents=True, exist_ok=True)
-    out = []
-    for name in names:
-        src = SCREENSHOTS / f"{name}.png"
-        shutil.copyfile(src, target / src.name)
-        out.append(target / src.name)
-    return out
 
 
 def mode(path: Path) -> int:
