@@ -8,10 +8,10 @@ LOCKS  := requirements/core.lock requirements/dev.lock
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint typecheck unit bench docs lock clean
+.PHONY: help demo test lint typecheck unit bench docs lock clean screenshots
 
 help: ## Show the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
 demo: $(CORE) ## Synthesise a health economy, load it, run every stage (PBC_DEMO_NO_SERVE=1: no web app)
 	$(BIN)/pbc demo
@@ -35,6 +35,19 @@ bench: $(DEV) ## Benchmarks against baselines (synth, load, pricing, budgets, ri
 
 docs: $(CORE) ## Regenerate docs/data-contracts.md from the contracts
 	$(BIN)/python -m pbc.contracts.docs > docs/data-contracts.md
+
+# the screenshots the test run saves in build/screenshots (Debian's chromium, playwright)
+SHOTS := statement-1-summary statement-2-budget statement-3-monthly-phasing \
+  statement-4-explanation group-statement-1-summary group-statement-2-practices \
+  benchmark-1-table benchmark-2-monthly benchmark-3-indicator export-reconciliation \
+  emergency_admissions_practice_funnel emergency_admissions_practice_caterpillar \
+  emergency_admissions_practice_spc_A81000 emergency_admissions_practice_deciles \
+  chart-calibration
+
+screenshots: $(DEV) ## Screenshots of workbooks and charts (needs /usr/bin/chromium) into docs/screenshots/
+	$(BIN)/python -m pytest -p no:xdist -q tests/test_workbooks.py -k screenshots
+	mkdir -p docs/screenshots
+	for s in $(SHOTS); do cp build/screenshots/$$s.png docs/screenshots/ || exit 1; done
 
 lock: ## Re-resolve requirements/*.lock from pyproject.toml (uv, installed into the venv)
 	$(BIN)/pip install -q uv

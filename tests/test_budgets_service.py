@@ -210,7 +210,8 @@ def test_stored_money_is_exact_decimal_and_years_are_2025_26(tmp_path: Path) -> 
     assert held == [("unattributed", Decimal("33.33"))]
     assert DecisionStore.beside(wh.root).current("2025-26") is not None
     assert run.statements.name == "2025-26"
-    lines = pd.read_csv(run.statements / "commissioner_held.csv", dtype=str)
+    lines = pd.read_csv(run.statements / f"commissioner_held_2025-26_v{run.version}.csv",
+                        dtype=str)
     assert lines[["kind", "amount"]].values.tolist() == [["unattributed", "33.33"]]
 
 

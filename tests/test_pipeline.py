@@ -15,6 +15,7 @@ import pytest
 
 from pbc.services.principal import AccessDenied, Principal
 from pbc.warehouse import Warehouse
+from workbooks import read_table
 
 COMMISSIONER = Principal("analyst", "commissioner", "Q99")
 POLICY = Path(__file__).resolve().parents[1] / "src" / "pbc" / "reference" / "budgets" / \
@@ -87,8 +88,9 @@ def test_budgets_add_up_and_explain(priced: Warehouse, tmp_path: Path) -> None:
     assert (monthly.reindex(annual.index) == annual).all()   # phasing sums exactly
     code = run.result.frame.practice_code.iloc[0]
     assert "Indicative budget" in explanation(priced, code)
-    assert (tmp_path / "st" / "indicative_budgets.csv").exists()
-    assert (tmp_path / "st" / f"practice_{code}.xlsx").exists()
+    fy = run.result.policy.financial_year
+    assert (tmp_path / "st" / f"indicative_budgets_{fy}_v{run.version}.csv").exists()
+    assert (tmp_path / "st" / f"practice_{code}_{fy}_v{run.version}.xlsx").exists()
     with pytest.raises(AccessDenied):
         set_indicative_budgets(priced, POLICY, Principal("pm", "practice", code))
 
@@ -126,8 +128,9 @@ def test_cli_price_and_benchmark(priced: Warehouse, tmp_path: Path) -> None:
     import openpyxl
 
     book = openpyxl.load_workbook(tmp_path / "b.xlsx", read_only=True)
-    assert book.sheetnames == ["benchmark", "monthly", "indicator"]
-    assert book["monthly"].max_row == 1 + 2 * 24  # 2 groups x 24 months (2024/25, 2025/26)
+    assert book.sheetnames == ["Benchmark", "Monthly", "Indicator"]
+    # 2 groups x 24 months (2024/25, 2025/26)
+    assert len(read_table(tmp_path / "b.xlsx", "Monthly")) == 2 * 24
     charts = sorted(p.name for p in (tmp_path / "charts").iterdir())
     assert charts == [f"ae_attendances_group_{c}.svg" for c in
                       ("caterpillar", "deciles", "funnel", "spc_G01")]

@@ -55,3 +55,5 @@ def test_readme_tour_runs_verbatim(tmp_path: Path) -> None:
         for noise in ("Traceback", "Exception ignored", "Warning:"):
             assert noise not in out, f"{command}: {noise!r}\n{out[-3000:]}"
     assert (tmp_path / "position.csv").exists() and (tmp_path / "quarantine.csv").exists()
+    # the statements where the tour asked (--out), the year and version in their names
+    assert (tmp_path / "statements" / "practice_A81000_2025-26_v1.xlsx").exists()

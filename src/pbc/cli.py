@@ -501,6 +501,10 @@ def budgets_set(
     nhse_file: Annotated[Path | None, typer.Option(
         help="NHS England weighted-population file for nhse_weighted_population lines "
              "(default: the latest one shipped with pbc).")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Folder for the statements (default: statements/YEAR in the "
+        "warehouse folder); each file is named with the year and version and never "
+        "overwritten.")] = None,
 ) -> None:
     """Set indicative budgets by a policy; stores them, a new version, and statements."""
     from pbc.services import budgets
@@ -508,7 +512,7 @@ def budgets_set(
     with user_errors():
         run = budgets.set_indicative_budgets(
             Warehouse(warehouse), policy, _principal(warehouse, acting_as), reason=reason,
-            nhse_file=nhse_file)
+            nhse_file=nhse_file, statements=out)
         s = run.result.summary
         table = RichTable(title=f"Indicative budgets {run.result.policy.financial_year} "
                           f"(version {run.version}, draft until agreed)")
@@ -522,7 +526,7 @@ def budgets_set(
                 r.envelope, r.top_slices, r.unattributed_held, r.historic, r.fair_share,
                 r.budget)))
         console.print(table)
-        console.print(f"statements: {run.statements}")
+        console.print(f"statements ({len(run.files)} files): {run.statements}")
 
 
 @budgets_app.command("explain")

@@ -42,7 +42,8 @@ from xlsxwriter.utility import xl_rowcol_to_cell
 
 from pbc.warehouse.export import XLSX_OPTIONS, sheet_title
 
-Kind = Literal["text", "money", "count", "number", "percent", "ratio", "date", "month"]
+Kind = Literal["text", "money", "count", "number", "percent", "ratio", "date", "datetime",
+               "month", "general"]
 
 #: months of the financial year as a workbook labels them (1 = April)
 MONTH_LABELS: Final = ("Apr", "May", "Jun", "Jul", "Aug", "Sep",
@@ -56,10 +57,13 @@ NUMBER_FORMATS: Final[dict[str, str]] = {
     "percent": "0.0%",
     "ratio": "0.000",
     "date": "d mmm yyyy",
+    "datetime": "d mmm yyyy hh:mm",
 }
 #: kinds summed in a totals row unless a column says otherwise
 SUMMED: Final = frozenset({"money", "count"})
 MAX_WIDTH: Final = 60
+#: the first column is at least this wide, so the title block's labels show whole
+TITLE_LABEL_WIDTH: Final = 14
 MIN_WIDTH: Final = 8
 
 
@@ -110,11 +114,17 @@ class Workbook:
     ...     wb.table("Budget", frame, [Column("service_line", "Service line"), ...])
     """
 
-    def __init__(self, path: Path, title: TitleBlock) -> None:
+    def __init__(self, path: Path, title: TitleBlock, *, mode: int | None = None) -> None:
+        """``mode``: the file's permissions (e.g. owner and group only for patients' rows),
+        set on the temporary file before anything is written to it."""
         self.path = Path(path)
         self.title = title
+        self.mode = mode
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(f".{self.path.stem}-{uuid.uuid4().hex[:8]}.xlsx")
+        if mode is not None:
+            os.close(os.open(self._tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode))
+            os.chmod(self._tmp, mode)  # whatever the umask
         self._book = xlsxwriter.Workbook(str(self._tmp), XLSX_OPTIONS["options"])
         self._book.set_properties({"title": title.title, "subject": title.organisation,
                                    "author": "pbc", "comments": title.source})
@@ -144,6 +154,8 @@ class Workbook:
         if not self._sheets:
             raise ValueError(f"{self.path}: a workbook needs at least one sheet")
         self._book.close()
+        if self.mode is not None:
+            os.chmod(self._tmp, self.mode)
         os.replace(self._tmp, self.path)
         return self.path
 
@@ -199,7 +211,8 @@ class Workbook:
                 self._write(ws, r, 1, value, self._wrap)
             r += 1
         self._notes(ws, r + 1, notes)
-        ws.set_column(0, 0, 38)
+        longest = max((len(str(label)) for label, _ in rows), default=0)
+        ws.set_column(0, 0, min(MAX_WIDTH, max(38, longest + 2)))
         ws.set_column(1, 1, 70, self._wrap)
 
     def table(self, sheet: str, frame: pd.DataFrame, columns: Sequence[Column], *,
@@ -229,7 +242,9 @@ class Workbook:
         ws.autofilter(top, 0, max(last, top), len(columns) - 1)
         ws.repeat_rows(top)
         for c, col in enumerate(columns):
-            ws.set_column(c, c, col.width or _width(col, values[c]))
+            width = col.width or _width(col, values[c])
+            # the first column also holds the title block's labels ("Organisation")
+            ws.set_column(c, c, max(width, TITLE_LABEL_WIDTH) if c == 0 else width)
 
     def _totals(self, ws: Any, row: int, columns: Sequence[Column], values: list[list[Any]],
                 first: int, last: int, label: str) -> None:
@@ -296,6 +311,8 @@ def _shown(value: Any, kind: str) -> str:
         return f"{float(value):.1%}"
     if kind == "date" and not isinstance(value, str):
         return pd.Timestamp(value).strftime("%d %b %Y")
+    if kind == "datetime" and not isinstance(value, str):
+        return pd.Timestamp(value).strftime("%d %b %Y %H:%M")
     return str(value)
 
 

@@ -16,7 +16,7 @@ whole for the commissioner's own analysts.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,9 +27,10 @@ from pbc.calendar import format_financial_year, parse_financial_year
 from pbc.indicators.benchmark import ACTIVITY_TABLE, benchmark, financial_years, monthly_series
 from pbc.indicators.compute import with_populations
 from pbc.indicators.definition import Indicator, load_indicators
+from pbc.services.names import organisation_names
 from pbc.services.suppression import DEFAULT_THRESHOLD, MARKER, suppress_table
 from pbc.warehouse import Warehouse, WarehouseError
-from pbc.warehouse.export import XLSX_OPTIONS, spreadsheet_safe
+from pbc.warehouse.export import spreadsheet_safe
 
 Level = Literal["practice", "group", "commissioner"]
 
@@ -63,6 +64,12 @@ class BenchmarkResult:
     level: str
     table: pd.DataFrame
     series: pd.DataFrame | None = None
+    #: the year of the annual table (the latest of the indicator's activity when not asked)
+    financial_year: str | None = None
+    #: for the workbook's title block: whose units, from which data, names beside codes
+    organisation: str = ""
+    source: str = ""
+    names: dict[str, str] = field(default_factory=dict)
 
 
 def _indicator(indicator_id: str) -> Indicator:
@@ -107,13 +114,28 @@ def benchmark_all(
         shared = years or sorted({y for ind in indicators for y in financial_years(tables, ind)})
         tables = with_populations(tables, shared)
     grouping = read_grouping(grouping_file) if grouping_file else None
+    names = organisation_names(warehouse)
+    units = {"practice": names["practices"], "commissioner": names["commissioners"],
+             "group": {} if grouping is not None else names["groups"]}[level]
+    bodies = sorted(names["commissioners"]) or sorted(
+        {str(c) for c in tables["practices"].select("commissioner_code").distinct()
+         .execute().commissioner_code.dropna()} if "practices" in tables else set())
+    organisation = "; ".join(f"{c} {names['commissioners'].get(c, '')}".strip()
+                             for c in bodies) or "(no commissioner in the warehouse)"
+    if grouping_file is not None:
+        organisation += f"; groups from {grouping_file.name}"
+    version = warehouse.manifest().get("version")
     out = []
     for ind in indicators:
         table = benchmark(tables, ind, level=level, financial_year=financial_year,
                           grouping=grouping)
         series = monthly_series(tables, ind, level=level, years=years,
                                 grouping=grouping) if monthly else None
-        out.append(BenchmarkResult(ind, level, table, series))
+        known = financial_years(tables, ind)
+        year = financial_year or (known[-1] if known else None)
+        out.append(BenchmarkResult(
+            ind, level, table, series, financial_year=year, organisation=organisation,
+            source=f"{ind.source}; pbc warehouse version {version}", names=units))
     return out
 
 
@@ -239,7 +261,7 @@ def disclosure_controlled(result: BenchmarkResult, *,
     series = None
     if result.series is not None:
         series, _ = suppress_frame(result.series, result.indicator, threshold=threshold)
-    return BenchmarkResult(result.indicator, result.level, table, series)
+    return replace(result, table=table, series=series)
 
 
 def _marked(frame: pd.DataFrame, whole: pd.DataFrame) -> pd.DataFrame:
@@ -291,12 +313,15 @@ def write_result(result: BenchmarkResult, out: Path, *, suppress: bool = True) -
         series = _marked(shown.series, result.series)
     out.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".xlsx":
-        with pd.ExcelWriter(out, engine="xlsxwriter", engine_kwargs=XLSX_OPTIONS) as xl:
-            table.to_excel(xl, index=False, sheet_name="benchmark")
-            if series is not None:
-                series.to_excel(xl, index=False, sheet_name="monthly")
-            about(result.indicator, suppressed=suppress).to_excel(
-                xl, index=False, sheet_name="indicator")
+        from pbc.reports.benchmark_workbook import about_rows, benchmark_workbook
+
+        benchmark_workbook(
+            out, result.indicator, result.level, table, series,
+            about_rows(about(result.indicator, suppressed=suppress)),
+            organisation=result.organisation or "(not given)", financial_year=result.financial_year,
+            source=result.source or result.indicator.source, names=result.names,
+            notes=[f"Disclosure control: {DISCLOSURE_NOTE}."] if suppress else [
+                "Not disclosure controlled: for the commissioner's own analysts only."])
         return [out]
     spreadsheet_safe(table).to_csv(out, index=False)
     written = [out]

@@ -11,8 +11,10 @@ from the warehouse, calls the pure core (:mod:`pbc.budgets`), then in one go:
   years spelt ``2025-26``;
 * records the budgets as a new version in the decision store (draft until agreed; a
   restatement of an agreed year needs a reason), with an audit row;
-* writes statements: a CSV of all budgets, a CSV of the money the commissioner holds,
-  and an Excel workbook per practice and per group (summary, monthly phasing, explanation).
+* writes statements where asked (``statements``, ``pbc budgets set --out``): a CSV of all
+  budgets, a CSV of the money the commissioner holds, and a workbook per practice and per
+  group (:mod:`pbc.reports.budget_statement`, docs/workbooks.md), the year and version in
+  every file name; a statement already there stops the setting before anything is stored.
 
 Prior-year spend (historic budgets, the envelope, the money held for unattributed activity,
 patient costs for cost weights and the person-based model, and the seasonal profile used for
@@ -29,7 +31,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +63,17 @@ from pbc.calendar import (
 )
 from pbc.decisions import DecisionStore, Line
 from pbc.pricing.schema import TARIFF_VALUE_SQL
+from pbc.reports.budget_statement import (
+    LastYear,
+    StatementContext,
+    group_statement,
+    practice_statement,
+    statement_paths,
+)
+from pbc.services.names import organisation_names
 from pbc.services.principal import AccessDenied, Principal
 from pbc.warehouse import Warehouse, WarehouseError
+from pbc.warehouse.export import spreadsheet_safe
 from pbc.warehouse.validate import lit
 
 #: ``priced_activity.service_line`` values and the two lines priced outside it
@@ -77,6 +89,8 @@ class BudgetRun:
     statements: Path
     monthly: pd.DataFrame
     groups: pd.DataFrame
+    #: the statements written (CSV files and workbooks)
+    files: list[Path] = field(default_factory=list)
 
 
 def _prior_year(financial_year: str) -> str:
@@ -256,21 +270,31 @@ def set_indicative_budgets(
         version = store.next_version(policy.financial_year)
     phasing = budget_phasing(result, monthly, frames["practices"], windows, code, profile,
                              version)
+    folder = statements or warehouse.root / "statements" / policy.financial_year
+    digest = hashlib.sha256(Path(policy_path).read_bytes()).hexdigest()
+    # before anything is stored: a statement already there stops the setting
+    check_statements(_statement_paths(result, phasing, folder, policy.financial_year,
+                                      version, None).values())
     _store(warehouse, result, monthly, groups, explanations, commissioner=code,
            phasing=phasing)
-    digest = hashlib.sha256(Path(policy_path).read_bytes()).hexdigest()
     f = result.frame
     lines = [Line(str(p), str(sl), int(b), int(fs), int(h)) for p, sl, b, fs, h in zip(
         f.practice_code, f.service_line, f.budget, f.fair_share, f.historic, strict=True)]
     with DecisionStore.beside(warehouse.root) as store:
         recorded = store.record_budgets(who, policy.financial_year, lines, reason=reason,
                                         policy_sha256=digest)
+        status = next(v.status for v in store.history(policy.financial_year)
+                      if v.version == recorded)
     if recorded != version:  # another setting ran at the same moment
         raise WarehouseError(f"budget version {recorded} was recorded while {version} was "
                              "being written: set the budgets again")
-    folder = statements or warehouse.root / "statements" / policy.financial_year
-    write_statements(result, monthly, groups, folder)
-    return BudgetRun(result, version, folder, monthly, groups)
+    context = statement_context(
+        warehouse, policy.financial_year, version, status, code,
+        source=f"pbc warehouse version {warehouse.manifest()['version']}: priced activity "
+               f"{prior} (tariff value before the emergency marginal rate); budget policy "
+               f"{Path(policy_path).name} (SHA-256 {digest[:12]})")
+    files = write_statements(result, monthly, phasing, folder, context, profile=profile)
+    return BudgetRun(result, version, folder, monthly, groups, files)
 
 
 def _pounds(frame: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
@@ -372,43 +396,107 @@ def _store(warehouse: Warehouse, result: BudgetResult, monthly: pd.DataFrame,
         con.close()
 
 
-def write_statements(result: BudgetResult, monthly: pd.DataFrame, groups: pd.DataFrame,
-                     folder: Path, practices: list[str] | None = None) -> Path:
-    """CSV of all budgets; an Excel workbook per practice (and per group)."""
+def write_statements(result: BudgetResult, monthly: pd.DataFrame, phasing: pd.DataFrame,
+                     folder: Path, context: StatementContext, *,
+                     profile: pd.DataFrame | None = None,
+                     practices: list[str] | None = None) -> list[Path]:
+    """The setting's statements in ``folder``, each name holding the year and version: a
+    CSV of all budgets, a CSV of the money the commissioner holds, a workbook per practice
+    (all when at most :data:`PRACTICE_STATEMENT_LIMIT`, else those asked for) and per group
+    (:mod:`pbc.reports.budget_statement`). An existing file is never overwritten: the
+    statements of a version are written once (:func:`check_statements` first)."""
+    paths = _statement_paths(result, phasing, folder, context.financial_year,
+                             context.version, practices)
+    check_statements(paths.values())
     folder.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
     pounds = budgets_in_pounds(result.frame)
-    pounds.to_csv(folder / "indicative_budgets.csv", index=False)
-    _pounds(commissioner_lines(result), ["amount"]).to_csv(
-        folder / "commissioner_held.csv", index=False)
-    codes = practices if practices is not None else sorted(result.frame.practice_code.unique())
+    _write_csv(pounds, paths.pop("budgets"), written)
+    _write_csv(_pounds(commissioner_lines(result, context.commissioner_code), ["amount"]),
+               paths.pop("held"), written)
+    first_month = phasing[(phasing["kind"] == "practice") & (phasing["month"] == 1)]
+    group_on_1_april = dict(zip(first_month["practice_code"].astype(str),
+                                first_month["group_code"], strict=True))
+    frame = result.frame
+    mine = phasing[phasing["kind"] == "practice"]
+    for key, path in paths.items():
+        kind, code = key.split(":", 1)
+        if kind == "practice":
+            g = group_on_1_april.get(code)
+            written.append(practice_statement(
+                path, result.explain(code), frame[frame.practice_code == code],
+                monthly[monthly.practice_code == code], context,
+                group=None if g is None or pd.isna(g) else str(g)))
+        else:
+            written.append(group_statement(path, code, frame, mine, profile, context))
+    return written
+
+
+def _statement_paths(result: BudgetResult, phasing: pd.DataFrame, folder: Path,
+                     financial_year: str, version: int, practices: list[str] | None
+                     ) -> dict[str, Path]:
+    codes = practices if practices is not None else sorted(
+        str(c) for c in result.frame.practice_code.unique())
     if practices is None and len(codes) > PRACTICE_STATEMENT_LIMIT:
         codes = []
-    for code in codes:
-        _practice_workbook(result, pounds, monthly, code, folder / f"practice_{code}.xlsx")
-    if not groups.empty and "group_code" in groups.columns:
-        for code, g in groups.groupby("group_code"):
-            path = str(folder / f"group_{code!s}.xlsx")
-            with pd.ExcelWriter(path, engine="xlsxwriter", engine_kwargs={
-                    "options": {"strings_to_formulas": False}}) as xw:
-                _pounds(g, ["budget"]).to_excel(xw, sheet_name="budget", index=False)
-    return folder
+    groups = sorted(str(g) for g in phasing.loc[phasing["kind"] == "practice", "group_code"]
+                    .dropna().unique())
+    return statement_paths(folder, financial_year, version, codes, groups)
 
 
-def _practice_workbook(result: BudgetResult, pounds: pd.DataFrame, monthly: pd.DataFrame,
-                       code: str, path: Path) -> None:
-    mine = pounds[pounds.practice_code == code]
-    months = monthly[monthly.practice_code == code]
-    phased = months.pivot_table(index="service_line", columns="month", values="budget",
-                                aggfunc="sum").map(lambda v: pence_to_pounds(int(v)))
-    text = result.explain(code).to_text().splitlines()
-    with pd.ExcelWriter(path, engine="xlsxwriter", engine_kwargs={
-            "options": {"strings_to_formulas": False}}) as xw:
-        summary = mine[["service_line", "fair_share", "historic", "budget",
-                        "distance_from_target"]].copy()
-        summary.to_excel(xw, sheet_name="summary", index=False)
-        phased.to_excel(xw, sheet_name="monthly phasing")
-        pd.DataFrame({"how this budget was built": text}).to_excel(
-            xw, sheet_name="explanation", index=False)
+def check_statements(paths: Any) -> None:
+    """Refuse (naming the file) when a statement would overwrite a file already there: an
+    agreed version's statement is a record, and a version's statements are written once."""
+    there = [p for p in paths if Path(p).exists()]
+    if there:
+        raise WarehouseError(
+            f"{there[0]}: a statement of this year and version is already there"
+            f"{f' (and {len(there) - 1} more)' if len(there) > 1 else ''}; pbc never "
+            "overwrites a statement: write them elsewhere (--out) or move the old ones")
+
+
+def _write_csv(frame: pd.DataFrame, path: Path, written: list[Path]) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        spreadsheet_safe(frame).to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    written.append(path)
+
+
+def statement_context(warehouse: Warehouse, financial_year: str, version: int, status: str,
+                      commissioner: str, source: str) -> StatementContext:
+    """Names beside codes (from the warehouse's practices, groups and commissioners
+    tables, where they have names) and last year's budgets (the decision store's agreed
+    version of the year before, else its latest draft; ``None`` when there is none)."""
+    names = organisation_names(warehouse)
+    prior = _prior_year(financial_year)
+    last = None
+    with DecisionStore.beside(warehouse.root) as store:
+        v = store.current(prior)
+        if v is not None:
+            lines = store.lines(prior, v.version)
+            last_version, last_status = v.version, v.status
+    if v is not None:
+        practices = pd.DataFrame([(x.practice_code, x.service_line, x.budget_pence)
+                                  for x in lines],
+                                 columns=["practice_code", "service_line", "budget"])
+        groups = None
+        if warehouse.has_table("budget_phasing"):
+            rows = warehouse.query(
+                "SELECT group_code, service_line, CAST(sum(budget) * 100 AS BIGINT) "
+                "FROM budget_phasing WHERE financial_year = ? AND version = ? AND "
+                "kind = 'practice' AND group_code IS NOT NULL GROUP BY ALL",
+                [prior, int(last_version)])
+            if rows:
+                groups = pd.DataFrame(rows, columns=["group_code", "service_line", "budget"])
+        last = LastYear(prior, int(last_version), last_status, practices, groups)
+    return StatementContext(
+        financial_year=financial_year, version=int(version), status=status,
+        commissioner_code=commissioner, source=source,
+        commissioner_name=names["commissioners"].get(commissioner, ""),
+        practice_names=names["practices"], group_names=names["groups"], last_year=last)
 
 
 def explanation(warehouse: Warehouse, practice_code: str) -> str:

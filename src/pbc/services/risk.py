@@ -53,7 +53,7 @@ from pbc.risk.validation import ValidationReport, validate
 from pbc.services.principal import AccessDenied, Principal
 from pbc.services.suppression import DEFAULT_THRESHOLD, MARKER, suppress_levels
 from pbc.warehouse import Warehouse, WarehouseError
-from pbc.warehouse.export import XLSX_OPTIONS, sheet_title, spreadsheet_safe
+from pbc.warehouse.export import spreadsheet_safe
 from pbc.warehouse.store import FILE_MODE
 
 MODEL_FILE = "risk/model.json"  # under the warehouse version's reference/ folder
@@ -468,8 +468,14 @@ def export_case_finding(
     rows = case_finding_list(warehouse, principal, practice_code, top_n)
     frame = pd.DataFrame(rows)
     if p.suffix.lower() == ".xlsx":
-        frame.to_excel(p, index=False, sheet_name=sheet_title(f"Risk {practice_code}"),
-                       engine="xlsxwriter", engine_kwargs=XLSX_OPTIONS)
+        from pbc.reports.case_finding import case_finding_workbook
+        from pbc.services.names import organisation_names
+
+        name = organisation_names(warehouse)["practices"].get(practice_code, "")
+        case_finding_workbook(
+            p, frame, practice=f"{practice_code} {name}".strip(), mode=FILE_MODE,
+            source=f"pbc risk scores, warehouse {warehouse.root.name} version "
+                   f"{warehouse.manifest().get('version')}")
     elif p.suffix.lower() == ".csv":
         spreadsheet_safe(frame).to_csv(p, index=False)
     else:

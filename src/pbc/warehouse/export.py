@@ -18,7 +18,8 @@ import pandas as pd
 from pbc.warehouse.store import FILE_MODE, Warehouse, WarehouseError
 from pbc.warehouse.validate import lit, q
 
-XLSX_MAX_ROWS = 1_048_575  # Excel's sheet limit, less the header row
+#: Excel's sheet limit (1,048,576 rows) less the title block, the header and a totals row
+XLSX_MAX_ROWS = 1_048_576 - 10
 #: xlsxwriter options for every workbook pbc writes: text stays text, never a formula/link
 XLSX_OPTIONS: dict[str, Any] = {"options": {"strings_to_formulas": False,
                                             "strings_to_urls": False}}
@@ -101,9 +102,7 @@ def export_table(warehouse: Warehouse, table: str, out: Path, *, where: str | No
             elif suffix == ".parquet":
                 con.execute(f"COPY __export TO {lit(str(tmp))} (FORMAT parquet)")
             else:
-                frame = con.execute("SELECT * FROM __export").df()
-                frame.to_excel(tmp, sheet_name=sheet_title(table), index=False, engine="xlsxwriter",
-                               engine_kwargs=XLSX_OPTIONS)
+                _workbook(con, warehouse, table, tmp, where=where, private=private)
             if private:
                 os.chmod(tmp, FILE_MODE)
             os.replace(tmp, out)
@@ -120,3 +119,50 @@ def _order_by(cols: list[str]) -> str:
         if all(k in cols for k in keys):
             return " ORDER BY " + ", ".join(q(k) for k in keys)
     return ""
+
+
+def _workbook(con: Any, warehouse: Warehouse, table: str, path: Path, *, where: str | None,
+              private: bool) -> None:
+    """The export as a workbook in the house style (:mod:`pbc.reports.workbook`): a title
+    block naming the table, the rows chosen, the warehouse version and the export time;
+    the columns under their own names (an export is read back by programs, and the names
+    are the data contract's, docs/data-contracts.md); money as pounds; no totals row."""
+    from pbc.reports.workbook import Column, TitleBlock, Workbook
+
+    types = {c: str(t) for c, t, *_ in con.execute("DESCRIBE __export").fetchall()}
+    frame = con.execute("SELECT * FROM __export").df()
+    columns = [Column(c, c, _kind(t)) for c, t in types.items()]
+    period = "every row of the table"
+    if "financial_year" in frame.columns and len(frame):
+        years = sorted(str(y) for y in frame["financial_year"].dropna().unique())
+        if years:
+            period = (f"financial year {years[0]}" if len(years) == 1
+                      else f"financial years {years[0]} to {years[-1]}")
+    title = TitleBlock(
+        title=f"Warehouse table {table}",
+        organisation=f"rows where {where}" if where else "every row",
+        period=period,
+        source=f"pbc warehouse {warehouse.root.name}, version "
+               f"{warehouse.manifest().get('version')}; exported by pbc export")
+    with Workbook(path, title, mode=FILE_MODE if private else None) as wb:
+        # no totals row: a table's rows need not add up (reconciliation has one row per
+        # stage, so a total of money_in would count the money twice)
+        wb.table(table, frame, columns, heading=f"{len(frame):,} rows", totals=None)
+
+
+def _kind(duckdb_type: str) -> Any:
+    """How a column of this DuckDB type is shown: DECIMAL(p,2) as pounds, dates as dates,
+    integers with separators, other numbers as they are (nothing rounded away)."""
+    t = duckdb_type.upper()
+    if t.startswith("DECIMAL") and t.replace(" ", "").endswith(",2)"):
+        return "money"
+    if t == "DATE":
+        return "date"
+    if t.startswith("TIMESTAMP"):
+        return "datetime"
+    if t in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+             "UINTEGER", "UBIGINT"):
+        return "general"
+    if t.startswith(("DECIMAL", "DOUBLE", "FLOAT", "REAL")):
+        return "general"
+    return "text"
