@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
@@ -463,26 +464,140 @@ def benchmark(
         if charts:
             for path in write_charts(result, charts, highlight=highlight, fmt=chart_format):
                 console.print(f"wrote {path}")
-        _print_benchmark(result, monthly)
+        _print_benchmark(result, monthly, written=out is not None)
 
 
-def _print_benchmark(result: Any, monthly: bool) -> None:
+VARIATION_WORDS = {
+    "common_cause": "common cause", "special_cause_improvement": "improvement",
+    "special_cause_concern": "concern", "special_cause_neutral_high": "unusually high",
+    "special_cause_neutral_low": "unusually low",
+}
+
+
+def _number(v: Any, places: int = 1) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if f != f else f"{f:,.{places}f}"
+
+
+def _print_benchmark(result: Any, monthly: bool, out: Console | None = None, *,
+                     written: bool = False) -> None:
+    """The benchmark as a Rich table that fits an 80-column terminal (Rich wraps the cells):
+    the period and source in the title, the judgement in words, a totals row, and notes on
+    England's comparator and overdispersion. ``monthly``: every row of the monthly series,
+    or, when ``written`` (the series went to a file), where it is."""
+    from pbc.indicators import wording
+    from pbc.indicators.benchmark import judged_measure
+
+    con = out or console
     ind, frame = result.indicator, result.table
-    console.print(f"[bold]{ind.title}[/bold] ({ind.unit}), {len(frame):,} {result.level} rows")
+    key = frame.columns[1]
+    level = key if key != "grouping" else "group"
+    fy = str(frame["financial_year"].iloc[0]) if "financial_year" in frame.columns \
+        and len(frame) else None
     if monthly and result.series is not None:
         series = result.series
+        span = wording.months(sorted(series.period.astype(str).unique()))
         last = series[series.period == series.period.max()]
-        console.print(series.tail(24).to_string(index=False), soft_wrap=True)
-        counts = last.point_type.value_counts().to_dict()
-        console.print(f"latest month {series.period.max()}: {counts}")
+        counts = last.point_type.map(VARIATION_WORDS).value_counts()
+        if written:
+            con.print(f"{ind.title}: monthly series of {series[key].nunique():,} {level}s, "
+                      f"{span} ({len(series):,} rows), written to the file above; values "
+                      f"{wording.monthly_unit(ind)}.")
+        else:
+            table = RichTable(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                              show_edge=False)
+            for col in (level, "month", "events", "denominator", "value", "variation"):
+                table.add_column(col, justify="left" if col in (level, "month", "variation")
+                                 else "right")
+            for r in series.itertuples(index=False):
+                rec = r._asdict()
+                table.add_row(str(rec[key]), str(rec["period"]), _number(rec["numerator"], 0),
+                              _number(rec["denominator"], 0), _number(rec["value"], 2),
+                              VARIATION_WORDS.get(str(rec["point_type"]), "-"))
+            con.print(f"{ind.title}, by month, {span}", style="bold", highlight=False)
+            con.print(table)
+            con.print(f"Value: {wording.monthly_unit(ind)}; variation by Making Data Count "
+                      f"(XmR) rules. Source: {wording.source(ind)}.", highlight=False)
+        con.print(f"latest month {last.period.max()}: " + ", ".join(
+            f"{n} {word}" for word, n in counts.items()))
         return
-    show = [c for c in frame.columns if c in {
-        frame.columns[1], "numerator", "denominator", "value", "lower_95", "upper_95", "isr",
-        "dsr", "significance", "ratio_to_national", "percentile", "saving_at_p10"}]
-    console.print(frame[show].head(40).to_string(index=False), soft_wrap=True)
-    console.print(f"funnel: {frame.significance.value_counts().to_dict()}")
+    col = judged_measure(ind, frame)
+    saving = "saving_at_p10" if frame.get("saving_at_p10") is not None \
+        and frame["saving_at_p10"].notna().any() else None
+    dp = 2 if ind.kind == "cost_per_head" else 1
+    funnel = ind.kind != "cost_per_head"  # money is not a count: no interval, no funnel
+    key_text = [f"Value: {ind.unit}"]
+    title = f"{ind.title}, by {level}, {wording.period(fy)}"
+    table = RichTable(caption_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                      collapse_padding=True, show_edge=False)
+    heads = [level.capitalize(), "Value"]
+    if funnel:
+        heads.append("95% CI")
+        key_text.append("95% CI: confidence interval")
+    if col != "value":
+        heads.append(col.upper())
+        key_text.append("ISR: indirectly standardised ratio, commissioner = 100"
+                        if col == "isr" else f"DSR: directly standardised rate, {ind.unit}")
+    if funnel:
+        heads.append("Compared")
+        key_text.append("Compared: with the commissioner, at 95% and 99.8% limits")
+    heads.append("Decile")
+    if saving:
+        heads.append("Saving")
+        key_text.append(f"Saving: {wording.saving_unit(ind)} at the peers' 10th percentile")
+    for h in heads:
+        table.add_column(h, justify="left" if h in (heads[0], "Compared") else "right",
+                         overflow="fold", no_wrap=h != heads[0],
+                         min_width=max([len(h), *(len(str(u)) for u in frame[key])])
+                         if h == heads[0] else None)
+    places = 0 if saving and wording.saving_unit(ind).startswith("£") else 1
+    for r in frame.to_dict("records"):
+        row = [str(r[key]), _number(r["value"], dp)]
+        if funnel:
+            row.append(f"{_number(r['lower_95'], dp)}-{_number(r['upper_95'], dp)}"
+                       if r["lower_95"] == r["lower_95"] else "-")
+        if col != "value":
+            row.append(_number(r[col], 1))
+        if funnel:
+            row.append(str(r["compared"]))
+        row.append(_number(r["decile"], 0))
+        if saving:
+            row.append(_number(r[saving], places))
+        table.add_row(*row)
+    n = frame.denominator.where(frame.denominator > 0)
+    average = float(frame.numerator[n.notna()].sum()) / float(n.sum()) * ind.multiplier \
+        if n.notna().any() else float("nan")
+    total = ["All", _number(average, dp)] + [""] * (len(heads) - 2 - bool(saving))
+    if col == "isr":
+        total[heads.index("ISR")] = "100.0"
+    if saving:
+        total.append(_number(frame[saving].sum(), places))
+    table.add_section()
+    table.add_row(*total, style="bold")
+    con.print(title, style="bold", highlight=False)
+    con.print(table)
+    con.print("; ".join(key_text) + f". Source: {wording.source(ind)}.", highlight=False)
+    notes = []
     if "judged_on" in frame.columns and len(frame):
-        console.print(f"judged on: {frame.judged_on.iloc[0]}; limits: {frame.limits.iloc[0]}")
+        notes.append(f"Judged on: {frame.judged_on.iloc[0]}; limits: {frame.limits.iloc[0]}.")
+    nat = wording.national(ind, fy)
+    if nat:
+        notes.append(nat + ".")
+    if "significance_unadjusted" in frame.columns:
+        outside = int(frame.significance_unadjusted.astype(str).str.endswith("(0.001)").sum())
+        od = wording.overdispersion(str(frame.limits.iloc[0]), outside,
+                                    int(frame["value"].notna().sum()), level)
+        if od:
+            notes.append(od + ".")
+    if saving:
+        notes.append(f"Saving: what each {level} would save a year if it were at its peers' "
+                     f"10th percentile of the judged measure ({wording.saving_unit(ind)}); "
+                     "the 25th percentile is in the table --out writes.")
+    for note in notes:
+        con.print(note, highlight=False)
 
 
 # ---------------------------------------------------------------------- budgets
@@ -522,6 +637,12 @@ def budgets_set(
                 r.envelope, r.top_slices, r.unattributed_held, r.historic, r.fair_share,
                 r.budget)))
         console.print(table)
+        from pbc.budgets.explain import line_name, method_name
+
+        f = run.result.frame.drop_duplicates("service_line")
+        for m, lines in f.groupby("method", sort=False)["service_line"]:
+            console.print(f"fair shares of {', '.join(line_name(x).lower() for x in lines)}: "
+                          f"{method_name(str(m))}")
         console.print(f"statements: {run.statements}")
 
 
