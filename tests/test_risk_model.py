@@ -139,7 +139,8 @@ def test_validate_report_and_naive_rule() -> None:
     assert rep.naive_rule.flagged == int((f["emergency_12m"] >= 2).sum())
     assert rep.auc.auc > rep.naive_auc  # type: ignore[operator]
     md = rep.to_markdown()
-    assert "AUC" in md and "Calibration intercept" in md and "very_high" in md
+    assert "AUC" in md and "Calibration intercept" in md and "| Very high |" in md
+    assert "very high to the top 0.5%" in md
     assert rep.to_dict()["auc"]["auc"] == rep.auc.auc
 
 

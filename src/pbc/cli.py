@@ -313,9 +313,13 @@ def risk_train(warehouse: WarehouseOpt = Path("warehouse"), acting_as: AsOpt = N
 
     with user_errors():
         result = risk.train(Warehouse(warehouse), _principal(warehouse, acting_as))
-        console.print(result.validation.to_markdown())
+        v = result.validation
         console.print(f"model {result.model.version} stored in the warehouse "
-                      f"({result.windows.method} validation)")
+                      f"({result.windows.method.replace('_', '-')} validation: AUC "
+                      f"{v.auc.auc:.3f}, 95% CI {v.auc.lower:.3f} to {v.auc.upper:.3f}, "
+                      f"{v.n:,} patients)", highlight=False)
+        console.print("the full report (summary, model card, performance by group, LACE "
+                      "and PARR-30 comparison): pbc risk report", highlight=False)
 
 
 @risk_app.command("score")
@@ -356,7 +360,15 @@ def risk_report(
             out.write_text(text, encoding="utf-8")
             console.print(f"wrote {out}")
         else:
-            console.print(text)
+            print_report(text)
+
+
+def print_report(markdown: str, out: Console | None = None) -> None:
+    """A Markdown report rendered for the terminal by Rich (headings, tables that wrap to
+    the terminal's width), once."""
+    from rich.markdown import Markdown
+
+    (out or console).print(Markdown(markdown))
 
 
 @risk_app.command("list")
