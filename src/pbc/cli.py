@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -57,8 +58,15 @@ def progress_bar(title: str) -> Iterator[Callable[[str, int, int], None]]:
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print("[bold red]error:[/] ", end="")
+    err.print(message, markup=False, highlight=False)  # a "[" in a path or value stays
     raise typer.Exit(2)
+
+
+def _say(text: str, out: Console | None = None) -> None:
+    """A line that names a file or folder, printed without Rich's wrapping: a long path is
+    never cut mid-name (the terminal folds the line if it must, and it copies whole)."""
+    (out or console).print(text, soft_wrap=True, markup=False, highlight=False)
 
 
 @contextmanager
@@ -139,7 +147,8 @@ def synth(
 
 
 def _print_synth(summary: Any, out: Path, seconds: float) -> None:
-    table = RichTable(title=f"Synthetic health economy in {out}")
+    _say(f"Synthetic health economy in {out}")
+    table = RichTable(title="Input files written")
     table.add_column("table")
     table.add_column("rows", justify="right")
     for name, rows in summary.rows.items():
@@ -172,12 +181,17 @@ def load(
         with progress_bar("load") as cb:
             report = load_folder(folder, Warehouse(warehouse), progress=cb,
                                  allow_shrink=allow_shrink)
-        table = RichTable(title=f"Load into {report.warehouse}")
+        _say(f"Load into {report.warehouse}")
+        table = RichTable(title="Rows by table")
         for col in ("table", "status", "rows in", "accepted", "quarantined"):
             table.add_column(col, justify="left" if col in ("table", "status") else "right")
         for t in report.tables:
             table.add_row(t.table, t.status, f"{t.rows_in:,}", f"{t.rows_accepted:,}",
                           f"{t.rows_quarantined:,}")
+        table.add_section()
+        table.add_row("all tables", "", *(f"{sum(getattr(t, a) for t in report.tables):,}"
+                                          for a in ("rows_in", "rows_accepted",
+                                                    "rows_quarantined")), style="bold")
         console.print(table)
         if report.ignored:
             console.print(f"ignored (not contract tables): {', '.join(report.ignored)}")
@@ -226,7 +240,11 @@ def price(
         for col in ("service line", "rows", "money"):
             table.add_column(col, justify="left" if col == "service line" else "right")
         for line, rows, money in report.by_service_line:
-            table.add_row(str(line), f"{rows:,}", f"£{float(money):,.2f}")
+            table.add_row(str(line), f"{rows:,}", f"£{Decimal(str(money)):,.2f}")
+        table.add_section()
+        table.add_row("all", f"{sum(int(r) for _, r, _ in report.by_service_line):,}",
+                      f"£{sum(Decimal(str(m)) for _, _, m in report.by_service_line):,.2f}",
+                      style="bold")
         console.print(table)
         top = RichTable(title="Money by practice (top 10)")
         for col in ("practice", "rows", "money"):
@@ -292,7 +310,7 @@ def export(
     with user_errors():
         who = parse_principal(acting_as, user=_user()) if acting_as else None
         rows = export_table(Warehouse(warehouse), table, out, who)
-        console.print(f"wrote {rows:,} rows of {table} to {out}")
+        _say(f"wrote {rows:,} rows of {table} to {out}")
 
 
 # ---------------------------------------------------------------------- risk
@@ -353,12 +371,12 @@ def risk_report(
             from pbc.risk.charts import calibration_chart
 
             try:
-                console.print(f"wrote {save_chart(calibration_chart(validation), chart)}")
+                _say(f"wrote {save_chart(calibration_chart(validation), chart)}")
             except ValueError as e:
                 raise UserError(str(e)) from e
         if out:
             out.write_text(text, encoding="utf-8")
-            console.print(f"wrote {out}")
+            _say(f"wrote {out}")
         else:
             print_report(text)
 
@@ -390,19 +408,31 @@ def risk_list(
             if out:
                 path = risk.export_case_finding(Warehouse(warehouse), who, practice, out,
                                                 top_n=top)
-                console.print(f"wrote {path}")
+                _say(f"wrote {path}")
                 return
             rows = risk.case_finding_list(Warehouse(warehouse), who, practice, top)
         except _access_errors() as e:
             raise UserError(str(e)) from e
-        table = RichTable(title=f"Patients at highest risk of emergency admission, {practice}")
-        for col in ("rank", "patient", "age", "sex", "risk", "segment", "top factors"):
-            table.add_column(col)
-        for r in rows:
-            table.add_row(str(r["practice_rank"]), str(r["patient_id"]), str(r["age"]),
-                          str(r["sex"]), f"{float(r['risk_percent']):.1f}%", str(r["segment"]),
-                          str(r["top_factors"]))
-        console.print(table)
+        print_case_finding(rows, practice)
+
+
+def print_case_finding(rows: list[dict[str, Any]], practice: str,
+                       out: Console | None = None) -> None:
+    """A practice's case-finding list in 80 columns: the reasons wrap at word boundaries,
+    every other column stays on one line."""
+    labels = _segment_labels()
+    table = RichTable(title=f"Patients at highest risk of emergency admission, {practice}",
+                      box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                      show_edge=False)
+    for col in ("rank", "patient", "age", "sex", "risk", "segment", "reasons"):
+        table.add_column(col, justify="right" if col in ("rank", "age", "risk") else "left",
+                         no_wrap=col != "reasons", overflow="fold")
+    for r in rows:
+        table.add_row(str(r["practice_rank"]), str(r["patient_id"]), str(r["age"]),
+                      str(r["sex"]), f"{float(r['risk_percent']):.1f}%",
+                      labels.get(str(r["segment"]), str(r["segment"])),
+                      str(r["top_factors"]) or "-")
+    (out or console).print(table)
 
 
 @risk_app.command("segments")
@@ -421,7 +451,35 @@ def risk_segments(
                                          level=level)
         except _access_errors() as e:
             raise UserError(str(e)) from e
-        console.print(counts.to_markdown())
+        print_segment_counts(counts)
+
+
+def _segment_labels() -> dict[str, str]:
+    from pbc.risk.segments import nhs_segments
+
+    return {s.name: s.label for s in nhs_segments()}
+
+
+def print_segment_counts(counts: Any, out: Console | None = None) -> None:
+    """Patients by risk segment as a Rich table: segments named in words, counts with
+    thousands separators, suppressed cells as the marker, the suppression rule below."""
+    con = out or console
+    labels = {**_segment_labels(), "code": counts.level.replace("_", " "), "total": "total"}
+    table = RichTable(title=f"Registered patients by risk segment, by "
+                            f"{counts.level.replace('_', ' ')}", box=box.SIMPLE_HEAD,
+                      pad_edge=False, collapse_padding=True, show_edge=False)
+    for c in counts.columns:
+        table.add_column(labels.get(c, c), justify="left" if c == "code" else "right",
+                         no_wrap=True)
+    for r in counts.rows:
+        table.add_row(*(counts.marker if r[c] is None else
+                        (f"{r[c]:,}" if isinstance(r[c], int) else str(r[c]))
+                        for c in counts.columns))
+    con.print(table)
+    if counts.suppressed:
+        con.print(f"Counts from 1 to {counts.threshold} are suppressed ({counts.marker}), "
+                  "with complementary suppression so they cannot be recovered from totals "
+                  "or from another level's table.", highlight=False, markup=False)
 
 
 # ---------------------------------------------------------------------- benchmark
@@ -472,10 +530,10 @@ def benchmark(
             monthly=monthly or out is not None or charts is not None)
         if out:
             for path in write_result(result, out):
-                console.print(f"wrote {path}")
+                _say(f"wrote {path}")
         if charts:
             for path in write_charts(result, charts, highlight=highlight, fmt=chart_format):
-                console.print(f"wrote {path}")
+                _say(f"wrote {path}")
         _print_benchmark(result, monthly, written=out is not None)
 
 
@@ -636,26 +694,46 @@ def budgets_set(
         run = budgets.set_indicative_budgets(
             Warehouse(warehouse), policy, _principal(warehouse, acting_as), reason=reason,
             nhse_file=nhse_file)
-        s = run.result.summary
-        table = RichTable(title=f"Indicative budgets {run.result.policy.financial_year} "
-                          f"(version {run.version}, draft until agreed)")
-        from pbc.budgets.money import format_pounds
+        print_budget_summary(run)
+        _say(f"statements: {run.statements}")
 
-        for col in ("service line", "envelope", "top-slices", "unattributed (held)",
-                    "historic", "fair share", "budget"):
-            table.add_column(col, justify="left" if col == "service line" else "right")
-        for r in s.itertuples():
-            table.add_row(str(r.service_line), *(format_pounds(int(str(v))) for v in (
-                r.envelope, r.top_slices, r.unattributed_held, r.historic, r.fair_share,
-                r.budget)))
-        console.print(table)
-        from pbc.budgets.explain import line_name, method_name
 
-        f = run.result.frame.drop_duplicates("service_line")
-        for m, lines in f.groupby("method", sort=False)["service_line"]:
-            console.print(f"fair shares of {', '.join(line_name(x).lower() for x in lines)}: "
-                          f"{method_name(str(m))}")
-        console.print(f"statements: {run.statements}")
+def print_budget_summary(run: Any, out: Console | None = None) -> None:
+    """The budgets just set, by service line with a total row, in an 80-column table (to
+    the penny); the envelope's parts below it in a sentence per line."""
+    from pbc.budgets.explain import line_name, method_name
+    from pbc.budgets.money import format_pounds
+
+    con = out or console
+    s = run.result.summary
+    con.print(f"Indicative budgets {run.result.policy.financial_year} (version "
+              f"{run.version}, draft until agreed)", style="bold", highlight=False)
+    table = RichTable(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                      show_edge=False)
+    for col in ("service line", "historic", "fair share", "budget"):
+        table.add_column(col, justify="left" if col == "service line" else "right",
+                         no_wrap=col != "service line")
+    for r in s.itertuples():
+        table.add_row(line_name(str(r.service_line)), *(format_pounds(int(str(v))) for v in (
+            r.historic, r.fair_share, r.budget)))
+    table.add_section()
+    table.add_row("All", *(format_pounds(int(s[c].astype("int64").sum()))
+                           for c in ("historic", "fair_share", "budget")), style="bold")
+    con.print(table)
+    total = {c: int(s[c].astype("int64").sum()) for c in
+             ("envelope", "top_slices", "unattributed_held", "budget")}
+    opted = total["envelope"] - total["top_slices"] - total["unattributed_held"] \
+        - total["budget"]
+    con.print(f"Envelope {format_pounds(total['envelope'])} = budgets "
+              f"{format_pounds(total['budget'])} + top-slices "
+              f"{format_pounds(total['top_slices'])} + held for activity with no known "
+              f"practice {format_pounds(total['unattributed_held'])}"
+              + (f" + opted out (held by the commissioner) {format_pounds(opted)}"
+                 if opted else "") + ".", highlight=False)
+    f = run.result.frame.drop_duplicates("service_line")
+    for m, lines in f.groupby("method", sort=False)["service_line"]:
+        con.print(f"Fair shares of {', '.join(line_name(x, in_sentence=True) for x in lines)}: "
+                  f"{method_name(str(m))}.", highlight=False)
 
 
 @budgets_app.command("explain")
@@ -705,7 +783,7 @@ def budgets_needs(
             table.add_row(str(r.component), f"{r.group_index:.4f}", f"{r.icb_index:.4f}")
         console.print(table)
         if csv:
-            console.print(f"wrote {csv}")
+            _say(f"wrote {csv}")
 
 
 # ---------------------------------------------------------------------- monitoring

@@ -94,8 +94,13 @@ def method_name(method: str) -> str:
     return METHOD_NAMES.get(method, method)
 
 
-def line_name(service_line: str) -> str:
-    return SERVICE_LINE_NAMES.get(service_line, service_line)
+def line_name(service_line: str, *, in_sentence: bool = False) -> str:
+    """A service line in words; ``in_sentence``: as inside a sentence (``'day cases'``,
+    but ``'A&E attendances'`` keeps its capitals)."""
+    name = SERVICE_LINE_NAMES.get(service_line, service_line)
+    if in_sentence and len(name) > 1 and name[1].islower():
+        return name[0].lower() + name[1:]
+    return name
 
 
 @dataclass(frozen=True)
@@ -397,9 +402,9 @@ def _summary(rows: pd.DataFrame, result: BudgetResult) -> tuple[str, ...]:
     first = (f"The practice's indicative budget for {fy} is {p(budget)} for "
              f"{len(mine)} service line{'s' if len(mine) != 1 else ''}")
     if len(held):
+        names = [line_name(str(x), in_sentence=True) for x in held["service_line"]]
         first += (f"; the commissioner holds {p(int(held['calculated_budget'].sum()))} for "
-                  f"{_listing([line_name(str(x)) for x in held['service_line']]).lower()}, "
-                  "which the practice opted out of")
+                  f"{_listing(names)}, which the practice opted out of")
     first += "."
     prior = int(mine["prior_spend"].sum())
     if prior == 0:
@@ -435,7 +440,7 @@ def _summary(rows: pd.DataFrame, result: BudgetResult) -> tuple[str, ...]:
                 ("ceiling_relaxed", "for {} the ceilings could not all be met with the money "
                                     "available, so every practice's ceiling was scaled up pro "
                                     "rata")):
-            lines = [line_name(str(x)).lower()
+            lines = [line_name(str(x), in_sentence=True)
                      for x in mine.loc[caps == cap, "service_line"]]
             if lines:
                 why.append(words.format(_listing(lines)))

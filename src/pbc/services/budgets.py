@@ -220,7 +220,8 @@ def set_indicative_budgets(
     statements: Path | None = None,
 ) -> BudgetRun:
     if who.role != "commissioner":
-        raise AccessDenied(f"{who} may not set budgets: only the commissioner can")
+        raise AccessDenied(f"{who} may not set budgets: only the commissioner can (pbc "
+                           "budgets set --policy FILE --as commissioner:CODE)")
     policy = read_policy(policy_path)
     prior = _prior_year(policy.financial_year)
     person_level = any(policy.fair_share[line].method == "person_based"

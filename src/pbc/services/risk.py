@@ -69,7 +69,8 @@ HOLDOUT_FRACTION = 0.3
 # ------------------------------------------------------------------ access
 def _require_commissioner(warehouse: Warehouse, principal: Principal, what: str) -> None:
     if principal.role != "commissioner":
-        raise AccessDenied(f"{principal}: only a commissioner may {what}")
+        raise AccessDenied(f"{principal}: only a commissioner may {what} (give --as "
+                           "commissioner:CODE)")
     if warehouse.has_table("practices"):
         codes = {r[0] for r in warehouse.query(
             "SELECT DISTINCT commissioner_code FROM practices")}
@@ -82,11 +83,13 @@ def _require_commissioner(warehouse: Warehouse, principal: Principal, what: str)
 def _require_own_practice(principal: Principal, practice_code: str) -> None:
     if principal.role != "practice":
         raise AccessDenied(
-            f"{principal}: patient-level risk lists are only for the patients' own practice; "
-            "use segment_counts for aggregates")
+            f"{principal}: patient-level risk lists are only for the patients' own practice "
+            f"(pbc risk list {practice_code} --as practice:{practice_code}); for counts by "
+            "risk segment use pbc risk segments")
     if principal.organisation != practice_code:
         raise AccessDenied(f"{principal}: may see only the patients of practice "
-                           f"{principal.organisation}, not {practice_code}")
+                           f"{principal.organisation}, not {practice_code} (pbc risk list "
+                           f"{principal.organisation} --as practice:{principal.organisation})")
 
 
 # ------------------------------------------------------------------ data windows
@@ -557,7 +560,7 @@ def segment_counts(
         if principal.role == "practice":
             if level != "practice":
                 raise AccessDenied(f"{principal}: a practice sees its own counts only "
-                                   "(level practice)")
+                                   "(pbc risk segments --level practice)")
             t = t.filter(t.practice_code == org)
         elif principal.role == "group":
             t = t.filter(t.group_code == org)
