@@ -48,10 +48,10 @@ def test_savings_say_their_unit_per_year() -> None:
 def test_england_comparator_carries_its_period_and_a_warning_when_older() -> None:
     ea = INDS["emergency_admissions"]  # England: 2017/18
     same = wording.national(ea, "2017-18")
-    assert same is not None and "(2017/18;" in same and "Warning" not in same
+    assert same is not None and "(2017/18;" in same and "Caution" not in same
     old = wording.national(ea, "2025-26")
     assert old is not None and old.endswith(
-        "Warning: England's figure is 8 years older than the data (2025-26)")
+        "Caution: England's figure is 8 years older than the data (2025-26)")
     # a span of years counts from the year it ends in
     dc = wording.national(INDS["day_case_rate"], "2025-26")  # "2008-2013"
     assert dc is not None and "13 years older" in dc
@@ -137,7 +137,7 @@ def test_printed_benchmark_fits_80_columns_with_period_source_and_totals(
     rate = table.numerator.sum() / table.denominator.sum() * 1000
     assert f"{rate:,.1f}" in total[0]
     assert f"{table.saving_at_p10.sum():,.1f}" in total[0]
-    assert "Warning: England's figure is 8 years older than the data (2025-26)" in flat
+    assert "Caution: England's figure is 8 years older than the data (2025-26)" in flat
 
 
 def test_overdispersion_is_noted_when_many_fall_outside(result: object) -> None:

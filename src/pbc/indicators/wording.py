@@ -126,7 +126,7 @@ def national(ind: Indicator, financial_year: str | None) -> str | None:
     if financial_year:
         gap = parse_financial_year(financial_year) - nat_year
         if gap > 0:
-            text += (f". Warning: England's figure is {gap} year{'s' if gap != 1 else ''} "
+            text += (f". Caution: England's figure is {gap} year{'s' if gap != 1 else ''} "
                      f"older than the data ({financial_year})")
     return text
 
