@@ -184,3 +184,18 @@ def test_every_chart_title_has_the_period_and_source(result: object) -> None:
     layers = {layer.get("name"): layer for layer in specs["caterpillar"].to_dict()["layer"]}
     assert layers["intervals"]["mark"]["type"] == "rule"
     assert layers["intervals"]["encoding"]["x2"]["field"] == "upper"
+
+
+def test_workbook_indicator_sheet_has_period_source_and_caution() -> None:
+    from pbc.services.benchmarking import about
+
+    rows = dict(about(INDS["emergency_admissions"], financial_year="2025-26")
+                .itertuples(index=False))
+    assert rows["period"] == "2025-26 (April 2025 to March 2026)"
+    assert rows["data"].startswith("admitted patient care spells")
+    assert rows["England value"] == "101 (2017/18)"
+    assert rows["England comparator"] == \
+        "Caution: England's figure is 8 years older than the data (2025-26)"
+    same = dict(about(INDS["emergency_admissions"], financial_year="2017-18")
+                .itertuples(index=False))
+    assert "England comparator" not in same

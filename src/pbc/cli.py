@@ -745,7 +745,8 @@ def budgets_explain(
     from pbc.services import budgets
 
     with user_errors():
-        console.print(budgets.explanation(Warehouse(warehouse), practice), highlight=False)
+        console.print(budgets.explanation(Warehouse(warehouse), practice), highlight=False,
+                      markup=False)
 
 
 @budgets_app.command("agree")

@@ -110,25 +110,36 @@ def monthly_unit(ind: Indicator) -> str:
 
 
 def national(ind: Indicator, financial_year: str | None) -> str | None:
-    """England's comparator with its period and source, and a warning when its period is
-    older than the data's year; None where the indicator has none."""
+    """England's comparator with its period and source, and a caution when its period is
+    older than the data's year (:func:`national_caution`); None where there is none."""
     if ind.national is None:
         return None
     nat = ind.national
     text = f"England: {nat.value:g} {ind.unit} ({nat.period}; {nat.source})"
+    caution = national_caution(ind, financial_year)
+    return text if caution is None else f"{text}. {caution}"
+
+
+def national_caution(ind: Indicator, financial_year: str | None) -> str | None:
+    """``"Caution: England's figure is 8 years older than the data (2025-26)"`` where
+    England's period is older than the data's year (a span such as ``2008-2013`` counts
+    from the year it ends in); None where it is not, or there is no comparator."""
+    if ind.national is None or not financial_year:
+        return None
+    period_ = ind.national.period
     try:
-        nat_year = parse_financial_year(nat.period)
-    except ValueError:  # a span of years, e.g. "2008-2013": the financial year it ends in
-        years = [int(y) for y in re.findall(r"\b(?:19|20)\d{2}\b", nat.period)]
+        nat_year = parse_financial_year(period_)
+    except ValueError:
+        years = [int(y) for y in re.findall(r"\b(?:19|20)\d{2}\b", period_)]
         if not years:
-            return text + "; its period could not be read, so its age is unknown"
+            return (f"Caution: England's period ({period_}) could not be read, so its age "
+                    "is unknown")
         nat_year = max(years) - 1
-    if financial_year:
-        gap = parse_financial_year(financial_year) - nat_year
-        if gap > 0:
-            text += (f". Caution: England's figure is {gap} year{'s' if gap != 1 else ''} "
-                     f"older than the data ({financial_year})")
-    return text
+    gap = parse_financial_year(financial_year) - nat_year
+    if gap <= 0:
+        return None
+    return (f"Caution: England's figure is {gap} year{'s' if gap != 1 else ''} older than "
+            f"the data ({financial_year})")
 
 
 def overdispersion(table_limits: str, outside_998: int, units: int, level: str) -> str | None:
