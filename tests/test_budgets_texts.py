@@ -153,3 +153,48 @@ def test_relaxed_caps_are_said_in_words() -> None:
     shown = _render(text)
     assert not CODE_WORD.findall(shown), CODE_WORD.findall(shown)
     assert np.isfinite(res.frame["distance_from_target"]).all()
+
+
+SERVICE_POLICY = """
+financial_year = "2025-26"
+commissioner_code = "Q1"
+scope = ["non_elective", "prescribing"]
+[envelope.non_elective]
+uplift_percent = 0
+[envelope.prescribing]
+uplift_percent = 0
+[fair_share.non_elective]
+method = "weighted_capitation"
+[fair_share.prescribing]
+method = "{method}"
+[pace_of_change]
+pace = 1
+"""
+
+
+def test_service_prescribing_by_astro_pu_and_says_what_it_used(tmp_path: Any) -> None:
+    """Through the service, on a warehouse as pricing leaves it: prescribing rows carry no
+    patient. The person-based method is refused (before, it silently gave list sizes);
+    ASTRO-PUs are used and said; the need index without conditions is said too."""
+    from pbc.services.budgets import explanation, set_indicative_budgets
+    from test_budgets_service import ICB, _rx, _spell, _warehouse
+
+    rx = [_rx("A", 1, "30.00"), _rx("B", 1, "70.00")]
+    for r in rx:
+        r["patient_id"] = None
+    wh = _warehouse(tmp_path / "wh", [_spell("A", 1, "100.00"), _spell("B", 1, "300.00"),
+                                      *rx])
+    policy = tmp_path / "policy.toml"
+    policy.write_text(SERVICE_POLICY.format(method="person_based"))
+    with pytest.raises(FairShareError, match=r"'prescribing' has no predicted cost.*astro_pu"):
+        set_indicative_budgets(wh, policy, ICB, statements=tmp_path / "s1")
+    policy.write_text(SERVICE_POLICY.format(method="astro_pu"))
+    run = set_indicative_budgets(wh, policy, ICB, statements=tmp_path / "s2")
+    # each practice lists a woman of 40 (ASTRO-PU 2.6) and a man of 70 (8.7): equal units,
+    # so at pace 1 the £100.00 of prescribing splits £50.00 / £50.00
+    rx_rows = run.result.frame[run.result.frame.service_line == "prescribing"]
+    assert list(rx_rows.weighted_population) == pytest.approx([11.3, 11.3])
+    assert list(rx_rows.budget) == [5000, 5000]
+    text = explanation(wh, "A")
+    assert "Prescribing units (ASTRO-PU)" in text and "ASTRO-PU weighted patients" in text
+    assert "need index of weighted capitation uses deprivation only" in text

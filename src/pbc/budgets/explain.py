@@ -347,7 +347,7 @@ def explain(result: BudgetResult, practice_code: str) -> Explanation:
         raise KeyError(f"practice {practice_code!r} has no budget in this result")
     summary = result.summary.set_index("service_line")
     lines = []
-    notes = []
+    notes = list(result.notes)
     for _, row in rows.iterrows():
         line = str(row["service_line"])
         summ = summary.loc[line]

@@ -27,6 +27,7 @@ Prescribing is in ``priced_activity`` as its own lines (actual cost).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
@@ -244,6 +245,12 @@ def set_indicative_budgets(
     spend = frames["spend"]
     result = set_budgets(policy, inputs, spend.drop(columns=["month"]),
                          practices=frames["practices"], practice_groups=windows)
+    if not warehouse.has_table("patient_conditions") and any(
+            policy.fair_share[line].method == "weighted_capitation" for line in policy.scope):
+        result = dataclasses.replace(result, notes=(
+            *result.notes, "The warehouse holds no long-term conditions (no patient "
+            "conditions file was loaded), so the need index of weighted capitation uses "
+            "deprivation only."))
     profile = seasonal_profile(spend)
     monthly = phase_budgets(result.frame, profile)
     groups = group_budgets(result.frame, frames["practices"], practice_groups=windows,
