@@ -129,6 +129,9 @@ def test_printed_benchmark_fits_80_columns_with_period_source_and_totals(
     assert "Source: admitted patient care spells in the commissioner's warehouse" in flat
     assert "Higher, worse (95%)" in flat and "Lower, better (99.8%)" in flat
     assert "Saving: admissions a year at the peers' 10th percentile" in flat
+    # judged on the ISR: the value column is the crude rate, and says so
+    assert "Value: crude rate per 1,000 patients" in flat
+    assert "ISR: indirectly standardised ratio, commissioner = 100" in flat
     # the totals row: the commissioner's crude rate, 1,700 admissions / 16,000 patients
     # (person-years) x 1,000 = 106.3, and the savings added up
     table = result.table  # type: ignore[attr-defined]

@@ -599,7 +599,8 @@ def _print_benchmark(result: Any, monthly: bool, out: Console | None = None, *,
         and frame["saving_at_p10"].notna().any() else None
     dp = 2 if ind.kind == "cost_per_head" else 1
     funnel = ind.kind != "cost_per_head"  # money is not a count: no interval, no funnel
-    key_text = [f"Value: {ind.unit}"]
+    key_text = [f"Value: {ind.unit}" if col == "value" else
+                f"Value: crude rate per {ind.multiplier:,.0f} patients"]
     title = f"{ind.title}, by {level}, {wording.period(fy)}"
     table = RichTable(caption_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
                       collapse_padding=True, show_edge=False)
