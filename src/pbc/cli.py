@@ -778,11 +778,15 @@ def budgets_needs(
 
     with user_errors():
         frame = budgets.needs_for_group(nhse_file, group, csv)
-        table = RichTable(title="Relative need (group vs ICB; ICB vs England)")
-        for col in ("component", "group_index", "icb_index"):
-            table.add_column(col, justify="left" if col == "component" else "right")
+        from pbc.budgets.explain import COMPONENT_NAMES
+
+        table = RichTable(title="Relative need (1 = average)")
+        for col in ("allocation component", "group vs its ICB", "ICB vs England"):
+            table.add_column(col, justify="left" if col.startswith("allocation") else "right")
         for r in frame.itertuples():
-            table.add_row(str(r.component), f"{r.group_index:.4f}", f"{r.icb_index:.4f}")
+            name = COMPONENT_NAMES.get(str(r.component), str(r.component))
+            table.add_row(name[0].upper() + name[1:], f"{r.group_index:.4f}",
+                          f"{r.icb_index:.4f}")
         console.print(table)
         if csv:
             _say(f"wrote {csv}")
