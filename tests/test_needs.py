@@ -259,6 +259,9 @@ def test_cli_needs_uses_the_packaged_file(tmp_path: Path) -> None:
     idx = pd.read_csv(out).set_index("component")
     assert idx.loc["primary_medical_care", "group_index"] == pytest.approx(1.0934083068,
                                                                            abs=5e-11)
+    # the printed table names the components in words, not as code
+    assert "Primary medical care" in res.output and "General and acute" in res.output
+    assert "primary_medical_care" not in res.output and "group vs its ICB" in res.output
 
 
 def test_cli_synth_england_uses_the_packaged_file(tmp_path: Path) -> None:

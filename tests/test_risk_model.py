@@ -139,7 +139,8 @@ def test_validate_report_and_naive_rule() -> None:
     assert rep.naive_rule.flagged == int((f["emergency_12m"] >= 2).sum())
     assert rep.auc.auc > rep.naive_auc  # type: ignore[operator]
     md = rep.to_markdown()
-    assert "AUC" in md and "Calibration intercept" in md and "very_high" in md
+    assert "AUC" in md and "Calibration intercept" in md and "| Very high |" in md
+    assert "very high to the top 0.5%" in md
     assert rep.to_dict()["auc"]["auc"] == rep.auc.auc
 
 
@@ -225,7 +226,21 @@ def test_a_missing_deprivation_decile_is_not_a_reason() -> None:
     assert m.contributions(row)["deprivation"].iloc[0] == pytest.approx(0.15)
     assert m.explain(row, top=5) == [""]
     row["imd_decile"] = 2.0
-    assert m.explain(row) == ["lives in deprivation decile 2 (1 = most deprived)"]
+    assert m.contributions(row)["deprivation"].iloc[0] == pytest.approx(0.5)
+    # deprivation raises the risk but is context, not something a clinician can act on
+    assert m.explain(row) == [""]
+
+
+def test_age_is_context_not_a_reason() -> None:
+    """Reasons on a case-finding list are things a clinician can act on: an old patient's
+    age may add most to the risk, but the reasons are the admissions and conditions."""
+    m = _hand_model({"age": 0.5, "emergency_12m": 0.3, "ltc_hf": 0.2},
+                    {"age": 5.0, "emergency_12m": 0.0, "ltc_hf": 0.0})
+    row = synthetic_features(1).iloc[[0]].copy()
+    row[["age", "emergency_12m", "ltc_hf"]] = [90, 1, 1]
+    c = m.contributions(row).iloc[0]
+    assert c["age"] > c["emergency_12m"] > 0 and c["age"] > c["ltc_hf"] > 0
+    assert m.explain(row, top=3) == ["1 emergency admission in 12 months; heart failure"]
 
 
 def test_baseline_is_prior_emergency_admissions_as_a_count() -> None:

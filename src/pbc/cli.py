@@ -8,10 +8,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table as RichTable
@@ -56,8 +58,15 @@ def progress_bar(title: str) -> Iterator[Callable[[str, int, int], None]]:
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print("[bold red]error:[/] ", end="")
+    err.print(message, markup=False, highlight=False)  # a "[" in a path or value stays
     raise typer.Exit(2)
+
+
+def _say(text: str, out: Console | None = None) -> None:
+    """A line that names a file or folder, printed without Rich's wrapping: a long path is
+    never cut mid-name (the terminal folds the line if it must, and it copies whole)."""
+    (out or console).print(text, soft_wrap=True, markup=False, highlight=False)
 
 
 @contextmanager
@@ -138,7 +147,8 @@ def synth(
 
 
 def _print_synth(summary: Any, out: Path, seconds: float) -> None:
-    table = RichTable(title=f"Synthetic health economy in {out}")
+    _say(f"Synthetic health economy in {out}")
+    table = RichTable(title="Input files written")
     table.add_column("table")
     table.add_column("rows", justify="right")
     for name, rows in summary.rows.items():
@@ -171,12 +181,17 @@ def load(
         with progress_bar("load") as cb:
             report = load_folder(folder, Warehouse(warehouse), progress=cb,
                                  allow_shrink=allow_shrink)
-        table = RichTable(title=f"Load into {report.warehouse}")
+        _say(f"Load into {report.warehouse}")
+        table = RichTable(title="Rows by table")
         for col in ("table", "status", "rows in", "accepted", "quarantined"):
             table.add_column(col, justify="left" if col in ("table", "status") else "right")
         for t in report.tables:
             table.add_row(t.table, t.status, f"{t.rows_in:,}", f"{t.rows_accepted:,}",
                           f"{t.rows_quarantined:,}")
+        table.add_section()
+        table.add_row("all tables", "", *(f"{sum(getattr(t, a) for t in report.tables):,}"
+                                          for a in ("rows_in", "rows_accepted",
+                                                    "rows_quarantined")), style="bold")
         console.print(table)
         if report.ignored:
             console.print(f"ignored (not contract tables): {', '.join(report.ignored)}")
@@ -225,7 +240,11 @@ def price(
         for col in ("service line", "rows", "money"):
             table.add_column(col, justify="left" if col == "service line" else "right")
         for line, rows, money in report.by_service_line:
-            table.add_row(str(line), f"{rows:,}", f"£{float(money):,.2f}")
+            table.add_row(str(line), f"{rows:,}", f"£{Decimal(str(money)):,.2f}")
+        table.add_section()
+        table.add_row("all", f"{sum(int(r) for _, r, _ in report.by_service_line):,}",
+                      f"£{sum(Decimal(str(m)) for _, _, m in report.by_service_line):,.2f}",
+                      style="bold")
         console.print(table)
         top = RichTable(title="Money by practice (top 10)")
         for col in ("practice", "rows", "money"):
@@ -291,7 +310,7 @@ def export(
     with user_errors():
         who = parse_principal(acting_as, user=_user()) if acting_as else None
         rows = export_table(Warehouse(warehouse), table, out, who)
-        console.print(f"wrote {rows:,} rows of {table} to {out}")
+        _say(f"wrote {rows:,} rows of {table} to {out}")
 
 
 # ---------------------------------------------------------------------- risk
@@ -312,9 +331,13 @@ def risk_train(warehouse: WarehouseOpt = Path("warehouse"), acting_as: AsOpt = N
 
     with user_errors():
         result = risk.train(Warehouse(warehouse), _principal(warehouse, acting_as))
-        console.print(result.validation.to_markdown())
+        v = result.validation
         console.print(f"model {result.model.version} stored in the warehouse "
-                      f"({result.windows.method} validation)")
+                      f"({result.windows.method.replace('_', '-')} validation: AUC "
+                      f"{v.auc.auc:.3f}, 95% CI {v.auc.lower:.3f} to {v.auc.upper:.3f}, "
+                      f"{v.n:,} patients)", highlight=False)
+        console.print("the full report (summary, model card, performance by group, LACE "
+                      "and PARR-30 comparison): pbc risk report", highlight=False)
 
 
 @risk_app.command("score")
@@ -348,14 +371,22 @@ def risk_report(
             from pbc.risk.charts import calibration_chart
 
             try:
-                console.print(f"wrote {save_chart(calibration_chart(validation), chart)}")
+                _say(f"wrote {save_chart(calibration_chart(validation), chart)}")
             except ValueError as e:
                 raise UserError(str(e)) from e
         if out:
             out.write_text(text, encoding="utf-8")
-            console.print(f"wrote {out}")
+            _say(f"wrote {out}")
         else:
-            console.print(text)
+            print_report(text)
+
+
+def print_report(markdown: str, out: Console | None = None) -> None:
+    """A Markdown report rendered for the terminal by Rich (headings, tables that wrap to
+    the terminal's width), once."""
+    from rich.markdown import Markdown
+
+    (out or console).print(Markdown(markdown))
 
 
 @risk_app.command("list")
@@ -377,19 +408,31 @@ def risk_list(
             if out:
                 path = risk.export_case_finding(Warehouse(warehouse), who, practice, out,
                                                 top_n=top)
-                console.print(f"wrote {path}")
+                _say(f"wrote {path}")
                 return
             rows = risk.case_finding_list(Warehouse(warehouse), who, practice, top)
         except _access_errors() as e:
             raise UserError(str(e)) from e
-        table = RichTable(title=f"Patients at highest risk of emergency admission, {practice}")
-        for col in ("rank", "patient", "age", "sex", "risk", "segment", "top factors"):
-            table.add_column(col)
-        for r in rows:
-            table.add_row(str(r["practice_rank"]), str(r["patient_id"]), str(r["age"]),
-                          str(r["sex"]), f"{float(r['risk_percent']):.1f}%", str(r["segment"]),
-                          str(r["top_factors"]))
-        console.print(table)
+        print_case_finding(rows, practice)
+
+
+def print_case_finding(rows: list[dict[str, Any]], practice: str,
+                       out: Console | None = None) -> None:
+    """A practice's case-finding list in 80 columns: the reasons wrap at word boundaries,
+    every other column stays on one line."""
+    labels = _segment_labels()
+    table = RichTable(title=f"Patients at highest risk of emergency admission, {practice}",
+                      box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                      show_edge=False)
+    for col in ("rank", "patient", "age", "sex", "risk", "segment", "reasons"):
+        table.add_column(col, justify="right" if col in ("rank", "age", "risk") else "left",
+                         no_wrap=col != "reasons", overflow="fold")
+    for r in rows:
+        table.add_row(str(r["practice_rank"]), str(r["patient_id"]), str(r["age"]),
+                      str(r["sex"]), f"{float(r['risk_percent']):.1f}%",
+                      labels.get(str(r["segment"]), str(r["segment"])),
+                      str(r["top_factors"]) or "-")
+    (out or console).print(table)
 
 
 @risk_app.command("segments")
@@ -408,7 +451,35 @@ def risk_segments(
                                          level=level)
         except _access_errors() as e:
             raise UserError(str(e)) from e
-        console.print(counts.to_markdown())
+        print_segment_counts(counts)
+
+
+def _segment_labels() -> dict[str, str]:
+    from pbc.risk.segments import nhs_segments
+
+    return {s.name: s.label for s in nhs_segments()}
+
+
+def print_segment_counts(counts: Any, out: Console | None = None) -> None:
+    """Patients by risk segment as a Rich table: segments named in words, counts with
+    thousands separators, suppressed cells as the marker, the suppression rule below."""
+    con = out or console
+    labels = {**_segment_labels(), "code": counts.level.replace("_", " "), "total": "total"}
+    table = RichTable(title=f"Registered patients by risk segment, by "
+                            f"{counts.level.replace('_', ' ')}", box=box.SIMPLE_HEAD,
+                      pad_edge=False, collapse_padding=True, show_edge=False)
+    for c in counts.columns:
+        table.add_column(labels.get(c, c), justify="left" if c == "code" else "right",
+                         no_wrap=True)
+    for r in counts.rows:
+        table.add_row(*(counts.marker if r[c] is None else
+                        (f"{r[c]:,}" if isinstance(r[c], int) else str(r[c]))
+                        for c in counts.columns))
+    con.print(table)
+    if counts.suppressed:
+        con.print(f"Counts from 1 to {counts.threshold} are suppressed ({counts.marker}), "
+                  "with complementary suppression so they cannot be recovered from totals "
+                  "or from another level's table.", highlight=False, markup=False)
 
 
 # ---------------------------------------------------------------------- benchmark
@@ -459,30 +530,145 @@ def benchmark(
             monthly=monthly or out is not None or charts is not None)
         if out:
             for path in write_result(result, out):
-                console.print(f"wrote {path}")
+                _say(f"wrote {path}")
         if charts:
             for path in write_charts(result, charts, highlight=highlight, fmt=chart_format):
-                console.print(f"wrote {path}")
-        _print_benchmark(result, monthly)
+                _say(f"wrote {path}")
+        _print_benchmark(result, monthly, written=out is not None)
 
 
-def _print_benchmark(result: Any, monthly: bool) -> None:
+VARIATION_WORDS = {
+    "common_cause": "common cause", "special_cause_improvement": "improvement",
+    "special_cause_concern": "concern", "special_cause_neutral_high": "unusually high",
+    "special_cause_neutral_low": "unusually low",
+}
+
+
+def _number(v: Any, places: int = 1) -> str:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if f != f else f"{f:,.{places}f}"
+
+
+def _print_benchmark(result: Any, monthly: bool, out: Console | None = None, *,
+                     written: bool = False) -> None:
+    """The benchmark as a Rich table that fits an 80-column terminal (Rich wraps the cells):
+    the period and source in the title, the judgement in words, a totals row, and notes on
+    England's comparator and overdispersion. ``monthly``: every row of the monthly series,
+    or, when ``written`` (the series went to a file), where it is."""
+    from pbc.indicators import wording
+    from pbc.indicators.benchmark import judged_measure
+
+    con = out or console
     ind, frame = result.indicator, result.table
-    console.print(f"[bold]{ind.title}[/bold] ({ind.unit}), {len(frame):,} {result.level} rows")
+    key = frame.columns[1]
+    level = key if key != "grouping" else "group"
+    fy = str(frame["financial_year"].iloc[0]) if "financial_year" in frame.columns \
+        and len(frame) else None
     if monthly and result.series is not None:
         series = result.series
+        span = wording.months(sorted(series.period.astype(str).unique()))
         last = series[series.period == series.period.max()]
-        console.print(series.tail(24).to_string(index=False), soft_wrap=True)
-        counts = last.point_type.value_counts().to_dict()
-        console.print(f"latest month {series.period.max()}: {counts}")
+        counts = last.point_type.map(VARIATION_WORDS).value_counts()
+        if written:
+            con.print(f"{ind.title}: monthly series of {series[key].nunique():,} {level}s, "
+                      f"{span} ({len(series):,} rows), written to the file above; values "
+                      f"{wording.monthly_unit(ind)}.")
+        else:
+            table = RichTable(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                              show_edge=False)
+            for col in (level, "month", "events", "denominator", "value", "variation"):
+                table.add_column(col, justify="left" if col in (level, "month", "variation")
+                                 else "right")
+            for r in series.itertuples(index=False):
+                rec = r._asdict()
+                table.add_row(str(rec[key]), str(rec["period"]), _number(rec["numerator"], 0),
+                              _number(rec["denominator"], 0), _number(rec["value"], 2),
+                              VARIATION_WORDS.get(str(rec["point_type"]), "-"))
+            con.print(f"{ind.title}, by month, {span}", style="bold", highlight=False)
+            con.print(table)
+            con.print(f"Value: {wording.monthly_unit(ind)}; variation by Making Data Count "
+                      f"(XmR) rules. Source: {wording.source(ind)}.", highlight=False)
+        con.print(f"latest month {last.period.max()}: " + ", ".join(
+            f"{n} {word}" for word, n in counts.items()))
         return
-    show = [c for c in frame.columns if c in {
-        frame.columns[1], "numerator", "denominator", "value", "lower_95", "upper_95", "isr",
-        "dsr", "significance", "ratio_to_national", "percentile", "saving_at_p10"}]
-    console.print(frame[show].head(40).to_string(index=False), soft_wrap=True)
-    console.print(f"funnel: {frame.significance.value_counts().to_dict()}")
+    col = judged_measure(ind, frame)
+    saving = "saving_at_p10" if frame.get("saving_at_p10") is not None \
+        and frame["saving_at_p10"].notna().any() else None
+    dp = 2 if ind.kind == "cost_per_head" else 1
+    funnel = ind.kind != "cost_per_head"  # money is not a count: no interval, no funnel
+    key_text = [f"Value: {ind.unit}" if col == "value" else
+                f"Value: crude rate per {ind.multiplier:,.0f} patients"]
+    title = f"{ind.title}, by {level}, {wording.period(fy)}"
+    table = RichTable(caption_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+                      collapse_padding=True, show_edge=False)
+    heads = [level.capitalize(), "Value"]
+    if funnel:
+        heads.append("95% CI")
+        key_text.append("95% CI: confidence interval")
+    if col != "value":
+        heads.append(col.upper())
+        key_text.append("ISR: indirectly standardised ratio, commissioner = 100"
+                        if col == "isr" else f"DSR: directly standardised rate, {ind.unit}")
+    if funnel:
+        heads.append("Compared")
+        key_text.append("Compared: with the commissioner, at 95% and 99.8% limits")
+    heads.append("Decile")
+    if saving:
+        heads.append("Saving")
+        key_text.append(f"Saving: {wording.saving_unit(ind)} at the peers' 10th percentile")
+    for h in heads:
+        table.add_column(h, justify="left" if h in (heads[0], "Compared") else "right",
+                         overflow="fold", no_wrap=h != heads[0],
+                         min_width=max([len(h), *(len(str(u)) for u in frame[key])])
+                         if h == heads[0] else None)
+    places = 0 if saving and wording.saving_unit(ind).startswith("£") else 1
+    for r in frame.to_dict("records"):
+        row = [str(r[key]), _number(r["value"], dp)]
+        if funnel:
+            row.append(f"{_number(r['lower_95'], dp)}-{_number(r['upper_95'], dp)}"
+                       if r["lower_95"] == r["lower_95"] else "-")
+        if col != "value":
+            row.append(_number(r[col], 1))
+        if funnel:
+            row.append(str(r["compared"]))
+        row.append(_number(r["decile"], 0))
+        if saving:
+            row.append(_number(r[saving], places))
+        table.add_row(*row)
+    n = frame.denominator.where(frame.denominator > 0)
+    average = float(frame.numerator[n.notna()].sum()) / float(n.sum()) * ind.multiplier \
+        if n.notna().any() else float("nan")
+    total = ["All", _number(average, dp)] + [""] * (len(heads) - 2 - bool(saving))
+    if col == "isr":
+        total[heads.index("ISR")] = "100.0"
+    if saving:
+        total.append(_number(frame[saving].sum(), places))
+    table.add_section()
+    table.add_row(*total, style="bold")
+    con.print(title, style="bold", highlight=False)
+    con.print(table)
+    con.print("; ".join(key_text) + f". Source: {wording.source(ind)}.", highlight=False)
+    notes = []
     if "judged_on" in frame.columns and len(frame):
-        console.print(f"judged on: {frame.judged_on.iloc[0]}; limits: {frame.limits.iloc[0]}")
+        notes.append(f"Judged on: {frame.judged_on.iloc[0]}; limits: {frame.limits.iloc[0]}.")
+    nat = wording.national(ind, fy)
+    if nat:
+        notes.append(nat + ".")
+    if "significance_unadjusted" in frame.columns:
+        outside = int(frame.significance_unadjusted.astype(str).str.endswith("(0.001)").sum())
+        od = wording.overdispersion(str(frame.limits.iloc[0]), outside,
+                                    int(frame["value"].notna().sum()), level)
+        if od:
+            notes.append(od + ".")
+    if saving:
+        notes.append(f"Saving: what each {level} would save a year if it were at its peers' "
+                     f"10th percentile of the judged measure ({wording.saving_unit(ind)}); "
+                     "the 25th percentile is in the table --out writes.")
+    for note in notes:
+        con.print(note, highlight=False)
 
 
 # ---------------------------------------------------------------------- budgets
@@ -513,20 +699,46 @@ def budgets_set(
         run = budgets.set_indicative_budgets(
             Warehouse(warehouse), policy, _principal(warehouse, acting_as), reason=reason,
             nhse_file=nhse_file, statements=out)
-        s = run.result.summary
-        table = RichTable(title=f"Indicative budgets {run.result.policy.financial_year} "
-                          f"(version {run.version}, draft until agreed)")
-        from pbc.budgets.money import format_pounds
+        print_budget_summary(run)
+        _say(f"statements ({len(run.files)} files): {run.statements}")
 
-        for col in ("service line", "envelope", "top-slices", "unattributed (held)",
-                    "historic", "fair share", "budget"):
-            table.add_column(col, justify="left" if col == "service line" else "right")
-        for r in s.itertuples():
-            table.add_row(str(r.service_line), *(format_pounds(int(str(v))) for v in (
-                r.envelope, r.top_slices, r.unattributed_held, r.historic, r.fair_share,
-                r.budget)))
-        console.print(table)
-        console.print(f"statements ({len(run.files)} files): {run.statements}")
+
+def print_budget_summary(run: Any, out: Console | None = None) -> None:
+    """The budgets just set, by service line with a total row, in an 80-column table (to
+    the penny); the envelope's parts below it in a sentence per line."""
+    from pbc.budgets.explain import line_name, method_name
+    from pbc.budgets.money import format_pounds
+
+    con = out or console
+    s = run.result.summary
+    con.print(f"Indicative budgets {run.result.policy.financial_year} (version "
+              f"{run.version}, draft until agreed)", style="bold", highlight=False)
+    table = RichTable(box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                      show_edge=False)
+    for col in ("service line", "historic", "fair share", "budget"):
+        table.add_column(col, justify="left" if col == "service line" else "right",
+                         no_wrap=col != "service line")
+    for r in s.itertuples():
+        table.add_row(line_name(str(r.service_line)), *(format_pounds(int(str(v))) for v in (
+            r.historic, r.fair_share, r.budget)))
+    table.add_section()
+    table.add_row("All", *(format_pounds(int(s[c].astype("int64").sum()))
+                           for c in ("historic", "fair_share", "budget")), style="bold")
+    con.print(table)
+    total = {c: int(s[c].astype("int64").sum()) for c in
+             ("envelope", "top_slices", "unattributed_held", "budget")}
+    opted = total["envelope"] - total["top_slices"] - total["unattributed_held"] \
+        - total["budget"]
+    con.print(f"Envelope {format_pounds(total['envelope'])} = budgets "
+              f"{format_pounds(total['budget'])} + top-slices "
+              f"{format_pounds(total['top_slices'])} + held for activity with no known "
+              f"practice {format_pounds(total['unattributed_held'])}"
+              + (f" + opted out (held by the commissioner) {format_pounds(opted)}"
+                 if opted else "") + ".", highlight=False)
+    f = run.result.frame.drop_duplicates("service_line")
+    for m, lines in f.groupby("method", sort=False)["service_line"]:
+        con.print(f"Fair shares of {', '.join(line_name(x, in_sentence=True) for x in lines)}: "
+                  f"{method_name(str(m))}.", highlight=False)
 
 
 @budgets_app.command("explain")
@@ -538,7 +750,8 @@ def budgets_explain(
     from pbc.services import budgets
 
     with user_errors():
-        console.print(budgets.explanation(Warehouse(warehouse), practice), highlight=False)
+        console.print(budgets.explanation(Warehouse(warehouse), practice), highlight=False,
+                      markup=False)
 
 
 @budgets_app.command("agree")
@@ -569,14 +782,18 @@ def budgets_needs(
 
     with user_errors():
         frame = budgets.needs_for_group(nhse_file, group, csv)
-        table = RichTable(title="Relative need (group vs ICB; ICB vs England)")
-        for col in ("component", "group_index", "icb_index"):
-            table.add_column(col, justify="left" if col == "component" else "right")
+        from pbc.budgets.explain import COMPONENT_NAMES
+
+        table = RichTable(title="Relative need (1 = average)")
+        for col in ("allocation component", "group vs its ICB", "ICB vs England"):
+            table.add_column(col, justify="left" if col.startswith("allocation") else "right")
         for r in frame.itertuples():
-            table.add_row(str(r.component), f"{r.group_index:.4f}", f"{r.icb_index:.4f}")
+            name = COMPONENT_NAMES.get(str(r.component), str(r.component))
+            table.add_row(name[0].upper() + name[1:], f"{r.group_index:.4f}",
+                          f"{r.icb_index:.4f}")
         console.print(table)
         if csv:
-            console.print(f"wrote {csv}")
+            _say(f"wrote {csv}")
 
 
 # ---------------------------------------------------------------------- monitoring

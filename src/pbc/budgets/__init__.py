@@ -12,6 +12,7 @@ from pbc.budgets.fair_shares import (
     FairShareError,
     FairShareInputs,
     PersonModel,
+    astro_pu_weights,
     band_costs,
     derive_cost_weights,
     fair_share_populations,
@@ -21,6 +22,7 @@ from pbc.budgets.fair_shares import (
     need_index_from_nhse,
     nhse_weighted_population,
     person_based,
+    prescribing_units,
     weighted_capitation,
 )
 from pbc.budgets.groups import group_budgets, membership_by_month
@@ -50,10 +52,11 @@ __all__ = [
     "AGE_BANDS", "BUDGET_COLUMNS", "COMPONENTS", "COMPONENT_COLUMNS", "SERVICE_LINES",
     "BudgetError", "BudgetPolicy", "BudgetResult", "Explanation", "FairShareError",
     "FairShareInputs", "NHSEFileError", "PersonModel", "PolicyError", "PracticeGroupError",
-    "Step", "band_costs", "budgets_in_pounds", "derive_cost_weights", "explain",
+    "Step", "astro_pu_weights", "band_costs", "budgets_in_pounds", "derive_cost_weights", "explain",
     "fair_share_populations", "fit_person_model", "group_budgets", "icb_indices",
     "list_sizes_from_patients", "membership_by_month", "need_index_from_conditions",
     "need_index_from_nhse", "needs_indices", "nhse_weighted_population", "packaged_nhse_file",
-    "parse_policy", "person_based", "phase_budgets", "prior_spend_by_practice", "read_group_file",
+    "parse_policy", "person_based", "phase_budgets", "prescribing_units",
+    "prior_spend_by_practice", "read_group_file",
     "read_nhse_file", "read_policy", "seasonal_profile", "set_budgets", "weighted_capitation",
 ]

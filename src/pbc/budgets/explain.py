@@ -3,7 +3,10 @@
 :func:`explain` turns one practice's rows of a :class:`~pbc.budgets.indicative.BudgetResult`
 into an :class:`Explanation`: for each service line a list of :class:`Step` (a stable
 ``key``, a ``label`` in NHS terms, the ``value`` as shown, the ``formula`` with the
-numbers put in). :meth:`Explanation.to_text` renders it as plain text.
+numbers put in). :meth:`Explanation.to_text` renders it as plain text: first a summary in
+plain English (the budget, its change on last year's spend, its distance from the fair share
+and why), then how each service line's fair share was measured, then the detail. No code
+word of pbc's reaches the text: service lines, methods and caps are named in words.
 
 Every figure is printed with the digits needed for a practice manager to recompute the
 next line from it to the penny: weighted populations and indices to 15 significant
@@ -16,6 +19,7 @@ top-slices) is within one penny of the product of the printed figures.
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -41,6 +45,62 @@ SERVICE_LINE_NAMES: dict[str, str] = {
     "outpatient_procedure": "Outpatient procedures", "ae": "A&E attendances",
     "prescribing": "Prescribing", "social_care": "Social care",
 }
+
+
+TEXT_WIDTH = 80
+"""The explanation's text fits a terminal of this many columns."""
+
+METHOD_SHORT: dict[str, str] = {
+    "weighted_capitation": "weighted capitation", "person_based": "person-based model",
+    "astro_pu": "ASTRO-PU", "supplied": "as supplied",
+}
+"""A fair-share method in a word or two (the value column)."""
+
+METHOD_NAMES: dict[str, str] = {
+    "weighted_capitation": "weighted capitation (registered patients x age-sex cost weights "
+                           "from the commissioner's own priced activity x a need index)",
+    "person_based": "a person-based model (each patient's predicted cost from age, sex and "
+                    "conditions)",
+    "astro_pu": "ASTRO-PU weighted patients (registered patients x the published age-sex "
+                "prescribing weights, NHS Business Services Authority)",
+    "supplied": "weighted populations supplied with the policy",
+}
+"""How each fair-share method is named to a reader."""
+
+COMPONENT_NAMES: dict[str, str] = {
+    "general_and_acute": "general and acute", "community": "community services",
+    "mental_health": "mental health", "maternity": "maternity", "prescribing": "prescribing",
+    "health_inequalities": "health inequalities", "overall_core": "overall core",
+    "primary_medical_care_need": "primary medical care need",
+    "primary_medical_care": "primary medical care",
+}
+
+CAP_WORDS: dict[str, str] = {
+    "": "none", "none": "none", "floor": "floor", "ceiling": "ceiling",
+    "new_practice": "fair share (new)", "floor_relaxed": "floor, scaled",
+    "ceiling_relaxed": "ceiling, scaled",
+}
+"""The cap a budget was held at, in words (the value column of the explanation)."""
+
+
+def method_name(method: str) -> str:
+    """A fair-share method in words: ``'astro_pu'`` -> ``'ASTRO-PU weighted patients
+    (...)'``; ``'nhse_weighted_population:prescribing'`` -> ``"NHS England's weighted
+    population for prescribing ..."``."""
+    if method.startswith("nhse_weighted_population"):
+        comp = method.split(":", 1)[-1]
+        return (f"NHS England's published weighted population for "
+                f"{COMPONENT_NAMES.get(comp, comp)} (its allocation formula)")
+    return METHOD_NAMES.get(method, method)
+
+
+def line_name(service_line: str, *, in_sentence: bool = False) -> str:
+    """A service line in words; ``in_sentence``: as inside a sentence (``'day cases'``,
+    but ``'A&E attendances'`` keeps its capitals)."""
+    name = SERVICE_LINE_NAMES.get(service_line, service_line)
+    if in_sentence and len(name) > 1 and name[1].islower():
+        return name[0].lower() + name[1:]
+    return name
 
 
 @dataclass(frozen=True)
@@ -72,6 +132,8 @@ class Explanation:
     total_retained: int
     notes: tuple[str, ...] = field(default=())
     unattributed_held: int = 0
+    summary: tuple[str, ...] = field(default=())
+    methods: tuple[str, ...] = field(default=())
 
     def line(self, service_line: str) -> LineExplanation:
         for ln in self.lines:
@@ -86,20 +148,34 @@ class Explanation:
             "unattributed_held_pence": self.unattributed_held,
             "lines": [{"service_line": ln.service_line,
                        "steps": [s.__dict__ for s in ln.steps]} for ln in self.lines],
-            "notes": list(self.notes),
+            "notes": list(self.notes), "summary": list(self.summary),
+            "methods": list(self.methods),
         }
 
     def to_text(self) -> str:
+        """The explanation as text that fits an 80-column terminal: the summary, the
+        methods, then per service line each step's label and figure on one line and how it
+        was computed on the lines below it."""
         out = [f"Indicative budget {self.financial_year} for practice {self.practice_code}", ""]
+        if self.summary:
+            for sentence in self.summary:
+                out += textwrap.wrap(sentence, TEXT_WIDTH)
+            out.append("")
+        if self.methods:
+            out.append("How fair shares were measured:")
+            for m in self.methods:
+                out += textwrap.wrap(m, TEXT_WIDTH, initial_indent="  ",
+                                     subsequent_indent="    ")
+            out.append("")
         width = max((len(s.label) for ln in self.lines for s in ln.steps), default=10)
         for ln in self.lines:
-            title = SERVICE_LINE_NAMES.get(ln.service_line, ln.service_line)
+            title = line_name(ln.service_line)
             out += [title, "-" * len(title)]
             for s in ln.steps:
-                row = f"  {s.label:<{width}}  {s.value:>18}"
+                out.append(f"  {s.label:<{width}}  {s.value:>18}".rstrip())
                 if s.formula:
-                    row += f"   {s.formula}"
-                out.append(row.rstrip())
+                    out += textwrap.wrap(s.formula, TEXT_WIDTH, initial_indent=" " * 6,
+                                         subsequent_indent=" " * 6, break_on_hyphens=False)
             out.append("")
         out.append(f"Total indicative budget: {format_pounds(self.total_budget)}")
         if self.total_retained:
@@ -147,9 +223,19 @@ def _line_steps(row: pd.Series, summ: pd.Series, floor_pct: object = None,
     pop, wp = float(row["population"]), float(row["weighted_population"])
     cwi, need = float(row["cost_weight_index"]), float(row["need_index"])
     method = str(row["method"])
+    short = ("NHS England" if method.startswith("nhse_weighted_population")
+             else METHOD_SHORT.get(method, method))
+    steps.append(Step("method", "Fair share measured by", short, method_name(method)))
     steps.append(Step("population", "Registered population", _num(pop, 0),
                       "patients on the practice list"))
-    if method == "weighted_capitation":
+    if method == "astro_pu":
+        steps.append(Step("cost_weight_index", "ASTRO-PUs per patient", _exact(cwi),
+                          "sum over age-sex bands of patients x ASTRO-PU weight / population"))
+        steps.append(Step("need_index", "Need index", _exact(need),
+                          "none: ASTRO-PUs weight age and sex only"))
+        steps.append(Step("weighted_population", "Prescribing units (ASTRO-PU)", _exact(wp),
+                          f"{_num(pop, 0)} x {_exact(cwi)}"))
+    elif method == "weighted_capitation":
         steps.append(Step("cost_weight_index", "Age-sex cost weight", _exact(cwi),
                           "sum over age-sex bands of patients x band weight / population"))
         steps.append(Step("need_index", "Need index", _exact(need),
@@ -161,7 +247,8 @@ def _line_steps(row: pd.Series, summ: pd.Series, floor_pct: object = None,
         steps.append(Step("need_index", "Need index", _exact(need),
                           "(weighted population / population) relative to all practices"))
         steps.append(Step("weighted_population", "Weighted population", _exact(wp),
-                          f"NHS England weighted population, component {comp}"))
+                          "NHS England's weighted population for "
+                          f"{COMPONENT_NAMES.get(comp, comp)}"))
     elif method == "person_based":
         steps.append(Step("need_index", "Need index", _exact(need),
                           "predicted cost per head / commissioner average"))
@@ -213,16 +300,24 @@ def _line_steps(row: pd.Series, summ: pd.Series, floor_pct: object = None,
                       f"{p(hist)} x (1 {_pct(ceiling_pct)}), half up to the penny"
                       if ceiling_pct is not None else "no ceiling in the policy"))
     cap = str(row["cap"]) or "none"
+    cap_why = {"floor": "the budget would have fallen below the floor",
+               "ceiling": "the budget would have risen above the ceiling",
+               "new_practice": "a new practice starts at its fair share",
+               "floor_relaxed": "the floors could not all be met within the money "
+                                "available, so every floor was scaled down pro rata",
+               "ceiling_relaxed": "the ceilings could not all be met with the money "
+                                  "available, so every ceiling was scaled up pro rata"}
     lam = float(row["scale_factor"])
-    steps.append(Step("cap", "Cap applied", cap, ""))
+    steps.append(Step("cap", "Cap applied", CAP_WORDS.get(cap, cap), cap_why.get(cap, "")))
     steps.append(Step("scale_factor", "Scaling to the available total", _exact(lam),
                       "one factor for all uncapped practices so budgets add up to "
                       "the amount available"))
     calc = int(row["calculated_budget"])
     how = {"floor": "held at the floor", "ceiling": "held at the ceiling",
            "new_practice": "held at its fair share (no prior-year spend)",
-           "floor_relaxed": "floor scaled pro rata (caps could not all be met)",
-           "ceiling_relaxed": "ceiling scaled pro rata (caps could not all be met)"}
+           "floor_relaxed": "floor scaled down pro rata (the floors could not all be met)",
+           "ceiling_relaxed": "ceiling scaled up pro rata (the ceilings could not all be "
+                              "met)"}
     steps.append(Step("calculated_budget", "Calculated budget", p(calc),
                       how.get(str(row["cap"]),
                               f"{p(int(row['target']))} x {_exact(lam)}, to the penny")))
@@ -252,7 +347,7 @@ def explain(result: BudgetResult, practice_code: str) -> Explanation:
         raise KeyError(f"practice {practice_code!r} has no budget in this result")
     summary = result.summary.set_index("service_line")
     lines = []
-    notes = []
+    notes = list(result.notes)
     for _, row in rows.iterrows():
         line = str(row["service_line"])
         summ = summary.loc[line]
@@ -261,13 +356,19 @@ def explain(result: BudgetResult, practice_code: str) -> Explanation:
         lines.append(LineExplanation(line, tuple(_line_steps(
             row, summ, pace.floor_percent, pace.ceiling_percent))))
         if not bool(summary.loc[line, "caps_feasible"]):
-            notes.append(f"{line}: the floor/ceiling could not all be met with the money "
-                         "available; every budget was scaled pro rata from its cap.")
+            notes.append(f"{line_name(line)}: the floor or ceiling could not be met for "
+                         "every practice with the money available, so every budget was "
+                         "scaled pro rata from its cap.")
     retained = int(rows.loc[rows["opted_out"], "calculated_budget"].sum())
     mine = set(rows["service_line"])
     held = (int(result.summary.loc[result.summary["service_line"].isin(mine),
                                    "unattributed_held"].sum())
             if "unattributed_held" in result.summary.columns else 0)
+    methods = []
+    for m in dict.fromkeys(rows["method"].astype(str)):
+        mine_m = [line_name(str(sl)) for sl, mm in zip(rows["service_line"], rows["method"],
+                                                      strict=True) if str(mm) == m]
+        methods.append(f"{_listing(mine_m)}: {method_name(m)}.")
     return Explanation(
         practice_code=practice_code,
         financial_year=str(rows["financial_year"].iloc[0]),
@@ -276,4 +377,72 @@ def explain(result: BudgetResult, practice_code: str) -> Explanation:
         total_retained=retained,
         notes=tuple(notes),
         unattributed_held=held,
+        summary=_summary(rows, result),
+        methods=tuple(methods),
     )
+
+
+def _listing(names: list[str]) -> str:
+    """``['a', 'b', 'c']`` -> ``'a, b and c'``."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _pct_words(part: int, whole: int) -> str:
+    return f"{abs(part) / whole:.1%}" if whole else "n/a"
+
+
+def _summary(rows: pd.DataFrame, result: BudgetResult) -> tuple[str, ...]:
+    """Three sentences in plain English: the budget, its change on last year's spend, and
+    its distance from the fair share with the reason (pace of change and caps)."""
+    p = format_pounds
+    fy = str(rows["financial_year"].iloc[0])
+    held = rows[rows["opted_out"].astype(bool)]
+    mine = rows[~rows["opted_out"].astype(bool)]
+    budget = int(mine["budget"].sum())
+    first = (f"The practice's indicative budget for {fy} is {p(budget)} for "
+             f"{len(mine)} service line{'s' if len(mine) != 1 else ''}")
+    if len(held):
+        names = [line_name(str(x), in_sentence=True) for x in held["service_line"]]
+        first += (f"; the commissioner holds {p(int(held['calculated_budget'].sum()))} for "
+                  f"{_listing(names)}, which the practice opted out of")
+    first += "."
+    prior = int(mine["prior_spend"].sum())
+    if prior == 0:
+        second = ("It had no spend on these services last year (a new practice), so it "
+                  "starts at its fair share.")
+    else:
+        diff = budget - prior
+        word = "more" if diff >= 0 else "less"
+        second = (f"That is {p(abs(diff))} ({_pct_words(diff, prior)}) {word} than its "
+                  f"spend on the same services last year, {p(prior)}.")
+    calc, fair = int(mine["calculated_budget"].sum()), int(mine["fair_share"].sum())
+    gap = calc - fair
+    pace = float(result.policy.pace_of_change.pace)
+    if not len(mine):
+        third = "It holds no budget this year, so it has no fair share to move towards."
+    elif fair == 0:
+        third = "Its fair share is nil (no weighted population)."
+    else:
+        where = "above" if gap > 0 else "below"
+        third = (f"It is {p(abs(gap))} ({_pct_words(gap, fair)}) {where} its fair share of "
+                 f"{p(fair)}" if gap else f"It is at its fair share of {p(fair)}")
+        why = []
+        caps = mine["cap"].astype(str)
+        if gap and (caps != "new_practice").any():
+            why.append("budgets move from last year's spend towards fair shares only "
+                       f"{pace:.0%} of the way each year (the pace of change)")
+        for cap, words in (
+                ("floor", "the floor (the most a budget may fall on last year) held {}"),
+                ("ceiling", "the ceiling (the most a budget may rise on last year) held {}"),
+                ("floor_relaxed", "for {} the floors could not all be met within the money "
+                                  "available, so every practice's floor was scaled down pro "
+                                  "rata"),
+                ("ceiling_relaxed", "for {} the ceilings could not all be met with the money "
+                                    "available, so every practice's ceiling was scaled up pro "
+                                    "rata")):
+            lines = [line_name(str(x), in_sentence=True)
+                     for x in mine.loc[caps == cap, "service_line"]]
+            if lines:
+                why.append(words.format(_listing(lines)))
+        third += (", because " + "; and ".join(why) + "." if why else ".")
+    return (first, second, third)

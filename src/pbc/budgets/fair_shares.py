@@ -13,6 +13,13 @@ Three measures, chosen per service line by the policy:
     NHS England's published weighted population for one allocation component (see
     :mod:`pbc.budgets.needs`), used as it is.
 
+``astro_pu`` (prescribing)
+    The standard weighting for GP prescribing: ``weighted population = sum over age-sex
+    bands of registered patients x ASTRO-PU weight`` (Roberts & Harris, BMJ
+    1993;307:485; ASTRO(09)-PU, Prescribing Support Unit, now NHS Business Services
+    Authority), weights from :mod:`pbc.reference.prescribing_units`. Needs no
+    patient-level cost, which prescribing rows do not have (they are per practice).
+
 ``person_based`` (PBRA-style, after Dixon et al., BMJ 2011;343:d6608)
     Each registered person's predicted cost from an ordinary least-squares regression of
     prior-year cost on age-sex band and condition / prior-diagnosis flags
@@ -144,8 +151,10 @@ def derive_cost_weights(band_cost: pd.DataFrame, *, window: int = 3) -> pd.DataF
        smoothed cost per head / sum of patients)``, so the population-weighted mean
        weight of the input population is exactly 1 for every service line.
 
-    A service line with no cost at all gets weight 1 in every band. Returns ``sex``,
-    ``age_band``, ``service_line``, ``cost_per_head`` (pounds, unsmoothed), ``cost_weight``.
+    A service line with no cost at all has no weights (it is left out, so that a policy
+    weighting it by its own cost is refused by :func:`weighted_capitation` rather than
+    silently given list sizes). Returns ``sex``, ``age_band``, ``service_line``,
+    ``cost_per_head`` (pounds, unsmoothed), ``cost_weight``.
     """
     if window < 1 or window % 2 == 0:
         raise FairShareError("the smoothing window must be an odd number of bands >= 1")
@@ -170,6 +179,8 @@ def derive_cost_weights(band_cost: pd.DataFrame, *, window: int = 3) -> pd.DataF
         smoothed = np.divide(c, p, out=np.zeros_like(c), where=p > 0)
         parts.append(g.assign(_smoothed=smoothed))
     out = pd.concat(parts)
+    costed = out.groupby("service_line")["cost_pence"].transform("sum") > 0
+    out = out[costed]
     pats_s = out["patients"].astype(float)
     tot = (out.assign(_w=pats_s * out["_smoothed"]).groupby("service_line")
            .agg(_wsum=("_w", "sum"), _psum=("patients", "sum")))
@@ -317,6 +328,12 @@ def weighted_capitation(
             raise FairShareError(f"cost weights: duplicate bands for service line {line!r}")
         present = counts.sum(axis=0) > 0
         missing = [b for b, p in zip(bands, present, strict=True) if p and b not in w.index]
+        if w.empty:
+            raise FairShareError(
+                f"cost weights: service line {line!r} has no patient-level cost in the prior "
+                "year, so weighted capitation has no age-sex weights for it"
+                + (": use method = \"astro_pu\" (ASTRO-PU weighted patients), the "
+                   "standard for prescribing" if line == "prescribing" else ""))
         if missing:
             raise FairShareError(
                 f"cost weights: no weight for service line {line!r}, band(s) {missing[:5]}"
@@ -366,6 +383,51 @@ def nhse_weighted_population(
         "need_index": need, "cost_weight_index": np.nan,
     }) for line in service_lines]
     return _finish(pd.concat(out, ignore_index=True))
+
+
+def _band_ages(label: str) -> tuple[int, int | None]:
+    """``'5-9'`` -> ``(5, 9)``; ``'90+'`` -> ``(90, None)``."""
+    if label.endswith("+"):
+        return int(label[:-1]), None
+    lo, hi = label.split("-")
+    return int(lo), int(hi)
+
+
+def astro_pu_weights() -> pd.DataFrame:
+    """The ASTRO-PU weight of each of pbc's five-year age bands by sex: ``sex``,
+    ``age_band``, ``astro_pu`` (float). Every five-year band lies inside one ASTRO-PU band
+    (0-4, 5-14, 15-24, ..., 75+); a weights file whose bands do not fall on five-year
+    boundaries is refused rather than approximated."""
+    from pbc.reference.prescribing_units import astro_pu_bands
+
+    bands = astro_pu_bands()
+    rows = []
+    for sex in SEXES:
+        for label in AGE_BANDS:
+            lo, hi = _band_ages(label)
+            own = [b for b in bands if b.holds(sex, lo)]
+            if len(own) != 1 or not (
+                    (hi is None and own[0].age_to is None)
+                    or (hi is not None and own[0].holds(sex, hi))):
+                raise FairShareError(f"ASTRO-PU weights: age band {label} ({sex}) does not lie "
+                                     "inside one band of the weights file")
+            rows.append((sex, label, float(own[0].weight)))
+    return pd.DataFrame(rows, columns=["sex", "age_band", "astro_pu"])
+
+
+def prescribing_units(list_sizes: pd.DataFrame, service_lines: Sequence[str]) -> pd.DataFrame:
+    """ASTRO-PU weighted patients as the fair-share measure (the standard for prescribing).
+
+    ``weighted population = sum over sex x age band of patients x ASTRO-PU weight``
+    (:func:`astro_pu_weights`); ``cost_weight_index`` is ASTRO-PUs per patient; the need
+    index is 1 (ASTRO-PUs weight age and sex only). ``list_sizes``: ``practice_code``,
+    ``sex``, ``age_band``, ``patients``.
+    """
+    w = astro_pu_weights().rename(columns={"astro_pu": "cost_weight"})
+    frames = [w.assign(service_line=line) for line in service_lines]
+    out = weighted_capitation(list_sizes, pd.concat(frames, ignore_index=True), service_lines)
+    out["method"] = "astro_pu"
+    return out
 
 
 @dataclass(frozen=True)
@@ -451,8 +513,15 @@ def person_based(
     out = []
     for j, line in enumerate(model.service_lines):
         per_head = pred[:, j].mean() if len(pred) else 0.0
+        if not per_head > 0:
+            raise FairShareError(
+                f"person_based: service line {line!r} has no predicted cost (no patient-level "
+                "cost in the prior year), so the model cannot weight its patients"
+                + (": prescribing rows are per practice, not per patient; use method = "
+                   "\"astro_pu\" (ASTRO-PU weighted patients)" if line == "prescribing"
+                   else ""))
         total = np.bincount(inv, weights=pred[:, j], minlength=len(codes))
-        wp = total / per_head if per_head > 0 else population.copy()
+        wp = total / per_head
         out.append(pd.DataFrame({
             "practice_code": codes, "service_line": line, "method": "person_based",
             "population": population, "weighted_population": wp,
@@ -537,6 +606,15 @@ def fair_share_populations(policy: BudgetPolicy, inputs: FairShareInputs) -> pd.
                 ni = need_index_from_conditions(inputs.patients, inputs.conditions)
             frames.append(weighted_capitation(ls[isin(ls["practice_code"].astype(str), codes)],
                                               cw, lines, ni))
+        elif method == "astro_pu":
+            ls = inputs.list_sizes
+            if ls is None and inputs.patients is not None:
+                ls = list_sizes_from_patients(inputs.patients)
+            if ls is None:
+                raise FairShareError(f"service line(s) {lines} use astro_pu: list sizes or "
+                                     "patients are needed")
+            frames.append(prescribing_units(ls[isin(ls["practice_code"].astype(str), codes)],
+                                            lines))
         else:
             if inputs.patients is None:
                 raise FairShareError(f"service line(s) {lines} use person_based: patients "

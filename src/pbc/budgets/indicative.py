@@ -140,6 +140,9 @@ class BudgetResult:
     frame: pd.DataFrame
     commissioner_retained: pd.DataFrame
     summary: pd.DataFrame
+    #: what the explanation must say about how the inputs were made (e.g. a need index
+    #: from deprivation only), so no substitute is silent
+    notes: tuple[str, ...] = ()
     explanations: Explanations = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -26,7 +26,9 @@ Layout::
     service_lines = ["non_elective"]       # optional; default all lines in scope
 
     [fair_share.<service_line>]
-    method = "nhse_weighted_population"    # or "weighted_capitation", "person_based"
+    method = "nhse_weighted_population"    # or "weighted_capitation", "person_based",
+                                           # "astro_pu" (ASTRO-PU weighted patients: the
+                                           # standard for prescribing)
     component = "general_and_acute"        # needed by nhse_weighted_population
 
     [pace_of_change]
@@ -81,7 +83,8 @@ ServiceLine = Literal[
     "prescribing",
     "social_care",
 ]
-FairShareMethod = Literal["weighted_capitation", "nhse_weighted_population", "person_based"]
+FairShareMethod = Literal["weighted_capitation", "nhse_weighted_population", "person_based",
+                          "astro_pu"]
 
 
 class PolicyError(ValueError):

@@ -195,4 +195,5 @@ class DecisionStore:
 
 def _commissioner_only(who: Principal, what: str) -> None:
     if who.role != "commissioner":
-        raise AccessDenied(f"{who} may not {what}: only the commissioner can")
+        raise AccessDenied(f"{who} may not {what}: only the commissioner can (give --as "
+                           "commissioner:CODE)")

@@ -19,7 +19,11 @@ For one indicator and one level (practice, group, commissioner, or a user's own 
   percentile and decile among peers; and the saving if the unit were at the peers' 25th
   and 10th percentile of that measure (OpenPrescribing's "potential savings"), in the
   numerator's unit (admissions, days or pounds), zero for a unit already below it, only
-  where low is good (:func:`_peers` gives the formulas);
+  where low is good (:func:`_peers` gives the formulas), per year, their unit in
+  ``saving_unit``;
+* ``compared``: the judgement in words with the indicator's polarity (Higher / Similar /
+  Lower, and better / worse where a direction is good; :mod:`pbc.indicators.wording`);
+  ``financial_year``: the year the table covers;
 * the ratio against England (``value / national × 100`` with the value's 95% limits scaled
   the same way) where the indicator file gives England's published value (``national:``,
   with period and source). It is a crude comparison: England's age-sex band rates are not
@@ -40,6 +44,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chi2
 
+from pbc.indicators import wording
 from pbc.indicators.compute import ACTIVITY_TABLE, events_by_band, indicator_by_practice
 from pbc.indicators.definition import Indicator
 from pbc.stats.crude_rate import crude_rate
@@ -112,6 +117,9 @@ def benchmark(
     _judge(ind, out, overdispersion)
     _national(ind, out)
     _peers(ind, out)
+    out["compared"] = [wording.compared(ind, s) for s in out["significance"]]
+    out["saving_unit"] = wording.saving_unit(ind) if ind.low_is_good is True else ""
+    out["financial_year"] = financial_year
     return out
 
 

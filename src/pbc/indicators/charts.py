@@ -34,6 +34,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from pbc.indicators import wording
 from pbc.indicators.definition import Indicator
 from pbc.stats._common import Z95, Z998
 from pbc.stats.funnel_poisson import funnel_ratio
@@ -387,13 +388,31 @@ def funnel_chart(table: pd.DataFrame, ind: Indicator, *,
     layers: list[alt.Chart] = [lines, centre_rule, dots]
     if highlight is not None:
         layers += _highlight_layers(base, x_enc, alt.Y("y:Q", scale=y_scale), tips)
-    title = alt.Title(ind.title, subtitle=[
+    title = alt.Title(_titled(ind, table), subtitle=[
         f"{level}s against the commissioner average; dashed 95%, solid 99.8% control "
-        "limits (PHE funnel method)", *_judgement_note(table)], anchor="start")
+        "limits (PHE funnel method)", *_judgement_note(table), _source(ind)],
+        anchor="start")
     return alt.LayerChart(
         layer=layers, title=title, width=640, height=400,
         description=f"Funnel plot of {ind.title} by {level.lower()}",
     )
+
+
+def _titled(ind: Indicator, table: pd.DataFrame) -> str:
+    """The indicator's title with the financial year the table covers (its
+    ``financial_year`` column, which :func:`~pbc.indicators.benchmark.benchmark` gives)."""
+    if "financial_year" not in table.columns or not len(table):
+        return ind.title
+    return f"{ind.title}, {wording.period(str(table['financial_year'].iloc[0]))}"
+
+
+def _series_period(series: pd.DataFrame) -> str:
+    """The months a monthly series covers, in words."""
+    return wording.months(sorted(series["period"].astype(str).unique()))
+
+
+def _source(ind: Indicator) -> str:
+    return f"Source: {wording.source(ind)}"
 
 
 def _judgement_note(table: pd.DataFrame) -> list[str]:
@@ -497,9 +516,9 @@ def caterpillar_chart(table: pd.DataFrame, ind: Indicator, *,
             size=200, shape="circle", filled=False, color="#000000", strokeWidth=2.5
         ).encode(y=y, x=x, tooltip=tips)
         layers.append(ring.properties(name="highlight"))
-    title = alt.Title(ind.title, subtitle=[
+    title = alt.Title(_titled(ind, table), subtitle=[
         f"{level}s ranked, with 95% confidence intervals; dashed line: {ref_label}",
-        *_judgement_note(table)], anchor="start")
+        *_judgement_note(table), _source(ind)], anchor="start")
     return alt.LayerChart(
         layer=layers, title=title, width=560, height=alt.Step(14),
         description=f"Caterpillar plot of {ind.title} by {level.lower()}")
@@ -539,7 +558,8 @@ def spc_chart(series: pd.DataFrame, ind: Indicator, unit: str) -> alt.LayerChart
     y_scale = alt.Scale(zero=False)
     base = alt.Chart(_values(frame))
     line = base.mark_line(color="#7B7D7D", strokeWidth=1.5).encode(
-        x=x, y=alt.Y("value:Q", title=ind.unit, scale=y_scale)).properties(name="value")
+        x=x, y=alt.Y("value:Q", title=wording.monthly_unit(ind), scale=y_scale)
+    ).properties(name="value")
     mean = base.mark_line(color="#000000", strokeWidth=1.5).encode(
         x=x, y=alt.Y("mean:Q", scale=y_scale), detail="segment:N").properties(name="mean")
     lpl = base.mark_line(color="#5A5A5A", strokeDash=[6, 4], strokeWidth=1.2).encode(
@@ -558,8 +578,9 @@ def spc_chart(series: pd.DataFrame, ind: Indicator, unit: str) -> alt.LayerChart
                  alt.Tooltip("special_cause_type:N", title="Rule"),
                  alt.Tooltip("point:N", title="Variation")],
     ).properties(name="points")
-    title = alt.Title(f"{ind.title}: {unit}", subtitle=[
-        "XmR chart (Making Data Count): mean solid, process limits dashed"], anchor="start")
+    title = alt.Title(f"{ind.title}: {unit}, {_series_period(series)}", subtitle=[
+        "XmR chart (Making Data Count): mean solid, process limits dashed; values "
+        f"{wording.monthly_unit(ind)}", _source(ind)], anchor="start")
     return alt.LayerChart(
         layer=[line, mean, lpl, upl, dots], title=title, width=640, height=320,
         description=f"Statistical process control chart of {ind.title} for {unit}")
@@ -609,7 +630,7 @@ def deciles_chart(series: pd.DataFrame, ind: Indicator, *,
     legend = "Line"
     enc: dict[str, Any] = {
         "x": x,
-        "y": alt.Y("value:Q", title=ind.unit, scale=alt.Scale(zero=False)),
+        "y": alt.Y("value:Q", title=wording.monthly_unit(ind), scale=alt.Scale(zero=False)),
         "color": alt.Color("line:N", title=legend, legend=alt.Legend(symbolType="stroke"),
                            scale=alt.Scale(domain=domain, range=colours)),
         "strokeDash": alt.StrokeDash("line:N", title=legend,
@@ -636,9 +657,9 @@ def deciles_chart(series: pd.DataFrame, ind: Indicator, *,
             **enc))
     n_units = series[key].nunique()
     what = f"{highlight} (red) against " if highlight is not None else ""
-    title = alt.Title(ind.title, subtitle=[
-        f"{what}deciles of {n_units} {level.lower()}s by month (median heavier)"],
-        anchor="start")
+    title = alt.Title(f"{ind.title}, {_series_period(series)}", subtitle=[
+        f"{what}deciles of {n_units} {level.lower()}s by month (median heavier); values "
+        f"{wording.monthly_unit(ind)}", _source(ind)], anchor="start")
     return alt.LayerChart(
         layer=layers, title=title, width=640, height=320,
         description=f"Decile chart of {ind.title} by month")

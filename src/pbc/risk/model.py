@@ -71,13 +71,18 @@ class Factor:
     ``expected`` is the clinically plausible direction of the risk as the feature's value
     rises: ``increases`` (conditions, prior use), ``decreases`` (deprivation decile: 10 is
     least deprived) or ``any`` (age, whose effect is U-shaped). A factor whose fitted
-    coefficients run the other way is never given as a reason."""
+    coefficients run the other way is never given as a reason.
+
+    ``actionable``: whether a clinician can act on the factor (recent admissions, A&E use,
+    conditions). Age and deprivation raise the risk but are context, not reasons on a
+    case-finding list (the list shows age in its own column)."""
 
     name: str
     feature: str
     describe: str
     always: bool = False
     expected: str = "any"
+    actionable: bool = True
 
     def words(self, value: float) -> str | None:
         if value is None or np.isnan(value):
@@ -129,7 +134,7 @@ class ModelSpec:
             "regularisation_c": self.regularisation_c,
             "terms": [t.__dict__ for t in self.terms],
             "factors": {k: {"feature": f.feature, "describe": f.describe, "always": f.always,
-                            "expected": f.expected}
+                            "expected": f.expected, "actionable": f.actionable}
                         for k, f in self.factors.items()},
         }
 
@@ -230,7 +235,8 @@ class RiskModel:
         Terms that measure the same thing share one factor (the 12- and 24-month counts,
         the 30-day flag and the ACSC count are all "emergency admissions"), so each reason
         appears once; a factor whose coefficients have an implausible sign
-        (:meth:`plausible_factors`) or whose value is missing is never a reason."""
+        (:meth:`plausible_factors`), whose value is missing or that a clinician cannot act
+        on (``actionable: false``: age, deprivation) is never a reason."""
         contrib = self.contributions(frame)
         names = list(contrib.columns)
         values = contrib.to_numpy()
@@ -243,7 +249,7 @@ class RiskModel:
                 if values[i, j] <= 0 or len(words) >= top:
                     break
                 f = self.spec.factors.get(names[j])
-                if f is None or f.name not in plausible:
+                if f is None or f.name not in plausible or not f.actionable:
                     continue
                 w = f.words(float(frame[f.feature].iloc[i])
                             if pd.notna(frame[f.feature].iloc[i]) else float("nan"))

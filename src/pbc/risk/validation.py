@@ -16,6 +16,11 @@
 - The honest baseline for discrimination is the count of prior emergency admissions used as a
   continuous score (not the 0/1 rule, whose AUC is near 0.5 because most patients with the
   outcome had no admission the year before); the model is compared with it by DeLong's test.
+- Performance by subgroup (age band, sex, deprivation quintile; :func:`subgroup_performance`):
+  patients, events, AUC, mean predicted and observed rate in each group, so the report can
+  say for whom the model works less well.
+- A plain-English summary first (:meth:`ValidationReport.summary`) and the model card
+  (intended use, limits, training data period) inside the report.
 - A leakage check (:func:`leakage_check`): no model of the recorded data can rank better than
   the expected outcome itself, so on synthetic data, where the generator's latent risk in
   the outcome year is known, a model whose AUC exceeds that upper bound has seen the outcome.
@@ -23,6 +28,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -172,6 +178,60 @@ def calibration_bins(
     return out
 
 
+# ------------------------------------------------------------------ subgroups
+@dataclass(frozen=True)
+class GroupPerformance:
+    """How the model does in one subgroup (``dimension`` e.g. ``age band``)."""
+
+    dimension: str
+    group: str
+    n: int
+    events: int
+    auc: float | None  # None: too few patients or events to say
+    mean_predicted: float
+    observed_rate: float
+
+
+#: a subgroup's AUC is given only with at least this many patients with and without the
+#: outcome (below it the DeLong interval is too wide to say anything)
+MIN_GROUP_EVENTS = 10
+#: a subgroup whose AUC is this much below the whole population's is "less well"
+LESS_WELL = 0.05
+
+
+def subgroup_performance(y: npt.ArrayLike, p: npt.ArrayLike,
+                         subgroups: Mapping[str, npt.ArrayLike]) -> list[GroupPerformance]:
+    """Performance in each group of each dimension (``subgroups``: dimension -> one label
+    per patient; groups in sorted label order, blank or missing labels as ``unknown``)."""
+    ya = np.asarray(y).astype(bool)
+    pa = np.asarray(p, dtype=float)
+    out = []
+    for dimension, labels in subgroups.items():
+        lab = np.asarray([("unknown" if v is None or v != v or v == "" else str(v))
+                          for v in np.asarray(labels, dtype=object)], dtype=object)
+        for group in sorted(set(lab), key=_group_key):
+            here = lab == group
+            yy, pp = ya[here], pa[here]
+            events = int(yy.sum())
+            enough = min(events, int(here.sum()) - events) >= MIN_GROUP_EVENTS
+            out.append(GroupPerformance(
+                dimension, str(group), int(here.sum()), events,
+                auc(yy, pp) if enough else None, float(pp.mean()), float(yy.mean())))
+    return out
+
+
+def _group_key(label: str) -> tuple[int, float, str]:
+    """Groups in a natural order: numbers by value (``'5'``, ``'18-44'``, ``'85+'``), then
+    words; ``unknown`` last."""
+    if label == "unknown":
+        return (2, 0.0, label)
+    head = label.split("-")[0].rstrip("+")
+    try:
+        return (0, float(head), label)
+    except ValueError:
+        return (1, 0.0, label)
+
+
 # ------------------------------------------------------------------ case-finding yield
 @dataclass(frozen=True)
 class Yield:
@@ -205,9 +265,60 @@ class ValidationReport:
     compared_with_naive: AUCComparison | None = None
     title: str = "Risk model validation"
     notes: list[str] = field(default_factory=list)
+    subgroups: list[GroupPerformance] = field(default_factory=list)
+    card: dict[str, Any] = field(default_factory=dict)
+    predicts: str = "the chance of an emergency admission in the next 12 months"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def summary(self) -> list[str]:
+        """What the model predicts, how well, and for whom it works less well, in plain
+        English (three short paragraphs, first in the report)."""
+        a, c = self.auc, self.calibration
+        out = [f"What it predicts: {self.predicts}, for each registered patient."]
+        how = (f"How well: given one patient who was admitted and one who was not, the model "
+               f"gives the admitted one the higher risk {a.auc:.0%} of the time (AUC "
+               f"{a.auc:.2f}; 0.5 is chance, 1 is perfect)")
+        if self.naive_auc is not None:
+            how += (f"; counting last year's emergency admissions alone does so "
+                    f"{self.naive_auc:.0%} of the time")
+        top = self.segments[0] if self.segments else None
+        if top is not None and top.flagged and top.ppv is not None:
+            label = {seg.name: seg.label.lower() for seg in nhs_segments()}.get(top.name,
+                                                                                top.name)
+            how += (f". Of the {top.flagged:,} patients it puts at the highest risk "
+                    f"({label} risk), {top.ppv:.0%} were admitted")
+        how += (f". On average it predicted {c.mean_predicted:.1%} would be admitted, and "
+                f"{c.observed_rate:.1%} were.")
+        out.append(how)
+        # within a group the model cannot use what separates the groups (age, say), so a
+        # group's AUC is compared with the best group of the same kind, not the whole
+        best: dict[str, GroupPerformance] = {}
+        for g in self.subgroups:
+            if g.auc is not None and (g.dimension not in best
+                                      or g.auc > (best[g.dimension].auc or 0.0)):
+                best[g.dimension] = g
+        worse = [(g, best[g.dimension]) for g in self.subgroups
+                 if g.auc is not None and g.auc < (best[g.dimension].auc or 0.0) - LESS_WELL]
+        unknown = [g for g in self.subgroups if g.auc is None]
+        if worse:
+            who = "; ".join(f"{_group_words(g)} (AUC {g.auc:.2f}, against {b.auc:.2f} "
+                            f"{_group_words(b)})" for g, b in worse)
+            text = (f"For whom it works less well (the AUC within a group, {LESS_WELL:.2f} "
+                    f"or more below the best group of its kind): {who}.")
+        elif self.subgroups:
+            dims = sorted({g.dimension for g in self.subgroups})
+            text = ("For whom it works less well: no group stands out; within every "
+                    f"{' and every '.join(dims)} with enough patients the AUC is within "
+                    f"{LESS_WELL:.2f} of the best.")
+        else:
+            text = "For whom it works less well: not measured (no subgroups given)."
+        if unknown:
+            text += (" Too few admissions to say for "
+                     + ", ".join(_group_words(g) for g in unknown) + ".")
+        out.append(text)
+        return out
 
     def to_markdown(self) -> str:
         def pct(v: float | None) -> str:
@@ -215,8 +326,10 @@ class ValidationReport:
 
         a = self.auc
         c = self.calibration
-        lines = [
-            f"# {self.title}", "",
+        lines = [f"# {self.title}", "", "## In short", ""]
+        for para in self.summary():
+            lines += [para, ""]
+        lines += [
             f"Patients: {self.n:,}; with the outcome: {self.events:,} "
             f"({pct(self.events / self.n if self.n else None)}).", "",
             "## Discrimination", "",
@@ -241,21 +354,80 @@ class ValidationReport:
         ]
         lines += [f"| {b.group} | {b.n:,} | {pct(b.mean_predicted)} | {pct(b.observed_rate)} |"
                   for b in self.calibration_bins]
+        labels = {seg.name: seg.label for seg in nhs_segments()}
+        tops = ", ".join(f"{seg.label.lower()} to the top {seg.top:.1%}".replace(".0%", "%")
+                         for seg in nhs_segments())
         lines += [
             "", "## Case finding in the NHS segments", "",
-            "| segment | flagged | with outcome | PPV | sensitivity | cumulative PPV "
-            "| cumulative sensitivity |",
+            "| segment | flagged | admitted | PPV | sensitivity | PPV, this or higher "
+            "| sensitivity, this or higher |",
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for s, cu in zip(self.segments, self.cumulative, strict=True):
-            lines.append(f"| {s.name} | {s.flagged:,} | {s.true_positives:,} | {pct(s.ppv)} "
-                         f"| {pct(s.sensitivity)} | {pct(cu.ppv)} | {pct(cu.sensitivity)} |")
-        for y in (self.naive_rule, self.model_at_naive_count):
-            lines.append(f"| {y.name} | {y.flagged:,} | {y.true_positives:,} | {pct(y.ppv)} "
-                         f"| {pct(y.sensitivity)} | | |")
+            lines.append(f"| {labels.get(s.name, s.name)} | {s.flagged:,} | "
+                         f"{s.true_positives:,} | {pct(s.ppv)} | {pct(s.sensitivity)} | "
+                         f"{pct(cu.ppv)} | {pct(cu.sensitivity)} |")
+        nv, mk = self.naive_rule, self.model_at_naive_count
+        lines += [
+            "", f"Segments by rank of risk: {tops}. PPV: the share of flagged patients who "
+            "were admitted; sensitivity: the share of admitted patients who were flagged.", "",
+            f"The naive rule ({nv.name}) flags {nv.flagged:,} patients, {nv.true_positives:,} "
+            f"of them admitted (PPV {pct(nv.ppv)}, sensitivity {pct(nv.sensitivity)}); the "
+            f"model's top {mk.flagged:,} include {mk.true_positives:,} admitted (PPV "
+            f"{pct(mk.ppv)}, sensitivity {pct(mk.sensitivity)}).",
+        ]
+        if self.subgroups:
+            lines += ["", "## Performance by age band, sex and deprivation", "",
+                      "| group | patients | admitted | AUC | mean predicted | observed |",
+                      "|---|---:|---:|---:|---:|---:|"]
+            for g in self.subgroups:
+                lines.append(f"| {_group_words(g)} | {g.n:,} | {g.events:,} | "
+                             f"{'-' if g.auc is None else f'{g.auc:.3f}'} | "
+                             f"{pct(g.mean_predicted)} | {pct(g.observed_rate)} |")
+            lines.append(f"\nAUC is given where a group has at least {MIN_GROUP_EVENTS} "
+                         "patients admitted and not admitted.")
+        if self.card:
+            lines += ["", "## Model card", "", *_card_lines(self.card)]
         if self.notes:
             lines += ["", "## Notes", ""] + [f"- {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
+
+
+def _group_words(g: GroupPerformance) -> str:
+    if g.dimension == "age band":
+        return f"aged {g.group}"
+    if g.dimension == "deprivation quintile":
+        return ("deprivation quintile unknown" if g.group == "unknown" else
+                f"deprivation quintile {g.group}" + (" (most deprived)" if g.group == "1"
+                                                     else " (least deprived)"
+                                                     if g.group == "5" else ""))
+    return g.group if g.dimension == "sex" else f"{g.dimension} {g.group}"
+
+
+def _card_lines(card: dict[str, Any]) -> list[str]:
+    """The model card in words: intended use, training data and period, validation, limits."""
+    out = []
+    if card.get("intended_use"):
+        out.append(f"- **Intended use:** {card['intended_use']}.")
+    t = card.get("training") or {}
+    d = card.get("data") or {}
+    if t:
+        period = (f"features from {t['features_from']} to {t.get('reference_date')}, "
+                  f"outcome in the 12 months after" if t.get("features_from") else
+                  f"reference date {t.get('reference_date')}")
+        out.append(f"- **Training data:** {int(t.get('n', 0)):,} patients "
+                   f"({int(t.get('events', 0)):,} admitted); {period}"
+                   + (f"; {t['population']}" if t.get("population") else "") + ".")
+    if d:
+        out.append(f"- **Data period:** activity from {d.get('first_activity')} to "
+                   f"{d.get('last_activity')}.")
+    v = card.get("validation") or {}
+    if v.get("method"):
+        out.append(f"- **Validation:** {str(v['method']).replace('_', '-')}"
+                   + (f", at {v['reference_date']}" if v.get("reference_date") else "") + ".")
+    for limit in card.get("limitations") or []:
+        out.append(f"- **Limit:** {limit}.")
+    return out
 
 
 def validate(
@@ -264,17 +436,20 @@ def validate(
     prior_emergency_12m: npt.ArrayLike,
     *,
     naive_threshold: int = 2,
-    comparators: dict[str, npt.ArrayLike] | None = None,
+    comparators: Mapping[str, npt.ArrayLike] | None = None,
     title: str = "Risk model validation",
     notes: list[str] | None = None,
+    subgroups: Mapping[str, npt.ArrayLike] | None = None,
+    card: dict[str, Any] | None = None,
 ) -> ValidationReport:
     """Validate predicted probabilities ``p`` against outcomes ``y`` (0/1).
 
     ``prior_emergency_12m`` is the baseline: as a continuous score for the AUC comparison
     (``naive_auc``, ``compared_with_naive``), and as the naive rule (flag when >=
     ``naive_threshold``) for the case-finding yield. ``comparators`` are other scores (e.g.
-    the PARR-30 form) whose AUC is reported too. Segments are assigned by rank of ``p``
-    (ties in input order)."""
+    the PARR-30 form) whose AUC is reported too. ``subgroups`` (dimension -> a label per
+    patient) gives the performance in each group; ``card`` is the model card shown in the
+    report. Segments are assigned by rank of ``p`` (ties in input order)."""
     ya = np.asarray(y).astype(bool)
     pa = np.asarray(p, dtype=float)
     seg, rank = assign_segments(pa)
@@ -287,8 +462,7 @@ def validate(
         cumulative.append(_yield(f"{s.name} or higher", ya, flagged_so_far.copy()))
     prior = np.asarray(prior_emergency_12m, dtype=float)
     naive = prior >= naive_threshold
-    naive_y = _yield(f"naive rule ({naive_threshold}+ emergency admissions in 12 months)",
-                     ya, naive)
+    naive_y = _yield(f"{naive_threshold} or more emergency admissions in 12 months", ya, naive)
     k = int(naive.sum())
     model_k = _yield(f"model, top {k:,} (as many as the naive rule)", ya, rank <= k)
     has_both = 0 < ya.sum() < ya.size
@@ -301,6 +475,7 @@ def validate(
         model_at_naive_count=model_k, naive_auc=naive_auc,
         comparators={k2: auc_ci(ya, v) for k2, v in (comparators or {}).items()},
         compared_with_naive=comp, title=title, notes=list(notes or []),
+        subgroups=subgroup_performance(ya, pa, subgroups or {}), card=dict(card or {}),
     )
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from pbc.calendar import format_financial_year, parse_financial_year
+from pbc.indicators import wording
 from pbc.indicators.benchmark import ACTIVITY_TABLE, benchmark, financial_years, monthly_series
 from pbc.indicators.compute import with_populations
 from pbc.indicators.definition import Indicator, load_indicators
@@ -279,15 +280,23 @@ DISCLOSURE_NOTE = (f"counts of events from 1 to {DEFAULT_THRESHOLD} are suppress
                    "from totals, and so is every figure derived from a suppressed count")
 
 
-def about(ind: Indicator, *, suppressed: bool = False) -> pd.DataFrame:
-    """The indicator's definition as rows of (field, value), for the workbook."""
+def about(ind: Indicator, *, suppressed: bool = False,
+          financial_year: str | None = None) -> pd.DataFrame:
+    """The indicator's definition as rows of (field, value), for the workbook; with
+    ``financial_year``, the period and source of the data and England's comparator with a
+    caution when it is older than the data."""
     rows = [("id", ind.id), ("title", ind.title), ("why it matters", ind.why_it_matters.strip()),
             ("unit", ind.unit), ("kind", ind.kind), ("standardisation", ind.standardisation),
             ("low is good", str(ind.low_is_good)), ("source", ind.source),
             ("review date", ind.review_date.isoformat())]
+    if financial_year:
+        rows += [("period", wording.period(financial_year)), ("data", wording.source(ind))]
     if ind.national is not None:
         rows += [("England value", f"{ind.national.value:g} ({ind.national.period})"),
                  ("England source", ind.national.source)]
+        caution = wording.national_caution(ind, financial_year)
+        if caution:
+            rows.append(("England comparator", caution))
     if ind.exclusions:
         rows.append(("exclusions", ind.exclusions.strip()))
     if ind.limitations:
@@ -317,7 +326,8 @@ def write_result(result: BenchmarkResult, out: Path, *, suppress: bool = True) -
 
         benchmark_workbook(
             out, result.indicator, result.level, table, series,
-            about_rows(about(result.indicator, suppressed=suppress)),
+            about_rows(about(result.indicator, suppressed=suppress,
+                             financial_year=result.financial_year)),
             organisation=result.organisation or "(not given)", financial_year=result.financial_year,
             source=result.source or result.indicator.source, names=result.names,
             notes=[f"Disclosure control: {DISCLOSURE_NOTE}."] if suppress else [

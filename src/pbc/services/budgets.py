@@ -29,6 +29,7 @@ Prescribing is in ``priced_activity`` as its own lines (actual cost).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import os
@@ -234,7 +235,8 @@ def set_indicative_budgets(
     statements: Path | None = None,
 ) -> BudgetRun:
     if who.role != "commissioner":
-        raise AccessDenied(f"{who} may not set budgets: only the commissioner can")
+        raise AccessDenied(f"{who} may not set budgets: only the commissioner can (pbc "
+                           "budgets set --policy FILE --as commissioner:CODE)")
     policy = read_policy(policy_path)
     prior = _prior_year(policy.financial_year)
     person_level = any(policy.fair_share[line].method == "person_based"
@@ -257,6 +259,12 @@ def set_indicative_budgets(
     spend = frames["spend"]
     result = set_budgets(policy, inputs, spend.drop(columns=["month"]),
                          practices=frames["practices"], practice_groups=windows)
+    if not warehouse.has_table("patient_conditions") and any(
+            policy.fair_share[line].method == "weighted_capitation" for line in policy.scope):
+        result = dataclasses.replace(result, notes=(
+            *result.notes, "The warehouse holds no long-term conditions (no patient "
+            "conditions file was loaded), so the need index of weighted capitation uses "
+            "deprivation only."))
     profile = seasonal_profile(spend)
     monthly = phase_budgets(result.frame, profile)
     groups = group_budgets(result.frame, frames["practices"], practice_groups=windows,

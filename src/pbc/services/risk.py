@@ -69,7 +69,8 @@ HOLDOUT_FRACTION = 0.3
 # ------------------------------------------------------------------ access
 def _require_commissioner(warehouse: Warehouse, principal: Principal, what: str) -> None:
     if principal.role != "commissioner":
-        raise AccessDenied(f"{principal}: only a commissioner may {what}")
+        raise AccessDenied(f"{principal}: only a commissioner may {what} (give --as "
+                           "commissioner:CODE)")
     if warehouse.has_table("practices"):
         codes = {r[0] for r in warehouse.query(
             "SELECT DISTINCT commissioner_code FROM practices")}
@@ -82,11 +83,13 @@ def _require_commissioner(warehouse: Warehouse, principal: Principal, what: str)
 def _require_own_practice(principal: Principal, practice_code: str) -> None:
     if principal.role != "practice":
         raise AccessDenied(
-            f"{principal}: patient-level risk lists are only for the patients' own practice; "
-            "use segment_counts for aggregates")
+            f"{principal}: patient-level risk lists are only for the patients' own practice "
+            f"(pbc risk list {practice_code} --as practice:{practice_code}); for counts by "
+            "risk segment use pbc risk segments")
     if principal.organisation != practice_code:
         raise AccessDenied(f"{principal}: may see only the patients of practice "
-                           f"{principal.organisation}, not {practice_code}")
+                           f"{principal.organisation}, not {practice_code} (pbc risk list "
+                           f"{principal.organisation} --as practice:{principal.organisation})")
 
 
 # ------------------------------------------------------------------ data windows
@@ -278,9 +281,8 @@ def train(
     validated = fit(train_f, spec=spec, terms=use_terms, card={
         "training": {"reference_date": w.train_date.isoformat(), "n": len(train_f),
                      "events": int(train_f["outcome_emergency"].sum())}})
-    report_ = validate(valid_f["outcome_emergency"].to_numpy(), validated.predict(valid_f),
-                       valid_f[NAIVE_FEATURE].to_numpy(),
-                       title=f"Validation of {validated.version}", notes=[validation_note])
+    report_ = _validate(valid_f, validated, title=f"Validation of {validated.version}",
+                        notes=[validation_note], card={})
     # deploy the same terms refit on the latest complete window (every patient in it)
     model = fit(latest, spec=spec, terms=list(validated.coefficients), card={
         "training": {**_window_card(w.validation_date, 0), "n": len(latest),
@@ -320,9 +322,39 @@ def train(
         "segments": [{"segment": s.name, "flagged": s.flagged, "ppv": s.ppv,
                       "sensitivity": s.sensitivity} for s in report_.segments],
     }
+    report_.card = dict(model.card)
     if store:
         _store_model(warehouse, model, MODEL_FILE, "risk-train")
     return TrainResult(model, report_, w, store, validated)
+
+
+#: the age bands the validation report breaks performance down by
+REPORT_AGE_BANDS = ((0, "0-17"), (18, "18-44"), (45, "45-64"), (65, "65-74"), (75, "75-84"),
+                    (85, "85+"))
+
+
+def subgroups_of(f: pd.DataFrame) -> dict[str, Any]:
+    """Each patient's age band, sex and deprivation quintile (1 = most deprived; from the
+    IMD decile, missing where it is), for performance by subgroup."""
+    age = f["age"].to_numpy(dtype=float)
+    lowers = np.array([lo for lo, _ in REPORT_AGE_BANDS], dtype=float)
+    names = np.array([n for _, n in REPORT_AGE_BANDS], dtype=object)
+    band = names[np.clip(np.searchsorted(lowers, age, side="right") - 1, 0, len(names) - 1)]
+    sex = np.where(f["female"].to_numpy() == 1, "women", "men").astype(object)
+    decile = pd.to_numeric(f["imd_decile"], errors="coerce")
+    quintile = ((decile + 1) // 2).map(lambda q: None if pd.isna(q) else str(int(q)))
+    return {"age band": band, "sex": sex, "deprivation quintile": quintile.to_numpy()}
+
+
+def _validate(f: pd.DataFrame, model: RiskModel, *, title: str, notes: list[str],
+              card: dict[str, Any]) -> ValidationReport:
+    """The validation report of ``model`` on cohort ``f``: with the LACE-form and
+    PARR-30-form scores on the same patients, performance by subgroup and the card."""
+    from pbc.risk.comparators import comparator_scores
+
+    return validate(f["outcome_emergency"].to_numpy(), model.predict(f),
+                    f[NAIVE_FEATURE].to_numpy(), title=title, notes=notes,
+                    comparators=comparator_scores(f), subgroups=subgroups_of(f), card=card)
 
 
 def load_model(warehouse: Warehouse, model: RiskModel | Path | str | None = None) -> RiskModel:
@@ -395,6 +427,7 @@ def report(
     validation) and says so; at a later window it validates the deployed model itself."""
     _require_commissioner(warehouse, principal, "see the risk model's validation")
     m = load_model(warehouse, model)
+    card = dict(m.card)
     ref = reference_date or plan_windows(*data_span(warehouse)).validation_date
     f = outcome_cohort(_features(warehouse, ref, True, m.spec.acsc_codelist))
     notes = [f"model {m.version}; reference date {ref}; outcome: {m.spec.outcome}; patients "
@@ -427,9 +460,7 @@ def report(
             notes.append("same window as training: held-out patients only")
         else:
             notes.append("same window as training: in-sample (optimistic)")
-    return validate(f["outcome_emergency"].to_numpy(), m.predict(f),
-                    f[NAIVE_FEATURE].to_numpy(), title=f"Validation of {m.version}",
-                    notes=notes)
+    return _validate(f, m, title=f"Validation of {m.version}", notes=notes, card=card)
 
 
 # ------------------------------------------------------------------ practice lists
@@ -535,7 +566,7 @@ def segment_counts(
         if principal.role == "practice":
             if level != "practice":
                 raise AccessDenied(f"{principal}: a practice sees its own counts only "
-                                   "(level practice)")
+                                   "(pbc risk segments --level practice)")
             t = t.filter(t.practice_code == org)
         elif principal.role == "group":
             t = t.filter(t.group_code == org)
