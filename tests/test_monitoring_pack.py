@@ -199,7 +199,8 @@ def test_the_commissioner_summary_lists_every_practice(wh: Warehouse, tmp_path: 
     assert "area" in marks  # the 80% fan
     fan = next(layer for layer in chart["layer"] if "area" in json.dumps(layer["mark"]))
     assert fan["encoding"]["y"]["field"] == "lower" and fan["encoding"]["y2"]["field"] == "upper"
-    assert "2025-09" in chart["title"]["text"] and "Source: test" in chart["title"]["subtitle"][0]
+    assert "2025-26, April to September" in chart["title"]["text"]
+    assert "Source: test" in chart["title"]["subtitle"][0]
 
 
 def test_access_is_the_positions(wh: Warehouse, tmp_path: Path) -> None:
@@ -229,3 +230,27 @@ def test_monitor_writes_the_pack_from_the_command_line(wh: Warehouse, tmp_path: 
                                       "--xlsx", str(out)])
     assert result.exit_code == 0, result.output
     assert out.exists() and out.with_name("pack-cumulative.json").exists()
+
+
+def test_screenshots_of_a_pack_and_its_chart(wh: Warehouse, tmp_path: Path) -> None:
+    """PNGs of a practice's pack (summary, position, months) and of its cumulative spend
+    chart with the forecast fan, beside the other screenshots (build/screenshots)."""
+    from conftest import require
+    from pbc.indicators.charts import save_chart
+    from pbc.reports.monitoring_pack import cumulative_chart, write_packs
+    from pbc.services.monitoring_pack import build_packs
+    from workbooks import SCREENSHOTS, chromium_ready, png_size, screenshot_sheets
+
+    require(chromium_ready(), "Debian's chromium (/usr/bin/chromium) and playwright")
+    packs = build_packs(wh, PRACTICE, PERIOD, level="practice")
+    out = tmp_path / "pack.xlsx"
+    write_packs(packs, out, source="synthetic economy (test)", charts=False)
+    written = screenshot_sheets([(out, s, f"monitoring-pack-{i}-{s.lower()}")
+                                 for i, s in enumerate(("Summary", "Position", "Months"),
+                                                       start=1)])
+    chart = save_chart(cumulative_chart(packs, packs.packs[0],
+                                        source="synthetic economy (test)"),
+                       SCREENSHOTS / "chart-cumulative-spend.png")
+    for png in [*written, chart]:
+        width, height = png_size(png)
+        assert width >= 400 and height >= 100, png

@@ -31,6 +31,7 @@ from typing import Any
 import altair as alt
 import pandas as pd
 
+from pbc.budgets.explain import line_name
 from pbc.monitoring.drivers import DIMENSION_LABELS, DIMENSIONS
 from pbc.monitoring.position import TOTAL
 from pbc.reports.workbook import MONTH_LABELS, Column, TitleBlock, Workbook
@@ -55,6 +56,11 @@ def _money(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     for c in columns:
         out[c] = pd.Series([pounds(v) for v in out[c]], index=out.index, dtype=object)
     return out
+
+
+#: months of the financial year in words (1 = April)
+MONTH_NAMES = ("April", "May", "June", "July", "August", "September", "October", "November",
+               "December", "January", "February", "March")
 
 
 def _fmt(pence: int) -> str:
@@ -96,10 +102,16 @@ def _driver_words(pack: HolderPack, n: int = 3) -> str:
         if d is None or d.empty:
             continue
         top = d.iloc[0]
-        parts.append(f"{DIMENSION_LABELS[dim].lower()} {top.label}: variance "
+        label = line_name(str(top.label)) if dim == "service_line" else str(top.label)
+        parts.append(f"{_in_sentence(DIMENSION_LABELS[dim])} {label}: variance "
                      f"{_fmt(int(top.variance))} (volume {_fmt(int(top.volume_effect))}, "
                      f"price {_fmt(int(top.price_effect))})")
     return "; ".join(parts[:n]) or "no variance to explain"
+
+
+def _in_sentence(words: str) -> str:
+    """``Service line`` -> ``service line``; ``HRG chapter`` keeps its capitals."""
+    return words if words[:2].isupper() else words[0].lower() + words[1:]
 
 
 def _backtest_words(ps: PackSet, pack: HolderPack) -> str:
@@ -256,6 +268,8 @@ def write_pack(ps: PackSet, pack: HolderPack, path: Path, *, source: str,
         for dim in DIMENSIONS:
             d = pack.drivers.get(dim, pd.DataFrame(columns=[c.key for c in DRIVER_COLUMNS]))
             shown = d.head(drivers_shown)
+            if dim == "service_line":
+                shown = shown.assign(label=[line_name(str(x)) for x in shown.label])
             rest = d.iloc[drivers_shown:]
             notes = ["Volume effect = (activity - planned activity) x last year's unit cost; "
                      "price effect = activity x (unit cost - last year's). The two add up "
@@ -332,8 +346,8 @@ def cumulative_chart(ps: PackSet, pack: HolderPack, *, source: str) -> alt.TopLe
             range=[[4, 2], [1, 0], [6, 3]]), legend=None),
         tooltip=["series:N", "month:N", alt.Tooltip("pounds:Q", format=",.2f")])
     title = alt.TitleParams(
-        f"{_holder(pack)}: cumulative spend against phased budget, {p.financial_year} "
-        f"to {p.period}",
+        f"{_holder(pack)}: cumulative spend against phased budget, {p.financial_year}, "
+        f"April to {MONTH_NAMES[p.month - 1]} (month {p.month})",
         subtitle=[f"Forecast: {METHOD_WORDS[p.method]}; shaded: 80% interval (ratio model). "
                   f"Source: {source}"])
     layers: list[alt.Chart] = []
