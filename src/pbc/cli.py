@@ -920,6 +920,57 @@ def freed_resources_cmd(
             console.print(f"wrote {csv}")
 
 
+@app.command()
+def settle(
+    policy: Annotated[Path, typer.Option(
+        help="Budget policy whose [risk_sharing] section says who bears overspends.")],
+    year: Annotated[str | None, typer.Option(
+        help="Financial year, e.g. 2025-26 (default: the policy's).")] = None,
+    warehouse: WarehouseOpt = Path("warehouse"),
+    method: Annotated[str, typer.Option(
+        help="Forecast method for a year still in progress.")] = "seasonal_run_rate",
+    csv: Annotated[Path | None, typer.Option(help="Write the table as CSV (pounds).")] = None,
+    acting_as: AsOpt = None,
+) -> None:
+    """Year-end settlement: overspends carried forward or written off, group risk pools and
+    real budgets, as the policy says (a forecast settlement while the year is open)."""
+    from pbc.budgets.money import format_pounds
+    from pbc.monitoring.forecast import METHODS
+    from pbc.monitoring.position import in_pounds
+    from pbc.services.settlement import COLUMNS
+    from pbc.services.settlement import settle as settle_year
+
+    with user_errors():
+        if method not in METHODS:
+            raise UserError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+        result = settle_year(Warehouse(warehouse), _principal(warehouse, acting_as), policy,
+                             financial_year=year, method=method)
+        money = ["budget", "outturn", "variance", "holder", "pool", "commissioner",
+                 "carried_forward"]
+        if csv is not None:
+            in_pounds(result.frame, money)[list(COLUMNS)].to_csv(csv, index=False)
+        kind = "forecast settlement" if result.forecast else "settlement"
+        table = RichTable(title=f"Year-end {kind} {result.financial_year}", box=box.SIMPLE_HEAD)
+        for col in ("holder", "arrangement", "variance", "holder bears", "pool",
+                    "commissioner"):
+            table.add_column(col, justify="left" if col in ("holder", "arrangement")
+                             else "right", no_wrap=True)
+        f = result.frame
+        for rec in f.to_dict("records"):
+            table.add_row(str(rec["code"]), str(rec["arrangement"]),
+                          *(format_pounds(int(rec[c])) for c in (
+                              "variance", "holder", "pool", "commissioner")))
+        table.add_section()
+        table.add_row("All", "", *(format_pounds(int(f[c].sum()))
+                                   for c in ("variance", "holder", "pool", "commissioner")),
+                      style="bold")
+        console.print(table)
+        console.print("Positive: bears an overspend; negative: keeps a saving. Outturn: "
+                      + "; ".join(sorted(set(f.outturn_basis))) + ".", highlight=False)
+        if csv is not None:
+            _say(f"wrote {csv}")
+
+
 # ---------------------------------------------------------------------- demo
 @app.command()
 def demo(

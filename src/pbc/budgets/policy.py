@@ -46,6 +46,20 @@ Layout::
     level = "practice"                     # or "group": who frees and reinvests
     # guidance = "..."                     # what sets a share below 0.70
 
+    [risk_sharing]                         # optional; needed by pbc settle
+    overspend = "carry_forward"            # or "write_off": an overspend of a practice
+                                           # outside a pool or a real budget
+    [risk_sharing.risk_pool]               # optional: groups pool part of their budgets
+    contribution_share = 0.02              # of each member's budget
+    fallback = "commissioner"              # or "pro_rata_budget", "pro_rata_overspend"
+    groups = ["G01"]                       # optional; default every group not on a
+                                           # real budget
+    [risk_sharing.real_budget.G02]         # a group on a real budget (a local clinical
+    savings_share = 0.5                    # partnership): keeps this share of a saving,
+    overspend_share = 0.5                  # bears this share of an overspend,
+    savings_cap = 100000                   # each up to a cap in pounds (optional)
+    overspend_cap = 250000
+
 Errors name the file and the key path (e.g. ``envelope.prescribing.uplift_percent``).
 """
 
@@ -207,6 +221,46 @@ class Reinvestment(_Model):
         return self
 
 
+class RiskPool(_Model):
+    """A group risk pool (see :class:`pbc.monitoring.risk_sharing.RiskPoolPolicy`)."""
+
+    contribution_share: Decimal = Field(ge=0, le=1, description="Share of each member's "
+                                        "budget paid into the pool.")
+    fallback: Literal["commissioner", "pro_rata_budget", "pro_rata_overspend"] = Field(
+        "commissioner", description="Who bears what the pool cannot cover.")
+    groups: tuple[str, ...] = Field((), description="Groups with a pool; default every group "
+                                    "not on a real budget.")
+
+
+class RealBudget(_Model):
+    """A group's real budget (see :class:`pbc.monitoring.risk_sharing.RealBudgetTerms`);
+    caps in pounds."""
+
+    savings_share: Decimal = Field(ge=0, le=1)
+    overspend_share: Decimal = Field(ge=0, le=1)
+    savings_cap: Decimal | None = Field(None, ge=0)
+    overspend_cap: Decimal | None = Field(None, ge=0)
+
+
+class RiskSharing(_Model):
+    """Who bears an overspend and who keeps a saving at year end (``pbc settle``)."""
+
+    overspend: Literal["carry_forward", "write_off"] = Field(
+        description="An overspend of a practice outside a pool or a real budget: carried "
+        "forward to its next budget, or written off by the commissioner.")
+    risk_pool: RiskPool | None = None
+    real_budget: dict[str, RealBudget] = {}
+
+    @model_validator(mode="after")
+    def _one_arrangement(self) -> RiskSharing:
+        both = sorted(set(self.risk_pool.groups if self.risk_pool else ())
+                      & set(self.real_budget))
+        if both:
+            raise ValueError(f"group(s) {both} are both in the risk pool and on a real "
+                             "budget: choose one")
+        return self
+
+
 class BudgetPolicy(_Model):
     """A whole budget policy (see the module docstring for the TOML layout)."""
 
@@ -220,6 +274,7 @@ class BudgetPolicy(_Model):
     opt_out: tuple[OptOut, ...] = ()
     reinvestment: Reinvestment = Reinvestment(share=Decimal("0.70"), carry_years=1,
                                               level="practice", guidance=None)
+    risk_sharing: RiskSharing | None = None
 
     @field_validator("financial_year")
     @classmethod

@@ -233,6 +233,48 @@ def read_plans(path: Path) -> list[Draw]:
     return draws
 
 
+@dataclass(frozen=True)
+class Outturn:
+    """A budget holder's annual budget and outturn for a year (pence)."""
+
+    code: str
+    budget: int
+    outturn: int
+    #: ``actual`` (all 12 months loaded) or ``forecast at month M (method)``
+    basis: str
+
+
+def year_outturns(warehouse: Warehouse, who: Principal, financial_year: str, *,
+                  level: Level = "practice", method: Method = "seasonal_run_rate"
+                  ) -> list[Outturn]:
+    """Each holder's budget and outturn for ``financial_year``: the actual spend when all 12
+    months are loaded, else the forecast by ``method`` at the latest month loaded (the basis
+    says which). No activity loaded for the year: an empty list."""
+    m = latest_month(warehouse, financial_year)
+    if m == 0:
+        return []
+    start = parse_financial_year(financial_year)
+    period = f"{start + (1 if m > 9 else 0)}-{(m + 2) % 12 + 1:02d}"
+    try:
+        pos = monthly_position(warehouse, who, period, level=level, method=method)
+    except ForecastError:
+        if m != 12:
+            raise
+        pos = monthly_position(warehouse, who, period, level=level, method="run_rate")
+    out = []
+    for r in pos.frame[pos.frame.service_line == "all"].to_dict("records"):
+        code = str(r["code"])
+        if m == 12:
+            outturn, how = int(r["spend_to_date"]), "actual"
+        elif r["forecast_outturn"] is pd.NA or r["forecast_outturn"] is None:
+            raise WarehouseError(f"{level} {code} {financial_year}: no forecast outturn "
+                                 f"({r['forecast_note']}); choose --method run_rate")
+        else:
+            outturn, how = int(r["forecast_outturn"]), f"forecast at month {m} ({method})"
+        out.append(Outturn(code, int(r["annual_budget"]), outturn, how))
+    return out
+
+
 def freed_resources_report(warehouse: Warehouse, who: Principal, financial_year: str, *,
                            plans: list[Draw] | None = None, rule: ReinvestmentRule | None = None,
                            rule_source: str = "default", level: Level = "practice",
@@ -251,30 +293,9 @@ def freed_resources_report(warehouse: Warehouse, who: Principal, financial_year:
     freed: list[FreedResources] = []
     basis: dict[tuple[str, str], str] = {}
     for year in years:
-        m = latest_month(warehouse, year)
-        if m == 0:
-            continue
-        start = parse_financial_year(year)
-        period = f"{start + (1 if m > 9 else 0)}-{(m + 2) % 12 + 1:02d}"
-        method_here: Method = method
-        try:
-            pos = monthly_position(warehouse, who, period, level=level, method=method_here)
-        except ForecastError:
-            if m != 12:
-                raise
-            pos = monthly_position(warehouse, who, period, level=level, method="run_rate")
-        totals = pos.frame[pos.frame.service_line == "all"]
-        for r in totals.to_dict("records"):
-            code = str(r["code"])
-            if m == 12:
-                outturn, how = int(r["spend_to_date"]), "actual"
-            elif r["forecast_outturn"] is pd.NA or r["forecast_outturn"] is None:
-                raise WarehouseError(f"{level} {code} {year}: no forecast outturn "
-                                     f"({r['forecast_note']}); choose --method run_rate")
-            else:
-                outturn, how = int(r["forecast_outturn"]), f"forecast at month {m} ({method})"
-            freed.append(freed_resources(code, year, int(r["annual_budget"]), outturn, rule))
-            basis[(code, year)] = how
+        for o in year_outturns(warehouse, who, year, level=level, method=method):
+            freed.append(freed_resources(o.code, year, o.budget, o.outturn, rule))
+            basis[(o.code, year)] = o.basis
     ledger = reinvestment_ledger(freed, plans or [], rule)
     by_key = {(f.code, f.financial_year): f for f in freed}
     rows = []
