@@ -133,14 +133,14 @@ def discover(input_dir: Path) -> tuple[dict[str, Path], list[str]]:
         name = entry.name
         if entry.is_dir() and name == REVISIONS_FOLDER:
             inner, skipped = discover(entry)
-            for table, path in inner.items():
-                if table not in TABLES or TABLES[table].load_mode != "append" \
-                        or not TABLES[table].key_columns:
+            for revised, path in inner.items():
+                if revised not in TABLES or TABLES[revised].load_mode != "append" \
+                        or not TABLES[revised].key_columns:
                     raise LoadError(
                         f"{path}: only activity tables with a key can be revised (a revision "
                         "replaces the stored row with the same key); "
-                        f"{table} cannot be")
-                found[f"{REVISIONS_FOLDER}/{table}"] = path
+                        f"{revised} cannot be")
+                found[f"{REVISIONS_FOLDER}/{revised}"] = path
             ignored += [f"{REVISIONS_FOLDER}/{x}" for x in skipped]
             continue
         table = None
