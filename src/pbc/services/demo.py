@@ -235,7 +235,7 @@ def _play_months(warehouse: Warehouse, who: Principal, deliveries: list[Path],
     table = RichTable(title=f"{PLAYED_YEAR} as it happens: each delivery loaded, priced, the "
                       "position shown and frozen (commissioner, all lines)")
     for col in ("delivery", "rows", "revised", "position at", "spend to date",
-                "budget to date", "variance", "forecast outturn", "restated so far"):
+                "budget to date", "variance", "forecast outturn"):
         table.add_column(col, justify="left" if col in ("delivery", "position at")
                          else "right")
     period = ""
@@ -248,14 +248,10 @@ def _play_months(warehouse: Warehouse, who: Principal, deliveries: list[Path],
             period = f"{year - (month == 1)}-{(month - 2) % 12 + 1:02d}"  # the month before
             pos = monthly_position(warehouse, who, period, level="commissioner").frame
             total = pos[pos.service_line == "all"].iloc[0]
-            restated = restatements(warehouse, who, period).frame
-            change = restated[(restated.level == "commissioner")
-                              & (restated.service_line == "all")].difference.sum()
             freeze_month(warehouse, who, period)
             table.add_row(folder.name, f"{report.rows_in:,}", f"{report.rows_replaced:,}",
                           period, _pounds(total.spend_to_date), _pounds(total.budget_to_date),
-                          _pounds(total.variance), _pounds(total.forecast_outturn),
-                          _pounds(change))
+                          _pounds(total.variance), _pounds(total.forecast_outturn))
         cb("done", len(deliveries), len(deliveries))
     console.print(table)
     restated = restatements(warehouse, who, period).frame

@@ -133,6 +133,7 @@ def split_into_deliveries(out: Path, *, seed: int, last_start_year: int) -> Deli
         shutil.move(str(out / "tariff_settings.toml"), first_dir / "tariff_settings.toml")
     con = duckdb.connect()
     try:
+        con.execute("SET enable_progress_bar = false")
         con.execute("SET preserve_insertion_order = true")
         for name in DELIVERED:
             found = _source(out, name)
