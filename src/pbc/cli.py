@@ -113,6 +113,10 @@ def synth(
         help="Multiply every practice's list size (e.g. 0.1 with --nhse-file: all of "
              "England's practices at a tenth of the patients).")] = 1.0,
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    deliveries: Annotated[str, typer.Option(
+        help="none: one file per table; monthly: delivery folders OUT/deliveries/YYYY-MM "
+             "as a provider sends them (rows 1-3 months late, a few revised; "
+             "docs/deliveries.md).")] = "none",
 ) -> None:
     """Generate a synthetic health economy: every input table of the data contract."""
     from pbc.synth import SynthConfig, generate
@@ -130,6 +134,7 @@ def synth(
             practices=practices, groups=groups, local_authorities=local_authorities, seed=seed,
             years=years, start_year=start_year, fault_rate=fault_rate,
             nhse_file=nhse_file, icb=icb, format=fmt, list_scale=list_scale,
+            deliveries=deliveries,
         )
         t0 = time.perf_counter()
         with progress_bar("synth") as cb:
@@ -153,6 +158,12 @@ def _print_synth(summary: Any, out: Path, seconds: float) -> None:
     if summary.unattributed:
         un = ", ".join(f"{t} {n:,}" for t, n in sorted(summary.unattributed.items()))
         console.print(f"activity with a blank or unknown practice (valid, unattributed): {un}")
+    if summary.deliveries:
+        console.print(
+            f"{len(summary.deliveries)} monthly deliveries in {out / 'deliveries'} "
+            f"({summary.deliveries[0]} to {summary.deliveries[-1]}; {summary.revisions:,} rows "
+            "revised in a later delivery's revisions/ folder): load them in order, e.g. "
+            f"for d in {out / 'deliveries'}/*/; do pbc load \"$d\"; done")
 
 
 # ---------------------------------------------------------------------- load

@@ -83,8 +83,8 @@ def _altered(table: Table, types: dict[str, str]) -> dict[str, str]:
         col = "treatment_function_code"
     elif table.name == "prescribing":
         cost = "TRY_CAST(CAST(actual_cost AS VARCHAR) AS DECIMAL(18,2))"
-        return {"actual_cost": same("actual_cost", f"coalesce(CAST(round({cost} * 1.1, 2) "
-                                                   "AS DECIMAL(18,2)), actual_cost)")}
+        raised = f"CAST(CAST(round({cost} * 1.1, 2) AS DECIMAL(18,2)) AS {types['actual_cost']})"
+        return {"actual_cost": f"coalesce({raised}, actual_cost)"}
     else:
         return {}
     other = f"lag({q(col)}) OVER (ORDER BY __pos)"
@@ -108,7 +108,7 @@ def _reader(path: Path, ext: str) -> str:
         return f"read_parquet({lit(target)})"
     return (f"read_csv({lit(target)}, all_varchar = true, header = true, delim = ',', "
             "quote = '\"', escape = '\"', auto_detect = false, "
-            f"columns = {{{{COLUMNS}}}})")
+            "columns = __COLUMNS__)")
 
 
 def split_into_deliveries(out: Path, *, seed: int, last_start_year: int) -> DeliveriesSummary:
@@ -155,7 +155,7 @@ def _split_table(con: duckdb.DuckDBPyConnection, table: Table, path: Path, ext: 
                  summary: DeliveriesSummary) -> None:
     cols = [c.name for c in table.columns]
     reader = _reader(path, ext).replace(
-        "{{COLUMNS}}", ", ".join(f"{lit(c)}: 'VARCHAR'" for c in cols))
+        "__COLUMNS__", "{" + ", ".join(f"{lit(c)}: 'VARCHAR'" for c in cols) + "}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE src AS SELECT row_number() OVER () AS __pos, "
                 f"{', '.join(q(c) for c in cols)} FROM {reader}")
     types = {str(r[0]): str(r[1]) for r in con.execute("DESCRIBE src").fetchall()}
