@@ -118,71 +118,75 @@ def _allowed(who: Principal, commissioner: str) -> tuple[Level, str] | None:
                        "its own, the commissioner all")
 
 
-def _reasons(warehouse: Warehouse, financial_year: str, month: int, commissioner: str,
-             since: int) -> pd.DataFrame:
-    """Per (level, code, service_line) cell of months 1..``month``: whether it holds rows
-    first loaded after warehouse version ``since`` (late) and rows a revision loaded after
-    it replaced (revised)."""
-    con = warehouse.connect()
-    try:
-        parts = []
-        for kind, table, ident in SOURCES:
-            if not warehouse.has_table(table):
-                continue
-            cols = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
-            version = "_load_version" if "_load_version" in cols else "CAST(NULL AS INTEGER)"
-            parts.append(f"SELECT '{kind}' AS activity_type, {ident} AS activity_id, "
-                         f"{version} AS v FROM {table}")
-        if not parts:
-            return pd.DataFrame(columns=["level", "code", "service_line", "late", "revised"])
-        revised = "SELECT NULL AS activity_type, NULL AS activity_id, NULL AS v, NULL AS r " \
-                  "WHERE FALSE"
-        if warehouse.has_table("revisions"):
-            kinds = " ".join(f"WHEN {lit(t)} THEN {lit(k)}" for k, t, _ in SOURCES)
-            revised = (f"SELECT CASE source_table {kinds} END AS activity_type, "
-                       "replace(key, chr(31), '/') AS activity_id, "
-                       "min(replaced_load_version) AS v, max(load_version) AS r "
-                       "FROM revisions GROUP BY ALL")
-        sql = f"""
-            WITH prov AS ({' UNION ALL '.join(parts)}),
-            rev AS ({revised}),
-            rows_ AS (
-              SELECT p.practice_code, p.group_code, p.commissioner_code, p.attributed,
-                     p.service_line,
-                     least(coalesce(pv.v, 2147483647), coalesce(rv.v, 2147483647)) AS first_v,
-                     coalesce(rv.r, 0) AS last_revised
-              FROM (SELECT *, CASE WHEN activity_type = 'prescribing' THEN
-                             array_to_string(string_split(activity_id, '/')[1:3], '/')
-                             ELSE activity_id END AS source_key
-                    FROM priced_activity) p
-              LEFT JOIN (SELECT activity_type, activity_id, max(v) AS v FROM prov
-                         GROUP BY ALL) pv
-                ON pv.activity_type = p.activity_type AND pv.activity_id = p.source_key
-              LEFT JOIN rev rv ON rv.activity_type = p.activity_type
-                AND rv.activity_id = p.source_key
-              WHERE p.financial_year = {lit(financial_year)} AND p.month <= {int(month)}
-                AND p.price IS NOT NULL AND p.commissioner_code = {lit(commissioner)}),
-            flagged AS (
-              SELECT *, first_v <> 2147483647 AND first_v > {int(since)} AS late,
-                     NOT (first_v <> 2147483647 AND first_v > {int(since)})
-                       AND last_revised > {int(since)} AS revised
-              FROM rows_)
-            SELECT 'practice' AS level, practice_code AS code, service_line,
-                   bool_or(late) AS late, bool_or(revised) AS revised
-            FROM flagged WHERE attributed AND practice_code IS NOT NULL
-            GROUP BY GROUPING SETS ((practice_code, service_line), (practice_code))
-            UNION ALL
-            SELECT 'group', group_code, service_line, bool_or(late), bool_or(revised)
-            FROM flagged WHERE attributed AND group_code IS NOT NULL
-            GROUP BY GROUPING SETS ((group_code, service_line), (group_code))
-            UNION ALL
-            SELECT 'commissioner', commissioner_code, service_line, bool_or(late),
-                   bool_or(revised)
-            FROM flagged GROUP BY GROUPING SETS ((commissioner_code, service_line),
-                                                 (commissioner_code))"""
-        frame: pd.DataFrame = con.execute(sql).df()
-    finally:
-        con.close()
+def _provenance(con: Any, warehouse: Warehouse, financial_year: str) -> None:
+    """Temp table ``__provenance``: each priced row of the year with its holders, service
+    line, month, the warehouse version its key was first loaded in (``first_v``) and the
+    last version in which a revision replaced it (``last_revised``, 0: never)."""
+    parts = []
+    for kind, table, ident in SOURCES:
+        if not warehouse.has_table(table):
+            continue
+        cols = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+        version = "_load_version" if "_load_version" in cols else "CAST(NULL AS INTEGER)"
+        parts.append(f"SELECT '{kind}' AS activity_type, {ident} AS activity_id, "
+                     f"{version} AS v FROM {table}")
+    if not parts:
+        parts.append("SELECT NULL AS activity_type, NULL AS activity_id, "
+                     "CAST(NULL AS INTEGER) AS v WHERE FALSE")
+    revised = ("SELECT NULL AS activity_type, NULL AS activity_id, CAST(NULL AS INTEGER) AS v,"
+               " CAST(NULL AS INTEGER) AS r WHERE FALSE")
+    if warehouse.has_table("revisions"):
+        kinds = " ".join(f"WHEN {lit(t)} THEN {lit(k)}" for k, t, _ in SOURCES)
+        revised = (f"SELECT CASE source_table {kinds} END AS activity_type, "
+                   "replace(key, chr(31), '/') AS activity_id, "
+                   "min(replaced_load_version) AS v, max(load_version) AS r "
+                   "FROM revisions GROUP BY ALL")
+    never = 2147483647
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE __provenance AS
+        WITH prov AS (SELECT activity_type, activity_id, max(v) AS v
+                      FROM ({' UNION ALL '.join(parts)}) GROUP BY ALL),
+        rev AS ({revised})
+        SELECT p.practice_code, p.group_code, p.commissioner_code, p.attributed,
+               p.service_line, p.month,
+               nullif(least(coalesce(pv.v, {never}), coalesce(rv.v, {never})), {never})
+                 AS first_v,
+               coalesce(rv.r, 0) AS last_revised
+        FROM (SELECT *, CASE WHEN activity_type = 'prescribing' THEN
+                     array_to_string(string_split(activity_id, '/')[1:3], '/')
+                     ELSE activity_id END AS source_key
+              FROM priced_activity
+              WHERE financial_year = {lit(financial_year)} AND price IS NOT NULL) p
+        LEFT JOIN prov pv ON pv.activity_type = p.activity_type
+          AND pv.activity_id = p.source_key
+        LEFT JOIN rev rv ON rv.activity_type = p.activity_type
+          AND rv.activity_id = p.source_key""")
+
+
+def _reasons(con: Any, month: int, commissioner: str, since: int) -> pd.DataFrame:
+    """Per (level, code, service_line) cell of months 1..``month`` (from
+    ``__provenance``): whether it holds rows first loaded after warehouse version ``since``
+    (late) and rows loaded by then that a revision after it replaced (revised)."""
+    late = f"(first_v IS NOT NULL AND first_v > {int(since)})"
+    sql = f"""
+        WITH flagged AS (
+          SELECT *, {late} AS late, NOT {late} AND last_revised > {int(since)} AS revised
+          FROM __provenance
+          WHERE month <= {int(month)} AND commissioner_code = {lit(commissioner)})
+        SELECT 'practice' AS level, practice_code AS code, service_line,
+               bool_or(late) AS late, bool_or(revised) AS revised
+        FROM flagged WHERE attributed AND practice_code IS NOT NULL
+        GROUP BY GROUPING SETS ((practice_code, service_line), (practice_code))
+        UNION ALL
+        SELECT 'group', group_code, service_line, bool_or(late), bool_or(revised)
+        FROM flagged WHERE attributed AND group_code IS NOT NULL
+        GROUP BY GROUPING SETS ((group_code, service_line), (group_code))
+        UNION ALL
+        SELECT 'commissioner', commissioner_code, service_line, bool_or(late),
+               bool_or(revised)
+        FROM flagged GROUP BY GROUPING SETS ((commissioner_code, service_line),
+                                             (commissioner_code))"""
+    frame: pd.DataFrame = con.execute(sql).df()
     frame["service_line"] = frame["service_line"].fillna(TOTAL)
     return frame
 
@@ -196,27 +200,34 @@ def restatements(warehouse: Warehouse, who: Principal, period: str) -> Restateme
         stored = {f.id: store.frozen_rows(f.id) for f in frozen}
     version = int(warehouse.manifest()["version"])
     out = []
-    for f in frozen:
-        only = _allowed(who, f.commissioner_code)
-        old = pd.DataFrame(stored[f.id])
-        levels = LEVELS if only is None else (only[0],)
-        current = []
-        for level in levels:
-            pos = monthly_position(warehouse, who, f.period, level=level,
-                                   method=cast(Method, f.forecast_method),
-                                   version=f.budget_version)
-            current.append(pos.frame)
-        new = pd.concat(current, ignore_index=True)
-        if only is not None:
-            old = old[(old.level == only[0]) & (old.code == only[1])]
-        reasons = _reasons(warehouse, fy, f.month, f.commissioner_code, f.warehouse_version)
-        changed = restate(old, new, reasons)
-        changed.insert(0, "period", f.period)
-        changed.insert(0, "frozen_month", f.month)
-        changed.insert(0, "financial_year", fy)
-        changed["frozen_warehouse_version"] = f.warehouse_version
-        changed["budget_version"] = f.budget_version
-        out.append(changed[COLUMNS])
+    con = warehouse.connect() if frozen else None
+    try:
+        if con is not None:
+            _provenance(con, warehouse, fy)
+        for f in frozen:
+            only = _allowed(who, f.commissioner_code)
+            old = pd.DataFrame(stored[f.id])
+            levels = LEVELS if only is None else (only[0],)
+            current = []
+            for level in levels:
+                pos = monthly_position(warehouse, who, f.period, level=level,
+                                       method=cast(Method, f.forecast_method),
+                                       version=f.budget_version)
+                current.append(pos.frame)
+            new = pd.concat(current, ignore_index=True)
+            if only is not None:
+                old = old[(old.level == only[0]) & (old.code == only[1])]
+            reasons = _reasons(con, f.month, f.commissioner_code, f.warehouse_version)
+            changed = restate(old, new, reasons)
+            changed.insert(0, "period", f.period)
+            changed.insert(0, "frozen_month", f.month)
+            changed.insert(0, "financial_year", fy)
+            changed["frozen_warehouse_version"] = f.warehouse_version
+            changed["budget_version"] = f.budget_version
+            out.append(changed[COLUMNS])
+    finally:
+        if con is not None:
+            con.close()
     frame = (pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=COLUMNS))
     return Restatements(frame, fy, month, period, frozen, version)
 
