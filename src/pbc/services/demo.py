@@ -147,14 +147,14 @@ def run_demo(
                       f"{played.version}); now the year as it happens:")
         _play_months(warehouse, who, deliveries[1:1 + DEMO_MONTHS], console, progress)
 
-    with timed("load"), progress("the rest of the year's deliveries") as cb:
+    with timed("load rest"), progress("the rest of the year's deliveries") as cb:
         rest = deliveries[1 + DEMO_MONTHS:]
         for i, folder in enumerate(rest):
             cb(folder.name, i, len(rest))
             load(folder, warehouse)
         cb("done", len(rest), len(rest))
     _print_reconciliation(warehouse, console, "load")
-    with timed("price"), progress("price the whole year") as cb:
+    with timed("price year"), progress("price the whole year") as cb:
         cb("price", 0, 1)
         priced = run_pricing(warehouse)
         cb("price", 1, 1)
