@@ -13,7 +13,7 @@ PYTEST_WORKERS ?= 2
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
-demo: $(CORE) ## Synthesise a health economy, load it, run every stage (PBC_DEMO_NO_SERVE=1: no web app)
+demo: $(CORE) ## Synthesise a health economy, play six months of deliveries (position, freeze, restatements), run every stage (PBC_DEMO_NO_SERVE=1: no web app)
 	$(BIN)/pbc demo
 
 test: $(DEV) ## Lint, type-check and run the whole test suite

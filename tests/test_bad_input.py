@@ -290,6 +290,17 @@ REFUSED = [
     Refused("column _source (pbc's own)",
             r"prescribing\.csv: column '_source' is reserved",
             _csv("prescribing", _with_column("prescribing", "_source"))),
+    Refused("column _load_version (pbc's provenance)",
+            r"apc_spells\.csv: column '_load_version' is reserved",
+            _csv("apc_spells", _with_column("apc_spells", "_load_version", "3"))),
+    Refused("column _delivery (pbc's provenance)",
+            r"op_attendances\.csv: column '_delivery' is reserved",
+            _csv("op_attendances", _with_column("op_attendances", "_delivery", "2025-11"))),
+    Refused("a reference table in revisions/",
+            r"revisions/practices\.csv: only activity tables with a key can be revised .* "
+            r"practices cannot be",
+            lambda folder: _csv("practices", [dict(r) for r in VALID["practices"]])(
+                folder / "revisions").parent),
     Refused("column __f (loader's own)", r"apc_spells\.csv: column '__f' is reserved",
             _csv("apc_spells", _with_column("apc_spells", "__f"))),
     Refused("reserved column in Parquet",

@@ -122,6 +122,10 @@ def synth(
         help="Multiply every practice's list size (e.g. 0.1 with --nhse-file: all of "
              "England's practices at a tenth of the patients).")] = 1.0,
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    deliveries: Annotated[str, typer.Option(
+        help="none: one file per table; monthly: delivery folders OUT/deliveries/YYYY-MM "
+             "as a provider sends them (rows 1-3 months late, a few revised; "
+             "docs/deliveries.md).")] = "none",
 ) -> None:
     """Generate a synthetic health economy: every input table of the data contract."""
     from pbc.synth import SynthConfig, generate
@@ -139,6 +143,7 @@ def synth(
             practices=practices, groups=groups, local_authorities=local_authorities, seed=seed,
             years=years, start_year=start_year, fault_rate=fault_rate,
             nhse_file=nhse_file, icb=icb, format=fmt, list_scale=list_scale,
+            deliveries=deliveries,
         )
         t0 = time.perf_counter()
         with progress_bar("synth") as cb:
@@ -163,6 +168,12 @@ def _print_synth(summary: Any, out: Path, seconds: float) -> None:
     if summary.unattributed:
         un = ", ".join(f"{t} {n:,}" for t, n in sorted(summary.unattributed.items()))
         console.print(f"activity with a blank or unknown practice (valid, unattributed): {un}")
+    if summary.deliveries:
+        console.print(
+            f"{len(summary.deliveries)} monthly deliveries in {out / 'deliveries'} "
+            f"({summary.deliveries[0]} to {summary.deliveries[-1]}; {summary.revisions:,} rows "
+            "revised in a later delivery's revisions/ folder): load them in order, e.g. "
+            f"for d in {out / 'deliveries'}/*/; do pbc load \"$d\"; done")
 
 
 # ---------------------------------------------------------------------- load
@@ -797,10 +808,20 @@ def budgets_needs(
 
 
 # ---------------------------------------------------------------------- monitoring
-@app.command()
+monitor_app = typer.Typer(
+    help="Monthly position against budget; freeze a month; restatements of frozen months.")
+app.add_typer(monitor_app, name="monitor")
+
+
+def _money(v: Any) -> str:
+    return "-" if v is None else f"£{v:,.2f}"
+
+
+@monitor_app.callback(invoke_without_command=True)
 def monitor(
-    month: Annotated[str, typer.Option(help="Calendar month, e.g. 2025-09 (position at its "
-                                             "end).")],
+    ctx: typer.Context,
+    month: Annotated[str | None, typer.Option(help="Calendar month, e.g. 2025-09 (position "
+                                                    "at its end).")] = None,
     warehouse: WarehouseOpt = Path("warehouse"),
     level: Annotated[str, typer.Option(help="practice, group or commissioner.")] = "practice",
     method: Annotated[str, typer.Option(
@@ -816,17 +837,24 @@ def monitor(
              "commissioner), else a folder with one pack per holder.")] = None,
     acting_as: AsOpt = None,
 ) -> None:
-    """Spend to date against the phased budget, variance and forecast outturn."""
+    """Spend to date against the phased budget, variance and forecast outturn (and the
+    restatements of earlier frozen months). Subcommands: freeze, restatements."""
+    if ctx.invoked_subcommand is not None:
+        return
     from pbc.monitoring.forecast import METHODS
     from pbc.monitoring.position import LEVELS, TOTAL, in_pounds
     from pbc.services.monitoring import monthly_position
 
     with user_errors():
+        if month is None:
+            raise UserError("pbc monitor needs --month YYYY-MM (or a subcommand: freeze, "
+                            "restatements)")
         if level not in LEVELS:
             raise UserError(f"--level must be one of {', '.join(LEVELS)}, not {level!r}")
         if method not in METHODS:
             raise UserError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
-        pos = monthly_position(Warehouse(warehouse), _principal(warehouse, acting_as), month,
+        who = _principal(warehouse, acting_as)
+        pos = monthly_position(Warehouse(warehouse), who, month,
                                level=level, method=method, version=version)
         frame = in_pounds(pos.frame)
         if csv is not None:
@@ -839,14 +867,10 @@ def monitor(
                     "annual budget"):
             table.add_column(col, justify="left" if col == level else "right")
         totals = frame[frame.service_line == TOTAL]
-
-        def money(v: Any) -> str:
-            return "-" if v is None else f"£{v:,.2f}"
-
         for r in totals.to_dict("records"):
-            table.add_row(str(r["code"]), money(r["budget_to_date"]), money(r["spend_to_date"]),
-                          money(r["variance"]), money(r["forecast_outturn"]),
-                          money(r["annual_budget"]))
+            table.add_row(str(r["code"]), _money(r["budget_to_date"]),
+                          _money(r["spend_to_date"]), _money(r["variance"]),
+                          _money(r["forecast_outturn"]), _money(r["annual_budget"]))
         console.print(table)
         notes = sorted({n for n in pos.frame.forecast_note if n})
         for n in notes:
@@ -854,16 +878,115 @@ def monitor(
         if csv is not None:
             console.print(f"wrote {csv} ({len(frame):,} rows: every holder and service line, "
                           "'all' is the total)")
+        _print_restatements(Warehouse(warehouse), who, month, level=level, limit=10,
+                            quiet_when_none=True)
         if xlsx is not None:
             from pbc.reports.monitoring_pack import write_packs
             from pbc.services.monitoring_pack import build_packs
 
             wh = Warehouse(warehouse)
-            packs = build_packs(wh, _principal(warehouse, acting_as), month, level=level,
-                                method=method, version=version)
+            packs = build_packs(wh, who, month, level=level, method=method,
+                                version=version, restatements=_pack_restatements(wh, who, month))
             written = write_packs(packs, xlsx, source=f"pbc warehouse {wh.root}")
             console.print(f"wrote {len(packs.packs):,} monitoring pack(s) "
                           f"({len(written):,} files) to {xlsx}")
+
+
+def _pack_restatements(wh: Warehouse, who: Any, month: str) -> Any:
+    """The restatements of the frozen months up to ``month``, as the pack's table."""
+    from pbc.services.freeze import restatements
+
+    frame = restatements(wh, who, month).frame
+    return frame.assign(month=frame["frozen_month"]) if len(frame) else None
+
+
+def _print_restatements(wh: Warehouse, who: Any, month: str, *, level: str | None,
+                        limit: int | None, quiet_when_none: bool) -> Any:
+    """Show the restatements of the frozen months up to ``month`` (totals at ``level``,
+    or every row when ``level`` is None); returns the report."""
+    from pbc.monitoring.position import TOTAL, in_pounds
+    from pbc.monitoring.restatement import MONEY_COLUMNS
+    from pbc.services.freeze import restatements
+
+    report = restatements(wh, who, month)
+    if not report.frozen:
+        if not quiet_when_none:
+            console.print(f"no month of {report.financial_year} up to {month} is frozen "
+                          "(pbc monitor freeze --month YYYY-MM)")
+        return report
+    frame = in_pounds(report.frame, MONEY_COLUMNS)
+    frozen = ", ".join(f.period for f in report.frozen)
+    if frame.empty:
+        console.print(f"frozen months {frozen}: current data restate nothing")
+        return report
+    shown = frame if level is None else frame[(frame.level == level)
+                                              & (frame.service_line == TOTAL)]
+    table = RichTable(title=f"Restatements of frozen months ({frozen}) on warehouse version "
+                      f"{report.warehouse_version}: spend to date as frozen and now")
+    for col in ("month", "level", "code", "service line", "frozen", "now", "difference",
+                "why"):
+        table.add_column(col, justify="right" if col in ("frozen", "now", "difference")
+                         else "left")
+    rows = shown.to_dict("records")
+    for r in rows[:limit] if limit else rows:
+        table.add_row(str(r["period"]), str(r["level"]), str(r["code"]),
+                      str(r["service_line"]), _money(r["old"]), _money(r["new"]),
+                      _money(r["difference"]), str(r["why"]))
+    console.print(table)
+    if limit and len(rows) > limit:
+        console.print(f"... {len(rows) - limit:,} more at this level")
+    console.print(f"{len(frame):,} restated rows in all (every level and service line): pbc "
+                  f"monitor restatements --month {month} --csv FILE")
+    return report
+
+
+@monitor_app.command("freeze")
+def monitor_freeze(
+    month: Annotated[str, typer.Option(help="Calendar month to freeze, e.g. 2025-09.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    method: Annotated[str, typer.Option(
+        help="Forecast method frozen with the position.")] = "seasonal_run_rate",
+    acting_as: AsOpt = None,
+) -> None:
+    """Publish a month's position (every level, by service line, with its forecast and
+    budget version) in the decision store: kept as shown, never changed. Commissioner
+    only; a month is frozen once."""
+    from pbc.monitoring.forecast import METHODS
+    from pbc.services.freeze import freeze_month
+
+    with user_errors():
+        if method not in METHODS:
+            raise UserError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+        result = freeze_month(Warehouse(warehouse), _principal(warehouse, acting_as), month,
+                              method=method)
+        f = result.freeze
+        console.print(f"froze {f.period} (month {f.month} of {f.financial_year}) for "
+                      f"{f.commissioner_code}: {result.rows:,} rows (practice, group and "
+                      f"commissioner, by service line), budget version {f.budget_version}, "
+                      f"forecast {f.forecast_method}, warehouse version "
+                      f"{f.warehouse_version}, by {f.frozen_by} ({f.frozen_role})")
+
+
+@monitor_app.command("restatements")
+def monitor_restatements(
+    month: Annotated[str, typer.Option(help="Calendar month: the frozen months of its year "
+                                            "up to it are compared.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    csv: Annotated[Path | None, typer.Option(help="Write every restated row as CSV "
+                                                  "(pounds).")] = None,
+    acting_as: AsOpt = None,
+) -> None:
+    """What current data change in each frozen month: old, new, difference and why (late
+    rows, revised rows)."""
+    from pbc.monitoring.position import in_pounds
+    from pbc.monitoring.restatement import COLUMNS, MONEY_COLUMNS
+
+    with user_errors():
+        report = _print_restatements(Warehouse(warehouse), _principal(warehouse, acting_as),
+                                     month, level=None, limit=40, quiet_when_none=False)
+        if csv is not None:
+            in_pounds(report.frame, MONEY_COLUMNS)[COLUMNS].to_csv(csv, index=False)
+            console.print(f"wrote {csv} ({len(report.frame):,} rows)")
 
 
 @app.command("freed-resources")

@@ -79,3 +79,53 @@ class AuditEvent(Base):
     entity: Mapped[str] = mapped_column(String(60))
     entity_id: Mapped[str] = mapped_column(String(60))
     detail: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class MonitoringFreeze(Base):
+    """A month's published monitoring position (``pbc monitor freeze``): kept as it was
+    shown, forever. One per commissioner, financial year and month; never updated.
+
+    ``warehouse_version`` is the warehouse version the figures were computed from (rows
+    loaded by a later version are *late*); ``rows_sha256`` is a hash of the frozen rows,
+    checked whenever they are read."""
+
+    __tablename__ = "monitoring_freezes"
+    __table_args__ = (UniqueConstraint("commissioner_code", "financial_year", "month"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    commissioner_code: Mapped[str] = mapped_column(String(12))
+    financial_year: Mapped[str] = mapped_column(String(7), index=True)
+    month: Mapped[int] = mapped_column(Integer)  # 1 = April
+    period: Mapped[str] = mapped_column(String(7))  # YYYY-MM
+    budget_version: Mapped[int] = mapped_column(Integer)
+    budget_status: Mapped[str] = mapped_column(String(12))
+    forecast_method: Mapped[str] = mapped_column(String(40))
+    warehouse_version: Mapped[int] = mapped_column(Integer)
+    rows_sha256: Mapped[str] = mapped_column(String(64))
+    frozen_by: Mapped[str] = mapped_column(String(100))
+    frozen_role: Mapped[str] = mapped_column(String(60))
+    frozen_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    rows: Mapped[list[FrozenPositionRow]] = relationship(
+        back_populates="freeze", cascade="all, delete-orphan", order_by="FrozenPositionRow.id")
+
+
+class FrozenPositionRow(Base):
+    """One row of a frozen position: (level, code, service_line), money in pence."""
+
+    __tablename__ = "frozen_position_rows"
+    __table_args__ = (UniqueConstraint("freeze_id", "level", "code", "service_line"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    freeze_id: Mapped[int] = mapped_column(ForeignKey("monitoring_freezes.id"), index=True)
+    level: Mapped[str] = mapped_column(String(20))
+    code: Mapped[str] = mapped_column(String(20))
+    service_line: Mapped[str] = mapped_column(String(40))
+    annual_budget: Mapped[int] = mapped_column(BigInteger)
+    budget_to_date: Mapped[int] = mapped_column(BigInteger)
+    spend_to_date: Mapped[int] = mapped_column(BigInteger)
+    variance: Mapped[int] = mapped_column(BigInteger)
+    forecast_outturn: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    forecast_lower: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    forecast_upper: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    forecast_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    freeze: Mapped[MonitoringFreeze] = relationship(back_populates="rows")

@@ -6,6 +6,7 @@ state change is one transaction that also writes its :class:`AuditEvent`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -17,7 +18,14 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from pbc.decisions.models import AuditEvent, BudgetLine, BudgetVersion, utcnow
+from pbc.decisions.models import (
+    AuditEvent,
+    BudgetLine,
+    BudgetVersion,
+    FrozenPositionRow,
+    MonitoringFreeze,
+    utcnow,
+)
 from pbc.services.principal import AccessDenied, Principal
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -34,6 +42,39 @@ class Line:
     budget_pence: int
     fair_share_pence: int | None = None
     historic_pence: int | None = None
+
+
+#: the columns of a frozen position row, in order (money in pence)
+FROZEN_COLUMNS = ("level", "code", "service_line", "annual_budget", "budget_to_date",
+                  "spend_to_date", "variance", "forecast_outturn", "forecast_lower",
+                  "forecast_upper", "forecast_note")
+
+
+@dataclass(frozen=True)
+class Freeze:
+    """A frozen monthly position's header (see :class:`MonitoringFreeze`)."""
+
+    id: int
+    commissioner_code: str
+    financial_year: str
+    month: int
+    period: str
+    budget_version: int
+    budget_status: str
+    forecast_method: str
+    warehouse_version: int
+    frozen_by: str
+    frozen_role: str
+    frozen_at: Any
+
+
+def rows_digest(rows: Iterable[dict[str, Any]]) -> str:
+    """SHA-256 of frozen rows (in order, every column): the seal checked on every read."""
+    h = hashlib.sha256()
+    for row in rows:
+        h.update(json.dumps([row[c] for c in FROZEN_COLUMNS], default=str).encode())
+        h.update(b"\n")
+    return h.hexdigest()
 
 
 def migrate(url: str) -> None:
@@ -180,6 +221,74 @@ class DecisionStore:
             return list(s.scalars(select(BudgetVersion).where(
                 BudgetVersion.financial_year == financial_year).order_by(BudgetVersion.version)))
 
+    # ------------------------------------------------------------------ frozen positions
+    def freeze_position(
+        self, who: Principal, *, commissioner_code: str, financial_year: str, month: int,
+        period: str, budget_version: int, budget_status: str, forecast_method: str,
+        warehouse_version: int, rows: list[dict[str, Any]],
+    ) -> Freeze:
+        """Publish a month's position: stored once, never changed. A second freeze of the
+        same commissioner, year and month is refused (the first one stands; what later
+        data change is shown as restatements)."""
+        _commissioner_only(who, "freeze a monitoring position")
+        if who.organisation != commissioner_code:
+            raise AccessDenied(f"{who} may not freeze commissioner {commissioner_code}'s "
+                               "position")
+        if not rows:
+            raise DecisionError(f"{period}: the position has no rows; nothing to freeze")
+        with self._tx() as s:
+            old = s.scalar(select(MonitoringFreeze).where(
+                MonitoringFreeze.commissioner_code == commissioner_code,
+                MonitoringFreeze.financial_year == financial_year,
+                MonitoringFreeze.month == month))
+            if old is not None:
+                raise DecisionError(
+                    f"{period} ({financial_year} month {month}) was frozen on "
+                    f"{old.frozen_at:%Y-%m-%d %H:%M} by {old.frozen_by} from warehouse "
+                    f"version {old.warehouse_version}; a frozen position is never changed: "
+                    f"pbc monitor restatements --month {period} shows what later data change")
+            freeze = MonitoringFreeze(
+                commissioner_code=commissioner_code, financial_year=financial_year,
+                month=month, period=period, budget_version=budget_version,
+                budget_status=budget_status, forecast_method=forecast_method,
+                warehouse_version=warehouse_version, rows_sha256=rows_digest(rows),
+                frozen_by=who.user or "anonymous",
+                frozen_role=f"{who.role}:{who.organisation}")
+            freeze.rows = [FrozenPositionRow(**{c: r[c] for c in FROZEN_COLUMNS}) for r in rows]
+            s.add(freeze)
+            s.flush()
+            self._audit(s, who, "freeze_position", "monitoring_freeze",
+                        f"{commissioner_code} {period}", warehouse_version=warehouse_version,
+                        budget_version=budget_version, rows=len(rows),
+                        authenticated=who.authenticated, source=who.source)
+            return _freeze(freeze)
+
+    def freezes(self, financial_year: str, commissioner_code: str | None = None
+                ) -> list[Freeze]:
+        """The frozen positions of a year (of one commissioner, or all), by month."""
+        query = select(MonitoringFreeze).where(
+            MonitoringFreeze.financial_year == financial_year)
+        if commissioner_code is not None:
+            query = query.where(MonitoringFreeze.commissioner_code == commissioner_code)
+        with self._session() as s:
+            return [_freeze(f) for f in s.scalars(query.order_by(
+                MonitoringFreeze.month, MonitoringFreeze.commissioner_code))]
+
+    def frozen_rows(self, freeze_id: int) -> list[dict[str, Any]]:
+        """A frozen position's rows, checked against the hash taken when it was frozen
+        (a row altered in the database since is refused, never shown as frozen)."""
+        with self._session() as s:
+            freeze = s.get(MonitoringFreeze, freeze_id)
+            if freeze is None:
+                raise DecisionError(f"no frozen position {freeze_id}")
+            rows = [{c: getattr(r, c) for c in FROZEN_COLUMNS} for r in freeze.rows]
+            if rows_digest(rows) != freeze.rows_sha256:
+                raise DecisionError(
+                    f"the frozen position of {freeze.period} (id {freeze_id}) no longer "
+                    "matches the hash taken when it was frozen: it has been altered in the "
+                    "decision store")
+            return rows
+
     def audit_log(self) -> list[AuditEvent]:
         with self._session() as s:
             return list(s.scalars(select(AuditEvent).order_by(AuditEvent.id)))
@@ -191,6 +300,12 @@ class DecisionStore:
         if v is None:
             raise DecisionError(f"no budget version {version} for {financial_year}")
         return v
+
+
+def _freeze(f: MonitoringFreeze) -> Freeze:
+    return Freeze(f.id, f.commissioner_code, f.financial_year, f.month, f.period,
+                  f.budget_version, f.budget_status, f.forecast_method, f.warehouse_version,
+                  f.frozen_by, f.frozen_role, f.frozen_at)
 
 
 def _commissioner_only(who: Principal, what: str) -> None:

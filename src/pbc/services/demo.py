@@ -3,6 +3,12 @@
 The economy has about 50 practices in 4 groups across 2 local authorities (about 450,000
 patients) and two financial years (2024/25 and 2025/26): case finding needs a year of
 history and a year of outcome, and budgets for 2026/27 start from 2025/26 spend.
+
+The economy arrives as monthly deliveries (``pbc synth --deliveries monthly``): the first
+brings the reference tables and 2024/25; budgets for 2025/26 are set from it; then six
+months of 2025/26 are played as they happen (load the delivery, price, show the position,
+freeze it), so later deliveries restate the frozen months (late and revised rows), and the
+freed-resources forecast is shown; the rest of the year is then loaded for the stages after.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+import pandas as pd
 from rich.console import Console
 from rich.table import Table as RichTable
 
@@ -32,6 +39,11 @@ DEMO_INDICATORS = ("emergency_admissions", "chronic_acsc_admissions", "day_case_
                    "outpatient_follow_up_ratio", "ae_attendances",
                    "prescribing_cost_per_weighted_patient")
 POLICY = Path(__file__).resolve().parents[1] / "reference" / "budgets" / "demo_policy.toml"
+#: the policy of the year the demo plays month by month
+PLAYED_POLICY = POLICY.with_name("demo_policy_2025_26.toml")
+PLAYED_YEAR = "2025-26"
+#: months of the played year whose deliveries are loaded, priced, shown and frozen one by one
+DEMO_MONTHS = 6
 
 
 #: warnings known to come from pinned dependencies, each with why it is harmless (the test
@@ -104,26 +116,49 @@ def run_demo(
     with timed("synthesise"), progress("1. synthesise a health economy") as cb:
         summary = generate(SynthConfig(
             practices=practices, groups=DEMO_GROUPS, local_authorities=DEMO_LOCAL_AUTHORITIES,
-            seed=seed, years=DEMO_YEARS, start_year=DEMO_START_YEAR), inputs, progress=cb)
+            seed=seed, years=DEMO_YEARS, start_year=DEMO_START_YEAR,
+            deliveries="monthly"), inputs, progress=cb)
+    deliveries = [inputs / "deliveries" / name for name in summary.deliveries]
     console.print(f"  {summary.practices:,} practices, {summary.patients:,} patients, "
-                  f"{sum(summary.rows.values()):,} rows in {inputs}")
+                  f"{sum(summary.rows.values()):,} rows in {len(deliveries)} monthly "
+                  f"deliveries ({deliveries[0].name} to {deliveries[-1].name}; "
+                  f"{summary.revisions:,} rows revised on the way) in {inputs / 'deliveries'}")
 
     warehouse = Warehouse(wdir)
-    with timed("load"), progress("2. validate and load") as cb:
-        report = load(inputs, warehouse, progress=cb)
+    with timed("load"), progress(f"2. validate and load the first delivery "
+                                 f"({deliveries[0].name})") as cb:
+        report = load(deliveries[0], warehouse, progress=cb)
     console.print(f"  {report.rows_in:,} rows in, {report.rows_quarantined:,} quarantined "
                   f"(warehouse version {report.version}{'' if report.changed else ', unchanged'})")
-    _print_reconciliation(warehouse, console, "load")
 
     from pbc.services.pricing import run_pricing
 
     with timed("price"), progress("3. price at the national tariff and attribute") as cb:
         cb("price", 0, 1)
+        run_pricing(warehouse)
+        cb("price", 1, 1)
+
+    from pbc.services.budgets import set_indicative_budgets
+
+    with timed("play"):
+        played = set_indicative_budgets(warehouse, PLAYED_POLICY, who,
+                                        reason="demo: the year played month by month")
+        console.print(f"  budgets for {PLAYED_YEAR} set from 2024-25 spend (version "
+                      f"{played.version}); now the year as it happens:")
+        _play_months(warehouse, who, deliveries[1:1 + DEMO_MONTHS], console, progress)
+
+    with timed("load rest"), progress("the rest of the year's deliveries") as cb:
+        rest = deliveries[1 + DEMO_MONTHS:]
+        for i, folder in enumerate(rest):
+            cb(folder.name, i, len(rest))
+            load(folder, warehouse)
+        cb("done", len(rest), len(rest))
+    _print_reconciliation(warehouse, console, "load")
+    with timed("price year"), progress("price the whole year") as cb:
+        cb("price", 0, 1)
         priced = run_pricing(warehouse)
         cb("price", 1, 1)
     _print_pricing(priced, console)
-
-    from pbc.services.budgets import set_indicative_budgets
 
     with timed("budgets"), progress("4. set indicative budgets") as cb:
         cb("budgets", 0, 1)
@@ -185,6 +220,64 @@ def run_demo(
     console.print(f"                .venv/bin/pbc export quarantine --warehouse {wdir} "
                   f"--out {out / 'quarantine.csv'} --as commissioner_data:{DEMO_COMMISSIONER}")
     console.print("  timings:      " + ", ".join(f"{n} {s:.1f} s" for n, s in timings))
+
+
+def _play_months(warehouse: Warehouse, who: Principal, deliveries: list[Path],
+                 console: Console, progress: ProgressFactory) -> None:
+    """Load each delivery, price, show the commissioner's position at the end of the month
+    the delivery reports on, and freeze it; then show what the later deliveries restated
+    and the freed-resources forecast."""
+    from pbc.services.freeze import freeze_month, restatements
+    from pbc.services.monitoring import freed_resources_report, monthly_position
+    from pbc.services.pricing import run_pricing
+    from pbc.warehouse.load import load
+
+    table = RichTable(title=f"{PLAYED_YEAR} as it happens: each delivery loaded, priced, the "
+                      "position shown and frozen (commissioner, all lines)")
+    for col in ("delivery", "rows", "revised", "position at", "spend to date",
+                "budget to date", "variance", "forecast outturn"):
+        table.add_column(col, justify="left" if col in ("delivery", "position at")
+                         else "right")
+    period = ""
+    with progress(f"play {PLAYED_YEAR} month by month") as cb:
+        for i, folder in enumerate(deliveries):
+            cb(folder.name, i, len(deliveries))
+            report = load(folder, warehouse)
+            run_pricing(warehouse)
+            year, month = int(folder.name[:4]), int(folder.name[5:])
+            period = f"{year - (month == 1)}-{(month - 2) % 12 + 1:02d}"  # the month before
+            pos = monthly_position(warehouse, who, period, level="commissioner").frame
+            total = pos[pos.service_line == "all"].iloc[0]
+            freeze_month(warehouse, who, period)
+            table.add_row(folder.name, f"{report.rows_in:,}", f"{report.rows_replaced:,}",
+                          period, _pounds(total.spend_to_date), _pounds(total.budget_to_date),
+                          _pounds(total.variance), _pounds(total.forecast_outturn))
+        cb("done", len(deliveries), len(deliveries))
+    console.print(table)
+    restated = restatements(warehouse, who, period).frame
+    shown = restated[(restated.level == "commissioner") & (restated.service_line == "all")]
+    rtable = RichTable(title=f"Restatements of the frozen months at {period}: spend to date "
+                       "as frozen and now (commissioner, all lines); every level and line: "
+                       f"pbc monitor restatements --month {period}")
+    for col in ("frozen month", "frozen", "now", "difference", "why"):
+        rtable.add_column(col, justify="left" if col in ("frozen month", "why") else "right")
+    for r in shown.itertuples():
+        rtable.add_row(str(r.period), _pounds(r.old), _pounds(r.new), _pounds(r.difference),
+                       str(r.why))
+    console.print(rtable)
+    console.print(f"  {len(restated):,} restated rows in all (practice, group and "
+                  "commissioner, by service line); no frozen figure was changed")
+    freed = freed_resources_report(warehouse, who, PLAYED_YEAR).frame
+    console.print(f"  freed resources forecast for {PLAYED_YEAR} ({freed.outturn_basis.iloc[0]}"
+                  f"): {int((freed.freed > 0).sum())} of {len(freed)} practices free "
+                  f"{_pounds(freed.freed.sum())}, of which {_pounds(freed.reinvestable.sum())} "
+                  "is reinvestable (70%)")
+
+
+def _pounds(pence: object) -> str:
+    if pence is None or pence is pd.NA:
+        return "-"
+    return f"£{int(pence) / 100:,.0f}"  # type: ignore[call-overload]
 
 
 def _auc(v: dict) -> str:

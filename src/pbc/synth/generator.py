@@ -76,8 +76,12 @@ class SynthConfig:
     threads: int | None = None
     chunk_patients: int = 2_000_000
     list_scale: float = 1.0
+    #: ``none``: one file per table; ``monthly``: delivery folders (pbc.synth.deliveries)
+    deliveries: str = "none"
 
     def __post_init__(self) -> None:
+        if self.deliveries not in ("none", "monthly"):
+            raise ValueError(f"deliveries must be none or monthly, not {self.deliveries!r}")
         if self.format not in ("parquet", "csv"):
             raise ValueError(f"format must be parquet or csv, not {self.format!r}")
         if not 0 <= self.fault_rate < 0.5:
@@ -106,6 +110,9 @@ class SynthSummary:
     seconds: float
     faults: dict[str, int] = field(default_factory=dict)
     unattributed: dict[str, int] = field(default_factory=dict)
+    #: delivery folders (``--deliveries monthly``), in order, and the rows revised in them
+    deliveries: list[str] = field(default_factory=list)
+    revisions: int = 0
 
 
 # ------------------------------------------------------------------ organisations
@@ -1320,6 +1327,14 @@ def generate(cfg: SynthConfig, out: Path, progress: Progress | None = None) -> S
                 "parts": len(chunks) if parted else 1,
                 "financial_years": [f"{y}/{(y + 1) % 100:02d}" for y in
                                     range(cfg.start_year, last_start + 1)]}
+    if cfg.deliveries == "monthly":
+        from pbc.synth.deliveries import split_into_deliveries
+
+        split = split_into_deliveries(out, seed=cfg.seed, last_start_year=last_start)
+        manifest["deliveries"] = {"folders": [f.name for f in split.folders],
+                                  "rows": split.rows, "revisions": split.revisions}
+        summary.deliveries = [f.name for f in split.folders]
+        summary.revisions = sum(sum(v.values()) for v in split.revisions.values())
     (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     if progress:
         progress("done", len(steps), len(steps))

@@ -55,8 +55,18 @@ QUARANTINE_COLUMNS = (
 )
 RECONCILIATION_COLUMNS = (
     "stage", "source_table", "source_file", "rows_in", "rows_accepted", "rows_quarantined",
-    "money_in", "money_out", "money_unattributed", "recorded_at",
+    "money_in", "money_out", "money_unattributed", "recorded_at", "rows_replaced",
 )
+#: the history of rows replaced by a revision (docs/deliveries.md)
+REVISION_COLUMNS = (
+    "source_table", "key", "replaced_source", "replaced_load_version", "replaced_row",
+    "revision_source", "revision_file", "load_version", "revised_at",
+)
+#: the folder of a delivery that holds resubmitted rows (original or replacement)
+REVISIONS_FOLDER = "revisions"
+#: provenance columns of every accepted row: the source file (first 12 hex digits of its
+#: SHA-256), the delivery folder and the warehouse version the load created
+PROVENANCE_COLUMNS = ("_source", "_delivery", "_load_version")
 
 
 class LoadError(WarehouseError):
@@ -67,7 +77,7 @@ class LoadError(WarehouseError):
 class TableLoad:
     table: str
     source_file: str
-    status: str  # loaded | replaced | unchanged
+    status: str  # loaded | replaced | revised | unchanged
     rows_in: int = 0
     rows_accepted: int = 0
     rows_quarantined: int = 0
@@ -77,6 +87,8 @@ class TableLoad:
     extra_columns: list[str] = field(default_factory=list)
     #: quarantined rows whose money could not be read (not counted in ``money_in``)
     money_unknown_rows: int = 0
+    #: stored rows of earlier deliveries that this file's rows replaced (a revision)
+    rows_replaced: int = 0
 
 
 @dataclass
@@ -95,6 +107,10 @@ class LoadReport:
     def rows_quarantined(self) -> int:
         return sum(t.rows_quarantined for t in self.tables)
 
+    @property
+    def rows_replaced(self) -> int:
+        return sum(t.rows_replaced for t in self.tables)
+
 
 # ------------------------------------------------------------------ discovery
 #: files that are not tables but are kept in the warehouse as reference (validated on load)
@@ -103,7 +119,10 @@ REFERENCE_FILES = ("tariff_settings.toml",)
 
 def discover(input_dir: Path) -> tuple[dict[str, Path], list[str]]:
     """Find each contract table's file in ``input_dir``: ``name.csv``, ``name.parquet``
-    or a folder ``name/`` of parts. Returns the files found and the names ignored."""
+    or a folder ``name/`` of parts. Returns the files found and the names ignored.
+
+    Files in a ``revisions/`` folder are resubmitted rows of activity tables (SUS's
+    "original or replacement"): they are found under the name ``revisions/<table>``."""
     if not input_dir.is_dir():
         raise LoadError(f"{input_dir}: no such folder")
     found: dict[str, Path] = {}
@@ -112,6 +131,18 @@ def discover(input_dir: Path) -> tuple[dict[str, Path], list[str]]:
         if entry.name.startswith("."):
             continue
         name = entry.name
+        if entry.is_dir() and name == REVISIONS_FOLDER:
+            inner, skipped = discover(entry)
+            for revised, path in inner.items():
+                if revised not in TABLES or TABLES[revised].load_mode != "append" \
+                        or not TABLES[revised].key_columns:
+                    raise LoadError(
+                        f"{path}: only activity tables with a key can be revised (a revision "
+                        "replaces the stored row with the same key); "
+                        f"{revised} cannot be")
+                found[f"{REVISIONS_FOLDER}/{revised}"] = path
+            ignored += [f"{REVISIONS_FOLDER}/{x}" for x in skipped]
+            continue
         table = None
         if entry.is_file() and entry.suffix.lower() in (".csv", ".parquet"):
             table = entry.stem
@@ -159,7 +190,7 @@ def _data_files(path: Path) -> tuple[str, list[Path]]:
 
 # ------------------------------------------------------------------ reading
 #: column names pbc derives or stores itself: an input column may not take them
-RESERVED_COLUMNS = ("financial_year", "month", "_source")
+RESERVED_COLUMNS = ("financial_year", "month", "_source", "_delivery", "_load_version")
 #: the CSV dialect, stated rather than sniffed from a sample (RFC 4180, UTF-8)
 CSV_DIALECT = "delim = ',', quote = '\"', escape = '\"', header = true, auto_detect = false"
 #: DuckDB's default maximum CSV line (bytes); a longer line is quarantined as unreadable
@@ -419,7 +450,14 @@ def _load_table(
     digest: str,
     loaded_at: str,
     allow_shrink: bool = False,
+    *,
+    revision: bool = False,
+    load_version: int = 0,
+    delivery: str = "",
 ) -> TableLoad:
+    """Validate and store one table's file. ``revision``: the file holds resubmitted rows
+    (from a delivery's ``revisions/`` folder); a row whose key is already stored replaces
+    the stored row, which is kept in the ``revisions`` history table."""
     columns, fmt, _files = _read_raw(con, path, table)
     present = set(columns)
     missing = [c for c in table.required_columns if c not in present]
@@ -482,7 +520,7 @@ def _load_table(
         ))
         carried += ["__dup.__first_row AS __dup_first_row",
                     "__dup.__first_file AS __dup_first_file"]
-        if table.load_mode == "append" and tx.has_table(table.name):
+        if table.load_mode == "append" and tx.has_table(table.name) and not revision:
             stored = _key_sql(key_cols, lambda c: f"CAST({q(c)} AS VARCHAR)")
             joins.append(
                 f"LEFT JOIN (SELECT {stored} AS __k, "
@@ -545,6 +583,9 @@ def _load_table(
             select_cols.append(f"CAST(NULL AS {STORAGE_TYPE[col.type]}) AS {q(col.name)}")
     select_cols += [f"CAST({q(c)} AS VARCHAR) AS {q(c)}" for c in extras]
     select_cols.append(f"{lit(source_id)} AS _source")
+    if table.load_mode == "append":
+        select_cols.append(f"{lit(delivery)} AS _delivery")
+        select_cols.append(f"CAST({int(load_version)} AS INTEGER) AS _load_version")
     partition_by: tuple[str, ...] = ()
     if table.activity_date:
         select_cols.append(_activity_partitions(table))
@@ -556,6 +597,10 @@ def _load_table(
         _refuse_shrink(con, table, path, allow_shrink)
         tx.drop_files("quarantine", f"q-{table.name}-")
         tx.drop_files("reconciliation", f"r-load-{table.name}-")
+    rows_replaced = 0
+    if revision and tx.has_table(table.name):
+        rows_replaced = _replace_revised(tx, con, table, source_id, str(path), load_version,
+                                         loaded_at)
     rows_accepted = tx.write(
         con, table.name, accepted_sql, file_prefix=f"src-{source_id}",
         partition_by=partition_by, replace=replace,
@@ -615,10 +660,11 @@ def _load_table(
         read, unread = _rejected_money(con, columns, table.money)
         money_in += read
         money_unknown += unread
+    status = ("revised" if revision else "replaced" if replace and sources == {} and
+              tx.base_version > 0 else "loaded")
     rec = TableLoad(
-        table.name, str(path), "replaced" if replace and sources == {} and
-        tx.base_version > 0 else "loaded", n_in, rows_accepted, rows_quarantined,
-        money_in, money_out, money_unattributed, extras, money_unknown,
+        table.name, str(path), status, n_in, rows_accepted, rows_quarantined,
+        money_in, money_out, money_unattributed, extras, money_unknown, rows_replaced,
     )
     if rec.rows_in != rec.rows_accepted + rec.rows_quarantined:  # conservation, never silent
         raise LoadError(
@@ -629,9 +675,65 @@ def _load_table(
     sources[digest] = {
         "file": str(path), "source_id": source_id, "loaded_at": loaded_at,
         "rows_in": n_in, "rows_accepted": rows_accepted, "rows_quarantined": rows_quarantined,
+        "delivery": delivery, "load_version": load_version, "revision": revision,
+        "rows_replaced": rows_replaced,
     }
     con.execute(f"CREATE OR REPLACE VIEW {q(table.name)} AS {scan_sql(tx.glob(table.name))}")
     return rec
+
+
+def _replace_revised(
+    tx: Transaction, con: duckdb.DuckDBPyConnection, table: Table, source_id: str,
+    path: str, load_version: int, at: str,
+) -> int:
+    """Move the stored rows whose key an accepted revision row carries into the
+    ``revisions`` history, and take them out of the table; returns how many.
+
+    Each stored file holding such a row is rewritten without it under a new inode (the
+    file may be a hard link shared with the current version, which must not change)."""
+    stored = _key_sql(table.key_columns, lambda c: f"CAST({q(c)} AS VARCHAR)")
+    key = _key_sql(table.key_columns, v)
+    whole = "".join(f" AND {v(c)} IS NOT NULL" for c in table.key_columns)
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE __revised AS
+        SELECT DISTINCT {key} AS __k FROM checked WHERE __fail IS NULL{whole}""")
+    files = [str(f) for f in sorted(tx.table_dir(table.name).rglob("*.parquet"))]
+    hit = [str(r[0]) for r in con.execute(f"""
+        SELECT DISTINCT filename FROM read_parquet(
+            {'[' + ', '.join(lit(f) for f in files) + ']'}, filename = true,
+            union_by_name = true)
+        WHERE {stored} IN (SELECT __k FROM __revised) ORDER BY 1""").fetchall()]
+    if not hit:
+        return 0
+    con.execute("CREATE OR REPLACE TEMP TABLE __old (__k VARCHAR, __file VARCHAR, "
+                "replaced_source VARCHAR, replaced_load_version INTEGER, replaced_row JSON)")
+    for name in hit:
+        cols = {r[0] for r in con.execute(
+            f"DESCRIBE SELECT * FROM read_parquet({lit(name)})").fetchall()}
+        version = "CAST(t._load_version AS INTEGER)" if "_load_version" in cols else "NULL"
+        con.execute(f"""
+            INSERT INTO __old SELECT {stored}, {lit(name)}, CAST(t._source AS VARCHAR),
+                   {version}, to_json(t)
+            FROM (SELECT * FROM read_parquet({lit(name)})) t
+            WHERE {stored} IN (SELECT __k FROM __revised)""")
+    n_old = int(con.execute("SELECT count(*) FROM __old").fetchall()[0][0])
+    tx.write(con, "revisions", f"""
+        SELECT {lit(table.name)} AS source_table, __k AS key, replaced_source,
+               replaced_load_version, CAST(replaced_row AS VARCHAR) AS replaced_row,
+               {lit(source_id)} AS revision_source, {lit(path)} AS revision_file,
+               CAST({int(load_version)} AS INTEGER) AS load_version,
+               CAST({lit(at)} AS TIMESTAMP) AS revised_at
+        FROM __old ORDER BY __k, __file""", file_prefix=f"v-{table.name}-{source_id}",
+             meta={"kind": "output"})
+    for name in hit:
+        target = Path(name)
+        tmp = target.with_name(f".{target.name}.{source_id}.tmp")
+        con.execute(f"""
+            COPY (SELECT * FROM read_parquet({lit(name)}) WHERE {stored} NOT IN
+                  (SELECT __k FROM __revised)) TO {lit(str(tmp))} (FORMAT parquet)""")
+        os.replace(tmp, target)
+    tx.changed = True
+    return n_old
 
 
 def _refuse_shrink(
@@ -721,7 +823,8 @@ def _write_reconciliation(
         f"CAST({rec.rows_quarantined} AS BIGINT) AS rows_quarantined, "
         f"{money(rec.money_in)} AS money_in, {money(rec.money_out)} AS money_out, "
         f"{money(rec.money_unattributed)} AS money_unattributed, "
-        f"CAST({lit(at)} AS TIMESTAMP) AS recorded_at"
+        f"CAST({lit(at)} AS TIMESTAMP) AS recorded_at, "
+        f"CAST({rec.rows_replaced} AS BIGINT) AS rows_replaced"
     )
     tx.write(con, "reconciliation", sql, file_prefix=f"r-load-{rec.table}-{source_id}",
              meta={"kind": "output"})
@@ -800,7 +903,9 @@ def _load(
     allow_shrink: bool,
 ) -> LoadReport:
     loaded_at = dt.datetime.now(dt.UTC).replace(tzinfo=None).isoformat(timespec="seconds")
-    order = [t for t in TABLES if t in found] + [f for f in REFERENCE_FILES if f in found]
+    order = ([t for t in TABLES if t in found]
+             + [f"{REVISIONS_FOLDER}/{t}" for t in TABLES if f"{REVISIONS_FOLDER}/{t}" in found]
+             + [f for f in REFERENCE_FILES if f in found])
     results: list[TableLoad] = []
     fail_after = os.environ.get("PBC_TEST_FAIL_AFTER")  # test hook: simulate a crash
     tmp = warehouse.root / ".tmp"
@@ -815,6 +920,8 @@ def _load(
                 if progress:
                     progress(f"load {name}", i, len(order))
                 digest = content_hash(path)
+                revision = name.startswith(f"{REVISIONS_FOLDER}/")
+                name = name.removeprefix(f"{REVISIONS_FOLDER}/")
                 entry = tx.manifest["tables"].get(name)
                 known = tx.manifest.get("files", {}).get(name, {}).get("sha256")
                 if (entry and digest in entry.get("sources", {})) or known == digest:
@@ -823,8 +930,10 @@ def _load(
                 if name in REFERENCE_FILES:
                     results.append(_load_reference_file(tx, path, digest, loaded_at))
                 else:
-                    results.append(_load_table(tx, con, TABLES[name], path, digest, loaded_at,
-                                               allow_shrink))
+                    results.append(_load_table(
+                        tx, con, TABLES[name], path, digest, loaded_at, allow_shrink,
+                        revision=revision, load_version=tx.base_version + 1,
+                        delivery=input_dir.name))
                 if fail_after == name:
                     raise RuntimeError(f"PBC_TEST_FAIL_AFTER={name}: simulated failure")
             if progress:
