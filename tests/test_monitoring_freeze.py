@@ -189,6 +189,28 @@ def test_cli_monitor_group(year: Year, tmp_path: Path) -> None:
     assert again.exit_code == 2 and "never changed" in again.output
 
 
+def test_the_pack_shows_the_restatements_of_frozen_months(year: Year, tmp_path: Path) -> None:
+    import openpyxl
+
+    from pbc.cli import app
+
+    code = str(year.wh.query("SELECT min(practice_code) FROM practices")[0][0])
+    out = tmp_path / "pack.xlsx"
+    run = CliRunner().invoke(app, ["monitor", "--month", "2025-10", "--warehouse",
+                                   str(year.wh.root), "--as", f"practice:{code}",
+                                   "--xlsx", str(out)])
+    assert run.exit_code == 0, run.output
+    mine = restatements(year.wh, Principal("pm", "practice", code), "2025-10").frame
+    assert len(mine)  # the later deliveries restate this practice's frozen months
+    ws = openpyxl.load_workbook(out, data_only=True)["Restatements"]
+    header = next(r for r in range(1, ws.max_row + 1) if ws.cell(r, 1).value == "Month")
+    body = [[ws.cell(r, c).value for c in range(1, 9)]
+            for r in range(header + 1, ws.max_row + 1) if ws.cell(r, 3).value == code]
+    assert len(body) == len(mine)
+    shown = sum(round(float(r[6]) * 100) for r in body)
+    assert shown == int(mine["difference"].sum())
+
+
 # ------------------------------------------------------------------ the core, any figures
 cells = st.lists(st.tuples(st.sampled_from(["practice", "group"]),
                            st.sampled_from(["A", "B", "C"]),

@@ -893,11 +893,12 @@ def monitor(
 
 
 def _pack_restatements(wh: Warehouse, who: Any, month: str) -> Any:
-    """The restatements of the frozen months up to ``month``, as the pack's table."""
+    """The restatements of the frozen months up to ``month``, as the pack's table (the
+    frozen month as its period, e.g. 2025-08)."""
     from pbc.services.freeze import restatements
 
     frame = restatements(wh, who, month).frame
-    return frame.assign(month=frame["frozen_month"]) if len(frame) else None
+    return frame.assign(month=frame["period"].astype(str)) if len(frame) else None
 
 
 def _print_restatements(wh: Warehouse, who: Any, month: str, *, level: str | None,
