@@ -119,30 +119,38 @@ class Verification:
 
 def verify_rows(events: Sequence[AuditEvent], head: AuditHead | None) -> Verification:
     """Check a log (rows in id order) and its head; the first break wins."""
+    if head is None:
+        return Verification(0, 0, GENESIS, None, "the audit head is missing: the decision "
+                            "store was not migrated, or the head was deleted")
     prev, prev_id = GENESIS, None
     for n, e in enumerate(events):
+        what = f"audit row {e.id} ({e.action} {e.entity} {e.entity_id})"
         if e.prev_hash != prev:
             before = (f"row {prev_id}" if prev_id is not None else "the start of the log")
             return Verification(n, prev_id or 0, prev, e.id,
-                                f"audit row {e.id} ({e.action} {e.entity} {e.entity_id}) does "
-                                f"not follow {before}: its previous hash is "
+                                f"{what} does not follow {before}: its previous hash is "
                                 f"{(e.prev_hash or '(none)')[:12]}..., the hash of {before} is "
                                 f"{prev[:12]}...; a row between them was deleted or "
                                 f"inserted, or {before} was changed")
         if digest_of(e) != e.row_hash:
             return Verification(n, prev_id or 0, prev, e.id,
-                                f"audit row {e.id} ({e.action} {e.entity} {e.entity_id}) was "
-                                "changed: its content no longer matches its hash")
+                                f"{what} was changed: its content no longer matches its hash")
+        if e.id > head.last_id:
+            return Verification(n, prev_id or 0, prev, e.id,
+                                f"{what} comes after the last row the head records (row "
+                                f"{head.last_id}): it was inserted")
+        if e.id == head.last_id and e.row_hash != head.last_hash:
+            return Verification(n, prev_id or 0, prev, e.id,
+                                f"{what} is the last row the head records, but its hash "
+                                "differs from the head's: the row or the head was changed")
         prev, prev_id = e.row_hash or "", e.id
     rows, last_id = len(events), prev_id or 0
-    if head is None:
-        return Verification(rows, last_id, prev, None, "the audit head is missing")
     if (head.last_id, head.last_hash, head.rows) != (last_id, prev, rows):
-        where = head.last_id if head.last_id != last_id else last_id
-        return Verification(rows, last_id, prev, where,
-                            f"the log ends at row {last_id} ({rows} rows) but its head says "
-                            f"row {head.last_id} ({head.rows} rows): rows at the end were "
-                            "deleted or the head was changed")
+        return Verification(rows, last_id, prev, head.last_id,
+                            f"the log ends at row {last_id} ({rows} rows) but its head "
+                            f"records row {head.last_id} ({head.rows} rows): audit row "
+                            f"{head.last_id} and any rows before it after row {last_id} "
+                            "were deleted, or the head was changed")
     return Verification(rows, last_id, prev)
 
 

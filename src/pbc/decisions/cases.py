@@ -31,6 +31,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from pbc.calendar import normalise_financial_year
 from pbc.decisions.models import Base, utcnow
+from pbc.decisions.store import DecisionError
 from pbc.pricing.schema import SERVICE_LINES
 
 Status = Literal["draft", "submitted", "consultation", "approved", "rejected", "returned",
@@ -58,7 +59,7 @@ CATEGORIES = ("service_redesign", "respite_care", "carer_support", "crisis_avoid
 CONDITION_CODELISTS = ("acsc_acute", "acsc_chronic")
 
 
-class CaseError(Exception):
+class CaseError(DecisionError):
     """A case file or a step in the lifecycle that cannot be taken (the message says why)."""
 
 
