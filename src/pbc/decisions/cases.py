@@ -232,6 +232,7 @@ class BusinessCase(Base):
                                                              index=True)
     provider_is_proposer: Mapped[bool] = mapped_column(Boolean)
     case_file: Mapped[str] = mapped_column(Text)  # the TOML as the proposer wrote it
+    content: Mapped[str] = mapped_column(Text)  # JSON: the validated CaseFile
     savings: Mapped[str] = mapped_column(Text)  # JSON: Projection.as_dict()
     consultation_response: Mapped[str | None] = mapped_column(Text, nullable=True)
     consulted_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
@@ -249,6 +250,10 @@ class BusinessCase(Base):
     def sent_to_local_authority(self) -> bool:
         """The case was sent to its council (it touches social care and was submitted)."""
         return self.touches_social_care and self.status != "draft"
+
+    def case(self) -> CaseFile:
+        """The validated case file."""
+        return CaseFile.model_validate_json(self.content)
 
     def state(self) -> dict[str, Any]:
         """What an audit row records as the case's before / after."""

@@ -230,6 +230,7 @@ def create_case(store: DecisionStore, who: Principal, case: CaseFile, text: str,
             touches_social_care=case.social_care.touches_social_care,
             local_authority_code=case.social_care.local_authority,
             provider_is_proposer=case.make_or_buy.provider_is_proposer, case_file=text,
+            content=case.model_dump_json(),
             savings=json.dumps(savings.as_dict(), sort_keys=True),
             created_by=who.user or "anonymous", created_at=utcnow(), updated_at=utcnow())
         s.add(row)
@@ -264,7 +265,7 @@ def act(store: DecisionStore, who: Principal, case_id: int, action: str, *,
                 raise _conflict(s, case, expected_version)
             new_status = next_status(action, case.status, case.touches_social_care)
             if action == "approve" and case.provider_is_proposer:
-                declared = _case_data(case).get("make_or_buy", {}).get("conflict_of_interest")
+                declared = case.case().make_or_buy.conflict_of_interest
                 if not (declared or "").strip():
                     raise CaseError(
                         f"case {case.id} cannot be approved: {case.proposer_code} would "
@@ -295,17 +296,12 @@ def act(store: DecisionStore, who: Principal, case_id: int, action: str, *,
             raise _conflict(s, case, expected_version) from None
 
 
-def _case_data(case: BusinessCase) -> dict[str, Any]:
-    import tomllib
-
-    return tomllib.loads(case.case_file)
-
-
 def _revise(case: BusinessCase, file: CaseFile, text: str, baseline: Baseline) -> None:
     if (file.proposer, file.proposer_kind) != (case.proposer_code, case.proposer_kind):
         raise CaseError(f"a revised case keeps its proposer ({case.proposer_kind} "
                         f"{case.proposer_code}), not {file.proposer_kind} {file.proposer}")
     case.title, case.category, case.case_file = file.title, file.category, text
+    case.content = file.model_dump_json()
     case.touches_social_care = file.social_care.touches_social_care
     case.local_authority_code = file.social_care.local_authority
     case.provider_is_proposer = file.make_or_buy.provider_is_proposer

@@ -84,16 +84,30 @@ class CaseParties:
     proposer_kind: str | None = None  # practice or group
 
 
-def who_may(action: str) -> str:
-    """``commissioner_approver of the case's commissioner`` etc., for messages."""
+def who_may(action: str, case: CaseParties | None = None) -> str:
+    """Who may take ``action`` (on ``case``): ``commissioner_approver:Q99`` etc. when the
+    case is known, the rule in words otherwise; for messages."""
     rule = PERMISSIONS[action]
     parts = []
     for role in sorted(rule.roles):
         scope = SCOPE_BY_ROLE.get((action, role), rule.scope)
-        parts.append(role + {"own": " (for its own organisation)" if action in (
-            "create_case",) else " (the proposer)", "commissioner": " of the case's commissioner",
-            "consulted": " of the council the case was sent to", "any": ""}[scope])
-    return " or ".join(parts)
+        if scope == "any":
+            parts.append(f"{role} (any organisation)")
+        elif scope == "own":
+            if case is None:
+                parts.append(f"{role} (for its own {role})")
+            elif case.proposer_kind in (None, role):
+                parts.append(f"{role}:{case.proposer_code}")
+        elif scope == "commissioner":
+            parts.append(f"{role}:{case.commissioner_code}" if case is not None
+                         else f"{role} of the case's commissioner")
+        elif case is not None and case.local_authority_code and case.sent_to_local_authority:
+            parts.append(f"{role}:{case.local_authority_code}")
+        elif case is not None and case.local_authority_code:
+            parts.append(f"{role}:{case.local_authority_code} once the case is sent to it")
+        elif case is None:
+            parts.append(f"{role} of the council the case was sent to")
+    return " or ".join(parts) or "nobody"
 
 
 def allowed(who: Principal, action: str, case: CaseParties | None = None) -> bool:
@@ -124,4 +138,4 @@ def authorise(who: Principal, action: str, case: CaseParties | None = None) -> N
         what += f" (case {case.id}, proposed by {case.proposer_code})"
     elif case is not None:
         what += f" for {case.proposer_code}"
-    raise AccessDenied(f"{who} may not {what}: only {who_may(action)} may")
+    raise AccessDenied(f"{who} may not {what}: only {who_may(action, case)} may")

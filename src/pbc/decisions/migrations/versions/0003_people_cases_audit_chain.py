@@ -88,6 +88,7 @@ def upgrade() -> None:
         sa.Column("local_authority_code", sa.String(20), index=True),
         sa.Column("provider_is_proposer", sa.Boolean, nullable=False),
         sa.Column("case_file", sa.Text, nullable=False),
+        sa.Column("content", sa.Text, nullable=False),
         sa.Column("savings", sa.Text, nullable=False),
         sa.Column("consultation_response", sa.Text),
         sa.Column("consulted_by", sa.String(100)),
