@@ -1093,12 +1093,15 @@ def audit_log_cmd(warehouse: WarehouseOpt = Path("warehouse"),
     with user_errors(), _store(warehouse) as store:
         events = audit_log(store, _decision_principal(warehouse, acting_as), entity=entity,
                            entity_id=entity_id)
-        table = RichTable("id", "at", "who", "role", "action", "entity", "before", "after")
-        for e in events:
-            table.add_row(str(e.id), f"{e.at:%Y-%m-%d %H:%M:%S}", e.actor, e.actor_role,
-                          e.action, f"{e.entity} {e.entity_id}", e.before_state or "",
-                          e.after_state or e.detail)
-        console.print(table)
+        for e in events:  # one line each, so it can be searched and diffed
+            change = (f" before {e.before_state} after {e.after_state}"
+                      if e.before_state or e.after_state else "")
+            console.print(f"{e.id} {e.at:%Y-%m-%d %H:%M:%S} {e.actor} ({e.actor_role}) "
+                          f"{e.action} {e.entity} {e.entity_id}{change} {e.detail}",
+                          highlight=False, markup=False, soft_wrap=True)
+        if not events:
+            console.print("no audit rows" + (f" for {entity}" if entity else "")
+                          + (f" {entity_id}" if entity_id else ""))
 
 
 def main() -> None:
