@@ -5,6 +5,7 @@ and PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,14 +13,13 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from case_fixtures import BASELINE, ICB, case_data, who
 from pbc.cli import app
 from pbc.decisions import DecisionStore, Line
 from pbc.decisions.audit import row_digest
 from pbc.decisions.cases import parse_case
 from pbc.services import cases as svc
 from pbc.services.principal import Principal
-
-from test_case_permissions import BASELINE, ICB, case_data, who
 
 FINANCE = Principal("fin", "commissioner", ICB)
 
@@ -55,7 +55,7 @@ def test_untouched_log_verifies_and_chains_every_change(store: DecisionStore) ->
     assert [r.action for r in rows] == ["record_budgets", "agree_budgets", "add_user",
                                         "create_case", "submit_case", "consult_case"]
     assert rows[0].prev_hash == "0" * 64
-    assert all(b.prev_hash == a.row_hash for a, b in zip(rows, rows[1:], strict=False))
+    assert all(b.prev_hash == a.row_hash for a, b in itertools.pairwise(rows))
     consult = rows[-1]
     assert '"status": "consultation"' in (consult.before_state or "")
     assert '"status": "submitted"' in (consult.after_state or "")

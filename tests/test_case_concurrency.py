@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
+from case_fixtures import BASELINE, ICB, case_data, who
 from pbc.decisions import DecisionStore
 from pbc.decisions.cases import CaseError, ConflictError, parse_case
 from pbc.services import cases as svc
-
-from test_case_permissions import BASELINE, ICB, case_data, who
 
 ROUNDS = 4
 
