@@ -122,6 +122,12 @@ def read_baseline(warehouse: Warehouse, case: CaseFile) -> tuple[Baseline, str]:
         raise CaseError(f"proposer {case.proposer}: no such {case.proposer_kind} in the "
                         f"warehouse's {org_table}")
     commissioner = str(found[0][0])
+    council = case.social_care.local_authority
+    if council is not None and (not warehouse.has_table("local_authorities") or not
+                                warehouse.query("SELECT 1 FROM local_authorities WHERE "
+                                                "local_authority_code = ?", [council])):
+        raise CaseError(f"local authority {council}: not in the warehouse's "
+                        "local_authorities (the council a social-care case is sent to)")
     year = case.baseline_year
     if year is None:
         full = warehouse.query("SELECT financial_year FROM priced_activity GROUP BY 1 "
