@@ -124,3 +124,27 @@ def test_upgrade_from_0002_keeps_budgets_and_chains_old_audit_rows(url: str) -> 
     alembic(url, "upgrade", "head")  # and up again: the chain is rebuilt over all rows
     with DecisionStore(url, create=False) as store:
         assert svc.verify_audit(store, FINANCE).rows == 4
+
+
+def test_pbc_database_url_chooses_the_store(url: str, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from pbc.cli import app
+
+    wh = tmp_path / "wh"
+    monkeypatch.setenv("PBC_DATABASE_URL", url)
+    runner = CliRunner()
+    result = runner.invoke(app, ["users", "add", "admin", "--role", "administrator",
+                                 "--org", "Q99", "--warehouse", str(wh)])
+    assert result.exit_code == 2 and "say who you are with --as" in result.output
+    result = runner.invoke(app, ["users", "add", "admin", "--role", "administrator", "--org",
+                                 "Q99", "--warehouse", str(wh), "--as", "administrator:Q99"])
+    assert result.exit_code == 0, result.output
+    assert not (wh / "decisions.sqlite").exists()
+    with DecisionStore(url, create=False) as store:
+        assert svc.users(store, Principal("admin", "administrator", "Q99")) == [
+            ("admin", "administrator", "Q99")]
+    monkeypatch.delenv("PBC_DATABASE_URL")
+    with DecisionStore.beside(wh) as store:
+        assert store.url.endswith("wh/decisions.sqlite") and store.audit_log() == []

@@ -850,6 +850,9 @@ def _decision_principal(warehouse: Path, acting_as: str | None) -> Any:
         from pbc.services.principal import parse_principal
 
         return parse_principal(acting_as, user=_user())
+    if not (warehouse / "current").exists() or not Warehouse(warehouse).has_table("practices"):
+        raise UserError(f"{warehouse}: no warehouse with practices to take the commissioner "
+                        "from: say who you are with --as ROLE:ORGANISATION[:USER]")
     return _principal(warehouse, None)
 
 
