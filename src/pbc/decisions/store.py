@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from pbc.config import database_url
 from pbc.decisions import audit as _audit_tables  # noqa: F401 - the audit head's table
 from pbc.decisions.models import (
     AuditEvent,
@@ -307,11 +307,6 @@ class DecisionStore:
         if v is None:
             raise DecisionError(f"no budget version {version} for {financial_year}")
         return v
-
-
-def database_url() -> str | None:
-    """``PBC_DATABASE_URL`` (e.g. ``postgresql+psycopg://host/pbc``), or None."""
-    return os.environ.get("PBC_DATABASE_URL") or None
 
 
 def _serialise_sqlite(engine: Engine) -> None:
