@@ -331,5 +331,8 @@ def _freeze(f: MonitoringFreeze) -> Freeze:
 
 
 def _commissioner_only(who: Principal, what: str) -> None:
-    if who.role != "commissioner":
+    """The permission table's ``manage_budgets`` roles (the commissioner's finance role)."""
+    from pbc.services.permissions import PERMISSIONS
+
+    if who.role not in PERMISSIONS["manage_budgets"].roles:
         raise AccessDenied(f"{who} may not {what}: only the commissioner can")

@@ -23,9 +23,9 @@ from typing import Literal
 from pbc.services.principal import AccessDenied, Principal
 
 Scope = Literal["own", "commissioner", "consulted", "any"]
-Action = Literal["add_user", "list_users", "create_case", "submit_case", "consult_case",
-                 "approve_case", "reject_case", "return_case", "implement_case", "view_case",
-                 "verify_audit", "read_audit"]
+Action = Literal["manage_budgets", "add_user", "list_users", "create_case", "submit_case",
+                 "consult_case", "approve_case", "reject_case", "return_case",
+                 "implement_case", "view_case", "verify_audit", "read_audit"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,10 @@ def _rule(roles: str, scope: Scope, verb: str) -> Rule:
 
 #: THE table: action -> (roles, scope). Nothing else grants a decision action.
 PERMISSIONS: dict[str, Rule] = {
+    # set, agree and restate budgets, freeze monitoring positions (pbc.decisions.store; the
+    # services check the commissioner is the warehouse's, or the position's, own)
+    "manage_budgets": _rule("commissioner", "any", "set, agree or restate budgets, or "
+                            "freeze a monitoring position"),
     "add_user": _rule("administrator", "any", "add a user or a role"),
     "list_users": _rule("administrator", "any", "list the users"),
     "create_case": _rule("practice group", "own", "propose a business case"),
