@@ -206,7 +206,8 @@ def parse_case(data: dict[str, Any], where: str = "case") -> CaseFile:
         return CaseFile.model_validate(data)
     except ValidationError as e:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(file)'}: {err['msg']}"
+            f"{'.'.join(str(p) for p in err['loc']) or '(file)'}: "
+            f"{err['msg'].removeprefix('Value error, ')}"
             for err in e.errors())
         raise CaseError(f"{where}: {problems}") from None
     except ValueError as e:  # a financial year that is not one
