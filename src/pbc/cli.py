@@ -1123,6 +1123,296 @@ def demo(
         console.print("The web app is not built yet (a later issue); nothing to serve.")
 
 
+# ---------------------------------------------------------------------- users, cases, audit
+DecisionAsOpt = Annotated[
+    str | None,
+    typer.Option("--as", help="Act as ROLE:ORGANISATION[:USER], e.g. practice:A81001, "
+                 "commissioner_approver:QHM:j.smith (with :USER the role is checked "
+                 "against the decision store's users; default: the warehouse's "
+                 "commissioner). " + SELF_DECLARED_NOTE),
+]
+users_app = typer.Typer(help="People and their roles in the decision store.",
+                        no_args_is_help=True)
+app.add_typer(users_app, name="users")
+case_app = typer.Typer(help="Business cases: propose, submit, consult, decide, implement "
+                       "(docs/decisions.md).", no_args_is_help=True)
+app.add_typer(case_app, name="case")
+audit_app = typer.Typer(help="The tamper-evident audit log of the decision store.",
+                        no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+#: exit code of an action that lost a race (someone else changed the case first)
+CONFLICT_EXIT = 3
+
+
+def _store(warehouse: Path) -> Any:
+    from pbc.decisions import DecisionStore
+
+    return DecisionStore.beside(warehouse)
+
+
+def _decision_principal(warehouse: Path, acting_as: str | None) -> Any:
+    """``--as`` (parsed by the one parser), else the warehouse's commissioner."""
+    if acting_as:
+        from pbc.services.principal import parse_principal
+
+        return parse_principal(acting_as, user=_user())
+    if not (warehouse / "current").exists() or not Warehouse(warehouse).has_table("practices"):
+        raise UserError(f"{warehouse}: no warehouse with practices to take the commissioner "
+                        "from: say who you are with --as ROLE:ORGANISATION[:USER]")
+    return _principal(warehouse, None)
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="The user's name (unique).")],
+    role: Annotated[str, typer.Option(help="commissioner (finance), commissioner_approver, "
+                                           "commissioner_data, group, practice, "
+                                           "local_authority or administrator.")],
+    org: Annotated[str, typer.Option(help="Organisation code the role is for.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """Add a user with a role for an organisation (or another role to a user).
+    Administrators only; the store's first administrator may be added by anyone."""
+    from pbc.services.cases import add_user
+
+    with user_errors(), _store(warehouse) as store:
+        new = add_user(store, _decision_principal(warehouse, acting_as), name, role, org)
+        console.print(f"{'added user' if new else 'added a role to'} {name}: {role}:{org}")
+
+
+@users_app.command("list")
+def users_list(warehouse: WarehouseOpt = Path("warehouse"),
+               acting_as: DecisionAsOpt = None) -> None:
+    """Every user and role (administrators only)."""
+    from pbc.services.cases import users
+
+    with user_errors(), _store(warehouse) as store:
+        table = RichTable("user", "role", "organisation")
+        for row in users(store, _decision_principal(warehouse, acting_as)):
+            table.add_row(*row)
+        console.print(table)
+
+
+def _print_case(view: Any) -> None:
+    from pbc.budgets.money import format_pounds
+
+    sv = view.savings
+    from rich.markup import escape
+
+    console.print(f"[bold]case {view.id}[/] (version {view.version}): {escape(view.title)}",
+                  highlight=False)
+    console.print(f"  status {view.status}; proposed by {view.proposer_kind} "
+                  f"{view.proposer_code} to {view.commissioner_code}; category "
+                  f"{view.category}", highlight=False)
+    if view.touches_social_care:
+        said = (f"responded ({view.consulted_by}): {view.consultation_response}"
+                if view.consultation_response else "no response yet")
+        console.print(f"  social care: local authority {view.local_authority_code}, {said}",
+                      highlight=False)
+    if view.provider_is_proposer:
+        console.print("  make or buy: the proposer would provide the service itself "
+                      "(conflict-of-interest declaration required before approval)")
+    if view.decision_note:
+        console.print(f"  decision note ({view.decided_by}): {view.decision_note}",
+                      highlight=False)
+    iv = sv["interval"]
+    console.print(f"  projected net saving {format_pounds(sv['net_pence'])} "
+                  f"({iv['level']:.0%} interval {format_pounds(iv['lower_pence'])} to "
+                  f"{format_pounds(iv['upper_pence'])}): gross "
+                  f"{format_pounds(sv['gross_pence'])} less investment "
+                  f"{format_pounds(sv['investment_pence'])}", highlight=False)
+    for y in sv["years"]:
+        console.print(f"    {y['financial_year']}: gross {format_pounds(y['gross_pence'])}, "
+                      f"investment {format_pounds(y['investment_pence'])}, net "
+                      f"{format_pounds(y['net_pence'])}", highlight=False)
+    console.print("  assumptions:")
+    for a in sv["assumptions"]:
+        console.print(f"    - {a}", highlight=False)
+    if view.history:
+        console.print("  history:")
+        for h in view.history:
+            console.print(f"    {h['at']} {h['action']} by {h['actor']} ({h['role']}) "
+                          f"[audit row {h['audit_id']}]", highlight=False)
+
+
+@case_app.command("new")
+def case_new(
+    file: Annotated[Path, typer.Option("--file", help="The case file (TOML; see "
+                                                      "examples/business_case.toml).")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """Propose a business case (a draft): pbc computes its savings from the proposer's
+    priced baseline. Prints the new case's id."""
+    from pbc.decisions.cases import read_case_file
+    from pbc.services.cases import create_case, read_baseline
+
+    with user_errors(), _store(warehouse) as store:
+        who = _decision_principal(warehouse, acting_as)
+        case, text = read_case_file(file)
+        baseline, commissioner = read_baseline(Warehouse(warehouse), case)
+        view = create_case(store, who, case, text, baseline, commissioner)
+        console.print(f"case {view.id}")
+        _print_case(view)
+
+
+def _act(warehouse: Path, acting_as: str | None, case_id: int, action: str,
+         **kwargs: Any) -> None:
+    from pbc.decisions.cases import ConflictError
+    from pbc.services.cases import act
+
+    with user_errors(), _store(warehouse) as store:
+        try:
+            view = act(store, _decision_principal(warehouse, acting_as), case_id, action,
+                       **kwargs)
+        except ConflictError as e:  # lost a race: its own exit code
+            err.print(f"[bold red]error:[/] {e}")
+            raise typer.Exit(CONFLICT_EXIT) from None
+        console.print(f"case {view.id} is now {view.status} (version {view.version})")
+
+
+CaseId = Annotated[int, typer.Argument(help="Case id (pbc case new prints it).")]
+ExpectOpt = Annotated[int | None, typer.Option(
+    "--expect-version", help="The version you read (pbc case show): if the case has changed "
+    "since, nothing is done and the command says who changed it (exit code 3).")]
+
+
+@case_app.command("submit")
+def case_submit(case_id: CaseId, warehouse: WarehouseOpt = Path("warehouse"),
+                file: Annotated[Path | None, typer.Option(
+                    "--file", help="A revised case file (a draft or returned case).")] = None,
+                expect_version: ExpectOpt = None, acting_as: DecisionAsOpt = None) -> None:
+    """Submit a draft (or returned) case; one that touches social care goes to its local
+    authority for consultation first."""
+    revised = None
+    if file is not None:
+        from pbc.decisions.cases import read_case_file
+        from pbc.services.cases import read_baseline
+
+        with user_errors():
+            case, text = read_case_file(file)
+            revised = (case, text, read_baseline(Warehouse(warehouse), case)[0])
+    _act(warehouse, acting_as, case_id, "submit", revised=revised,
+         expected_version=expect_version)
+
+
+@case_app.command("consult")
+def case_consult(case_id: CaseId,
+                 response: Annotated[str, typer.Option(help="The council's response.")],
+                 warehouse: WarehouseOpt = Path("warehouse"),
+                 expect_version: ExpectOpt = None, acting_as: DecisionAsOpt = None) -> None:
+    """Record the local authority's response to a case sent to it."""
+    _act(warehouse, acting_as, case_id, "consult", response=response,
+         expected_version=expect_version)
+
+
+NoteOpt = Annotated[str | None, typer.Option(help="Why (needed to reject or return).")]
+
+
+@case_app.command("approve")
+def case_approve(case_id: CaseId, warehouse: WarehouseOpt = Path("warehouse"),
+                 note: NoteOpt = None, expect_version: ExpectOpt = None,
+                 acting_as: DecisionAsOpt = None) -> None:
+    """Approve a submitted case (the commissioner's approver)."""
+    _act(warehouse, acting_as, case_id, "approve", note=note, expected_version=expect_version)
+
+
+@case_app.command("reject")
+def case_reject(case_id: CaseId, warehouse: WarehouseOpt = Path("warehouse"),
+                note: NoteOpt = None, expect_version: ExpectOpt = None,
+                acting_as: DecisionAsOpt = None) -> None:
+    """Reject a case (the commissioner's approver), saying why."""
+    _act(warehouse, acting_as, case_id, "reject", note=note, expected_version=expect_version)
+
+
+@case_app.command("return")
+def case_return(case_id: CaseId, warehouse: WarehouseOpt = Path("warehouse"),
+                note: NoteOpt = None, expect_version: ExpectOpt = None,
+                acting_as: DecisionAsOpt = None) -> None:
+    """Return a case to its proposer for changes, saying what to change."""
+    _act(warehouse, acting_as, case_id, "return", note=note, expected_version=expect_version)
+
+
+@case_app.command("implement")
+def case_implement(case_id: CaseId, warehouse: WarehouseOpt = Path("warehouse"),
+                   expect_version: ExpectOpt = None, acting_as: DecisionAsOpt = None) -> None:
+    """Record an approved case as implemented."""
+    _act(warehouse, acting_as, case_id, "implement", expected_version=expect_version)
+
+
+@case_app.command("show")
+def case_show(case_id: CaseId, warehouse: WarehouseOpt = Path("warehouse"),
+              as_json: Annotated[bool, typer.Option("--json", help="As JSON.")] = False,
+              acting_as: DecisionAsOpt = None) -> None:
+    """A case, its projected savings with every assumption, and its history."""
+    import json
+
+    from pbc.services.cases import show
+
+    with user_errors(), _store(warehouse) as store:
+        view = show(store, _decision_principal(warehouse, acting_as), case_id)
+        if as_json:
+            print(json.dumps(view.as_dict(), indent=2, default=str))
+        else:
+            _print_case(view)
+
+
+@case_app.command("list")
+def case_list(warehouse: WarehouseOpt = Path("warehouse"),
+              acting_as: DecisionAsOpt = None) -> None:
+    """The cases you may see (a council only those sent to it)."""
+    from pbc.budgets.money import format_pounds
+    from pbc.services.cases import visible_cases
+
+    with user_errors(), _store(warehouse) as store:
+        table = RichTable("id", "status", "proposer", "title", "net saving")
+        for v in visible_cases(store, _decision_principal(warehouse, acting_as)):
+            table.add_row(str(v.id), v.status, v.proposer_code, v.title,
+                          format_pounds(v.savings["net_pence"]))
+        console.print(table)
+
+
+@audit_app.command("verify")
+def audit_verify(warehouse: WarehouseOpt = Path("warehouse"),
+                 acting_as: DecisionAsOpt = None) -> None:
+    """Check the hash chain of the audit log; names the first bad row and exits 1."""
+    from pbc.services.cases import verify_audit
+
+    with user_errors(), _store(warehouse) as store:
+        result = verify_audit(store, _decision_principal(warehouse, acting_as))
+    if not result.ok:
+        err.print(f"[bold red]audit log NOT intact:[/] {result.problem}")
+        raise typer.Exit(1)
+    console.print(f"audit log intact: {result.rows:,} rows; head: row {result.last_id}, "
+                  f"hash {result.last_hash} (keep it where the database's administrators "
+                  "cannot write, and compare)", highlight=False)
+
+
+@audit_app.command("log")
+def audit_log_cmd(warehouse: WarehouseOpt = Path("warehouse"),
+                  entity: Annotated[str | None, typer.Option(
+                      help="Only this entity, e.g. business_case, budget_version, user.")] = None,
+                  entity_id: Annotated[str | None, typer.Option(
+                      "--id", help="Only this entity id, e.g. a case id.")] = None,
+                  acting_as: DecisionAsOpt = None) -> None:
+    """The audit log: who, role, when, action, entity, before and after."""
+    from pbc.services.cases import audit_log
+
+    with user_errors(), _store(warehouse) as store:
+        events = audit_log(store, _decision_principal(warehouse, acting_as), entity=entity,
+                           entity_id=entity_id)
+        for e in events:  # one line each, so it can be searched and diffed
+            change = (f" before {e.before_state} after {e.after_state}"
+                      if e.before_state or e.after_state else "")
+            console.print(f"{e.id} {e.at:%Y-%m-%d %H:%M:%S} {e.actor} ({e.actor_role}) "
+                          f"{e.action} {e.entity} {e.entity_id}{change} {e.detail}",
+                          highlight=False, markup=False, soft_wrap=True)
+        if not events:
+            console.print("no audit rows" + (f" for {entity}" if entity else "")
+                          + (f" {entity_id}" if entity_id else ""))
+
+
 def main() -> None:
     try:
         app()

@@ -32,3 +32,9 @@ def spark_verbose() -> bool:
     """Show Spark's own log (start-up notices and warnings): ``PBC_SPARK_VERBOSE=1`` or
     ``pbc price -v``. Off by default: only Spark's errors are printed."""
     return os.environ.get("PBC_SPARK_VERBOSE", "") not in ("", "0")
+
+
+def database_url() -> str | None:
+    """The decision store's database (``PBC_DATABASE_URL``, e.g.
+    ``postgresql+psycopg://host/pbc``); None: a SQLite file beside the warehouse."""
+    return os.environ.get("PBC_DATABASE_URL") or None

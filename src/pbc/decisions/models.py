@@ -67,18 +67,23 @@ class BudgetLine(Base):
 
 
 class AuditEvent(Base):
-    """One row per state change, written in the same transaction as the change."""
+    """One row per state change, written in the same transaction as the change, and
+    hash-chained to the row before it (:mod:`pbc.decisions.audit`)."""
 
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
     actor: Mapped[str] = mapped_column(String(100))
-    actor_role: Mapped[str] = mapped_column(String(30))
+    actor_role: Mapped[str] = mapped_column(String(80))
     action: Mapped[str] = mapped_column(String(60))
     entity: Mapped[str] = mapped_column(String(60))
     entity_id: Mapped[str] = mapped_column(String(60))
     detail: Mapped[str] = mapped_column(Text, default="{}")
+    before_state: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON
+    after_state: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON
+    prev_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    row_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class MonitoringFreeze(Base):

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from pbc.config import database_url
+from pbc.decisions import audit as _audit_tables  # noqa: F401 - the audit head's table
 from pbc.decisions.models import (
     AuditEvent,
     BudgetLine,
@@ -94,6 +96,8 @@ class DecisionStore:
         if create:
             migrate(url)
         self.engine: Engine = create_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            _serialise_sqlite(self.engine)
         self._session = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:
@@ -108,7 +112,11 @@ class DecisionStore:
 
     @classmethod
     def beside(cls, warehouse_root: Path) -> DecisionStore:
-        """The default store: a SQLite file next to the warehouse."""
+        """The default store: a SQLite file next to the warehouse, or the database at
+        ``PBC_DATABASE_URL`` when it is set (PostgreSQL in production and CI)."""
+        url = database_url()
+        if url:
+            return cls(url)
         warehouse_root.mkdir(parents=True, exist_ok=True)
         return cls(f"sqlite:///{warehouse_root / 'decisions.sqlite'}")
 
@@ -120,11 +128,10 @@ class DecisionStore:
     @staticmethod
     def _audit(session: Session, who: Principal, action: str, entity: str, entity_id: str,
                **detail: Any) -> None:
-        session.add(AuditEvent(
-            actor=who.user, actor_role=f"{who.role}:{who.organisation}", action=action,
-            entity=entity, entity_id=entity_id, detail=json.dumps(detail, sort_keys=True,
-                                                                  default=str),
-        ))
+        """Append the change's audit row, hash-chained (:func:`pbc.decisions.audit.append`)."""
+        from pbc.decisions.audit import append
+
+        append(session, who, action, entity, entity_id, **detail)
 
     # ------------------------------------------------------------------ budgets
     def record_budgets(
@@ -302,6 +309,21 @@ class DecisionStore:
         return v
 
 
+def _serialise_sqlite(engine: Engine) -> None:
+    """SQLite: every transaction starts with ``BEGIN IMMEDIATE`` (and waits up to 30 s for
+    another writer), so two writers never both read the audit head, or a case, and then
+    collide when they write; the second waits and then sees the first's change."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # pysqlite: let us emit BEGIN ourselves
+        dbapi_connection.execute("PRAGMA busy_timeout = 30000")
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def _freeze(f: MonitoringFreeze) -> Freeze:
     return Freeze(f.id, f.commissioner_code, f.financial_year, f.month, f.period,
                   f.budget_version, f.budget_status, f.forecast_method, f.warehouse_version,
@@ -309,6 +331,9 @@ def _freeze(f: MonitoringFreeze) -> Freeze:
 
 
 def _commissioner_only(who: Principal, what: str) -> None:
-    if who.role != "commissioner":
+    """The permission table's ``manage_budgets`` roles (the commissioner's finance role)."""
+    from pbc.services.permissions import PERMISSIONS
+
+    if who.role not in PERMISSIONS["manage_budgets"].roles:
         raise AccessDenied(f"{who} may not {what}: only the commissioner can (give --as "
                            "commissioner:CODE)")

@@ -1,0 +1,226 @@
+"""Who may do what with business cases and users: every role x action, allowed and
+forbidden, through the services on a real decision store; scope (another practice, another
+commissioner, a council the case was not sent to); the lifecycle's own rules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, get_args
+
+import pytest
+
+from case_fixtures import BASELINE, GROUP, ICB, PRACTICE, case_data, who
+from pbc.decisions import DecisionStore
+from pbc.decisions.cases import CaseError, parse_case
+from pbc.services import cases as svc
+from pbc.services.permissions import PERMISSIONS, Action
+from pbc.services.principal import ROLES, AccessDenied
+
+#: who may, written out independently of pbc.services.permissions
+EXPECTED: dict[str, set[str]] = {
+    "create_case": {"practice"},
+    "submit_case": {"practice"},
+    "consult_case": {"local_authority"},
+    "approve_case": {"commissioner_approver"},
+    "reject_case": {"commissioner_approver"},
+    "return_case": {"commissioner_approver"},
+    "implement_case": {"practice", "commissioner_approver"},
+    "view_case": {"practice", "commissioner", "commissioner_approver", "local_authority"},
+    "manage_budgets": {"commissioner"},
+    "add_user": {"administrator"},
+    "list_users": {"administrator"},
+    "verify_audit": {"commissioner", "commissioner_approver", "administrator"},
+    "read_audit": {"commissioner", "commissioner_approver", "administrator"},
+}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[DecisionStore]:
+    with DecisionStore(f"sqlite:///{tmp_path / 'd.sqlite'}") as s:
+        svc.add_user(s, who("administrator"), "admin", "administrator", ICB)  # first admin
+        yield s
+
+
+def new_case(store: DecisionStore, **changes: Any) -> int:
+    data = case_data(**changes)
+    kind = data["proposer_kind"]
+    view = svc.create_case(store, who(kind, data["proposer"]), parse_case(data), "x = 1",
+                           BASELINE, ICB)
+    return view.id
+
+
+def case_in(store: DecisionStore, status: str) -> int:
+    """A social-care case of A81001 taken by permitted principals to ``status``."""
+    cid = new_case(store)
+    path = {"draft": [], "consultation": ["submit"], "submitted": ["submit", "consult"],
+            "approved": ["submit", "consult", "approve"]}[status]
+    actors = {"submit": who("practice"), "consult": who("local_authority"),
+              "approve": who("commissioner_approver")}
+    for step in path:
+        svc.act(store, actors[step], cid, step, response="supported" if step == "consult"
+                else None)
+    assert svc.show(store, who("commissioner"), cid).status == status
+    return cid
+
+
+def attempt(store: DecisionStore, action: str, role: str) -> Callable[[], Any]:
+    p = who(role)
+    if action == "create_case":
+        return lambda: svc.create_case(store, p, parse_case(case_data()), "x = 1", BASELINE,
+                                       ICB)
+    if action == "manage_budgets":
+        from pbc.decisions import Line
+
+        return lambda: store.record_budgets(p, "2026-27", [Line(PRACTICE, "ae", 100)],
+                                            reason="test")
+    if action == "add_user":
+        return lambda: svc.add_user(store, p, "gp2", "practice", PRACTICE)
+    if action == "list_users":
+        return lambda: svc.users(store, p)
+    if action == "verify_audit":
+        return lambda: svc.verify_audit(store, p)
+    if action == "read_audit":
+        return lambda: svc.audit_log(store, p)
+    step = action.removesuffix("_case")
+    before = {"submit": "draft", "consult": "consultation", "approve": "submitted",
+              "reject": "submitted", "return": "submitted", "implement": "approved",
+              "view": "submitted"}[step]
+    cid = case_in(store, before)
+    if step == "view":
+        return lambda: svc.show(store, p, cid)
+    return lambda: svc.act(store, p, cid, step, note="because", response="supported")
+
+
+@pytest.mark.parametrize("action", sorted(EXPECTED))
+def test_every_role_and_action(store: DecisionStore, action: str) -> None:
+    assert set(PERMISSIONS) == set(EXPECTED) == set(get_args(Action))
+    for role in ROLES:
+        run = attempt(store, action, role)
+        log_before = len(store.audit_log())
+        if role in EXPECTED[action]:
+            run()
+        else:
+            with pytest.raises(AccessDenied, match=r"may not .* only .* (may|can)") as refused:
+                run()
+            assert str(who(role)) in str(refused.value)
+            assert len(store.audit_log()) == log_before  # a refusal changes nothing
+    assert svc.verify_audit(store, who("commissioner")).ok
+
+
+def test_a_practice_cannot_act_for_another_practice(store: DecisionStore) -> None:
+    other = who("practice", "A81002")
+    with pytest.raises(AccessDenied, match="only practice:A81001 may"):
+        svc.create_case(store, other, parse_case(case_data()), "x", BASELINE, ICB)
+    cid = new_case(store)
+    for step in ("submit", "implement"):
+        with pytest.raises(AccessDenied, match="A81002"):
+            svc.act(store, other, cid, step)
+    with pytest.raises(AccessDenied):
+        svc.show(store, other, cid)
+    assert svc.visible_cases(store, other) == []
+    # a group lead cannot propose or submit a practice's case, nor a practice a group's
+    with pytest.raises(AccessDenied):
+        svc.act(store, who("group", PRACTICE), cid, "submit")
+    with pytest.raises(AccessDenied):
+        svc.create_case(store, who("practice", GROUP),
+                        parse_case(case_data(proposer=GROUP, proposer_kind="group")), "x",
+                        BASELINE, ICB)
+    gid = new_case(store, proposer=GROUP, proposer_kind="group")
+    assert svc.act(store, who("group"), gid, "submit").status == "consultation"
+
+
+def test_a_council_sees_only_cases_sent_to_it(store: DecisionStore) -> None:
+    draft = new_case(store)
+    sent = case_in(store, "consultation")
+    not_social = new_case(store, social_care={"touches_social_care": False,
+                                              "local_authority": None})
+    svc.act(store, who("practice"), not_social, "submit")
+    other_council = new_case(store, social_care={"local_authority": "E06000002"})
+    svc.act(store, who("practice"), other_council, "submit")
+    council = who("local_authority")
+    assert [v.id for v in svc.visible_cases(store, council)] == [sent]
+    for hidden in (draft, not_social, other_council):
+        with pytest.raises(AccessDenied, match="may not see a business case"):
+            svc.show(store, council, hidden)
+    with pytest.raises(AccessDenied):
+        svc.act(store, council, other_council, "consult", response="no")
+    everyone = {v.id for v in svc.visible_cases(store, who("commissioner"))}
+    assert everyone == {draft, sent, not_social, other_council}
+
+
+def test_approver_of_another_commissioner_cannot_decide(store: DecisionStore) -> None:
+    cid = case_in(store, "submitted")
+    with pytest.raises(AccessDenied, match="only commissioner_approver:Q99 may"):
+        svc.act(store, who("commissioner_approver", "Q98"), cid, "approve")
+
+
+def test_social_care_case_waits_for_the_council(store: DecisionStore) -> None:
+    cid = case_in(store, "consultation")
+    with pytest.raises(CaseError, match="consultation cannot be approved"):
+        svc.act(store, who("commissioner_approver"), cid, "approve")
+    with pytest.raises(CaseError, match="response is needed"):
+        svc.act(store, who("local_authority"), cid, "consult", response=" ")
+    view = svc.act(store, who("local_authority"), cid, "consult", response="we agree")
+    assert (view.status, view.consultation_response) == ("submitted", "we agree")
+    assert svc.act(store, who("commissioner_approver"), cid, "approve").status == "approved"
+
+
+def test_make_needs_a_conflict_of_interest_declaration(store: DecisionStore) -> None:
+    cid = new_case(store, make_or_buy={"conflict_of_interest": None},
+                   social_care={"touches_social_care": False, "local_authority": None})
+    svc.act(store, who("practice"), cid, "submit")
+    with pytest.raises(CaseError, match="has not declared its conflict of interest"):
+        svc.act(store, who("commissioner_approver"), cid, "approve")
+    assert svc.show(store, who("practice"), cid).status == "submitted"
+    svc.act(store, who("commissioner_approver"), cid, "return", note="declare the interest")
+    declared = case_data(social_care={"touches_social_care": False, "local_authority": None})
+    svc.act(store, who("practice"), cid, "submit",
+            revised=(parse_case(declared), "revised", BASELINE))
+    assert svc.act(store, who("commissioner_approver"), cid, "approve").status == "approved"
+    with pytest.raises(CaseError, match="alternative providers"):
+        parse_case(case_data(make_or_buy={"alternatives_considered": []}))
+
+
+def test_lifecycle_refuses_steps_out_of_order(store: DecisionStore) -> None:
+    cid = new_case(store)
+    approver = who("commissioner_approver")
+    with pytest.raises(CaseError, match="a case that is draft cannot be approved"):
+        svc.act(store, approver, cid, "approve")
+    with pytest.raises(CaseError, match="say why"):
+        svc.act(store, approver, cid, "reject")
+    done = case_in(store, "approved")
+    with pytest.raises(CaseError, match="approved cannot be approved"):
+        svc.act(store, approver, done, "approve")
+    assert svc.act(store, who("practice"), done, "implement").status == "implemented"
+    hist = [h["action"] for h in svc.show(store, who("practice"), done).history]
+    assert hist == ["create_case", "submit_case", "consult_case", "approve_case",
+                    "implement_case"]
+
+
+def test_named_users_must_hold_the_role(store: DecisionStore) -> None:
+    from pbc.services.principal import parse_principal
+
+    svc.add_user(store, who("administrator"), "j.smith", "commissioner_approver", ICB)
+    cid = case_in(store, "submitted")
+    with pytest.raises(AccessDenied, match="does not hold the role"):
+        svc.act(store, parse_principal("commissioner_approver:Q98:j.smith"), cid, "approve")
+    with pytest.raises(AccessDenied, match="no user 'nobody'"):
+        svc.act(store, parse_principal("commissioner_approver:Q99:nobody"), cid, "approve")
+    view = svc.act(store, parse_principal("commissioner_approver:Q99:j.smith"), cid,
+                   "approve")
+    assert view.history[-1]["actor"] == "j.smith"
+    # only an administrator adds users once the first administrator exists
+    with pytest.raises(AccessDenied, match="only administrator"):
+        svc.add_user(store, who("practice"), "sneaky", "administrator", ICB)
+
+
+def test_case_file_is_validated_naming_each_field() -> None:
+    bad = case_data(category="golf", scope={"service_lines": ["boats"]},
+                    social_care={"local_authority": None})
+    with pytest.raises(CaseError) as e:
+        parse_case(bad, "case.toml")
+    message = str(e.value)
+    for part in ("case.toml", "category", "golf", "scope.service_lines", "boats",
+                 "social_care", "local_authority"):
+        assert part in message
