@@ -39,8 +39,6 @@ DEMO_INDICATORS = ("emergency_admissions", "chronic_acsc_admissions", "day_case_
                    "outpatient_follow_up_ratio", "ae_attendances",
                    "prescribing_cost_per_weighted_patient")
 POLICY = Path(__file__).resolve().parents[1] / "reference" / "budgets" / "demo_policy.toml"
-#: the policy of the year the demo plays month by month
-PLAYED_POLICY = POLICY.with_name("demo_policy_2025_26.toml")
 PLAYED_YEAR = "2025-26"
 #: months of the played year whose deliveries are loaded, priced, shown and frozen one by one
 DEMO_MONTHS = 6
@@ -88,6 +86,19 @@ def nothing_ignored() -> Iterator[None]:
     if ignored:
         raise DemoNotClean("the demo finished, but these errors were ignored on the way: "
                            + "; ".join(ignored))
+
+
+def played_policy(out: Path) -> Path:
+    """The policy of the year the demo plays month by month: the demo policy's terms for
+    2025-26 (set from 2024-25 spend), written beside the demo's files."""
+    text = POLICY.read_text(encoding="utf-8")
+    year = 'financial_year = "2026-27"'
+    if year not in text:
+        raise ValueError(f"{POLICY}: expected {year} to derive the played year's policy")
+    path = out / f"demo_policy_{PLAYED_YEAR.replace('-', '_')}.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.replace(year, f'financial_year = "{PLAYED_YEAR}"'), encoding="utf-8")
+    return path
 
 
 def run_demo(
@@ -141,7 +152,7 @@ def run_demo(
     from pbc.services.budgets import set_indicative_budgets
 
     with timed("play"):
-        played = set_indicative_budgets(warehouse, PLAYED_POLICY, who,
+        played = set_indicative_budgets(warehouse, played_policy(out), who,
                                         reason="demo: the year played month by month")
         console.print(f"  budgets for {PLAYED_YEAR} set from 2024-25 spend (version "
                       f"{played.version}); now the year as it happens:")
