@@ -93,8 +93,10 @@ def run_pbc(base: str) -> dict[str, object]:
     frame = pos.frame
     out = frame[["code", "service_line", "annual_budget", "budget_to_date", "spend_to_date",
                  "variance", "forecast_outturn"]]
-    rows = [tuple(None if v is None or v != v else int(v) if not isinstance(v, str) else v
-                  for v in r) for r in out.itertuples(index=False)]
+    import pandas as pd
+
+    rows = [tuple(v if isinstance(v, str) else None if pd.isna(v) else int(v) for v in r)
+            for r in out.itertuples(index=False)]
     return {"seconds": min(times), "rows": rows,
             "practices": int(frame.code.nunique()), "version": pos.budget_version}
 

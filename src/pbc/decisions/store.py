@@ -79,15 +79,45 @@ def rows_digest(rows: Iterable[dict[str, Any]]) -> str:
     return h.hexdigest()
 
 
+#: the head revision of the migrations, once read (reading the scripts costs ~0.2 s)
+_HEAD: list[str] = []
+
+
 def migrate(url: str) -> None:
-    """Bring the database at ``url`` to the latest schema (Alembic ``upgrade head``)."""
+    """Bring the database at ``url`` to the latest schema (Alembic ``upgrade head``).
+
+    A database already at the head is left alone after one cheap query of its
+    ``alembic_version``, so opening the store many times in one process costs little."""
     from alembic import command
     from alembic.config import Config
 
+    if _HEAD and _revision(url) == _HEAD[0]:
+        return
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url)
     command.upgrade(cfg, "head")
+    if not _HEAD:
+        from alembic.script import ScriptDirectory
+
+        head = ScriptDirectory.from_config(cfg).get_current_head()
+        if head:
+            _HEAD.append(head)
+
+
+def _revision(url: str) -> str | None:
+    """The database's Alembic revision (None: not versioned yet, or unreadable)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as con:
+            return con.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
 
 
 class DecisionStore:
@@ -202,8 +232,10 @@ class DecisionStore:
             self._audit(s, who, "agree_budgets", "budget_version",
                         f"{financial_year} v{version}")
 
-    def current(self, financial_year: str) -> BudgetVersion | None:
-        """The agreed version if there is one, else the latest draft."""
+    def current(self, financial_year: str, *, with_lines: bool = True
+                ) -> BudgetVersion | None:
+        """The agreed version if there is one, else the latest draft (``with_lines=False``:
+        without loading its lines, for callers that need only its number and status)."""
         with self._session() as s:
             rows = s.scalars(select(BudgetVersion).where(
                 BudgetVersion.financial_year == financial_year,
@@ -214,7 +246,8 @@ class DecisionStore:
             if not candidates:
                 return None
             chosen = candidates[0]
-            _ = chosen.lines  # load while the session is open
+            if with_lines:
+                _ = chosen.lines  # load while the session is open
             return chosen
 
     def lines(self, financial_year: str, version: int) -> list[Line]:

@@ -92,11 +92,7 @@ def position(
                             f"none before {financial_year}: choose --method run_rate")
     s = _with_totals(spend[["code", "service_line", "month", "spend"]], "spend")
     b = _with_totals(budget[["code", "service_line", "month", "budget"]], "budget")
-    keys = sorted({(str(c), str(sl)) for c, sl in zip(s.get("code", []), s.get("service_line", []),
-                                                     strict=True)}
-                  | {(str(c), str(sl)) for c, sl in zip(b.get("code", []),
-                                                        b.get("service_line", []),
-                                                        strict=True)})
+    keys = sorted(_keys(s) | _keys(b))
     if not keys:
         return pd.DataFrame(columns=COLUMNS)
     actual = _panel(s, "spend", keys)
@@ -133,6 +129,15 @@ def position(
     order = out.service_line.eq(TOTAL)
     return (out.assign(_total=order).sort_values(["code", "_total", "service_line"])
             .drop(columns="_total").reset_index(drop=True)[COLUMNS])
+
+
+def _keys(frame: pd.DataFrame) -> set[tuple[str, str]]:
+    """The distinct (code, service line) pairs of a long table."""
+    if frame.empty or "code" not in frame.columns:
+        return set()
+    pairs = frame[["code", "service_line"]].drop_duplicates()
+    return set(zip(pairs["code"].astype(str).tolist(),
+                   pairs["service_line"].astype(str).tolist(), strict=True))
 
 
 def in_pounds(frame: pd.DataFrame, columns: Sequence[str] = tuple(MONEY_COLUMNS)

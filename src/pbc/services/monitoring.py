@@ -88,8 +88,17 @@ def _spend(con: object, fy: str, level: Level, commissioner: str) -> pd.DataFram
         SELECT {code} AS code, service_line, month,
                CAST(sum({TARIFF_VALUE_SQL}) * 100 AS BIGINT) AS spend
         FROM priced_activity WHERE {' AND '.join(where)}
-        GROUP BY ALL ORDER BY ALL"""
-    frame: pd.DataFrame = con.execute(sql).df()  # type: ignore[attr-defined]
+        GROUP BY ALL"""
+    return _frame(con, sql)
+
+
+def _frame(con: object, sql: str) -> pd.DataFrame:
+    """The result as a DataFrame, through Arrow (no row order: the core indexes by key).
+
+    Through Arrow, text columns become pandas' Arrow-backed strings directly; ``.df()``
+    builds Python strings first and converts them again (measured: 0.3-0.5 s of a 1.2 s
+    query returning 610,000 rows)."""
+    frame: pd.DataFrame = con.sql(sql).to_arrow_table().to_pandas()  # type: ignore[attr-defined]
     return frame
 
 
@@ -106,9 +115,8 @@ def _budget(con: object, fy: str, version: int, level: Level) -> pd.DataFrame:
                CAST(sum(budget) * 100 AS BIGINT) AS budget
         FROM budget_phasing
         WHERE financial_year = {lit(fy)} AND version = {int(version)} AND {where}
-        GROUP BY ALL ORDER BY ALL"""
-    frame: pd.DataFrame = con.execute(sql).df()  # type: ignore[attr-defined]
-    return frame
+        GROUP BY ALL"""
+    return _frame(con, sql)
 
 
 def _allowed(who: Principal, level: Level, commissioner: str) -> str | None:
@@ -130,7 +138,7 @@ def monthly_position(warehouse: Warehouse, who: Principal, period: str, *,
     """The position at the end of calendar month ``period`` (``YYYY-MM``)."""
     fy, month = parse_period(period)
     with DecisionStore.beside(warehouse.root) as store:
-        chosen = store.current(fy) if version is None else None
+        chosen = store.current(fy, with_lines=False) if version is None else None
         if version is None:
             if chosen is None:
                 raise WarehouseError(f"no budgets are set for {fy}: run pbc budgets set first")
