@@ -42,10 +42,12 @@ SHOTS := statement-1-summary statement-2-budget statement-3-monthly-phasing \
   benchmark-1-table benchmark-2-monthly benchmark-3-indicator export-reconciliation \
   emergency_admissions_practice_funnel emergency_admissions_practice_caterpillar \
   emergency_admissions_practice_spc_A81000 emergency_admissions_practice_deciles \
-  chart-calibration
+  chart-calibration monitoring-pack-1-summary monitoring-pack-2-position \
+  monitoring-pack-3-months chart-cumulative-spend
 
 screenshots: $(DEV) ## Screenshots of workbooks and charts (needs /usr/bin/chromium) into docs/screenshots/
-	$(BIN)/python -m pytest -p no:xdist -q tests/test_workbooks.py -k screenshots
+	$(BIN)/python -m pytest -p no:xdist -q tests/test_workbooks.py tests/test_monitoring_pack.py \
+	  -k screenshots
 	mkdir -p docs/screenshots
 	for s in $(SHOTS); do cp build/screenshots/$$s.png docs/screenshots/ || exit 1; done
 

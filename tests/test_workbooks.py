@@ -269,6 +269,12 @@ def test_benchmark_workbook_is_a_finished_product(priced: Warehouse, tmp_path: P
     assert len(monthly) == len(result.series)  # type: ignore[arg-type]
     about = summary(book["Indicator"])
     assert about["Title"] == result.indicator.title
+    # judgements in words with the indicator's polarity (fewer admissions are better)
+    judged = table["Compared with the commissioner (funnel)"]
+    expected = {"Not significant": "Similar", "High (0.025)": "Higher, worse (95%)",
+                "High (0.001)": "Higher, worse (99.8%)", "Low (0.025)": "Lower, better (95%)",
+                "Low (0.001)": "Lower, better (99.8%)"}
+    assert judged.tolist() == [expected[str(v)] for v in result.table.significance]
 
 
 def test_benchmark_workbook_suppressed_cells_stay_hidden(tmp_path: Path) -> None:

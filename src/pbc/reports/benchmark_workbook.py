@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from pbc.indicators.definition import Indicator
+from pbc.indicators.wording import compared
 from pbc.reports.workbook import Column, Kind, TitleBlock, Workbook, month_label
 
 LEVEL_NAMES = {"practice": "Practice", "group": "Group", "commissioner": "Commissioner"}
@@ -94,6 +95,9 @@ def _columns(frame: pd.DataFrame, ind: Indicator, level: str, key: str,
         order = [c for c in out.columns if c != "significance_unadjusted"]
         order.insert(order.index("significance") + 1, "significance_unadjusted")
         out = out[order]
+    for col in ("significance", "significance_unadjusted"):  # in words, with polarity
+        if col in out.columns:
+            out[col] = [compared(ind, v) for v in out[col]]
     what = LEVEL_NAMES.get(level, level.capitalize())
     out.insert(list(out.columns).index(key) + 1, "unit_name",
                [names.get(str(c)) for c in out[key]])
