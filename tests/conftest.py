@@ -63,3 +63,32 @@ def postgres_url(postgres_server: str):
     yield f"postgresql+psycopg:///{name}?host={POSTGRES_SOCKET}"
     with psycopg.connect(dbname="postgres", host=POSTGRES_SOCKET, autocommit=True) as c:
         c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+DEMO_POLICY = (Path(__file__).resolve().parents[1] / "src" / "pbc" / "reference" / "budgets"
+               / "demo_policy.toml")
+
+
+def budgeted_economy(base: Path, *, practices: int, seed: int, years: int, start_year: int,
+                     budget_year: str = "2025-26", extra_policy: str = "") -> object:
+    """A small synthetic economy synthesised, loaded and priced in ``base``, with budgets
+    for ``budget_year`` set by the demo policy (plus ``extra_policy``); the Warehouse."""
+    from pbc.services.budgets import set_indicative_budgets
+    from pbc.services.pricing import run_pricing
+    from pbc.services.principal import Principal
+    from pbc.synth import SynthConfig, generate
+    from pbc.warehouse import Warehouse
+    from pbc.warehouse.load import load
+
+    generate(SynthConfig(practices=practices, groups=2, local_authorities=2, seed=seed,
+                         years=years, start_year=start_year), base / "in")
+    wh = Warehouse(base / "wh")
+    load(base / "in", wh)
+    run_pricing(wh)
+    policy = base / "policy.toml"
+    policy.write_text(DEMO_POLICY.read_text(encoding="utf-8").replace(
+        'financial_year = "2026-27"', f'financial_year = "{budget_year}"') + extra_policy,
+        encoding="utf-8")
+    set_indicative_budgets(wh, policy, Principal("analyst", "commissioner", "Q99"),
+                           statements=base / "statements")
+    return wh

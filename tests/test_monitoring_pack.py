@@ -18,30 +18,16 @@ from pbc.warehouse import Warehouse
 
 COMMISSIONER = Principal("analyst", "commissioner", "Q99")
 PRACTICE = Principal("pm", "practice", "A81001")
-POLICY = (Path(__file__).resolve().parents[1] / "src" / "pbc" / "reference" / "budgets"
-          / "demo_policy.toml")
 PERIOD = "2025-09"
 MONEY_FORMAT = "£#,##0.00;[Red]-£#,##0.00"
 
 
 @pytest.fixture(scope="module")
 def wh(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
-    from pbc.services.budgets import set_indicative_budgets
-    from pbc.services.pricing import run_pricing
-    from pbc.synth import SynthConfig, generate
-    from pbc.warehouse.load import load
+    from conftest import budgeted_economy
 
-    base = tmp_path_factory.mktemp("packs")
-    generate(SynthConfig(practices=6, groups=2, local_authorities=2, seed=21, years=3,
-                         start_year=2023), base / "in")
-    w = Warehouse(base / "wh")
-    load(base / "in", w)
-    run_pricing(w)
-    policy = base / "policy.toml"
-    policy.write_text(POLICY.read_text(encoding="utf-8").replace(
-        'financial_year = "2026-27"', 'financial_year = "2025-26"'), encoding="utf-8")
-    set_indicative_budgets(w, policy, COMMISSIONER, statements=base / "statements")
-    return w
+    return budgeted_economy(tmp_path_factory.mktemp("packs"), practices=6, seed=21, years=3,
+                            start_year=2023)  # type: ignore[return-value]
 
 
 def _pence(value: object) -> int:

@@ -14,30 +14,16 @@ from pbc.services.principal import AccessDenied, Principal
 from pbc.warehouse import Warehouse
 
 COMMISSIONER = Principal("analyst", "commissioner", "Q99")
-DEMO_POLICY = (Path(__file__).resolve().parents[1] / "src" / "pbc" / "reference" / "budgets"
-               / "demo_policy.toml")
 PERIOD = "2025-09"  # month 6 of 2025-26
 
 
 @pytest.fixture(scope="module")
 def budgeted(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
-    from pbc.services.budgets import set_indicative_budgets
-    from pbc.services.pricing import run_pricing
-    from pbc.synth import SynthConfig, generate
-    from pbc.warehouse.load import load
-
-    base = tmp_path_factory.mktemp("monitoring")
-    generate(SynthConfig(practices=8, groups=2, local_authorities=2, seed=21, years=2,
-                         start_year=2024), base / "in")
-    wh = Warehouse(base / "wh")
-    load(base / "in", wh)
-    run_pricing(wh)
     # budgets for 2025-26, set from 2024-25 spend, so that 2025-26's activity is monitored
-    policy = base / "policy.toml"
-    policy.write_text(DEMO_POLICY.read_text(encoding="utf-8").replace(
-        'financial_year = "2026-27"', 'financial_year = "2025-26"'), encoding="utf-8")
-    set_indicative_budgets(wh, policy, COMMISSIONER, statements=base / "statements")
-    return wh
+    from conftest import budgeted_economy
+
+    return budgeted_economy(tmp_path_factory.mktemp("monitoring"), practices=8, seed=21,
+                            years=2, start_year=2024)  # type: ignore[return-value]
 
 
 def _sql_pence(wh: Warehouse, sql: str) -> int:

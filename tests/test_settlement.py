@@ -126,19 +126,11 @@ def test_a_group_in_both_arrangements_is_refused(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def budgeted(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
-    from pbc.services.budgets import set_indicative_budgets
-    from pbc.services.pricing import run_pricing
-    from pbc.synth import SynthConfig, generate
-    from pbc.warehouse.load import load
+    from conftest import budgeted_economy
 
-    base = tmp_path_factory.mktemp("settle")
-    generate(SynthConfig(practices=8, groups=2, local_authorities=2, seed=21, years=2,
-                         start_year=2024), base / "in")
-    wh = Warehouse(base / "wh")
-    load(base / "in", wh)
-    run_pricing(wh)
-    set_indicative_budgets(wh, _policy(base), COMMISSIONER, statements=base / "statements")
-    return wh
+    return budgeted_economy(tmp_path_factory.mktemp("settle"), practices=8, seed=21, years=2,
+                            start_year=2024, extra_policy=RULES.format(
+                                fallback="commissioner"))  # type: ignore[return-value]
 
 
 def test_cli_settles_a_whole_year_to_the_penny(budgeted: Warehouse, tmp_path: Path) -> None:

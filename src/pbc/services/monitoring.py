@@ -256,8 +256,9 @@ def year_outturns(warehouse: Warehouse, who: Principal, financial_year: str, *,
                   level: Level = "practice", method: Method = "seasonal_run_rate"
                   ) -> list[Outturn]:
     """Each holder's budget and outturn for ``financial_year``: the actual spend when all 12
-    months are loaded, else the forecast by ``method`` at the latest month loaded (the basis
-    says which). No activity loaded for the year: an empty list."""
+    months are loaded, else the forecast by ``method`` at the latest month loaded (the run
+    rate where ``method`` needs a year before this one that is not loaded; the basis says
+    which). No activity loaded for the year: an empty list."""
     m = latest_month(warehouse, financial_year)
     if m == 0:
         return []
@@ -266,19 +267,29 @@ def year_outturns(warehouse: Warehouse, who: Principal, financial_year: str, *,
     try:
         pos = monthly_position(warehouse, who, period, level=level, method=method)
     except ForecastError:
-        if m != 12:
-            raise
         pos = monthly_position(warehouse, who, period, level=level, method="run_rate")
+    return position_outturns(pos, actual=m == 12)
+
+
+def position_outturns(pos: MonthlyPosition, *, actual: bool, skip_missing: bool = False
+                      ) -> list[Outturn]:
+    """Each holder's budget and outturn from a position (totals): its spend when ``actual``
+    (the year is complete), else its forecast outturn. A holder with no forecast is an error
+    naming it, or is left out with ``skip_missing``."""
     out = []
     for r in pos.frame[pos.frame.service_line == "all"].to_dict("records"):
         code = str(r["code"])
-        if m == 12:
+        if actual:
             outturn, how = int(r["spend_to_date"]), "actual"
-        elif r["forecast_outturn"] is pd.NA or r["forecast_outturn"] is None:
-            raise WarehouseError(f"{level} {code} {financial_year}: no forecast outturn "
-                                 f"({r['forecast_note']}); choose --method run_rate")
+        elif pd.isna(r["forecast_outturn"]):
+            if skip_missing:
+                continue
+            raise WarehouseError(f"{pos.frame.level.iloc[0]} {code} {pos.financial_year}: no "
+                                 f"forecast outturn ({r['forecast_note']}); choose --method "
+                                 "run_rate")
         else:
-            outturn, how = int(r["forecast_outturn"]), f"forecast at month {m} ({method})"
+            outturn = int(r["forecast_outturn"])
+            how = f"forecast at month {pos.month} ({pos.method.replace('_', ' ')})"
         out.append(Outturn(code, int(r["annual_budget"]), outturn, how))
     return out
 

@@ -34,7 +34,6 @@ from pbc.monitoring.forecast import (
     INTERVAL,
     METHODS,
     Forecast,
-    ForecastError,
     Method,
     forecast,
     ratio_model,
@@ -52,8 +51,9 @@ from pbc.services.monitoring import (
     MonthlyPosition,
     _budget,
     _spend,
-    latest_month,
     monthly_position,
+    position_outturns,
+    year_outturns,
 )
 from pbc.services.principal import Principal
 from pbc.warehouse import Warehouse
@@ -275,33 +275,13 @@ def _ledger(warehouse: Warehouse, who: Principal, pos: MonthlyPosition, level: L
                         < parse_financial_year(fy)})
     freed: list[FreedResources] = []
     basis: dict[tuple[str, str], str] = {}
-
-    def add(p: MonthlyPosition, actual: bool) -> None:
-        for r in p.frame[p.frame.service_line == TOTAL].to_dict("records"):
-            code = str(r["code"])
-            if actual:
-                outturn, how = int(r["spend_to_date"]), "actual"
-            elif pd.isna(r["forecast_outturn"]):
-                continue
-            else:
-                outturn = int(r["forecast_outturn"])
-                how = f"forecast at month {p.month} ({p.method.replace('_', ' ')})"
-            freed.append(freed_resources(code, p.financial_year, int(r["annual_budget"]),
-                                         outturn, rule))
-            basis[(code, p.financial_year)] = how
-
-    for year in years:
-        m = latest_month(warehouse, year)
-        if m == 0:
-            continue
-        start = parse_financial_year(year)
-        period = f"{start + (1 if m > 9 else 0)}-{(m + 2) % 12 + 1:02d}"
-        try:
-            add(monthly_position(warehouse, who, period, level=level, method=method), m == 12)
-        except ForecastError:
-            add(monthly_position(warehouse, who, period, level=level, method="run_rate"),
-                m == 12)
-    add(pos, pos.month == 12)
+    earlier = [(year, year_outturns(warehouse, who, year, level=level, method=method))
+               for year in years]
+    for year, outturns in [*earlier, (fy, position_outturns(pos, actual=pos.month == 12,
+                                                            skip_missing=True))]:
+        for o in outturns:
+            freed.append(freed_resources(o.code, year, o.budget, o.outturn, rule))
+            basis[(o.code, year)] = o.basis
     ledger = reinvestment_ledger(freed, [], rule)
     by_key = {(f.code, f.financial_year): f for f in freed}
     rows = []
