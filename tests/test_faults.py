@@ -100,7 +100,7 @@ COMMANDS = {
 POINTS = {
     "load": ("linked", "put_file", "adopted", "hashed", "renamed", "swapped"),
     "price": ("linked", "adopted", "before_rename", "catalogued"),
-    "train": ("put_file", "hashed", "renamed", "cataloguing", "swapped"),
+    "train": ("put_file", "hashed", "renamed", "cataloguing", "swapped", "pruning"),
 }
 #: kills after which the same change is run again to the end (each rerun costs a process)
 RERUN = {("load", "put_file"), ("load", "swapped"), ("price", "catalogued"),

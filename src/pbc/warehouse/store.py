@@ -517,12 +517,19 @@ class Transaction:
         os.rename(tmp, final / "catalogue.duckdb")
 
     def _prune(self, keep: set[str]) -> None:
+        """Remove all but the newest versions. Each is first renamed out of the versions'
+        names (to a staging name, cleaned by the next writer if this one is killed), so a
+        process killed while deleting never leaves a half-deleted folder that looks like a
+        version."""
         versions = sorted(
             p for p in (self.warehouse.root / "versions").iterdir() if not p.name.startswith(".")
         )
         for p in versions[:-KEEP_VERSIONS]:
             if p.name not in keep:
-                shutil.rmtree(p, ignore_errors=True)
+                doomed = p.with_name(f".staging-pruned-{p.name}-{uuid.uuid4().hex[:8]}")
+                os.rename(p, doomed)
+                kill_point("pruning")
+                shutil.rmtree(doomed, ignore_errors=True)
 
     def rollback(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
