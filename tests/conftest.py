@@ -65,6 +65,15 @@ def postgres_url(postgres_server: str):
         c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def decision_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty decision-store URL: SQLite in the test's folder, then PostgreSQL
+    (the decision store's tests run on both engines; CI starts PostgreSQL)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'decisions.sqlite'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
 DEMO_POLICY = (Path(__file__).resolve().parents[1] / "src" / "pbc" / "reference" / "budgets"
                / "demo_policy.toml")
 

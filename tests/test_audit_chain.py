@@ -24,11 +24,9 @@ from pbc.services.principal import Principal
 FINANCE = Principal("fin", "commissioner", ICB)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DecisionStore]:
-    url = (f"sqlite:///{tmp_path / 'decisions.sqlite'}" if request.param == "sqlite"
-           else request.getfixturevalue("postgres_url"))
-    with DecisionStore(url) as s:
+@pytest.fixture
+def store(decision_url: str) -> Iterator[DecisionStore]:
+    with DecisionStore(decision_url) as s:
         s.record_budgets(FINANCE, "2026-27", [Line("A81001", "ae", 1_000_00)], reason="v1")
         s.agree(FINANCE, "2026-27", 1)
         svc.add_user(s, who("administrator"), "admin", "administrator", ICB)

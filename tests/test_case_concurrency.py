@@ -4,7 +4,6 @@ conflict, and the audit chain verifies; on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import multiprocessing as mp
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -55,10 +54,9 @@ def race(url: str, case_ids: list[int], read_first: bool
     return {c: sorted(r) for c, r in out.items()}
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return (f"sqlite:///{tmp_path / 'decisions.sqlite'}" if request.param == "sqlite"
-            else str(request.getfixturevalue("postgres_url")))
+@pytest.fixture
+def url(decision_url: str) -> str:
+    return decision_url
 
 
 def submitted_cases(url: str, n: int) -> list[int]:

@@ -30,10 +30,9 @@ def alembic(url: str, direction: str, revision: str) -> None:
     getattr(command, direction)(cfg, revision)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return (f"sqlite:///{tmp_path / 'decisions.sqlite'}" if request.param == "sqlite"
-            else str(request.getfixturevalue("postgres_url")))
+@pytest.fixture
+def url(decision_url: str) -> str:
+    return decision_url
 
 
 def tables(url: str) -> set[str]:

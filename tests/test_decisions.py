@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -15,11 +14,9 @@ PRACTICE = Principal("practice.manager", "practice", "A81001")
 LINES = [Line("A81001", "non_elective", 123_456_78), Line("A81002", "non_elective", 98_765_43)]
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DecisionStore]:
-    url = (f"sqlite:///{tmp_path / 'd.sqlite'}" if request.param == "sqlite"
-           else request.getfixturevalue("postgres_url"))
-    with DecisionStore(url) as s:
+@pytest.fixture
+def store(decision_url: str) -> Iterator[DecisionStore]:
+    with DecisionStore(decision_url) as s:
         yield s
 
 

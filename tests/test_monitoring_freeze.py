@@ -238,11 +238,9 @@ def test_restate_closes_to_the_penny(old_cells: list[tuple[Any, ...]],
 
 
 # ------------------------------------------------------------------ the store, both engines
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DecisionStore]:
-    url = (f"sqlite:///{tmp_path / 'd.sqlite'}" if request.param == "sqlite"
-           else request.getfixturevalue("postgres_url"))
-    with DecisionStore(url) as s:
+@pytest.fixture
+def store(decision_url: str) -> Iterator[DecisionStore]:
+    with DecisionStore(decision_url) as s:
         yield s
 
 

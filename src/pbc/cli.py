@@ -1413,6 +1413,31 @@ def audit_log_cmd(warehouse: WarehouseOpt = Path("warehouse"),
                           + (f" {entity_id}" if entity_id else ""))
 
 
+# ------------------------------------------------------- opt-outs and group agreements
+# (issue 15: pbc optout, pbc group ...)
+
+# ------------------------------------------------------------- contracts and invoices
+# (issue 15: pbc contract ..., pbc invoice check)
+
+# ------------------------------------------------------------- evaluation of cases
+# (issue 15: pbc case evaluate)
+
+# -------------------------------------------------------------------- local authorities
+la_app = typer.Typer(help="Working with local authorities: Section 75 pooled budgets, "
+                     "neighbourhood profiles for the JSNA, coterminosity and shared clients "
+                     "(docs/local-authorities.md).", no_args_is_help=True)
+app.add_typer(la_app, name="la")
+
+# ------------------------------------------------------ local authorities: pooled budgets
+# (issue 16: pbc la pooled, pbc la register)
+
+# -------------------------------------------------- local authorities: neighbourhood profiles
+# (issue 16: pbc la profile)
+
+# ----------------------------------------- local authorities: coterminosity, shared clients
+# (issue 16: pbc la coterminosity, pbc la shared-clients)
+
+
 def main() -> None:
     try:
         app()
