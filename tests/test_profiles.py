@@ -372,3 +372,38 @@ def test_demo_profiles(economy: Warehouse, tmp_path: Path) -> None:
     written = svc.demo_profiles(economy, tmp_path, console)
     assert [p.suffix for p in written] == [".csv", ".xlsx", ".json"]
     assert "neighbourhood profile of" in console.export_text()
+
+
+def _inputs(segments: bool) -> Any:
+    from pbc.local_authorities.profiles import ProfileInputs
+
+    people = [("N1", "F", 70, 3, "high")] * 40 + [("N1", "M", 30, 5, "low")] * 60 + \
+        [("N2", "F", 80, 1, "high")] * 5  # a tiny neighbourhood: 5 residents
+    frame = pd.DataFrame(people, columns=["unit", "sex", "age", "decile", "segment"])
+    count = lambda cols: frame.groupby(cols).size().rename("n").reset_index()  # noqa: E731
+    empty = pd.DataFrame({"unit": [], "measure": [], "age": [], "n": []})
+    return ProfileInputs(
+        count(["unit", "sex", "age"]), count(["unit", "decile"]),
+        pd.DataFrame({"unit": ["N1"], "condition": ["DM"], "n": [12]}), empty,
+        pd.DataFrame({"unit": ["N1", "N2"], "n": [30, 2]}),
+        pd.DataFrame({"unit": [], "service_type": [], "packages": [], "cost": []}),
+        count(["unit", "segment"]) if segments else None)
+
+
+def test_shared_totals_and_risk_segments() -> None:
+    from pbc.local_authorities.profiles import Breakdowns, build_profile
+
+    b = Breakdowns(("DM",), ("home_care",), ("high", "low"))
+    p = build_profile("E0", "Council", ["N1", "N2"], _inputs(True), b, YEAR)
+    rows = {(r["measure"], r["neighbourhood_code"], r["breakdown"]): r for r in p.rows}
+    for m in ("population", "deprivation", "risk_segment"):
+        assert rows[(m, "N2", ALL)]["count"] is None  # 5 residents: hidden everywhere
+        # and N1's or the council's, or the tiny neighbourhood's would follow
+        assert None in (rows[(m, "N1", ALL)]["count"], rows[(m, WHOLE_COUNCIL, ALL)]["count"])
+    assert rows[("risk_segment", "N1", "low")]["count"] == 60
+    assert rows[("ae_attendances", "N2", ALL)]["value"] is None  # no shown population
+    assert not any("risk scores" in n for n in p.notes)
+    q = build_profile("E0", "Council", ["N1", "N2"], _inputs(False), b, YEAR)
+    assert not any(r["measure"] == "risk_segment" for r in q.rows)
+    assert any("no risk scores" in n for n in q.notes)
+
