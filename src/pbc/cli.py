@@ -1434,6 +1434,61 @@ app.add_typer(la_app, name="la")
 # -------------------------------------------------- local authorities: neighbourhood profiles
 # (issue 16: pbc la profile)
 
+
+@la_app.command("profile")
+def la_profile(
+    la_code: Annotated[str, typer.Argument(help="Local authority (ONS code).")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    acting_as: Annotated[str, typer.Option(
+        "--as", help="Act as ROLE:ORGANISATION: local_authority:LA_CODE for the council's "
+        "own profile, or a commissioner role of its economy. " + SELF_DECLARED_NOTE)] = "",
+    year: Annotated[str | None, typer.Option(
+        help="Financial year, e.g. 2025-26 (default: the latest complete one).")] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write the rows as CSV.")] = None,
+    xlsx: Annotated[Path | None, typer.Option("--xlsx", help="Write the workbook.")] = None,
+    chart: Annotated[Path | None, typer.Option(
+        help="Write the neighbourhood comparison chart (.vl.json, .json, .html, .svg, "
+        ".png).")] = None,
+) -> None:
+    """Neighbourhood profiles for the JSNA: population, deprivation, prevalence, admissions
+    (directly standardised), A&E, social care and risk segments, with small numbers
+    suppressed (docs/local-authorities.md)."""
+    from rich.table import Table as RichTable
+
+    from pbc.services import profiles
+
+    with user_errors():
+        if not acting_as:
+            raise UserError(f"say who you are with --as (local_authority:{la_code} for the "
+                            "council's own profile)")
+        who = _principal(warehouse, acting_as)
+        profile = profiles.neighbourhood_profile(Warehouse(warehouse), la_code, who,
+                                                 financial_year=year)
+        table = RichTable(title=f"{profile.la_name} ({la_code}), {profile.financial_year}: "
+                          "rates per neighbourhood (* suppressed)")
+        for col in ("Measure", *profile.neighbourhoods, "ALL"):
+            table.add_column(col, justify="left" if col == "Measure" else "right")
+        frame = profile.frame()
+        for m in profiles.CHART_MEASURES:
+            part = frame[(frame["measure"] == m) & (frame["breakdown"] == "all")]
+            shown = {str(code): ("*" if hid else "-" if value is None or value != value
+                                 else f"{float(value):,.1f}")
+                     for code, hid, value in zip(part["neighbourhood_code"],
+                                                 part["suppressed"], part["value"],
+                                                 strict=True)}
+            table.add_row(m, *(shown.get(n, "") for n in [*profile.neighbourhoods, "ALL"]))
+        console.print(table)
+        for note in profile.notes:
+            _say(note)
+        if csv_out:
+            _say(f"wrote {profiles.write_csv(profile, csv_out)}")
+        if xlsx:
+            _say(f"wrote {profiles.write_workbook(profile, xlsx)}")
+        if chart:
+            from pbc.indicators.charts import save_chart
+
+            _say(f"wrote {save_chart(profiles.comparison_chart(profile), chart)}")
+
 # ----------------------------------------- local authorities: coterminosity, shared clients
 # (issue 16: pbc la coterminosity, pbc la shared-clients)
 

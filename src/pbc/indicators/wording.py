@@ -40,14 +40,20 @@ def compared(ind: Indicator, significance: object) -> str:
     (99.8%)'`` where low is good, ``'Lower (95%)'`` where no direction is better,
     ``'Similar'`` inside the 95% limits, ``'Not compared'`` where there is no funnel
     (costs per head, too few events, no value)."""
+    return judged(significance, ind.low_is_good)
+
+
+def judged(significance: object, low_is_good: bool | None) -> str:
+    """:func:`compared` for a measure that is not an :class:`Indicator` (a neighbourhood
+    profile's measures): ``low_is_good`` None where neither direction is better."""
     if significance == "Not significant":
         return SIMILAR
     if not isinstance(significance, str) or significance not in _PHE:
         return NOT_COMPARED
     side, level = _PHE[significance]
-    if ind.low_is_good is None:
+    if low_is_good is None:
         return f"{side} ({level})"
-    better = (side == "Lower") == ind.low_is_good
+    better = (side == "Lower") == low_is_good
     return f"{side}, {'better' if better else 'worse'} ({level})"
 
 

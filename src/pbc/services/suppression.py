@@ -131,6 +131,8 @@ def suppress_levels(
     levels: Sequence[str],
     columns: Sequence[str],
     threshold: int = DEFAULT_THRESHOLD,
+    *,
+    hide: Iterable[CellKey] = (),
 ) -> dict[str, list[LevelRow]]:
     """Suppress the tables of counts at every level in ``levels`` together.
 
@@ -145,6 +147,10 @@ def suppress_levels(
        data: every practice in one group, say), for every column and the total. Wherever
        one of these equations has exactly one hidden term, the smallest shown non-zero term
        is hidden too (a child before the parent), until none has.
+    ``hide`` names cells to hide from the start, whatever their value: a total that
+    another table published with the same people had to hide (a neighbourhood's
+    population, say), so that the tables agree on it.
+
     3. Audit: an intruder knows every shown cell, that counts are whole and not negative,
        and that a hidden cell is not zero (zeros are shown). For each hidden cell the
        smallest and largest values consistent with all of that are found by linear
@@ -159,6 +165,11 @@ def suppress_levels(
     """
     cells, support, values = _level_cells(base, levels, columns)
     hidden = {k for k, v in values.items() if _primary(v, threshold)}
+    forced = set(hide)
+    unknown = forced - set(values)
+    if unknown:
+        raise KeyError(f"suppress_levels: no such cell {sorted(unknown, key=repr)[0]!r}")
+    hidden |= forced
     relations = _relations(base, levels, columns, values)
     safe: set[CellKey] = set()  # hiding more only widens intervals: safe stays safe
     while True:
