@@ -295,3 +295,50 @@ def _pct(v: float | None) -> str:
 
 def _num(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
+
+
+# ------------------------------------------------------------------ terminal
+def print_report(report: CoterminosityReport, console: Any) -> None:
+    """The report for an 80-column terminal (Rich): sentences, then the scores of the groups
+    and the suggested clusters (commissioner roles) or the council's residents by
+    neighbourhood and group (a council officer), suppressed cells as ``*``."""
+    from rich import box
+    from rich.table import Table as RichTable
+
+    for line in summary_lines(report):
+        console.print(line, highlight=False, markup=False)
+    if report.council is not None:
+        t = RichTable(title=f"Residents of {report.principal.organisation} by group",
+                      box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        for c, j in (("neighbourhood", "left"), ("group", "left"), ("residents", "right"),
+                     ("share", "right")):
+            t.add_column(c, justify=j, no_wrap=True)  # type: ignore[arg-type]
+        for r in report.council.itertuples():
+            shown = pd.notna(r.patients)
+            t.add_row(str(r.neighbourhood_code), str(r.group_code),
+                      f"{int(r.patients):,}" if shown else "*",
+                      _pct(r.share) if shown and r.share is not None else "*")
+        console.print(t)
+        return
+    frame = report.scores_frame()
+    for grouping, title in (("current", "Groups now"),
+                            ("suggested", "Suggested clusters following neighbourhoods")):
+        t = RichTable(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        for c, j in (("group", "left"), ("prac-\ntices", "right"), ("patients", "right"),
+                     ("main\ncouncil", "left"), ("share", "right"),
+                     ("main\nneigh-\nbour-\nhood", "left"), ("share", "right"),
+                     ("index", "right"), ("flags", "left")):
+            t.add_column(c, justify=j, no_wrap=c not in ("group", "flags"),  # type: ignore[arg-type]
+                         overflow="fold", min_width=12 if c == "group" else None)
+        for r in frame[frame["grouping"] == grouping].itertuples():
+            flags = ", ".join(f for f, on in (("spans councils", r.spans_councils),
+                                              ("small", r.below_minimum)) if on)
+            t.add_row(str(r.group_code).replace("+", "+ "), f"{r.practices:,}", f"{r.patients:,}",
+                      str(r.main_local_authority or "-"), _pct(r.local_authority_share),
+                      str(r.main_neighbourhood or "-"), _pct(r.neighbourhood_share),
+                      _num(r.neighbourhood_index), flags)
+        console.print(t)
+    console.print(f"share: of the patients with a known neighbourhood; index: Herfindahl "
+                  f"concentration across neighbourhoods (1 = all in one); small: below the "
+                  f"minimum list of {report.regrouping.min_list if report.regrouping else 0:,}"
+                  ".", highlight=False, markup=False)

@@ -282,3 +282,48 @@ def summary_lines(report: SharedClients) -> list[str]:
                  "count hides its costs too.")
     return lines
 
+
+
+# ------------------------------------------------------------------ terminal
+def print_report(report: SharedClients, console: Any) -> None:
+    """The report for an 80-column terminal: sentences, people and costs by neighbourhood
+    and by risk segment (all care types), and the opportunities; ``*`` where suppressed."""
+    from rich import box
+    from rich.table import Table as RichTable
+
+    def money(v: Any) -> str:
+        return "*" if v is None or pd.isna(v) else f"£{v:,.0f}"
+
+    def count(v: Any) -> str:
+        return "*" if v is None or pd.isna(v) else f"{int(v):,}"
+
+    for line in summary_lines(report):
+        console.print(line, highlight=False, markup=False)
+    for table, title in (("neighbourhood", "neighbourhood"), ("risk_segment", "risk segment"),
+                         ("council", "council")):
+        rows = report.table(table)
+        rows = rows[rows["care_type"] == "all"]
+        if rows.empty:
+            continue
+        t = RichTable(title=f"Shared clients by {title}, all care types",
+                      box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        for c, j in ((title, "left"), ("people", "right"), ("NHS cost", "right"),
+                     ("social care cost", "right")):
+            t.add_column(c, justify=j, no_wrap=True)  # type: ignore[arg-type]
+        for r in rows.itertuples():
+            t.add_row(str(r.code), count(r.people), money(r.nhs_cost),
+                      money(r.social_care_cost))
+        console.print(t)
+    opps = report.table("opportunity")
+    if not opps.empty:
+        said = {o.name: o.description for o in report.opportunities}
+        t = RichTable(title="Opportunities for joint commissioning", box=box.SIMPLE_HEAD,
+                      pad_edge=False, collapse_padding=True)
+        for c, j in (("who", "left"), ("people", "right"), ("emergency admissions", "right"),
+                     ("NHS cost", "right"), ("social care cost", "right")):
+            t.add_column(c, justify=j, no_wrap=c != "who")  # type: ignore[arg-type]
+        for r in opps.itertuples():
+            t.add_row(said.get(str(r.code), str(r.code)), count(r.people),
+                      count(r.emergency_admissions), money(r.nhs_cost),
+                      money(r.social_care_cost))
+        console.print(t)
