@@ -132,7 +132,8 @@ def authorise_view(warehouse: Warehouse, principal: Principal) -> None:
     if principal.role == "local_authority":
         if principal.organisation not in _councils(warehouse):
             raise AccessDenied(f"{principal}: {principal.organisation} is not a council of "
-                               "this warehouse (local_authorities)")
+                               f"this warehouse (local_authorities); only {WHO_MAY} may "
+                               "see coterminosity")
         return
     raise AccessDenied(f"{principal} may not see coterminosity: only {WHO_MAY} may")
 

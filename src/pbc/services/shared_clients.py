@@ -327,3 +327,36 @@ def print_report(report: SharedClients, console: Any) -> None:
                       count(r.emergency_admissions), money(r.nhs_cost),
                       money(r.social_care_cost))
         console.print(t)
+
+
+# ------------------------------------------------------------------ demo
+def demo_local_authority(warehouse: Warehouse, out: Path, console: Any) -> dict[str, Path]:
+    """The demo's coterminosity and shared clients: coterminosity as the warehouse's
+    commissioner (CSV and workbook), then each council's shared clients as that council's
+    own officer (CSV and workbook), printed and written to ``out``. Needs a loaded and
+    priced warehouse with one commissioner (risk scores optional); no users need exist
+    (these read the warehouse only). Returns the files written, by name."""
+    from pbc.services import coterminosity as cot
+
+    out.mkdir(parents=True, exist_ok=True)
+    codes = sorted({str(r[0]) for r in warehouse.query(
+        "SELECT DISTINCT commissioner_code FROM practices") if r[0] is not None})
+    if len(codes) != 1:
+        raise WarehouseError(f"the demo needs one commissioner, not {len(codes)}")
+    who = Principal("demo", "commissioner", codes[0])
+    written: dict[str, Path] = {}
+    report = cot.coterminosity(warehouse, who)
+    cot.print_report(report, console)
+    written["coterminosity.csv"] = cot.write_csv(report, out / "coterminosity.csv", warehouse)
+    written["coterminosity.xlsx"] = cot.write_workbook(report, out / "coterminosity.xlsx",
+                                                       warehouse)
+    councils = sorted(str(r[0]) for r in warehouse.query(
+        "SELECT local_authority_code FROM local_authorities"))
+    for la in councils:
+        officer = Principal("demo", "local_authority", la)
+        shared = shared_clients_report(warehouse, officer, la)
+        print_report(shared, console)
+        name = f"shared_clients_{la}"
+        written[f"{name}.csv"] = write_csv(shared, out / f"{name}.csv", warehouse)
+        written[f"{name}.xlsx"] = write_workbook(shared, out / f"{name}.xlsx", warehouse)
+    return written
