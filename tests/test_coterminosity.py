@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from la_fixtures import small_la_economy
 from pbc.local_authorities.coterminosity import group_scores, overall, regroup, spread
 from pbc.services.principal import AccessDenied, Principal
 
@@ -98,7 +99,7 @@ def lists(draw: st.DrawFn) -> pd.DataFrame:
     return counts_of(rows, hoods)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(lists(), st.sampled_from([0, 20, 60, 150]))
 def test_regrouping_places_every_practice_once_and_keeps_or_improves(
         counts: pd.DataFrame, min_list: int) -> None:
@@ -126,18 +127,7 @@ def test_regrouping_places_every_practice_once_and_keeps_or_improves(
 # ------------------------------------------------------------------ the service
 @pytest.fixture(scope="module")
 def economy(tmp_path_factory: pytest.TempPathFactory) -> object:
-    from pbc.services.pricing import run_pricing
-    from pbc.synth import SynthConfig, generate
-    from pbc.warehouse import Warehouse
-    from pbc.warehouse.load import load
-
-    base = tmp_path_factory.mktemp("coterm")
-    generate(SynthConfig(practices=5, groups=2, local_authorities=2, seed=11, years=1,
-                         start_year=2025, list_scale=0.25), base / "in")
-    wh = Warehouse(base / "wh")
-    load(base / "in", wh)
-    run_pricing(wh)
-    return wh
+    return small_la_economy(tmp_path_factory)
 
 
 def test_service_counts_match_the_raw_rows(economy: object) -> None:
