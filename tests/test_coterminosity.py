@@ -86,6 +86,24 @@ def test_regrouping_by_hand() -> None:
     assert flagged == {"N1+N2": False, "N3": True}
 
 
+def test_small_cluster_joins_the_neighbour_holding_most_of_its_patients() -> None:
+    hoods = {"N1": "L1", "N2": "L1", "N4": "L1"}
+    r = regroup(counts_of({("P1", "G1"): {"N1": 100}, ("P2", "G1"): {"N2": 20, "N4": 15,
+                                                                     "N1": 5},
+                           ("P4", "G2"): {"N4": 80}}, hoods), min_list=50)
+    # P2's cluster (40) pulls 15 patients from N4 and 5 from N1: it joins N4, not the
+    # larger N1
+    assert r.assignment == {"P1": "N1", "P2": "N2+N4", "P4": "N2+N4"}
+
+
+def test_home_council_first_then_its_neighbourhood() -> None:
+    hoods = {"N1": "L1", "N3": "L2", "N5": "L2"}
+    # the largest neighbourhood (N1, 40) is in L1, but most patients live in L2 (65)
+    r = regroup(counts_of({("P1", "G1"): {"N1": 40, "N3": 35, "N5": 30}}, hoods), 0)
+    assert r.homes == {"P1": ("L2", "N3")}
+    assert r.after.local_authority_share == pytest.approx(65 / 105)
+
+
 @st.composite
 def lists(draw: st.DrawFn) -> pd.DataFrame:
     n_hoods = draw(st.integers(2, 5))

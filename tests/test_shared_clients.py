@@ -42,6 +42,34 @@ def test_package_cost_by_hand() -> None:
     assert package_cost_pence("500.00", dt.date(2024, 4, 1), dt.date(2025, 3, 31), *YEAR) == 0
 
 
+def test_people_by_hand() -> None:
+    from pbc.local_authorities.shared_clients import shared_clients
+
+    d = dt.date
+    packages = pd.DataFrame([
+        # A: two weeks of home care at £100 and one week of residential care at £500
+        ("A", "home_care", d(2025, 5, 1), d(2025, 5, 14), Decimal("100.00")),
+        ("A", "residential", d(2025, 6, 1), d(2025, 6, 7), Decimal("500.00")),
+        (None, "home_care", d(2025, 5, 1), None, Decimal("100.00")),  # no patient id
+        ("Z", "day_care", d(2025, 5, 1), None, Decimal("100.00")),  # not in the register
+        ("B", "nursing", d(2024, 5, 1), d(2025, 3, 31), Decimal("900.00")),  # before
+        ("B", "respite", d(2026, 3, 30), None, Decimal("70.00")),  # two days in the year
+    ], columns=["patient_id", "service_type", "start_date", "end_date", "weekly_cost"])
+    register = pd.DataFrame({"patient_id": ["A", "B"], "neighbourhood_code": ["N1", "N9"]})
+    nhs = pd.DataFrame({"patient_id": ["A"], "nhs_pence": [123_456],
+                        "emergency_admissions": [2]})
+    people, link = shared_clients(packages, register, nhs, *YEAR,
+                                  council_neighbourhoods={"N1"}, segments=None)
+    assert (link.packages, link.linked_packages, link.no_patient_id, link.not_in_register,
+            link.people) == (5, 3, 1, 1, 2)
+    a, b = people.set_index("patient_id").loc["A"], people.set_index("patient_id").loc["B"]
+    assert (a.care_type, a.care_types, a.social_care_pence) == (
+        "residential", "home_care+residential", 70_000)  # £200 + £500
+    assert (a.nhs_pence, a.emergency_admissions, a.neighbourhood_code) == (123_456, 2, "N1")
+    assert (b.care_type, b.social_care_pence, b.nhs_pence) == ("respite", 2_000, 0)
+    assert b.neighbourhood_code == "elsewhere" and b.segment == "not_scored"
+
+
 @pytest.fixture(scope="module")
 def economy(tmp_path_factory: pytest.TempPathFactory) -> object:
     return small_la_economy(tmp_path_factory)
