@@ -290,12 +290,12 @@ def summary_lines(report: CoterminosityReport) -> list[str]:
     return lines
 
 
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.1f}%"
+def _pct(v: Any) -> str:
+    return "-" if v is None or pd.isna(v) else f"{100 * float(v):.1f}%"
 
 
-def _num(v: float | None) -> str:
-    return "-" if v is None else f"{v:.3f}"
+def _num(v: Any) -> str:
+    return "-" if v is None or pd.isna(v) else f"{float(v):.3f}"
 
 
 # ------------------------------------------------------------------ terminal
@@ -314,11 +314,11 @@ def print_report(report: CoterminosityReport, console: Any) -> None:
         for c, j in (("neighbourhood", "left"), ("group", "left"), ("residents", "right"),
                      ("share", "right")):
             t.add_column(c, justify=j, no_wrap=True)  # type: ignore[arg-type]
-        for r in report.council.itertuples():
-            shown = pd.notna(r.patients)
-            t.add_row(str(r.neighbourhood_code), str(r.group_code),
-                      f"{int(r.patients):,}" if shown else "*",
-                      _pct(r.share) if shown and r.share is not None else "*")
+        for row in report.council.to_dict("records"):
+            shown = not pd.isna(row["patients"])
+            t.add_row(str(row["neighbourhood_code"]), str(row["group_code"]),
+                      f"{int(row['patients']):,}" if shown else "*",
+                      _pct(row["share"]) if shown and row["share"] is not None else "*")
         console.print(t)
         return
     frame = report.scores_frame()
@@ -331,13 +331,13 @@ def print_report(report: CoterminosityReport, console: Any) -> None:
                      ("index", "right"), ("flags", "left")):
             t.add_column(c, justify=j, no_wrap=c not in ("group", "flags"),  # type: ignore[arg-type]
                          overflow="fold", min_width=12 if c == "group" else None)
-        for r in frame[frame["grouping"] == grouping].itertuples():
-            flags = ", ".join(f for f, on in (("spans councils", r.spans_councils),
-                                              ("small", r.below_minimum)) if on)
-            t.add_row(str(r.group_code).replace("+", "+ "), f"{r.practices:,}", f"{r.patients:,}",
-                      str(r.main_local_authority or "-"), _pct(r.local_authority_share),
-                      str(r.main_neighbourhood or "-"), _pct(r.neighbourhood_share),
-                      _num(r.neighbourhood_index), flags)
+        for r in frame[frame["grouping"] == grouping].to_dict("records"):
+            flags = ", ".join(f for f, on in (("spans councils", r["spans_councils"]),
+                                              ("small", r["below_minimum"])) if on)
+            t.add_row(str(r["group_code"]).replace("+", "+ "), f"{r['practices']:,}",
+                      f"{r['patients']:,}", str(r["main_local_authority"] or "-"),
+                      _pct(r["local_authority_share"]), str(r["main_neighbourhood"] or "-"),
+                      _pct(r["neighbourhood_share"]), _num(r["neighbourhood_index"]), flags)
         console.print(t)
     console.print(f"share: of the patients with a known neighbourhood; index: Herfindahl "
                   f"concentration across neighbourhoods (1 = all in one); small: below the "
