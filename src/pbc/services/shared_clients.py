@@ -38,12 +38,14 @@ from pbc.calendar import (
 )
 from pbc.contracts.tables import EMERGENCY_ADMISSION_METHODS, SOCIAL_CARE_SERVICES
 from pbc.local_authorities.shared_clients import (
+    NOT_SCORED,
     Linkage,
     OpportunityTotals,
     opportunities,
     shared_clients,
 )
 from pbc.pricing.schema import TARIFF_VALUE_SQL
+from pbc.risk.segments import SEGMENT_NAMES
 from pbc.services.coterminosity import COMMISSIONER_ROLES
 from pbc.services.principal import AccessDenied, Principal
 from pbc.services.suppression import DEFAULT_THRESHOLD, suppress_levels
@@ -197,8 +199,12 @@ def aggregate(people: pd.DataFrame, la_code: str, year: str, scored: bool,
     names = {"neighbourhood": "neighbourhood", "segment": "risk_segment",
              "local_authority": "council"}
     out: list[dict[str, Any]] = []
+    order = {name: i for i, name in enumerate((*SEGMENT_NAMES, NOT_SCORED))}
     for level in levels:
-        for r in tables[level]:
+        units = tables[level]
+        if level == "segment":  # highest risk first, not alphabetical
+            units = sorted(units, key=lambda r: order.get(str(r.code), len(order)))
+        for r in units:
             unit = base if level == "local_authority" else base[base[level] == r.code]
             for c, cell in [*zip(care, r.cells, strict=True), ("all", r.total)]:
                 part = unit if c == "all" else unit[unit["column"] == c]
