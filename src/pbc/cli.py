@@ -1493,6 +1493,66 @@ def la_profile(
 # (issue 16: pbc la coterminosity, pbc la shared-clients)
 
 
+@la_app.command("coterminosity")
+def la_coterminosity(
+    warehouse: WarehouseOpt = Path("warehouse"),
+    acting_as: AsOpt = None,
+    on: Annotated[str | None, typer.Option(
+        help="The registered list on this day, YYYY-MM-DD (default: the last day of the "
+             "activity).")] = None,
+    min_list: Annotated[int, typer.Option(
+        help="Smallest suggested cluster, in registered patients.")] = 30_000,
+    csv: Annotated[Path | None, typer.Option("--csv", help="Write the table as CSV.")] = None,
+    xlsx: Annotated[Path | None, typer.Option("--xlsx", help="Write a workbook.")] = None,
+) -> None:
+    """How practice groups follow councils and neighbourhoods; a suggested regrouping.
+
+    Commissioner roles see every group's scores and the suggested clusters; a council
+    officer (--as local_authority:CODE) sees its own residents by neighbourhood and group,
+    counts 1-7 suppressed."""
+    import datetime as dt
+
+    from pbc.services import coterminosity as svc
+
+    with user_errors():
+        day = dt.date.fromisoformat(on) if on else None
+        wh = Warehouse(warehouse)
+        report = svc.coterminosity(wh, _principal(warehouse, acting_as), on=day,
+                                   min_list=min_list)
+        svc.print_report(report, console)
+        if csv:
+            _say(f"wrote {svc.write_csv(report, csv, wh)}")
+        if xlsx:
+            _say(f"wrote {svc.write_workbook(report, xlsx, wh)}")
+
+
+@la_app.command("shared-clients")
+def la_shared_clients(
+    la_code: Annotated[str, typer.Argument(help="The council's ONS code, e.g. E06000004.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    acting_as: AsOpt = None,
+    year: Annotated[str | None, typer.Option(
+        help="Financial year, e.g. 2025-26 (default: the year of the last activity).")] = None,
+    csv: Annotated[Path | None, typer.Option("--csv", help="Write the table as CSV.")] = None,
+    xlsx: Annotated[Path | None, typer.Option("--xlsx", help="Write a workbook.")] = None,
+) -> None:
+    """People known to both the NHS and the council's social care: counts and costs by
+    neighbourhood, risk segment and care type, and opportunities for joint commissioning
+    (aggregates only, counts 1-7 suppressed). The council's own officer
+    (--as local_authority:CODE) or the commissioner."""
+    from pbc.services import shared_clients as svc
+
+    with user_errors():
+        wh = Warehouse(warehouse)
+        report = svc.shared_clients_report(wh, _principal(warehouse, acting_as), la_code,
+                                           year=year)
+        svc.print_report(report, console)
+        if csv:
+            _say(f"wrote {svc.write_csv(report, csv, wh)}")
+        if xlsx:
+            _say(f"wrote {svc.write_workbook(report, xlsx, wh)}")
+
+
 def main() -> None:
     try:
         app()
