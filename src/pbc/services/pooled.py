@@ -47,7 +47,6 @@ from pbc.local_authorities.pooled import (
     package_cost_by_month,
     parse_agreement,
     settle,
-    split_exactly,
 )
 from pbc.monitoring.forecast import METHODS, ForecastError, Method, forecast
 from pbc.pricing.schema import TARIFF_VALUE_SQL
@@ -196,8 +195,8 @@ class PooledPosition:
     outturn, or at the year end (``month`` 12, ``forecast_method`` None: actual spend).
 
     ``frame`` has one row per stream (``nhs``, ``social_care``) and the ``pool``: partners,
-    annual contribution, contribution to date (the annual contribution phased evenly over
-    the twelve months by largest remainder), spend to date, variance to date, forecast
+    annual contribution, contribution to date (``annual x months / 12``, rounded half up:
+    the fund is drawn on evenly through the year), spend to date, variance to date, forecast
     outturn and its variance against the annual contribution (pence). ``settlement`` is
     the year-end settlement on the actual spend, or on the forecast outturn for a month;
     None where no forecast could be made (``notes`` say why)."""
@@ -277,14 +276,14 @@ def pooled_position(warehouse: Warehouse, who: Principal, agreement: Agreement,
         before = format_financial_year(parse_financial_year(fy) - 1)
         if _months_with_activity(warehouse, before) == 12:
             prior = spend_in_scope(warehouse, agreement, before)
-    streams = []
+    streams: list[dict[str, Any]] = []
     kinds = {"nhs": ("commissioner", "group"), "social_care": ("local_authority",)}
     for stream, actual, last in (("nhs", spend.nhs, None if prior is None else prior.nhs),
                                  ("social_care", spend.social_care,
                                   None if prior is None else prior.social_care)):
         members = [p for p in agreement.partners if p.kind in kinds[stream]]
         annual = sum(contributions[agreement.partners.index(p)] for p in members)
-        to_date = int(np.sum(split_exactly(annual, [1] * 12)[:at]))
+        to_date = (2 * annual * at + 12) // 24  # annual x months / 12, half up
         spent = int(actual[:at].sum())
         if month is None or month == 12:
             outturn, note = int(actual.sum()), ""
@@ -333,7 +332,7 @@ def settlement_frame(settlement: Settlement, *, pounds: bool = True) -> pd.DataF
     frame = pd.DataFrame(rows, columns=list(SETTLEMENT_COLUMNS))
     if pounds:
         for c in SETTLEMENT_COLUMNS[1:]:
-            frame[c] = [pence_to_pounds(int(v)) for v in frame[c]]
+            frame[c] = frame[c].map(lambda v: pence_to_pounds(int(v))).astype(object)
     return frame
 
 
@@ -359,8 +358,8 @@ def write_workbook(position: PooledPosition, path: Path, source: str) -> Path:
     money = [c for c in position.frame.columns if c not in ("stream", "partners")]
     frame = position.frame.copy()
     for c in money:
-        frame[c] = [None if v is None or pd.isna(v) else pence_to_pounds(int(v))
-                    for v in frame[c]]
+        frame[c] = frame[c].astype(object).map(
+            lambda v: None if v is None or pd.isna(v) else pence_to_pounds(int(v)))
     with Workbook(path, title) as wb:
         settlement = position.settlement
         wb.summary("Summary", [
