@@ -295,16 +295,33 @@ def frame(wh: Warehouse, sql: str) -> list[dict[str, Any]]:
         con.close()
 
 
+_RAW: dict[str, Any] = {}
+_DONE: dict[tuple[Any, ...], tuple[list[int], list[int]]] = {}
+
+
 def independent_spend(wh: Warehouse, a: Agreement, fy: str) -> tuple[list[int], list[int]]:
     """NHS and social care spend in scope by month (pence), from the raw rows in Python:
     rows filtered one by one, tariff values summed as Decimals, packages costed day by day
     as fractions of a penny."""
+    key = (str(wh.root), a.commissioner.code, a.local_authority.code,
+           a.group.code if a.group else None, tuple(a.scope.service_lines),
+           tuple(a.scope.social_care_service_types), fy)
+    if key in _DONE:
+        return _DONE[key]
+    if _RAW.get("root") != str(wh.root):
+        _RAW.clear()
+        _RAW.update(root=str(wh.root), activity=frame(
+            wh, "SELECT financial_year, price, marginal_rate_adjustment, commissioner_code, "
+                "group_code, service_line, patient_id, month FROM priced_activity"),
+            neighbourhoods=frame(wh, "SELECT * FROM neighbourhoods"),
+            patients=frame(wh, "SELECT patient_id, neighbourhood_code FROM patients"),
+            packages=frame(wh, "SELECT * FROM social_care_packages"))
     residence = {r["neighbourhood_code"]: r["local_authority_code"]
-                 for r in frame(wh, "SELECT * FROM neighbourhoods")}
+                 for r in _RAW["neighbourhoods"]}
     lives = {r["patient_id"]: residence.get(r["neighbourhood_code"])
-             for r in frame(wh, "SELECT patient_id, neighbourhood_code FROM patients")}
+             for r in _RAW["patients"]}
     nhs = [Decimal(0)] * 12
-    for r in frame(wh, "SELECT * FROM priced_activity"):
+    for r in _RAW["activity"]:
         if (r["financial_year"] == fy and r["price"] is not None
                 and r["commissioner_code"] == a.commissioner.code
                 and (a.group is None or r["group_code"] == a.group.code)
@@ -314,7 +331,7 @@ def independent_spend(wh: Warehouse, a: Agreement, fy: str) -> tuple[list[int], 
     start = int(fy[:4])
     first, last = dt.date(start, 4, 1), dt.date(start + 1, 3, 31)
     care = [0] * 12
-    for r in frame(wh, "SELECT * FROM social_care_packages"):
+    for r in _RAW["packages"]:
         if (r["local_authority_code"] != a.local_authority.code
                 or r["service_type"] not in a.scope.social_care_service_types):
             continue
@@ -329,7 +346,8 @@ def independent_spend(wh: Warehouse, a: Agreement, fy: str) -> tuple[list[int], 
             to_date = int(cumulative + Fraction(1, 2))  # half up, non-negative
             care[m] += to_date - before
             before = to_date
-    return [int(x * 100) for x in nhs], care
+    _DONE[key] = ([int(x * 100) for x in nhs], care)
+    return _DONE[key]
 
 
 @pytest.mark.parametrize("group", [None, "G01"])
