@@ -391,6 +391,8 @@ def test_monthly_position_and_forecast_settlement(economy: Warehouse) -> None:
     at_5 = svc.pooled_position(economy, who, a, "2025-26", month=5, method="run_rate")
     # £5,000.00 x 5 / 12 = £2,083.333... -> £2,083.33
     assert at_5.frame.set_index("stream").loc["social_care", "contribution_to_date"] == 208_333
+    # £10,000.00 x 5 / 12 = £4,166.6666... -> £4,166.67
+    assert at_5.frame.set_index("stream").loc["nhs", "contribution_to_date"] == 416_667
     # run rate: spend to date x 12 / 6, each stream rounded half up
     assert rows_.loc["nhs", "forecast_outturn"] == 2 * sum(nhs[:6])
     assert rows_.loc["social_care", "forecast_outturn"] == 2 * sum(care[:6])
