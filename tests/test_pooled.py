@@ -41,7 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def agreement(rule: str = "proportional", *, host: str | None = None, nhs: str = "600000.00",
               council: str = "400000.00", group: str | None = None, la: str = LA,
-              year: str = "2025-26", **sharing: Any) -> Agreement:
+              year: str = "2025-26", hrg: list[str] | None = None,
+              **sharing: Any) -> Agreement:
     partners = [{"code": ICB, "kind": "commissioner", "contributions": {year: Decimal(nhs)}},
                 {"code": la, "kind": "local_authority",
                  "contributions": {year: Decimal(council)}}]
@@ -51,7 +52,7 @@ def agreement(rule: str = "proportional", *, host: str | None = None, nhs: str =
     return parse_agreement({
         "reference": f"S75-{rule}", "name": "Intermediate care", "host": host or la,
         "partners": partners,
-        "scope": {"service_lines": ["non_elective"],
+        "scope": {"service_lines": ["non_elective"], "hrg_prefixes": hrg or [],
                   "social_care_service_types": ["home_care", "reablement"]},
         "sharing": {"rule": rule, **sharing}})
 
@@ -239,7 +240,8 @@ def test_the_example_file_is_valid_and_exact(tmp_path: Path) -> None:
     big, _ = svc.read_agreement(write(tmp_path, text.replace("2500000.00",
                                                              "999999999999.99")))
     assert big.contributions("2025-26")[0] == 99_999_999_999_999
-    with pytest.raises(PooledError, match=r"partners\.0\.contributions\.2025-26: .*12 digits before"):
+    with pytest.raises(PooledError,
+                       match=r"partners\.0\.contributions\.2025-26: .*12 digits before"):
         svc.read_agreement(write(tmp_path, text.replace("2500000.00", "1000000000000.00")))
 
 
@@ -305,14 +307,14 @@ def independent_spend(wh: Warehouse, a: Agreement, fy: str) -> tuple[list[int], 
     as fractions of a penny."""
     key = (str(wh.root), a.commissioner.code, a.local_authority.code,
            a.group.code if a.group else None, tuple(a.scope.service_lines),
-           tuple(a.scope.social_care_service_types), fy)
+           tuple(a.scope.social_care_service_types), tuple(a.scope.hrg_prefixes), fy)
     if key in _DONE:
         return _DONE[key]
     if _RAW.get("root") != str(wh.root):
         _RAW.clear()
         _RAW.update(root=str(wh.root), activity=frame(
             wh, "SELECT financial_year, price, marginal_rate_adjustment, commissioner_code, "
-                "group_code, service_line, patient_id, month FROM priced_activity"),
+                "group_code, service_line, hrg_code, patient_id, month FROM priced_activity"),
             neighbourhoods=frame(wh, "SELECT * FROM neighbourhoods"),
             patients=frame(wh, "SELECT patient_id, neighbourhood_code FROM patients"),
             packages=frame(wh, "SELECT * FROM social_care_packages"))
@@ -326,6 +328,8 @@ def independent_spend(wh: Warehouse, a: Agreement, fy: str) -> tuple[list[int], 
                 and r["commissioner_code"] == a.commissioner.code
                 and (a.group is None or r["group_code"] == a.group.code)
                 and r["service_line"] in a.scope.service_lines
+                and (not a.scope.hrg_prefixes or any(
+                    (r["hrg_code"] or "").startswith(h) for h in a.scope.hrg_prefixes))
                 and lives.get(r["patient_id"]) == a.local_authority.code):
             nhs[r["month"] - 1] += r["price"] - r["marginal_rate_adjustment"]
     start = int(fy[:4])
@@ -350,13 +354,15 @@ def independent_spend(wh: Warehouse, a: Agreement, fy: str) -> tuple[list[int], 
     return _DONE[key]
 
 
-@pytest.mark.parametrize("group", [None, "G01"])
-def test_spend_in_scope_matches_an_independent_recomputation(economy: Warehouse,
-                                                             group: str | None) -> None:
-    a = agreement(group=None if group is None else "1000.00")
+@pytest.mark.parametrize("group, hrg", [(None, None), ("G01", None), (None, ["EB", "FD"])])
+def test_spend_in_scope_matches_an_independent_recomputation(
+        economy: Warehouse, group: str | None, hrg: list[str] | None) -> None:
+    a = agreement(group=None if group is None else "1000.00", hrg=hrg)
     spend = svc.spend_in_scope(economy, a, "2025-26")
     nhs, care = independent_spend(economy, a, "2025-26")
     assert sum(nhs) > 0 and sum(care) > 0
+    if hrg:  # fewer than all the non-elective spells
+        assert sum(nhs) < sum(independent_spend(economy, agreement(), "2025-26")[0])
     assert spend.nhs.tolist() == nhs
     assert spend.social_care.tolist() == care
     # the other council's residents and packages are another pool's
