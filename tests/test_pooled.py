@@ -99,8 +99,8 @@ def test_fixed_split_underspend() -> None:
 
 
 def test_fixed_split_overspend_with_a_group() -> None:
-    # £10,000.01 over, split 0.55 / 0.35 / 0.10: 5500.0055, 3500.0035, 1000.001 ->
-    # the odd penny to the largest remainder (0.0055 of a penny's... the commissioner)
+    # £10,000.01 over, split 0.55 / 0.35 / 0.10: exact shares 550,000.55p, 350,000.35p and
+    # 100,000.10p; the one penny left goes to the largest remainder, the commissioner's
     a = agreement("fixed", group="50000.00", split={ICB: Decimal("0.55"), LA: Decimal("0.35"),
                                                    GROUP: Decimal("0.10")})
     s = settle(a, "2025-26", 105_000_000 + 1_000_001)
