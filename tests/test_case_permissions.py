@@ -10,7 +10,7 @@ from typing import Any, get_args
 
 import pytest
 
-from case_fixtures import BASELINE, GROUP, ICB, PRACTICE, case_data, who
+from case_fixtures import BASELINE, GROUP, ICB, LA, PRACTICE, case_data, who
 from pbc.decisions import DecisionStore
 from pbc.decisions.cases import CaseError, parse_case
 from pbc.services import cases as svc
@@ -32,6 +32,9 @@ EXPECTED: dict[str, set[str]] = {
     "list_users": {"administrator"},
     "verify_audit": {"commissioner", "commissioner_approver", "administrator"},
     "read_audit": {"commissioner", "commissioner_approver", "administrator"},
+    "record_pooled_agreement": {"commissioner", "local_authority"},
+    "view_pooled_budget": {"commissioner", "commissioner_approver", "local_authority",
+                           "group"},
 }
 
 
@@ -82,6 +85,20 @@ def attempt(store: DecisionStore, action: str, role: str) -> Callable[[], Any]:
         return lambda: svc.verify_audit(store, p)
     if action == "read_audit":
         return lambda: svc.audit_log(store, p)
+    if action in ("record_pooled_agreement", "view_pooled_budget"):
+        from pbc.local_authorities.pooled import parse_agreement
+        from pbc.services import pooled
+
+        agreement = parse_agreement({
+            "reference": "S75-1", "name": "pool", "host": ICB, "scope": {
+                "service_lines": ["non_elective"]}, "sharing": {"rule": "proportional"},
+            "partners": [{"code": code, "kind": kind, "contributions": {"2025-26": 1}}
+                         for code, kind in ((ICB, "commissioner"), (LA, "local_authority"),
+                                            (GROUP, "group"))]})
+        if action == "record_pooled_agreement":
+            return lambda: pooled.record_agreement(store, p, agreement, "x = 1")
+        pooled.record_agreement(store, who("commissioner"), agreement, "x = 1")
+        return lambda: pooled.stored_agreement(store, p, "S75-1")
     step = action.removesuffix("_case")
     before = {"submit": "draft", "consult": "consultation", "approve": "submitted",
               "reject": "submitted", "return": "submitted", "implement": "approved",

@@ -1430,6 +1430,99 @@ app.add_typer(la_app, name="la")
 
 # ------------------------------------------------------ local authorities: pooled budgets
 # (issue 16: pbc la pooled, pbc la register)
+@la_app.command("pooled")
+def la_pooled(
+    agreement: Annotated[Path, typer.Option(
+        help="The Section 75 agreement file (TOML; examples/pooled_budget.toml).")],
+    year: Annotated[str, typer.Option(help="Financial year, e.g. 2025-26.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    month: Annotated[str | None, typer.Option(
+        help="Calendar month, e.g. 2025-09: the position at its end and the settlement on "
+             "the forecast outturn (default: the year-end settlement on actual spend).")] =
+    None,
+    method: Annotated[str, typer.Option(
+        help="Forecast method with --month: run_rate, seasonal_run_rate or ratio_model.")] =
+    "seasonal_run_rate",
+    csv: Annotated[Path | None, typer.Option(
+        help="Write the settlement as CSV (pounds): partner, contribution, "
+             "share_of_variance, bears, keeps, final_position.")] = None,
+    xlsx: Annotated[Path | None, typer.Option(
+        help="Write the position and settlement as an Excel workbook.")] = None,
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """A pooled budget's position and settlement: contributions, spend in scope (NHS
+    activity of the council's residents, social care packages), and each partner's share of
+    the overspend or underspend by the agreement's rule. Only its partners may see it."""
+    from pbc.calendar import normalise_financial_year
+    from pbc.services.monitoring import parse_period
+    from pbc.services.pooled import (
+        pooled_position,
+        print_settlement,
+        read_agreement,
+        write_settlement_csv,
+        write_workbook,
+    )
+
+    with user_errors():
+        fy = normalise_financial_year(year)
+        at = None
+        if month is not None:
+            month_fy, at = parse_period(month)
+            if month_fy != fy:
+                raise UserError(f"--month {month} is in {month_fy}, not --year {fy}")
+        wh = Warehouse(warehouse)
+        found, _ = read_agreement(agreement)
+        who = _decision_principal(warehouse, acting_as)
+        with _store(warehouse) as store:
+            pos = pooled_position(wh, who, found, fy, month=at, method=method,  # type: ignore[arg-type]
+                                  store=store)
+        print_settlement(pos, console, RichTable)
+        if csv is not None:
+            n = write_settlement_csv(pos, csv)
+            _say(f"wrote {csv} ({n} partners)")
+        if xlsx is not None:
+            write_workbook(pos, xlsx, f"pbc warehouse {wh.root}")
+            _say(f"wrote {xlsx}")
+
+
+@la_app.command("register")
+def la_register(
+    warehouse: WarehouseOpt = Path("warehouse"),
+    add: Annotated[Path | None, typer.Option(
+        help="Record this agreement file in the register first (a partner may; a changed "
+             "file under the same reference is a new version; audited).")] = None,
+    csv: Annotated[Path | None, typer.Option(help="Write the register as CSV.")] = None,
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """The register of pooled budget agreements you are a partner of, with each year's
+    contributions."""
+    from pbc.services.pooled import read_agreement, record_agreement, register
+
+    with user_errors(), _store(warehouse) as store:
+        who = _decision_principal(warehouse, acting_as)
+        if add is not None:
+            found, text = read_agreement(add)
+            version, changed = record_agreement(store, who, found, text)
+            _say(f"recorded {found.reference} version {version}" if changed else
+                 f"{found.reference} version {version} is already this file: nothing changed")
+        rows = register(store, who)
+        table = RichTable(title=f"Pooled budget agreements {who} is a partner of")
+        for col in ("reference", "name", "version", "host", "partners", "rule", "year",
+                    "contributions"):
+            table.add_column(col, justify="right" if col in ("version", "contributions")
+                             else "left")
+        for r in rows:
+            table.add_row(r.reference, r.name, str(r.version), r.host, r.partners, r.rule,
+                          r.financial_year, _money(r.as_dict()["contributions"]))
+        console.print(table)
+        if not rows:
+            console.print("no agreements (record one: pbc la register --add FILE)")
+        if csv is not None:
+            import pandas as pd
+
+            pd.DataFrame([r.as_dict() for r in rows]).to_csv(csv, index=False)
+            _say(f"wrote {csv} ({len(rows)} rows)")
+
 
 # -------------------------------------------------- local authorities: neighbourhood profiles
 # (issue 16: pbc la profile)

@@ -9,6 +9,9 @@ must match:
   commissioner of the proposing practice or group);
 * ``consulted``: a local authority the case was sent to for consultation (it touches social
   care, names that council and has been submitted);
+* ``partner``: the principal's organisation is a partner of a Section 75 pooled budget
+  agreement, in the role of that partner (a ``local_authority`` principal for the council
+  partner, ``commissioner`` roles for the commissioner partner, ``group`` for the group);
 * ``any``: no organisation to match (managing users, verifying the audit log).
 
 A refusal raises :class:`AccessDenied` with a message that says who may do it.
@@ -22,10 +25,11 @@ from typing import Literal
 
 from pbc.services.principal import AccessDenied, Principal
 
-Scope = Literal["own", "commissioner", "consulted", "any"]
+Scope = Literal["own", "commissioner", "consulted", "partner", "any"]
 Action = Literal["manage_budgets", "add_user", "list_users", "create_case", "submit_case",
                  "consult_case", "approve_case", "reject_case", "return_case",
-                 "implement_case", "view_case", "verify_audit", "read_audit"]
+                 "implement_case", "view_case", "verify_audit", "read_audit",
+                 "record_pooled_agreement", "view_pooled_budget"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,12 @@ PERMISSIONS: dict[str, Rule] = {
                           "verify the audit log"),
     "read_audit": _rule("commissioner commissioner_approver administrator", "any",
                         "read the audit log"),
+    # Section 75 pooled budgets (pbc.services.pooled): a partner records its agreement in
+    # the register, and sees its position and settlement; nobody else sees them
+    "record_pooled_agreement": _rule("commissioner local_authority", "partner",
+                                     "record a pooled budget agreement"),
+    "view_pooled_budget": _rule("commissioner commissioner_approver local_authority group",
+                                "partner", "see a pooled budget"),
 }
 
 #: for scope "own" actions that roles on the commissioner's side may also take, the scope
@@ -88,13 +98,36 @@ class CaseParties:
     proposer_kind: str | None = None  # practice or group
 
 
-def who_may(action: str, case: CaseParties | None = None) -> str:
+@dataclass(frozen=True)
+class AgreementParties:
+    """The partners of a pooled budget agreement: (kind, code) with kind commissioner,
+    local_authority or group."""
+
+    reference: str
+    partners: tuple[tuple[str, str], ...]
+
+
+#: the partner kind a role acts for under scope ``partner``
+PARTNER_KIND = {"commissioner": "commissioner", "commissioner_approver": "commissioner",
+                "local_authority": "local_authority", "group": "group"}
+
+
+def who_may(action: str, case: CaseParties | AgreementParties | None = None) -> str:
     """Who may take ``action`` (on ``case``): ``commissioner_approver:Q99`` etc. when the
     case is known, the rule in words otherwise; for messages."""
     rule = PERMISSIONS[action]
     parts = []
     for role in sorted(rule.roles):
         scope = SCOPE_BY_ROLE.get((action, role), rule.scope)
+        if scope == "partner":
+            if isinstance(case, AgreementParties):
+                parts += [f"{role}:{code}" for kind, code in case.partners
+                          if kind == PARTNER_KIND.get(role)]
+            else:
+                parts.append(f"{role} of a partner")
+            continue
+        if isinstance(case, AgreementParties):
+            continue
         if scope == "any":
             parts.append(f"{role} (any organisation)")
         elif scope == "own":
@@ -114,14 +147,18 @@ def who_may(action: str, case: CaseParties | None = None) -> str:
     return " or ".join(parts) or "nobody"
 
 
-def allowed(who: Principal, action: str, case: CaseParties | None = None) -> bool:
+def allowed(who: Principal, action: str,
+            case: CaseParties | AgreementParties | None = None) -> bool:
     rule = PERMISSIONS[action]
     if who.role not in rule.roles:
         return False
     scope = SCOPE_BY_ROLE.get((action, who.role), rule.scope)
     if scope == "any":
         return True
-    if case is None:
+    if scope == "partner":
+        return isinstance(case, AgreementParties) and (
+            (PARTNER_KIND.get(who.role), who.organisation) in case.partners)
+    if not isinstance(case, CaseParties):
         return False
     if scope == "own":  # a practice acts for its own practice, a group for its own group
         return who.organisation == case.proposer_code and (
@@ -132,13 +169,16 @@ def allowed(who: Principal, action: str, case: CaseParties | None = None) -> boo
             and who.organisation == case.local_authority_code)
 
 
-def authorise(who: Principal, action: str, case: CaseParties | None = None) -> None:
+def authorise(who: Principal, action: str,
+              case: CaseParties | AgreementParties | None = None) -> None:
     """Refuse (:class:`AccessDenied`) unless the table lets ``who`` take ``action``."""
     if allowed(who, action, case):
         return
     rule = PERMISSIONS[action]
     what = rule.verb
-    if case is not None and case.id is not None:
+    if isinstance(case, AgreementParties):
+        what += f" ({case.reference})"
+    elif case is not None and case.id is not None:
         what += f" (case {case.id}, proposed by {case.proposer_code})"
     elif case is not None:
         what += f" for {case.proposer_code}"
