@@ -111,9 +111,12 @@ def demo_decisions(warehouse: Warehouse, out: Path, console: Console, *,
               ("f.jones", "commissioner", COMMISSIONER),
               ("dr.patel", "practice", practice), ("g.lead", "group", group),
               ("c.officer", "local_authority", council)]
-    admin = _user("admin", "administrator", COMMISSIONER)
-    for name, role, org in people:
-        svc.add_user(store, admin, name, role, org)
+    # the store's first administrator (self-declared: nobody holds the role yet), who adds
+    # the others; then everyone acts as a user of the store (--as ROLE:ORG:USER)
+    svc.add_user(store, Principal("admin", "administrator", COMMISSIONER), *people[0])
+    ctx.users["administrator"] = _user(*people[0])
+    for name, role, org in people[1:]:
+        svc.add_user(store, ctx.users["administrator"], name, role, org)
         ctx.users[role] = _user(name, role, org)
     console.print(f"  users: {', '.join(f'{n} ({r}:{o})' for n, r, o in people)}")
 
