@@ -380,7 +380,8 @@ def test_demo_decisions(tmp_path: Path, wh: Warehouse) -> None:
     from pbc.services.decisions_demo import demo_decisions
 
     copy = tmp_path / "wh"
-    shutil.copytree(wh.root, copy, symlinks=True, ignore=shutil.ignore_patterns("decisions.sqlite*"))
+    shutil.copytree(wh.root, copy, symlinks=True,
+                    ignore=shutil.ignore_patterns("decisions.sqlite*"))
     w = Warehouse(copy)
     # the budgets of 2025-26 again, in the fresh store (freed resources need them)
     from conftest import DEMO_POLICY

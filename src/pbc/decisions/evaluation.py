@@ -116,7 +116,7 @@ class Unit:
         of what it would have been)."""
         scale = (1000.0 / self.list_size) ** 2
         before = self.before_rows if measure == "rows" else self.before_squares
-        after = self.after_rows if measure == "rows" else self.after_squares
+        after: float = self.after_rows if measure == "rows" else self.after_squares
         if before_only:
             after = before * after_months / before_months
         return scale * (before / before_months ** 2 + after / after_months ** 2)
