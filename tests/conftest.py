@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -79,9 +80,11 @@ DEMO_POLICY = (Path(__file__).resolve().parents[1] / "src" / "pbc" / "reference"
 
 
 def budgeted_economy(base: Path, *, practices: int, seed: int, years: int, start_year: int,
-                     budget_year: str = "2025-26", extra_policy: str = "") -> object:
+                     budget_year: str = "2025-26", extra_policy: str = "",
+                     before_load: Callable[[Path], None] | None = None) -> object:
     """A small synthetic economy synthesised, loaded and priced in ``base``, with budgets
-    for ``budget_year`` set by the demo policy (plus ``extra_policy``); the Warehouse."""
+    for ``budget_year`` set by the demo policy (plus ``extra_policy``); the Warehouse.
+    ``before_load`` may change the synthesised files (its argument is their folder)."""
     from pbc.services.budgets import set_indicative_budgets
     from pbc.services.pricing import run_pricing
     from pbc.services.principal import Principal
@@ -91,6 +94,8 @@ def budgeted_economy(base: Path, *, practices: int, seed: int, years: int, start
 
     generate(SynthConfig(practices=practices, groups=2, local_authorities=2, seed=seed,
                          years=years, start_year=start_year), base / "in")
+    if before_load is not None:
+        before_load(base / "in")
     wh = Warehouse(base / "wh")
     load(base / "in", wh)
     run_pricing(wh)

@@ -35,6 +35,8 @@ EXPECTED: dict[str, set[str]] = {
     "record_pooled_agreement": {"commissioner", "local_authority"},
     "view_pooled_budget": {"commissioner", "commissioner_approver", "local_authority",
                            "group"},
+    "evaluate_case": {"commissioner", "commissioner_approver"},
+    "view_evaluation": {"practice", "commissioner", "commissioner_approver"},
 }
 
 
@@ -99,6 +101,8 @@ def attempt(store: DecisionStore, action: str, role: str) -> Callable[[], Any]:
             return lambda: pooled.record_agreement(store, p, agreement, "x = 1")
         pooled.record_agreement(store, who("commissioner"), agreement, "x = 1")
         return lambda: pooled.stored_agreement(store, p, "S75-1")
+    if action in ("evaluate_case", "view_evaluation"):
+        return _evaluation_attempt(store, p, action)
     step = action.removesuffix("_case")
     before = {"submit": "draft", "consult": "consultation", "approve": "submitted",
               "reject": "submitted", "return": "submitted", "implement": "approved",
@@ -241,3 +245,30 @@ def test_case_file_is_validated_naming_each_field() -> None:
     for part in ("case.toml", "category", "golf", "scope.service_lines", "boats",
                  "social_care", "local_authority"):
         assert part in message
+
+
+def _evaluation_attempt(store: DecisionStore, p: Any, action: str) -> Callable[[], Any]:
+    """Evaluating (or seeing the evaluation of) an implemented case: a permitted principal
+    gets past the permission table to the next refusal (no warehouse data: nothing loaded;
+    not yet evaluated), which is not an AccessDenied."""
+    import tempfile
+
+    from pbc.decisions.evaluation import EvaluationError
+    from pbc.services.evaluation import evaluate_case, show_evaluation
+    from pbc.warehouse import Warehouse
+
+    cid = case_in(store, "approved")
+    svc.act(store, who("practice"), cid, "implement")
+
+    def run() -> None:
+        try:
+            if action == "evaluate_case":
+                evaluate_case(store, Warehouse(Path(tempfile.mkdtemp())), p, cid)
+            else:
+                show_evaluation(store, p, cid)
+        except EvaluationError as e:
+            assert "no priced activity" in str(e)
+        except CaseError as e:
+            assert "has not been evaluated" in str(e)
+
+    return run

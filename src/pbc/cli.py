@@ -1314,8 +1314,11 @@ NoteOpt = Annotated[str | None, typer.Option(help="Why (needed to reject or retu
 def case_approve(case_id: CaseId, warehouse: WarehouseOpt = Path("warehouse"),
                  note: NoteOpt = None, expect_version: ExpectOpt = None,
                  acting_as: DecisionAsOpt = None) -> None:
-    """Approve a submitted case (the commissioner's approver)."""
-    _act(warehouse, acting_as, case_id, "approve", note=note, expected_version=expect_version)
+    """Approve a submitted case (the commissioner's approver). A case funded from freed
+    resources draws its investment on the proposer's reinvestment ledger, and is refused
+    when that is more than is reinvestable."""
+    _act(warehouse, acting_as, case_id, "approve", note=note, expected_version=expect_version,
+         freed_from=Warehouse(warehouse))
 
 
 @case_app.command("reject")
@@ -1420,7 +1423,45 @@ def audit_log_cmd(warehouse: WarehouseOpt = Path("warehouse"),
 # (issue 15: pbc contract ..., pbc invoice check)
 
 # ------------------------------------------------------------- evaluation of cases
-# (issue 15: pbc case evaluate)
+@case_app.command("evaluate")
+def case_evaluate(
+    case_id: CaseId,
+    warehouse: WarehouseOpt = Path("warehouse"),
+    started: Annotated[str | None, typer.Option(
+        "--from", help="The month the service started, e.g. 2025-10 (default: April of the "
+        "case's first year).")] = None,
+    comparators: Annotated[int, typer.Option(
+        help="How many similar practices to compare with (at least 5).")] = 10,
+    show_only: Annotated[bool, typer.Option(
+        "--show", help="Show the latest evaluation instead of evaluating (the proposer may "
+        "too).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="As JSON.")] = False,
+    expect_version: ExpectOpt = None,
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """Evaluate an implemented case: its in-scope activity and spend before and after,
+    against similar practices (difference in differences, 95% interval); the case becomes
+    evaluated (again when more months are loaded). The commissioner's side evaluates."""
+    import json
+
+    from pbc.decisions.cases import ConflictError
+    from pbc.services.evaluation import describe, evaluate_case, show_evaluation
+
+    with user_errors(), _store(warehouse) as store:
+        who = _decision_principal(warehouse, acting_as)
+        try:
+            view = (show_evaluation(store, who, case_id) if show_only else
+                    evaluate_case(store, Warehouse(warehouse), who, case_id, started=started,
+                                  comparators=comparators, expected_version=expect_version))
+        except ConflictError as e:
+            err.print(f"[bold red]error:[/] {e}")
+            raise typer.Exit(CONFLICT_EXIT) from None
+        if as_json:
+            print(json.dumps(view.as_dict(), indent=2, default=str))
+        else:
+            for line in describe(view):
+                _say(line)
+
 
 # -------------------------------------------------------------------- local authorities
 la_app = typer.Typer(help="Working with local authorities: Section 75 pooled budgets, "

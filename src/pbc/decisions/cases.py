@@ -5,7 +5,7 @@ Lifecycle (who may take each step: :mod:`pbc.services.permissions`)::
     draft --submit--> submitted --approve--> approved --implement--> implemented
                           |      --reject--> rejected                    |
                           |      --return--> returned --submit--> ...    v
-                          |                                     evaluated (a later part)
+                          |                            evaluated (again as data arrives)
     (touches social care) draft --submit--> consultation --consult--> submitted
                                             consultation --reject / return--> ...
 
@@ -46,6 +46,8 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
     "reject": (frozenset({"submitted", "consultation"}), "rejected"),
     "return": (frozenset({"submitted", "consultation"}), "returned"),
     "implement": (frozenset({"approved"}), "implemented"),
+    # evaluation (pbc.services.evaluation): again when more months are loaded
+    "evaluate": (frozenset({"implemented", "evaluated"}), "evaluated"),
 }
 
 #: the categories of a case: a service redesign, or one of the flexible uses of NHS funds
@@ -82,7 +84,8 @@ def next_status(action: str, status: str, touches_social_care: bool) -> str:
 
 def _done(action: str) -> str:
     return {"submit": "submitted", "consult": "consulted on", "approve": "approved",
-            "reject": "rejected", "return": "returned", "implement": "implemented"}[action]
+            "reject": "rejected", "return": "returned", "implement": "implemented",
+            "evaluate": "evaluated"}[action]
 
 
 # --------------------------------------------------------------------------- the case file
@@ -162,6 +165,10 @@ class CaseFile(_Strict):
     expected_change: ExpectedChange
     social_care: SocialCare
     make_or_buy: MakeOrBuy
+    #: where the investment comes from: the commissioner's budget, or the proposer's freed
+    #: resources (a reinvestment: drawn on its reinvestment ledger when the case is approved,
+    #: refused when more than is reinvestable; pbc.services.reinvestment)
+    funding: Literal["commissioner", "freed_resources"] = "commissioner"
     seed: int = 1
 
     @field_validator("category")

@@ -33,7 +33,7 @@ from pbc.decisions.savings import Baseline, Projection, project
 from pbc.decisions.store import DecisionStore
 from pbc.pricing.schema import TARIFF_VALUE_SQL
 from pbc.reference.codelists import codelist
-from pbc.services.permissions import CaseParties, authorise
+from pbc.services.permissions import CaseParties, allowed, authorise
 from pbc.services.principal import NAMED_USER, ROLES, AccessDenied, Principal
 from pbc.warehouse import Warehouse, WarehouseError
 from pbc.warehouse.validate import lit
@@ -136,11 +136,30 @@ def read_baseline(warehouse: Warehouse, case: CaseFile) -> tuple[Baseline, str]:
             raise CaseError("no financial year has all twelve months of priced activity: "
                             "name the case's baseline_year")
         year = str(full[0][0])
-    where = [f"p.financial_year = {lit(year)}", "p.price IS NOT NULL", "p.attributed",
-             f"p.{key} = {lit(case.proposer)}",
+    join, scoped, what = scope_filter(case)
+    where = [f"p.financial_year = {lit(year)}", f"p.{key} = {lit(case.proposer)}", *scoped]
+    described = [f"{case.proposer_kind} {case.proposer}", what]
+    pence = PENCE_SQL
+    rows = warehouse.query(
+        f"SELECT count(*), coalesce(sum({pence}), 0), coalesce(sum({pence} * {pence}), 0) "
+        f"FROM priced_activity p {join} WHERE {' AND '.join(where)}")
+    n, spend, squares = rows[0]
+    return Baseline(year, int(n), int(spend), int(squares), "; ".join(described)), commissioner
+
+
+#: a row of ``priced_activity p``'s tariff value in pence (before the marginal rate)
+PENCE_SQL = "CAST(round({} * 100) AS HUGEINT)".format(
+    TARIFF_VALUE_SQL.replace("price", "p.price")
+    .replace("marginal_rate_adjustment", "p.marginal_rate_adjustment"))
+
+
+def scope_filter(case: CaseFile) -> tuple[str, list[str], str]:
+    """The case's scope over ``priced_activity p``: a join (for a condition code list), the
+    conditions (priced, attributed rows in the scope) and the scope in words. The baseline
+    and the evaluation (:mod:`pbc.services.evaluation`) read the same rows."""
+    where = ["p.price IS NOT NULL", "p.attributed",
              f"p.service_line IN ({', '.join(lit(s) for s in case.scope.service_lines)})"]
-    described = [f"{case.proposer_kind} {case.proposer}",
-                 "service lines " + ", ".join(case.scope.service_lines)]
+    described = ["service lines " + ", ".join(case.scope.service_lines)]
     if case.scope.hrg_prefixes:
         where.append("(" + " OR ".join(f"starts_with(p.hrg_code, {lit(h)})"
                                        for h in case.scope.hrg_prefixes) + ")")
@@ -153,14 +172,7 @@ def read_baseline(warehouse: Warehouse, case: CaseFile) -> tuple[Baseline, str]:
         where.append("(" + " OR ".join(f"starts_with(s.primary_diagnosis, {lit(c)})"
                                        for c in codes) + ")")
         described.append(f"primary diagnosis in {case.scope.condition_codelist}")
-    value = (TARIFF_VALUE_SQL.replace("price", "p.price")
-             .replace("marginal_rate_adjustment", "p.marginal_rate_adjustment"))
-    pence = f"CAST(round({value} * 100) AS HUGEINT)"
-    rows = warehouse.query(
-        f"SELECT count(*), coalesce(sum({pence}), 0), coalesce(sum({pence} * {pence}), 0) "
-        f"FROM priced_activity p {join} WHERE {' AND '.join(where)}")
-    n, spend, squares = rows[0]
-    return Baseline(year, int(n), int(spend), int(squares), "; ".join(described)), commissioner
+    return join, where, "; ".join(described)
 
 
 # --------------------------------------------------------------------------- cases
@@ -250,12 +262,31 @@ def create_case(store: DecisionStore, who: Principal, case: CaseFile, text: str,
 def act(store: DecisionStore, who: Principal, case_id: int, action: str, *,
         note: str | None = None, response: str | None = None,
         expected_version: int | None = None,
-        revised: tuple[CaseFile, str, Baseline] | None = None) -> CaseView:
+        revised: tuple[CaseFile, str, Baseline] | None = None,
+        freed_from: Warehouse | None = None) -> CaseView:
     """Take one step of a case's lifecycle (submit, consult, approve, reject, return,
     implement). ``expected_version`` is the version the actor read: if the case has
     changed since, nothing is done and :class:`ConflictError` says who changed it.
-    ``revised`` (with submit): the proposer's revised case file, its text and baseline."""
+    ``revised`` (with submit): the proposer's revised case file, its text and baseline.
+    ``freed_from`` (with approve): the warehouse where a case funded from freed resources finds the
+    proposer's freed resources (:mod:`pbc.services.reinvestment`)."""
+    from pbc.services import reinvestment
+
     who = resolve(store, who)
+    freed = None
+    if action == "approve":
+        with store._session() as s:  # read, then let go: SQLite sessions hold the lock
+            found = s.get(BusinessCase, case_id)
+            drawing = (found is not None and found.status == "submitted"
+                       and reinvestment.funded_from_freed(found)
+                       and allowed(who, "approve_case", _parties(found)))
+            if found is not None:
+                s.expunge(found)
+        if drawing and found is not None:
+            if freed_from is None:
+                raise CaseError(f"case {case_id} is funded from freed resources: its "
+                                "approval needs the warehouse to read them")
+            freed = reinvestment.proposer_freed(freed_from, store, found)
     if action == "consult" and not (response or "").strip():
         raise CaseError("the local authority's response is needed (--response TEXT)")
     if action in ("reject", "return") and not (note or "").strip():
@@ -278,6 +309,11 @@ def act(store: DecisionStore, who: Principal, case_id: int, action: str, *,
                         "provide the service itself and has not declared its conflict of "
                         "interest (make_or_buy.conflict_of_interest in the case file); return "
                         "it for changes")
+            if action == "approve" and reinvestment.funded_from_freed(case):
+                if freed is None:  # the case changed funding since it was read
+                    raise ConflictError(f"conflict: case {case.id} changed while it was "
+                                        "being approved; nothing was done: try again")
+                reinvestment.draw_on_freed(s, who, case, freed)
             before = case.state()
             if revised is not None:
                 if action != "submit":
@@ -339,8 +375,6 @@ def show(store: DecisionStore, who: Principal, case_id: int) -> CaseView:
 
 def visible_cases(store: DecisionStore, who: Principal) -> list[CaseView]:
     """Every case ``who`` may see (a council only those sent to it), by id."""
-    from pbc.services.permissions import allowed
-
     who = resolve(store, who)
     with store._session() as s:
         cases = list(s.scalars(select(BusinessCase).order_by(BusinessCase.id)))

@@ -300,13 +300,18 @@ def freed_resources_report(warehouse: Warehouse, who: Principal, financial_year:
                            method: Method = "seasonal_run_rate") -> FreedReport:
     """Freed resources, the reinvestable share and the reinvestment ledger up to
     ``financial_year``, per practice (or group): each year's outturn is its actual spend when
-    all 12 months are loaded, else the forecast by ``method`` (``outturn_basis`` says which)."""
+    all 12 months are loaded, else the forecast by ``method`` (``outturn_basis`` says which).
+    The draws of business cases approved on freed resources (pbc.services.reinvestment) are
+    plans with ``plans``."""
+    from pbc.services.reinvestment import approved_draws
+
     rule = rule or ReinvestmentRule()
     fy = format_financial_year(parse_financial_year(financial_year))
     with DecisionStore.beside(warehouse.root) as store:
         years = sorted({str(v.financial_year) for v in store.all_versions()
                         if parse_financial_year(str(v.financial_year))
                         <= parse_financial_year(fy)})
+        plans = [*(plans or []), *approved_draws(store, level)]
     if fy not in years:
         raise WarehouseError(f"no budgets are set for {fy}: run pbc budgets set first")
     freed: list[FreedResources] = []

@@ -28,8 +28,9 @@ from pbc.services.principal import AccessDenied, Principal
 Scope = Literal["own", "commissioner", "consulted", "partner", "any"]
 Action = Literal["manage_budgets", "add_user", "list_users", "create_case", "submit_case",
                  "consult_case", "approve_case", "reject_case", "return_case",
-                 "implement_case", "view_case", "verify_audit", "read_audit",
-                 "record_pooled_agreement", "view_pooled_budget"]
+                 "implement_case", "view_case", "evaluate_case", "view_evaluation",
+                 "verify_audit", "read_audit", "record_pooled_agreement",
+                 "view_pooled_budget"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,10 @@ PERMISSIONS: dict[str, Rule] = {
                             "record a business case as implemented"),
     "view_case": _rule("practice group commissioner commissioner_approver local_authority",
                        "own", "see a business case"),
+    "evaluate_case": _rule("commissioner commissioner_approver", "commissioner",
+                           "evaluate an implemented business case"),
+    "view_evaluation": _rule("practice group commissioner commissioner_approver", "own",
+                             "see a business case's evaluation"),
     "verify_audit": _rule("commissioner commissioner_approver administrator", "any",
                           "verify the audit log"),
     "read_audit": _rule("commissioner commissioner_approver administrator", "any",
@@ -83,6 +88,8 @@ SCOPE_BY_ROLE: dict[tuple[str, str], Scope] = {
     ("view_case", "commissioner"): "commissioner",
     ("view_case", "commissioner_approver"): "commissioner",
     ("view_case", "local_authority"): "consulted",
+    ("view_evaluation", "commissioner"): "commissioner",
+    ("view_evaluation", "commissioner_approver"): "commissioner",
 }
 
 
