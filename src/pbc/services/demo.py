@@ -42,6 +42,9 @@ POLICY = Path(__file__).resolve().parents[1] / "reference" / "budgets" / "demo_p
 PLAYED_YEAR = "2025-26"
 #: months of the played year whose deliveries are loaded, priced, shown and frozen one by one
 DEMO_MONTHS = 6
+#: the decision flows after the business case (opt-outs, invoice checks), each called with
+#: the decision demo's context (pbc.services.decisions_demo.DemoDecisions)
+DECISION_STEPS: tuple[Callable[..., None], ...] = ()
 
 
 #: warnings known to come from pinned dependencies, each with why it is harmless (the test
@@ -216,6 +219,24 @@ def run_demo(
     console.print(f"  model {trained.model.version}: AUC {_auc(v)}; scored "
                   f"{scored.rows:,} patients; report {reports / 'risk_model_report.md'}, "
                   f"calibration plot {charts / 'risk_calibration.svg'}")
+
+    from pbc.services.decisions_demo import demo_decisions
+
+    decisions = reports / "decisions"
+    with timed("decisions"):
+        console.print("[bold]7. commissioning decisions[/]")
+        demo_decisions(warehouse, decisions, console, extra_steps=DECISION_STEPS)
+
+    from pbc.services.pooled import demo_pooled
+    from pbc.services.profiles import demo_profiles
+    from pbc.services.shared_clients import demo_local_authority
+
+    councils = reports / "local-authorities"
+    with timed("local authorities"):
+        console.print("[bold]8. working with local authorities[/]")
+        demo_pooled(warehouse, councils, console)
+        demo_profiles(warehouse, councils, console)
+        demo_local_authority(warehouse, councils, console)
 
     console.print()
     console.print("[bold]Outputs[/]")

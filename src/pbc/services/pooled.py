@@ -574,15 +574,23 @@ def print_settlement(pos: PooledPosition, console: Any, table_class: Any) -> Non
     def money(v: Any) -> str:
         return "-" if v is None or pd.isna(v) else f"£{pence_to_pounds(int(v)):,.2f}"
 
+    def whole(v: Any) -> str:  # tables show whole pounds so that no figure is ever cut
+        return "-" if v is None or pd.isna(v) else f"£{round(pence_to_pounds(int(v))):,}"
+
+    from rich import box
+
     t = table_class(title=f"Pooled budget {a.reference} ({a.name}), {pos.financial_year}, "
-                    f"{'year end' if pos.forecast_method is None else f'month {pos.month}'}")
-    for col in ("stream", "contribution", "to date", "spend to date", "variance",
-                "forecast outturn"):
-        t.add_column(col, justify="left" if col == "stream" else "right")
+                    f"{'year end' if pos.forecast_method is None else f'month {pos.month}'}"
+                    " (whole pounds; the CSV has pence)", box=box.SIMPLE_HEAD)
+    t.add_column("stream", min_width=6)
+    for col in ("contribution", "to date", "spent", "variance", "forecast"):
+        t.add_column(col, justify="right", no_wrap=True)
+    t.caption = ("to date: contribution to date; spent: spend to date; variance: spent - to "
+                 "date; forecast: forecast outturn")
     for r in pos.frame.to_dict("records"):
-        t.add_row(str(r["stream"]), money(r["contribution"]), money(r["contribution_to_date"]),
-                  money(r["spend_to_date"]), money(r["variance_to_date"]),
-                  money(r["forecast_outturn"]))
+        t.add_row(str(r["stream"]).replace("_", " "), whole(r["contribution"]),
+                  whole(r["contribution_to_date"]), whole(r["spend_to_date"]),
+                  whole(r["variance_to_date"]), whole(r["forecast_outturn"]))
     console.print(t)
     s = pos.settlement
     if s is None:
@@ -591,12 +599,16 @@ def print_settlement(pos: PooledPosition, console: Any, table_class: Any) -> Non
         return
     kind = "overspend" if s.variance > 0 else "underspend" if s.variance < 0 else "on budget"
     t = table_class(title=f"{pos.basis}: {kind} {money(abs(s.variance))}, rule {s.rule}"
-                    + (" (the host's cap binds)" if s.cap_binds else ""))
-    for col in SETTLEMENT_COLUMNS:
-        t.add_column(col.replace("_", " "), justify="left" if col == "partner" else "right")
+                    + (" (the host's cap binds)" if s.cap_binds else "")
+                    + " (whole pounds; the CSV has pence)", box=box.SIMPLE_HEAD)
+    t.add_column("partner", no_wrap=True)
+    for col in ("contribution", "share", "bears", "keeps", "final"):
+        t.add_column(col, justify="right", no_wrap=True)
+    t.caption = ("share: share of the variance; final: final position (contribution + "
+                 "share)")
     for p in s.partners:
-        t.add_row(p.partner, money(p.contribution), money(p.share_of_variance),
-                  money(p.bears), money(p.keeps), money(p.final_position))
+        t.add_row(p.partner, whole(p.contribution), whole(p.share_of_variance),
+                  whole(p.bears), whole(p.keeps), whole(p.final_position))
     console.print(t)
     for n in pos.notes:
         console.print(f"[yellow]{n}[/]", highlight=False)
