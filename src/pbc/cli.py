@@ -1474,6 +1474,19 @@ def optouts_list(
             console.print("no opt-outs" + (f" for {year}" if year else ""))
 
 
+@optouts_app.command("show")
+def optouts_show(
+    opt_out_id: Annotated[int, typer.Argument(help="The opt-out's id.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """One opt-out (its holder, or the commissioner)."""
+    from pbc.services.optouts import show
+
+    with user_errors(), _store(warehouse) as store:
+        _print_opt_out(show(store, _decision_principal(warehouse, acting_as), opt_out_id))
+
+
 @optouts_app.command("confirm")
 def optouts_confirm(
     opt_out_id: Annotated[int, typer.Argument(help="The opt-out's id.")],

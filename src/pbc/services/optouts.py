@@ -167,6 +167,15 @@ def withdraw(store: DecisionStore, who: Principal, opt_out_id: int, reason: str
         return _view(row)
 
 
+def show(store: DecisionStore, who: Principal, opt_out_id: int) -> OptOutView:
+    """One opt-out, for its holder or its commissioner."""
+    who = resolve(store, who)
+    with store._session() as s:
+        row = _get(s, opt_out_id)
+        authorise(who, "view_opt_outs", _parties(row))
+        return _view(row)
+
+
 def list_opt_outs(store: DecisionStore, who: Principal, financial_year: str | None = None
                   ) -> list[OptOutView]:
     """The opt-outs ``who`` may see (a practice or group its own; the commissioner's roles
