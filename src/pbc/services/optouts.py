@@ -229,7 +229,7 @@ def with_recorded_opt_outs(policy: BudgetPolicy, recorded: list[OptOutView]) -> 
 
 
 # --------------------------------------------------------------------------- demo
-def demo_optout(warehouse: Path, out: Path, console: Any, *, financial_year: str,
+def demo_optout(warehouse: Warehouse | Path, out: Path, console: Any, *, financial_year: str,
                 practice: str | None = None, service_line: str = "outpatient_follow_up",
                 approver: Principal | None = None) -> OptOutView:
     """The demo's opt-out, before the year's budgets are set: a practice (the warehouse's
@@ -237,12 +237,12 @@ def demo_optout(warehouse: Path, out: Path, console: Any, *, financial_year: str
     commissioner's approver confirms it, and the decision is written to
     ``out/opt_out.txt``. The next ``pbc budgets set`` for the year applies it. Prints two
     lines."""
-    wh = Warehouse(warehouse)
+    wh = warehouse if isinstance(warehouse, Warehouse) else Warehouse(warehouse)
     if practice is None:
         practice = str(wh.query("SELECT min(practice_code) FROM practices")[0][0])
     _, commissioner = holder(wh, practice)
     approver = approver or Principal("demo.approver", "commissioner_approver", commissioner)
-    with DecisionStore.beside(warehouse) as store:
+    with DecisionStore.beside(wh.root) as store:
         view = propose(store, wh, Principal(f"{practice}.gp", "practice", practice),
                        practice, service_line=service_line, financial_year=financial_year,
                        reason="the practice hands routine follow-ups back to the "
