@@ -1,7 +1,6 @@
-"""Group agreements and membership: recorded and audited, overlaps refused, and loaded into
-the warehouse's practice_groups through the loader so that attribution follows (a
-practice's activity after its join date counts for the new group); the decision store's
-migration 0004 up and down on SQLite and PostgreSQL."""
+"""Group agreements and membership: recorded and audited, overlaps refused; the decision
+store's migration 0004 up and down on SQLite and PostgreSQL. (That a recorded join, loaded
+into practice_groups, moves attribution is tested on a real economy in test_optouts.py.)"""
 
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, inspect
-from typer.testing import CliRunner
 
 from case_fixtures import small_warehouse
 from pbc.decisions import DecisionStore
@@ -72,75 +70,6 @@ def test_agreement_membership_and_refusals(tmp_path: Path) -> None:
         assert log == [("agree_group", "group_agreement"), ("join_group", "group_membership"),
                        ("leave_group", "group_membership")]
         assert verify_audit(store, FINANCE).ok
-
-
-@pytest.fixture(scope="module")
-def economy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small priced economy (two years from 2024) with its delivered practice_groups."""
-    from pbc.services.pricing import run_pricing
-    from pbc.synth import SynthConfig, generate
-    from pbc.warehouse import Warehouse
-    from pbc.warehouse.load import load
-
-    base = tmp_path_factory.mktemp("groups")
-    generate(SynthConfig(practices=4, groups=2, local_authorities=2, seed=5, years=2,
-                         start_year=2024), base / "in")
-    wh = Warehouse(base / "wh")
-    load(base / "in", wh)
-    run_pricing(wh)
-    return base
-
-
-def test_membership_change_moves_attribution(economy: Path) -> None:
-    from pbc.cli import app
-    from pbc.services.pricing import run_pricing
-    from pbc.warehouse import Warehouse
-
-    wh = Warehouse(economy / "wh")
-    runner = CliRunner()
-
-    # a practice with no delivered window, and the group it is not in
-    practice, home = wh.query("SELECT practice_code, group_code FROM practices WHERE "
-                              "practice_code NOT IN (SELECT practice_code FROM "
-                              "practice_groups) ORDER BY 1 LIMIT 1")[0]
-    other = wh.query("SELECT min(group_code) FROM groups WHERE group_code <> ?", [home])[0][0]
-    delivered = wh.query("SELECT count(*) FROM practice_groups")[0][0]
-    money = "SELECT sum(price) FROM priced_activity WHERE price IS NOT NULL"
-    total_before = wh.query(money)[0][0]
-
-    def groups_by_day() -> dict[str, set[str]]:
-        rows = wh.query("SELECT activity_date >= DATE '2025-10-01', group_code FROM "
-                        "priced_activity WHERE practice_code = ? AND financial_year = "
-                        "'2025-26' GROUP BY ALL", [practice])
-        out: dict[str, set[str]] = {}
-        for late, g in rows:
-            out.setdefault("after" if late else "before", set()).add(str(g))
-        return out
-
-    w = ["--warehouse", str(wh.root)]
-    joined = runner.invoke(app, ["group", "join", practice, "--group", other, "--from",
-                                 "2025-10-01", "--reason", "nearer hub", *w, "--as",
-                                 f"group:{other}"])
-    assert joined.exit_code == 0, joined.output
-    refused = runner.invoke(app, ["group", "load", *w, "--as", f"group:{other}"])
-    assert refused.exit_code == 2 and "only commissioner:Q99 may" in refused.output
-    loaded = runner.invoke(app, ["group", "load", *w, "--as", "commissioner:Q99"])
-    assert loaded.exit_code == 0, loaded.output
-    assert f"{delivered + 1} rows, 1 recorded in pbc" in loaded.output
-    # the table itself, loaded by the loader: its manifest names it and it is verified
-    rows = wh.query("SELECT group_code, valid_from, valid_to FROM practice_groups WHERE "
-                    "practice_code = ?", [practice])
-    assert rows == [(other, dt.date(2025, 10, 1), None)]
-    assert wh.query("SELECT count(*) FROM practice_groups")[0][0] == delivered + 1
-    assert "practice_groups" in wh.manifest()["tables"]
-    wh.verify()
-    run_pricing(wh)
-    seen = groups_by_day()
-    assert seen == {"before": {str(home)}, "after": {str(other)}}
-    assert wh.query(money)[0][0] == total_before  # pricing moved no money, only groups
-    with DecisionStore.beside(wh.root) as store:
-        assert verify_audit(store, FINANCE).ok
-        assert [e.action for e in store.audit_log()] == ["join_group", "load_memberships"]
 
 
 def _alembic(url: str, direction: str, revision: str) -> None:

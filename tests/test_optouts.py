@@ -1,10 +1,12 @@
 """Opt-outs on a real (synthetic) warehouse: the next budget version drops the line from the
 holder's budget and the commissioner holds exactly its money, the statement and the
 explanation name the opt-out, monitoring shows the line as the commissioner's; withdrawal
-before the budget is agreed, refused after; every change audited."""
+before the budget is agreed, refused after; every change audited. And group membership on
+the same economy: a recorded join, loaded into practice_groups, moves attribution."""
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import shutil
 from decimal import Decimal
@@ -258,3 +260,58 @@ def test_an_opt_out_of_a_line_the_policy_does_not_delegate_is_refused() -> None:
     added = optouts.with_recorded_opt_outs(policy, [kept]).opt_out[-1]
     assert (added.code, added.service_lines, added.reason) == ("A81001", ("day_case",),
                                                                "opt-out 7: ...")
+
+
+def test_membership_change_moves_attribution(economy: Path, tmp_path: Path) -> None:
+    """A recorded join, loaded into practice_groups through the loader, moves attribution
+    at the next pricing: the practice's activity from its join date counts for the new
+    group."""
+    from pbc.cli import app
+    from pbc.services.pricing import run_pricing
+
+    wh = _copy(economy, tmp_path)
+    runner = CliRunner()
+
+    # a practice with no delivered window, and the group it is not in
+    practice, home = wh.query("SELECT practice_code, group_code FROM practices WHERE "
+                              "practice_code NOT IN (SELECT practice_code FROM "
+                              "practice_groups) ORDER BY 1 LIMIT 1")[0]
+    other = wh.query("SELECT min(group_code) FROM groups WHERE group_code <> ?", [home])[0][0]
+    delivered = wh.query("SELECT count(*) FROM practice_groups")[0][0]
+    money = "SELECT sum(price) FROM priced_activity WHERE price IS NOT NULL"
+    total_before = wh.query(money)[0][0]
+
+    def groups_by_day() -> dict[str, set[str]]:
+        rows = wh.query("SELECT activity_date >= DATE '2025-10-01', group_code FROM "
+                        "priced_activity WHERE practice_code = ? AND financial_year = "
+                        "'2025-26' GROUP BY ALL", [practice])
+        out: dict[str, set[str]] = {}
+        for late, g in rows:
+            out.setdefault("after" if late else "before", set()).add(str(g))
+        return out
+
+    assert groups_by_day() == {"before": {str(home)}, "after": {str(home)}}
+    w = ["--warehouse", str(wh.root)]
+    joined = runner.invoke(app, ["group", "join", practice, "--group", other, "--from",
+                                 "2025-10-01", "--reason", "nearer hub", *w, "--as",
+                                 f"group:{other}"])
+    assert joined.exit_code == 0, joined.output
+    refused = runner.invoke(app, ["group", "load", *w, "--as", f"group:{other}"])
+    assert refused.exit_code == 2 and "only commissioner:Q99 may" in refused.output
+    loaded = runner.invoke(app, ["group", "load", *w, "--as", "commissioner:Q99"])
+    assert loaded.exit_code == 0, loaded.output
+    assert f"{delivered + 1} rows, 1 recorded in pbc" in loaded.output
+    # the table itself, loaded by the loader: its manifest names it and it is verified
+    rows = wh.query("SELECT group_code, valid_from, valid_to FROM practice_groups WHERE "
+                    "practice_code = ?", [practice])
+    assert rows == [(other, dt.date(2025, 10, 1), None)]
+    assert wh.query("SELECT count(*) FROM practice_groups")[0][0] == delivered + 1
+    assert "practice_groups" in wh.manifest()["tables"]
+    wh.verify()
+    run_pricing(wh)
+    seen = groups_by_day()
+    assert seen == {"before": {str(home)}, "after": {str(other)}}
+    assert wh.query(money)[0][0] == total_before  # pricing moved no money, only groups
+    with DecisionStore.beside(wh.root) as store:
+        assert verify_audit(store, FINANCE).ok
+        assert [e.action for e in store.audit_log()][-2:] == ["join_group", "load_memberships"]
