@@ -39,3 +39,29 @@ def case_data(**changes: Any) -> dict[str, Any]:
 
 def who(role: str, org: str | None = None) -> Principal:
     return Principal(f"{role}.user", role, org or ORG[role])  # type: ignore[arg-type]
+
+
+#: the small warehouse's practices: A81001 and A81002 in G01, A81003..A81010 in G02
+SMALL_PRACTICES = [("A81001", "G01"), ("A81002", "G01"),
+                   *((f"A810{i:02d}", "G02") for i in range(3, 11))]
+
+
+def small_warehouse(root: Any) -> Any:
+    """A warehouse holding only organisations (practices, groups and commissioner ``Q99``),
+    written directly: enough for the decision services that look codes up."""
+    import duckdb
+
+    from pbc.warehouse import Warehouse
+
+    wh = Warehouse(root)
+    con = duckdb.connect()
+    values = ", ".join(f"('{p}', '{g}', 'Q99')" for p, g in SMALL_PRACTICES)
+    with wh.begin("organisations") as tx:
+        tx.write(con, "practices", "SELECT * FROM (VALUES " + values + ") "
+                 "v(practice_code, group_code, commissioner_code)", file_prefix="practices")
+        tx.write(con, "groups", "SELECT * FROM (VALUES ('G01', 'Q99'), ('G02', 'Q99')) "
+                 "v(group_code, commissioner_code)", file_prefix="groups")
+        tx.write(con, "commissioners", "SELECT 'Q99' AS commissioner_code",
+                 file_prefix="commissioners")
+    con.close()
+    return wh

@@ -10,7 +10,17 @@ from typing import Any, get_args
 
 import pytest
 
-from case_fixtures import BASELINE, GROUP, ICB, LA, PRACTICE, case_data, who
+from case_fixtures import (
+    BASELINE,
+    GROUP,
+    ICB,
+    LA,
+    PRACTICE,
+    SMALL_PRACTICES,
+    case_data,
+    small_warehouse,
+    who,
+)
 from pbc.decisions import DecisionStore
 from pbc.decisions.cases import CaseError, parse_case
 from pbc.services import cases as svc
@@ -37,7 +47,20 @@ EXPECTED: dict[str, set[str]] = {
                            "group"},
     "evaluate_case": {"commissioner", "commissioner_approver"},
     "view_evaluation": {"practice", "commissioner", "commissioner_approver"},
+    # opt-outs of practice A81001, and group G01's agreement and members
+    "propose_opt_out": {"practice"},
+    "confirm_opt_out": {"commissioner_approver"},
+    "withdraw_opt_out": {"practice", "commissioner_approver"},
+    "view_opt_outs": {"practice", "commissioner", "commissioner_approver"},
+    "agree_group": {"commissioner_approver"},
+    "change_membership": {"group", "commissioner", "commissioner_approver"},
+    "view_group": {"group", "commissioner", "commissioner_approver"},
+    "load_memberships": {"commissioner"},
 }
+
+
+OPT_OUT_ACTIONS = ("propose_opt_out", "confirm_opt_out", "withdraw_opt_out", "view_opt_outs",
+                   "agree_group", "change_membership", "view_group", "load_memberships")
 
 
 @pytest.fixture
@@ -69,7 +92,41 @@ def case_in(store: DecisionStore, status: str) -> int:
     return cid
 
 
+def opt_out_attempt(store: DecisionStore, action: str, role: str) -> Callable[[], Any]:
+    """An opt-out or group action by ``role`` (in scope: practice A81001, group G01,
+    commissioner Q99) on a small warehouse of organisations."""
+    from pbc.services import groups, optouts
+
+    wh = small_warehouse(store.url.removeprefix("sqlite:///").removesuffix(".sqlite")
+                         + f"-{action}-{role}")
+    p = who(role)
+    if action == "propose_opt_out":
+        return lambda: optouts.propose(store, wh, p, PRACTICE, service_line="ae",
+                                       financial_year="2026-27", reason="test")
+    if action in ("confirm_opt_out", "withdraw_opt_out", "view_opt_outs"):
+        n = ROLES.index(role)  # a year of its own, so no opt-out is a duplicate
+        oid = optouts.propose(store, wh, who("practice"), PRACTICE, service_line="ae",
+                              financial_year=f"{2030 + n}-{31 + n}", reason="test").id
+        if action == "confirm_opt_out":
+            return lambda: optouts.confirm(store, p, oid)
+        if action == "withdraw_opt_out":
+            return lambda: optouts.withdraw(store, p, oid, "changed our mind")
+        return lambda: optouts.show(store, p, oid)
+    if action == "agree_group":
+        return lambda: groups.agree(store, wh, p, GROUP, terms="terms", starts_on="2026-04-01",
+                                    review_on="2027-03-31",
+                                    signatories=[groups.Signatory.parse("A;lead;2026-03-01")])
+    if action == "change_membership":  # a practice of G02 joins G01 (its own per role)
+        practice = SMALL_PRACTICES[2 + ROLES.index(role)][0]
+        return lambda: groups.join(store, wh, p, practice, GROUP, "2026-04-01", "test")
+    if action == "view_group":
+        return lambda: groups.show(store, wh, p, GROUP)
+    return lambda: groups.load_memberships(store, wh, p)
+
+
 def attempt(store: DecisionStore, action: str, role: str) -> Callable[[], Any]:
+    if action in OPT_OUT_ACTIONS:
+        return opt_out_attempt(store, action, role)
     p = who(role)
     if action == "create_case":
         return lambda: svc.create_case(store, p, parse_case(case_data()), "x = 1", BASELINE,

@@ -26,6 +26,13 @@ def budgeted(tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
                             years=2, start_year=2024)  # type: ignore[return-value]
 
 
+#: SQL: a priced row on a line its practice opted out of (the demo policy's [[opt_out]]),
+#: which is the commissioner's, not the practice's, from the budget's held lines
+OPTED_OUT = ("EXISTS (SELECT 1 FROM budget_commissioner_lines o WHERE o.kind = 'opt_out' "
+             "AND o.practice_code = priced_activity.practice_code "
+             "AND o.service_line = priced_activity.service_line)")
+
+
 def _sql_pence(wh: Warehouse, sql: str) -> int:
     value = wh.query(sql)[0][0]
     return int(Decimal(str(value or 0)) * 100)
@@ -39,15 +46,15 @@ def test_nothing_is_lost_between_levels(budgeted: Warehouse) -> None:
     comm = monthly_position(budgeted, COMMISSIONER, PERIOD, level="commissioner").frame
     total = lambda f: f[f.service_line == "all"]  # noqa: E731
     # spend to date, independently from the priced rows: attributed and unattributed
-    attributed = _sql_pence(budgeted, """
+    spend = lambda where: _sql_pence(budgeted, f"""
         SELECT sum(price - marginal_rate_adjustment) FROM priced_activity
-        WHERE financial_year = '2025-26' AND month <= 6 AND attributed""")
-    unattributed = _sql_pence(budgeted, """
-        SELECT sum(price - marginal_rate_adjustment) FROM priced_activity
-        WHERE financial_year = '2025-26' AND month <= 6 AND NOT attributed""")
-    assert unattributed > 0  # the synthetic economy has some, so the check can fail
+        WHERE financial_year = '2025-26' AND month <= 6 AND {where}""")  # noqa: E731
+    attributed = spend(f"attributed AND NOT {OPTED_OUT}")
+    opted_out = spend(f"attributed AND {OPTED_OUT}")
+    unattributed = spend("NOT attributed")
+    assert unattributed > 0 and opted_out > 0  # the economy has some, so the checks can fail
     assert int(total(practice).spend_to_date.sum()) == attributed
-    assert int(total(comm).spend_to_date.sum()) == attributed + unattributed
+    assert int(total(comm).spend_to_date.sum()) == attributed + opted_out + unattributed
     # every practice is in a group each month here, so groups hold all practices' money
     assert int(total(group).spend_to_date.sum()) == attributed
     assert int(total(group).budget_to_date.sum()) == int(total(practice).budget_to_date.sum())
@@ -116,10 +123,11 @@ def test_freed_resources_of_a_complete_year(budgeted: Warehouse, tmp_path: Path)
     report = freed_resources_report(budgeted, COMMISSIONER, "2025/26")
     frame = report.frame
     assert set(frame.outturn_basis) == {"actual"}  # all twelve months are loaded
-    # outturn is each practice's whole-year tariff value, from the priced rows themselves
-    actual = {str(c): int(Decimal(str(v)) * 100) for c, v in budgeted.query("""
+    # outturn is each practice's whole-year tariff value, from the priced rows themselves,
+    # without the lines it opted out of (the commissioner's)
+    actual = {str(c): int(Decimal(str(v)) * 100) for c, v in budgeted.query(f"""
         SELECT practice_code, sum(price - marginal_rate_adjustment) FROM priced_activity
-        WHERE financial_year = '2025-26' AND attributed GROUP BY 1""")}
+        WHERE financial_year = '2025-26' AND attributed AND NOT {OPTED_OUT} GROUP BY 1""")}
     assert dict(zip(frame.code, frame.outturn, strict=True)) == actual
     for r in frame.itertuples():
         assert r.freed == max(r.budget - r.outturn, 0)

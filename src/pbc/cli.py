@@ -1418,6 +1418,226 @@ def audit_log_cmd(warehouse: WarehouseOpt = Path("warehouse"),
 
 # ------------------------------------------------------- opt-outs and group agreements
 # (issue 15: pbc optout, pbc group ...)
+optouts_app = typer.Typer(help="Opt-outs: list, confirm and withdraw them (record one with "
+                          "pbc optout; docs/decisions.md).", no_args_is_help=True)
+app.add_typer(optouts_app, name="optouts")
+group_app = typer.Typer(help="Group agreements and membership: agree, join, leave, show, and "
+                        "load the memberships into the warehouse's practice_groups "
+                        "(docs/decisions.md).", no_args_is_help=True)
+app.add_typer(group_app, name="group")
+
+
+def _print_opt_out(view: Any) -> None:
+    console.print(f"opt-out {view.id} ({view.status}): {view.holder_kind} {view.holder_code}, "
+                  f"{view.service_line}, {view.financial_year}", highlight=False, markup=False)
+    console.print(f"  {view.description}", highlight=False, markup=False)
+    if view.withdrawal_reason:
+        console.print(f"  withdrawn by {view.withdrawn_by}: {view.withdrawal_reason}",
+                      highlight=False, markup=False)
+
+
+@app.command("optout")
+def optout(
+    code: Annotated[str, typer.Argument(help="The practice or group that opts out.")],
+    service_line: Annotated[str, typer.Option("--service-line", help="The service line "
+                                              "handed back to the commissioner.")],
+    year: Annotated[str, typer.Option("--year", help="Financial year, e.g. 2026-27.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why the line is handed back.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """Hand a service line back to the commissioner for a year (a practice for itself, a
+    group's lead for its group); the commissioner's approver confirms it (pbc optouts
+    confirm), and the next pbc budgets set for the year applies it."""
+    from pbc.services.optouts import propose
+
+    with user_errors(), _store(warehouse) as store:
+        view = propose(store, Warehouse(warehouse), _decision_principal(warehouse, acting_as),
+                       code, service_line=service_line, financial_year=year, reason=reason)
+        _print_opt_out(view)
+        console.print(f"next: pbc optouts confirm {view.id} --as commissioner_approver:"
+                      f"{view.commissioner_code}[:USER]", highlight=False, markup=False)
+
+
+@optouts_app.command("list")
+def optouts_list(
+    year: Annotated[str | None, typer.Option("--year", help="Only this financial year.")]
+    = None,
+    warehouse: WarehouseOpt = Path("warehouse"),
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """The opt-outs you may see (a practice or group its own, the commissioner all)."""
+    from pbc.services.optouts import list_opt_outs
+
+    with user_errors(), _store(warehouse) as store:
+        views = list_opt_outs(store, _decision_principal(warehouse, acting_as), year)
+        for v in views:
+            _print_opt_out(v)
+        if not views:
+            console.print("no opt-outs" + (f" for {year}" if year else ""))
+
+
+@optouts_app.command("show")
+def optouts_show(
+    opt_out_id: Annotated[int, typer.Argument(help="The opt-out's id.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """One opt-out (its holder, or the commissioner)."""
+    from pbc.services.optouts import show
+
+    with user_errors(), _store(warehouse) as store:
+        _print_opt_out(show(store, _decision_principal(warehouse, acting_as), opt_out_id))
+
+
+@optouts_app.command("confirm")
+def optouts_confirm(
+    opt_out_id: Annotated[int, typer.Argument(help="The opt-out's id.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """Confirm a proposed opt-out (the commissioner's approver)."""
+    from pbc.services.optouts import confirm
+
+    with user_errors(), _store(warehouse) as store:
+        _print_opt_out(confirm(store, _decision_principal(warehouse, acting_as), opt_out_id))
+
+
+@optouts_app.command("withdraw")
+def optouts_withdraw(
+    opt_out_id: Annotated[int, typer.Argument(help="The opt-out's id.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why it is withdrawn.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """Withdraw an opt-out while the year's budget is not agreed (the holder, or the
+    commissioner's approver)."""
+    from pbc.services.optouts import withdraw
+
+    with user_errors(), _store(warehouse) as store:
+        _print_opt_out(withdraw(store, _decision_principal(warehouse, acting_as), opt_out_id,
+                                reason))
+
+
+@group_app.command("agree")
+def group_agree(
+    group: Annotated[str, typer.Argument(help="The group's code.")],
+    start: Annotated[str, typer.Option("--start", help="First day of the agreement.")],
+    review: Annotated[str, typer.Option("--review", help="Day it is to be reviewed.")],
+    signatory: Annotated[list[str], typer.Option(
+        "--signatory", help="NAME;ROLE;YYYY-MM-DD, once for each signatory.")],
+    terms: Annotated[str | None, typer.Option("--terms", help="The terms, as text.")] = None,
+    terms_file: Annotated[Path | None, typer.Option("--terms-file", help="The terms, from a "
+                                                    "text file.")] = None,
+    warehouse: WarehouseOpt = Path("warehouse"),
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """Record the agreement between the commissioner and a group (the commissioner's
+    approver)."""
+    from pbc.services.groups import Signatory, agree
+
+    with user_errors(), _store(warehouse) as store:
+        if (terms is None) == (terms_file is None):
+            raise UserError("give the terms once: --terms TEXT or --terms-file FILE")
+        text = terms if terms is not None else Path(str(terms_file)).read_text(encoding="utf-8")
+        a = agree(store, Warehouse(warehouse), _decision_principal(warehouse, acting_as),
+                  group, terms=text, starts_on=start, review_on=review,
+                  signatories=[Signatory.parse(x) for x in signatory])
+        console.print(f"agreement {a.id}: group {a.group_code} and commissioner "
+                      f"{a.commissioner_code}, from {a.starts_on}, review {a.review_on}, "
+                      f"{len(a.signatories)} signator{'y' if len(a.signatories) == 1 else 'ies'}",
+                      highlight=False, markup=False)
+
+
+@group_app.command("join")
+def group_join(
+    practice: Annotated[str, typer.Argument(help="The practice's code.")],
+    group: Annotated[str, typer.Option("--group", help="The group it joins.")],
+    valid_from: Annotated[str, typer.Option("--from", help="First day of membership.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """Record a practice joining a group from a date (the group's lead or the
+    commissioner); pbc group load puts it into the warehouse."""
+    from pbc.services.groups import join
+
+    with user_errors(), _store(warehouse) as store:
+        w = join(store, Warehouse(warehouse), _decision_principal(warehouse, acting_as),
+                 practice, group, valid_from, reason)
+        console.print(f"recorded: {w.describe()}; next: pbc group load, then pbc price",
+                      highlight=False, markup=False)
+
+
+@group_app.command("leave")
+def group_leave(
+    practice: Annotated[str, typer.Argument(help="The practice's code.")],
+    group: Annotated[str, typer.Option("--group", help="The group it leaves.")],
+    last_day: Annotated[str, typer.Option("--last-day", help="Last day of membership.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """Record a practice leaving a group after a date (the group's lead or the
+    commissioner); pbc group load puts it into the warehouse."""
+    from pbc.services.groups import leave
+
+    with user_errors(), _store(warehouse) as store:
+        w = leave(store, Warehouse(warehouse), _decision_principal(warehouse, acting_as),
+                  practice, group, last_day, reason)
+        console.print(f"recorded: {w.describe()}; next: pbc group load, then pbc price",
+                      highlight=False, markup=False)
+
+
+@group_app.command("show")
+def group_show(
+    group: Annotated[str, typer.Argument(help="The group's code.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """A group's agreements and memberships."""
+    from pbc.services.groups import show
+
+    with user_errors(), _store(warehouse) as store:
+        v = show(store, Warehouse(warehouse), _decision_principal(warehouse, acting_as), group)
+        console.print(f"group {v.group_code} (commissioner {v.commissioner_code})",
+                      style="bold", highlight=False, markup=False)
+        for a in v.agreements:
+            console.print(f"  agreement {a.id}: from {a.starts_on}, review {a.review_on}, "
+                          f"recorded by {a.recorded_by}", highlight=False, markup=False)
+            console.print(f"    terms: {a.terms}", highlight=False, markup=False)
+            for x in a.signatories:
+                console.print(f"    signed by {x.name} ({x.role}) on {x.signed_on}",
+                              highlight=False, markup=False)
+        if not v.agreements:
+            console.print("  no agreement recorded")
+        console.print(f"  default members (practices.group_code): "
+                      f"{', '.join(v.default_members) or 'none'}", highlight=False,
+                      markup=False)
+        for w in v.windows:
+            where = "recorded in pbc" if w.origin == "decision" else "delivered"
+            console.print(f"  membership: {w.describe()} ({where})", highlight=False,
+                          markup=False)
+
+
+@group_app.command("load")
+def group_load(
+    warehouse: WarehouseOpt = Path("warehouse"),
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """Load the memberships into the warehouse's practice_groups (delivered rows with the
+    recorded memberships over them) through the normal loader, as a new version; then run
+    pbc price so attribution follows."""
+    from pbc.services.groups import load_memberships
+
+    with user_errors(), _store(warehouse) as store:
+        r = load_memberships(store, Warehouse(warehouse),
+                             _decision_principal(warehouse, acting_as))
+        state = f"warehouse version {r.version}" if r.changed else "unchanged (already loaded)"
+        console.print(f"practice_groups: {r.rows} rows, {r.recorded} recorded in pbc; "
+                      f"{state}; next: pbc price so attribution follows", highlight=False,
+                      markup=False)
+
 
 # ------------------------------------------------------------- contracts and invoices
 # (issue 15: pbc contract ..., pbc invoice check)

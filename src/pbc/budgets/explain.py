@@ -336,6 +336,24 @@ def _line_steps(row: pd.Series, summ: pd.Series, floor_pct: object = None,
     return steps
 
 
+def opt_out_notes(result: BudgetResult, practice_code: str, rows: pd.DataFrame) -> list[str]:
+    """A sentence per opted-out line of a practice: which opt-out (the policy's entry, or
+    the decision recorded in pbc, with its reason) and the money moved to the commissioner,
+    so no line leaves a budget silently."""
+    out = []
+    for _, row in rows[rows["opted_out"].astype(bool)].iterrows():
+        line = str(row["service_line"])
+        sources = result.opted_by.get((practice_code, line), ())
+        said = "; ".join(
+            result.policy.opt_out[i].reason or
+            f"opt_out[{i}] of the budget policy ({result.policy.opt_out[i].code})"
+            for i in sources) or "an opt-out of the budget policy"
+        out.append(f"Opted out: {line_name(line, in_sentence=True)}: {said}. "
+                   f"{format_pounds(int(row['calculated_budget']))} moved from this "
+                   "practice's budget to the commissioner's line for opted-out services.")
+    return out
+
+
 def _na(v: object) -> bool:
     return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
 
@@ -360,6 +378,7 @@ def explain(result: BudgetResult, practice_code: str) -> Explanation:
                          "every practice with the money available, so every budget was "
                          "scaled pro rata from its cap.")
     retained = int(rows.loc[rows["opted_out"], "calculated_budget"].sum())
+    notes += opt_out_notes(result, practice_code, rows)
     mine = set(rows["service_line"])
     held = (int(result.summary.loc[result.summary["service_line"].isin(mine),
                                    "unattributed_held"].sum())

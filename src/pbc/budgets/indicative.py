@@ -143,6 +143,9 @@ class BudgetResult:
     #: what the explanation must say about how the inputs were made (e.g. a need index
     #: from deprivation only), so no substitute is silent
     notes: tuple[str, ...] = ()
+    #: (practice, service line) -> the indices in ``policy.opt_out`` that opted it out (a
+    #: practice's own opt-out, its group's), so an explanation can name the decision
+    opted_by: Mapping[tuple[str, str], tuple[int, ...]] = field(default_factory=dict)
     explanations: Explanations = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -391,6 +394,7 @@ def set_budgets(
                  pd.DataFrame({"practice_code": sorted(codes_all), "group_code": None}))
         membership = _membership_on(known, practice_groups, fy_start(policy.financial_year))
     opted: set[tuple[str, str]] = set()
+    opted_by: dict[tuple[str, str], tuple[int, ...]] = {}
     for i, oo in enumerate(policy.opt_out):
         if oo.code in codes_all:
             members = [oo.code]
@@ -401,6 +405,8 @@ def set_budgets(
                                   "population nor a group with member practices on "
                                   f"{fy_start(policy.financial_year)}")
         opted.update((m, s) for m in members for s in oo.service_lines)
+        for key in ((m, s) for m in members for s in oo.service_lines):
+            opted_by[key] = (*opted_by.get(key, ()), i)
 
     envelopes: dict[str, int] = {}
     prior_total: dict[str, int] = {}
@@ -536,4 +542,4 @@ def set_budgets(
                                           "amount"])
     ret["amount"] = ret["amount"].astype(np.int64)
     return BudgetResult(policy=policy, frame=out, commissioner_retained=ret,
-                        summary=pd.DataFrame(summary))
+                        summary=pd.DataFrame(summary), opted_by=opted_by)

@@ -246,6 +246,12 @@ def set_indicative_budgets(
     code = str(frames["commissioner"].commissioner_code.iloc[0])
     if who.organisation != code:
         raise AccessDenied(f"{who} may not set the budgets of commissioner {code}")
+    # the year's confirmed opt-outs recorded in the decision store join the policy's own
+    from pbc.services.optouts import recorded_opt_outs, with_recorded_opt_outs
+
+    with DecisionStore.beside(warehouse.root) as store:
+        opt_outs = recorded_opt_outs(store, code, policy.financial_year)
+    policy = with_recorded_opt_outs(policy, opt_outs)
     practices = frames["practices"].practice_code.tolist()
     inputs = FairShareInputs(
         list_sizes=frames["list_sizes"],
@@ -285,11 +291,14 @@ def set_indicative_budgets(
                                       version, None).values())
     _store(warehouse, result, monthly, groups, explanations, commissioner=code,
            phasing=phasing)
+    applied = (f" (opt-outs recorded in pbc applied: "
+               f"{', '.join(str(r.id) for r in opt_outs)})" if opt_outs else "")
     f = result.frame
     lines = [Line(str(p), str(sl), int(b), int(fs), int(h)) for p, sl, b, fs, h in zip(
         f.practice_code, f.service_line, f.budget, f.fair_share, f.historic, strict=True)]
     with DecisionStore.beside(warehouse.root) as store:
-        recorded = store.record_budgets(who, policy.financial_year, lines, reason=reason,
+        recorded = store.record_budgets(who, policy.financial_year, lines,
+                                        reason=reason + applied,
                                         policy_sha256=digest)
         status = next(v.status for v in store.history(policy.financial_year)
                       if v.version == recorded)
@@ -300,7 +309,7 @@ def set_indicative_budgets(
         warehouse, policy.financial_year, version, status, code,
         source=f"pbc warehouse version {warehouse.manifest()['version']}: priced activity "
                f"{prior} (tariff value before the emergency marginal rate); budget policy "
-               f"{Path(policy_path).name} (SHA-256 {digest[:12]})")
+               f"{Path(policy_path).name} (SHA-256 {digest[:12]}){applied}")
     files = write_statements(result, monthly, phasing, folder, context, profile=profile)
     return BudgetRun(result, version, folder, monthly, groups, files)
 
@@ -348,7 +357,9 @@ def budget_phasing(result: BudgetResult, monthly: pd.DataFrame, practices: pd.Da
     """One version's monthly budgets (int pence): each practice's phased budget with its
     group in that month (kind ``practice``), and the money the commissioner holds
     (``unattributed``, ``top_slice``, ``opt_out``) phased by the same prior-year profile,
-    so that the commissioner's monthly budget is the whole envelope."""
+    so that the commissioner's monthly budget is the whole envelope. Opted-out lines keep
+    their practice (and its group in the month): kind ``opt_out`` with a practice code says
+    that the commissioner holds that practice's line in this version."""
     fy = result.policy.financial_year
     known = practices[["practice_code", "group_code"]]
     months = membership_by_month(known, fy, windows)
@@ -357,8 +368,9 @@ def budget_phasing(result: BudgetResult, monthly: pd.DataFrame, practices: pd.Da
     mine = mine.assign(kind="practice")
     held = result.commissioner_retained
     parts = [mine]
-    if not held.empty:
-        sums = held.groupby(["kind", "service_line"])["amount"].sum().reset_index()
+    pooled = held[held["kind"] != "opt_out"]
+    if not pooled.empty:
+        sums = pooled.groupby(["kind", "service_line"])["amount"].sum().reset_index()
         lines = pd.DataFrame({"practice_code": sums["kind"],  # phase_budgets keys on it
                               "service_line": sums["service_line"],
                               "budget": sums["amount"].astype("int64")})
@@ -366,6 +378,16 @@ def budget_phasing(result: BudgetResult, monthly: pd.DataFrame, practices: pd.Da
         phased = phased.rename(columns={"practice_code": "kind"}).assign(
             practice_code=None, group_code=None)
         parts.append(phased)
+    opted = held[held["kind"] == "opt_out"]
+    if not opted.empty:
+        # one row per opted-out practice and line (with its group in each month), so that
+        # monitoring knows which lines of which practice the commissioner holds
+        lines = pd.DataFrame({"practice_code": opted["practice_code"].astype(str),
+                              "service_line": opted["service_line"],
+                              "budget": opted["amount"].astype("int64")})
+        phased = phase_budgets(lines, profile).merge(months, on=["practice_code", "month"],
+                                                     how="left")
+        parts.append(phased.assign(kind="opt_out"))
     out = pd.concat(parts, ignore_index=True)
     out = out.assign(financial_year=fy, version=int(version), commissioner_code=commissioner)
     out["budget"] = out["budget"].astype("int64")

@@ -13,6 +13,11 @@ Levels:
 * ``commissioner``: all of the commissioner's activity, unattributed included, against the
   whole envelope (practice budgets plus the money the commissioner holds).
 
+A line a practice (or its group) opted out of for the year is the commissioner's: the
+budget version's ``budget_phasing`` names it (kind ``opt_out`` with the practice), and its
+spend and budget are left out of the practice's and the group's position and stay in the
+commissioner's (docs/decisions.md, "Opt-outs").
+
 Access: the commissioner sees every holder; a practice sees its own practice only and a
 group its own group only (aggregated money, no patient rows).
 """
@@ -77,13 +82,27 @@ _CODE = {
 }
 
 
-def _spend(con: object, fy: str, level: Level, commissioner: str) -> pd.DataFrame:
-    """``code, service_line, month, spend`` (pence) of one year at ``level``."""
+def _opted_out(fy: str, version: int) -> str:
+    """SQL: the (practice, service line) pairs the commissioner holds in a budget version
+    because the practice (or its group) opted out (``budget_phasing`` rows of kind
+    ``opt_out`` with a practice code)."""
+    return (f"SELECT DISTINCT practice_code, service_line FROM budget_phasing WHERE "
+            f"financial_year = {lit(fy)} AND version = {int(version)} AND kind = 'opt_out' "
+            "AND practice_code IS NOT NULL")
+
+
+def _spend(con: object, fy: str, level: Level, commissioner: str,
+           opted_out: str | None = None) -> pd.DataFrame:
+    """``code, service_line, month, spend`` (pence) of one year at ``level``. Below the
+    commissioner, the lines in ``opted_out`` (SQL of practice, service line pairs) are
+    left out: the commissioner holds them, as it holds unattributed activity."""
     code = _CODE[level]
     where = [f"financial_year = {lit(fy)}", "price IS NOT NULL",
              f"commissioner_code = {lit(commissioner)}"]
     if level != "commissioner":
         where += ["attributed", f"{code} IS NOT NULL"]
+        if opted_out is not None:
+            where.append(f"(practice_code, service_line) NOT IN ({opted_out})")
     sql = f"""
         SELECT {code} AS code, service_line, month,
                CAST(sum({TARIFF_VALUE_SQL}) * 100 AS BIGINT) AS spend
@@ -103,11 +122,13 @@ def _frame(con: object, sql: str) -> pd.DataFrame:
 
 
 def _budget(con: object, fy: str, version: int, level: Level) -> pd.DataFrame:
-    """``code, service_line, month, budget`` (pence) of one version at ``level``."""
+    """``code, service_line, month, budget`` (pence) of one version at ``level``; below the
+    commissioner, without the opted-out lines (their budget is the commissioner's)."""
+    mine = f"(practice_code, service_line) NOT IN ({_opted_out(fy, version)})"
     if level == "practice":
-        code, where = "practice_code", "kind = 'practice'"
+        code, where = "practice_code", f"kind = 'practice' AND {mine}"
     elif level == "group":
-        code, where = "group_code", "kind = 'practice' AND group_code IS NOT NULL"
+        code, where = "group_code", f"kind = 'practice' AND group_code IS NOT NULL AND {mine}"
     else:
         code, where = "commissioner_code", "TRUE"
     sql = f"""
@@ -164,8 +185,9 @@ def monthly_position(warehouse: Warehouse, who: Principal, period: str, *,
         commissioner = str(commissioners[0][0])
         only = _allowed(who, level, commissioner)
         prior_fy = format_financial_year(parse_financial_year(fy) - 1)
-        spend = _spend(con, fy, level, commissioner)
-        prior = _spend(con, prior_fy, level, commissioner)
+        opted = _opted_out(fy, version)
+        spend = _spend(con, fy, level, commissioner, opted)
+        prior = _spend(con, prior_fy, level, commissioner, opted)
         budget = _budget(con, fy, version, level)
     finally:
         con.close()

@@ -4,7 +4,8 @@ Each action names the roles that may take it and the **scope** the principal's o
 must match:
 
 * ``own``: the principal acts for its own organisation (a practice for itself, a group for
-  itself); for a case, its organisation is the case's proposer;
+  itself); for a case, its organisation is the case's proposer; for an opt-out, the
+  practice or group that opts out; for a group's agreement or members, the group;
 * ``commissioner``: the principal's organisation is the case's commissioner (the
   commissioner of the proposing practice or group);
 * ``consulted``: a local authority the case was sent to for consultation (it touches social
@@ -30,7 +31,9 @@ Action = Literal["manage_budgets", "add_user", "list_users", "create_case", "sub
                  "consult_case", "approve_case", "reject_case", "return_case",
                  "implement_case", "view_case", "evaluate_case", "view_evaluation",
                  "verify_audit", "read_audit", "record_pooled_agreement",
-                 "view_pooled_budget"]
+                 "view_pooled_budget", "propose_opt_out", "confirm_opt_out",
+                 "withdraw_opt_out", "view_opt_outs", "agree_group", "change_membership",
+                 "view_group", "load_memberships"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,24 @@ PERMISSIONS: dict[str, Rule] = {
                                      "record a pooled budget agreement"),
     "view_pooled_budget": _rule("commissioner commissioner_approver local_authority group",
                                 "partner", "see a pooled budget"),
+    # opt-outs (pbc.services.optouts): the holder hands a line back, the commissioner's
+    # approver confirms it; "own" is the practice or group that opts out
+    "propose_opt_out": _rule("practice group", "own",
+                             "opt out of a service line (hand it back to the commissioner)"),
+    "confirm_opt_out": _rule("commissioner_approver", "commissioner", "confirm an opt-out"),
+    "withdraw_opt_out": _rule("practice group commissioner_approver", "own",
+                              "withdraw an opt-out"),
+    "view_opt_outs": _rule("practice group commissioner commissioner_approver", "own",
+                           "see opt-outs"),
+    # group agreements and membership (pbc.services.groups): "own" is the group
+    "agree_group": _rule("commissioner_approver", "commissioner",
+                         "record a group's agreement with the commissioner"),
+    "change_membership": _rule("group commissioner commissioner_approver", "own",
+                               "record a practice joining or leaving a group"),
+    "view_group": _rule("group commissioner commissioner_approver", "own",
+                        "see a group's agreement and members"),
+    "load_memberships": _rule("commissioner", "commissioner",
+                              "load the recorded group memberships into the warehouse"),
 }
 
 #: for scope "own" actions that roles on the commissioner's side may also take, the scope
@@ -90,6 +111,13 @@ SCOPE_BY_ROLE: dict[tuple[str, str], Scope] = {
     ("view_case", "local_authority"): "consulted",
     ("view_evaluation", "commissioner"): "commissioner",
     ("view_evaluation", "commissioner_approver"): "commissioner",
+    ("withdraw_opt_out", "commissioner_approver"): "commissioner",
+    ("view_opt_outs", "commissioner"): "commissioner",
+    ("view_opt_outs", "commissioner_approver"): "commissioner",
+    ("change_membership", "commissioner"): "commissioner",
+    ("change_membership", "commissioner_approver"): "commissioner",
+    ("view_group", "commissioner"): "commissioner",
+    ("view_group", "commissioner_approver"): "commissioner",
 }
 
 

@@ -1,7 +1,7 @@
 """The register of Section 75 pooled budget agreements (pbc.decisions.pooled).
 
 Revision ID: 0007
-Revises: 0003
+Revises: 0006
 Create Date: 2026-12-01
 """
 
