@@ -25,7 +25,8 @@ from pbc.services.principal import AccessDenied, Principal
 Scope = Literal["own", "commissioner", "consulted", "any"]
 Action = Literal["manage_budgets", "add_user", "list_users", "create_case", "submit_case",
                  "consult_case", "approve_case", "reject_case", "return_case",
-                 "implement_case", "view_case", "verify_audit", "read_audit"]
+                 "implement_case", "view_case", "verify_audit", "read_audit",
+                 "add_contract", "view_contract", "check_invoice"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,13 @@ PERMISSIONS: dict[str, Rule] = {
                             "record a business case as implemented"),
     "view_case": _rule("practice group commissioner commissioner_approver local_authority",
                        "own", "see a business case"),
+    # provider contracts and invoices (pbc.services.invoices): the case's parties are the
+    # provider (as proposer_code) and the contract's commissioner
+    "add_contract": _rule("commissioner", "commissioner", "record a provider contract"),
+    "view_contract": _rule("commissioner commissioner_approver", "commissioner",
+                           "see a provider contract or its position"),
+    "check_invoice": _rule("commissioner", "commissioner",
+                           "read and check a provider's invoice"),
     "verify_audit": _rule("commissioner commissioner_approver administrator", "any",
                           "verify the audit log"),
     "read_audit": _rule("commissioner commissioner_approver administrator", "any",
