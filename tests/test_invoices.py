@@ -172,6 +172,37 @@ def test_an_invoice_checked_earlier_makes_its_lines_duplicates(
         assert case_svc.verify_audit(store, FINANCE).ok
 
 
+def test_lines_are_checked_at_tariff_value_not_after_the_marginal_rate(
+        economy: tuple[Path, Warehouse], decision_url: str, tmp_path: Path) -> None:
+    # emergency spells discharged after the contract passed its baseline carry a
+    # marginal-rate cut; the provider bills them at tariff, which pbc matches
+    folder, wh = economy
+    _, _, contract_file = planted_invoice(folder)
+    contract, _ = read_contract_file(contract_file)
+    cut = wh.query(
+        "SELECT activity_id, coalesce(practice_code, ''), activity_date, "
+        "price - marginal_rate_adjustment, price FROM priced_activity WHERE provider_code = ? "
+        "AND commissioner_code = 'Q99' AND financial_year = ? AND marginal_rate_adjustment < 0 "
+        "AND service_line IN ('non_elective') ORDER BY activity_id LIMIT 5",
+        [contract.provider, contract.financial_year])
+    assert len(cut) == 5 and "non_elective" in contract.plan
+    lines = [InvoiceLine(n, r[0], "apc", r[1], r[2], int(r[3] * 100))
+             for n, r in enumerate(cut, start=2)]
+    lines.append(InvoiceLine(7, cut[0][0], "apc", cut[0][1], cut[0][2], int(cut[0][4] * 100)))
+    invoice = tmp_path / "cut.csv"
+    invoice.write_text(invoice_csv(lines[:5]), encoding="utf-8")
+    with DecisionStore(decision_url) as store:
+        svc.add_contract(store, wh, FINANCE, contract_file)
+        got = svc.check_invoice_file(store, wh, FINANCE, invoice, contract.provider,
+                                     record=False)
+        assert [x.klass for x in got.check.lines] == ["matched"] * 5
+        invoice.write_text(invoice_csv(lines[5:]), encoding="utf-8")  # billed after the cut
+        got = svc.check_invoice_file(store, wh, FINANCE, invoice, contract.provider,
+                                     record=False)
+        assert got.check.lines[0].klass == "wrong_price"
+        assert got.check.lines[0].at_stake_pence == int((cut[0][4] - cut[0][3]) * 100) < 0
+
+
 # --------------------------------------------------------------------------- precedence
 def _line(row: int = 2, aid: str = "S1", amount: int = 10000, practice: str = "A1"
           ) -> InvoiceLine:
@@ -354,7 +385,7 @@ def test_contract_position_on_the_warehouse(economy: tuple[Path, Warehouse],
     inv, _ = read_contract_file(contract_file)
     with DecisionStore(decision_url) as store:
         svc.add_contract(store, wh, FINANCE, contract_file)
-        view, pos = svc.position(store, wh, FINANCE, inv.provider, inv.financial_year, 3)
+        view, pos = svc.position(store, wh, FINANCE, inv.provider, inv.financial_year, 12)
     con = wh.connect()
     try:
         rows = con.execute("SELECT * FROM priced_activity").df()
@@ -362,17 +393,20 @@ def test_contract_position_on_the_warehouse(economy: tuple[Path, Warehouse],
         con.close()
     rows = rows[(rows.commissioner_code == "Q99") & (rows.provider_code == inv.provider)
                 & (rows.financial_year == inv.financial_year) & rows.price.notna()
-                & rows.activity_type.isin(["apc", "op", "ae"]) & (rows.month <= 3)]
+                & rows.activity_type.isin(["apc", "op", "ae"])]
     for sl, part in rows.groupby("service_line"):
         value = sum(Decimal(str(p)) - Decimal(str(m)) for p, m in
                     zip(part.price, part.marginal_rate_adjustment, strict=True))
-        r = pos.row(str(sl), 3)
+        r = pos.row(str(sl), 12)
         assert r.ytd_actual_pence == int(value * 100)
         assert r.ytd_actual_activity == len(part)
         plan = view.contract.month_plans().get(str(sl))
-        assert r.ytd_plan_pence == (sum(plan.pence[:3]) if plan else 0)
+        assert r.ytd_plan_pence == (sum(plan.pence) if plan else 0)
+        march = part[part.month == 12]
+        assert r.actual_pence == int(sum(Decimal(str(p)) - Decimal(str(m)) for p, m in zip(
+            march.price, march.marginal_rate_adjustment, strict=True)) * 100)
     mra = sum(Decimal(str(m)) for m in rows.marginal_rate_adjustment)
-    assert pos.marginal_rate_pence == int(mra * 100)
+    assert pos.marginal_rate_pence == int(mra * 100) < 0  # the year's cut, shown apart
     written = svc.write_position(view, pos, csv_out=tmp_path / "p.csv",
                                  xlsx_out=tmp_path / "p.xlsx")
     assert all(p.exists() for p in written)
