@@ -1522,25 +1522,68 @@ def contract_position_cmd(
         view, pos = position(store, Warehouse(warehouse),
                              _decision_principal(warehouse, acting_as), provider, year, month)
         written = write_position(view, pos, csv_out=csv_out, xlsx_out=xlsx_out)
+    from pbc.budgets.explain import SERVICE_LINE_NAMES
+
     c = view.contract
-    table = RichTable(title=f"{c.commissioner} with {c.provider}, {c.financial_year}: "
-                            f"{MONTHS[month - 1]} and the year to date (April to "
-                            f"{MONTHS[month - 1]})")
-    for name in ("service line", "plan (month)", "actual (month)", "variance (month)",
-                 "activity plan ytd", "activity actual ytd", "plan ytd", "actual ytd",
-                 "variance ytd"):
-        table.add_column(name, justify="left" if name == "service line" else "right")
-    for r in pos.year_to_date:
-        table.add_row(r.service_line, format_pounds(r.plan_pence),
-                      format_pounds(r.actual_pence), format_pounds(r.variance_pence),
-                      f"{r.ytd_plan_activity:,}", f"{r.ytd_actual_activity:,}",
-                      format_pounds(r.ytd_plan_pence), format_pounds(r.ytd_actual_pence),
-                      format_pounds(r.ytd_variance_pence))
-    console.print(table)
+    name = MONTHS[month - 1]
+
+    def label(service_line: str) -> str:
+        return ("Total" if service_line == "total"
+                else SERVICE_LINE_NAMES.get(service_line, service_line))
+
+    tables = (("Money", ("variance in " + name, "plan to date", "actual to date",
+                         "variance to date"),
+               lambda r: [format_pounds(x) for x in (r.variance_pence, r.ytd_plan_pence,
+                                                     r.ytd_actual_pence,
+                                                     r.ytd_variance_pence)]),
+              ("Activity", (f"plan in {name}", f"actual in {name}", "plan to date",
+                            "actual to date", "variance to date"),
+               lambda r: [f"{x:,}" for x in (r.plan_activity, r.actual_activity,
+                                             r.ytd_plan_activity, r.ytd_actual_activity,
+                                             r.ytd_variance_activity)]))
+    for what, heads, cells in tables:
+        table = RichTable(title=f"{what}: {c.commissioner} with {c.provider}, "
+                                f"{c.financial_year}, {name} and April to {name}",
+                          box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        table.add_column("service line", min_width=12)
+        for head in heads:
+            table.add_column(head, justify="right")
+        for r in pos.year_to_date:
+            table.add_row(label(r.service_line), *cells(r))
+        console.print(table)
     console.print(f"money: tariff value (before the emergency marginal rate); the "
                   f"contract's marginal-rate adjustment to date is "
                   f"{format_pounds(pos.marginal_rate_pence)}", highlight=False)
     for path in written:
+        _say(f"written: {path}")
+
+
+@invoice_app.command("plant")
+def invoice_plant(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the invoice, the "
+                                      "planted truth and the contract to.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    provider: Annotated[str | None, typer.Option(
+        help="Provider (default: the commissioner's with most tariff value).")] = None,
+    year: Annotated[str | None, typer.Option(
+        "--year", help="Financial year (default: the latest with twelve months).")] = None,
+    month: Annotated[int, typer.Option(help="Month invoiced: 1 = April.")] = 1,
+    errors: Annotated[int, typer.Option(help="Planted errors of each class.")] = 3,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same invoice.")] = 1,
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """Write a provider's invoice from a priced (synthetic) warehouse with a known number
+    of planted errors of each class, its truth and a contract, for training and tests
+    (pbc synth --invoice does the same for the economy it writes)."""
+    from pbc.services.invoices import plant_invoice
+
+    with user_errors(), _store(warehouse) as store:
+        inv, files = plant_invoice(store, Warehouse(warehouse),
+                                   _decision_principal(warehouse, acting_as), out, seed=seed,
+                                   per_class=errors, provider=provider, year=year, month=month)
+    _say(f"invoice of {inv.provider} to {inv.commissioner} for month {inv.month} of "
+         f"{inv.financial_year}: {len(inv.lines):,} lines, {len(inv.planted)} planted errors")
+    for path in files:
         _say(f"written: {path}")
 
 

@@ -529,6 +529,24 @@ def synthetic_invoice(warehouse: Warehouse, *, seed: int, per_class: int = 3,
     return SyntheticInvoice(commissioner, provider, year, month, contract, lines, planted)
 
 
+def plant_invoice(store: DecisionStore, warehouse: Warehouse, who: Principal, folder: Path,
+                  *, seed: int, per_class: int = 3, provider: str | None = None,
+                  year: str | None = None, month: int = 1
+                  ) -> tuple[SyntheticInvoice, list[Path]]:
+    """``pbc invoice plant``: :func:`synthetic_invoice` from a priced warehouse (of the
+    principal's commissioner; the same permission as checking an invoice), written to
+    ``folder`` (:func:`write_synthetic`). For training and tests: the invoice holds
+    activity ids, practices and prices of real rows of the warehouse."""
+    who = resolve(store, who)
+    authorise(who, "check_invoice", _parties(_commissioner_of(warehouse, who),
+                                             provider or "any provider"))
+    if not 1 <= month <= 12:
+        raise ContractError(f"--month {month}: expected 1 (April) to 12 (March)")
+    inv = synthetic_invoice(warehouse, seed=seed, per_class=per_class, month=month, year=year,
+                            provider=provider, commissioner=who.organisation)
+    return inv, write_synthetic(inv, folder)
+
+
 def write_synthetic(inv: SyntheticInvoice, folder: Path) -> list[Path]:
     """``folder/<provider>.csv`` (the invoice), ``<provider>_planted.csv`` (the truth: row,
     dataset, activity id and class of every planted error) and ``<provider>_contract.toml``."""
