@@ -72,10 +72,12 @@ def read_rows(path: Path) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
 
 
-def planted_invoice(folder: Path) -> tuple[Path, Path, Path]:
-    (invoice,) = [p for p in (folder / "invoices").glob("*.csv") if "_" not in p.stem]
-    return (invoice, folder / "invoices" / f"{invoice.stem}_planted.csv",
-            folder / "invoices" / f"{invoice.stem}_contract.toml")
+def planted_invoice(folder: Path, sub: str = "invoices") -> tuple[Path, Path, Path]:
+    """The invoice, its planted truth and its contract, as the synth writes them."""
+    where = folder / sub if sub else folder
+    (invoice,) = [p for p in where.glob("*.csv") if "_" not in p.stem]
+    return (invoice, where / f"{invoice.stem}_planted.csv",
+            where / f"{invoice.stem}_contract.toml")
 
 
 def test_invoice_check_finds_every_planted_error(economy: tuple[Path, Warehouse], store_url: str,
@@ -349,6 +351,7 @@ def test_bad_contract_files_name_each_field(tmp_path: Path) -> None:
         read_contract_file(bad)
     text = str(e.value)
     assert text.startswith(f"{bad}: ")
+    assert "plan.maternity.[key]: Input should be 'elective_inpatient'" in text
     assert "plan.maternity.activity" in text and "plan.day_case.money.11" in text
 
 
@@ -509,3 +512,30 @@ def test_demo_invoice_check(economy: tuple[Path, Warehouse], store_url: str,
     assert {x.line.row: x.klass for x in outcome.check.lines if x.klass != "matched"} == truth
     for name in ("checked_lines.csv", "checked_lines_challenges.csv", "invoice_check.xlsx"):
         assert (tmp_path / "invoice_check" / name).exists()
+    assert outcome.check_id == 1
+    with DecisionStore(store_url) as store:
+        assert [e.action for e in store.audit_log()] == ["add_contract", "check_invoice"]
+        assert case_svc.verify_audit(store, FINANCE).ok
+
+
+def test_invoice_plant_on_the_command_line(economy: tuple[Path, Warehouse], store_url: str,
+                                           tmp_path: Path) -> None:
+    _, wh = economy
+    result = run("invoice", "plant", "--out", tmp_path, "--warehouse", wh.root, "--errors", 2,
+                 "--month", 2, "--seed", 9, "--as", "commissioner:Q99")
+    assert result.exit_code == 0, result.output
+    invoice, truth_file, contract = planted_invoice(tmp_path, sub="")
+    truth = {int(r["row"]): r["class"] for r in read_rows(truth_file)}
+    assert sorted(truth.values()) == sorted(k for k in CLASSES[1:] for _ in range(2))
+    lines = parse_invoice(invoice.read_text(encoding="utf-8"))
+    assert {x.activity_date.month for x in lines if not x.activity_id.startswith("X")} == {5}
+    with DecisionStore(store_url) as store:
+        svc.add_contract(store, wh, FINANCE, contract)
+        got = svc.check_invoice_file(store, wh, FINANCE, invoice, invoice.stem, record=False)
+    assert {x.line.row: x.klass for x in got.check.lines if x.klass != "matched"} == truth
+    result = run("invoice", "plant", "--out", tmp_path / "x", "--warehouse", wh.root,
+                 "--as", "group:G01")
+    assert result.exit_code == 2 and "only commissioner:Q99 may" in result.output
+    result = run("synth", "--out", tmp_path / "s", "--invoice", "--deliveries", "monthly")
+    assert result.exit_code == 2 and "--invoice needs --deliveries none" in result.output
+    assert not (tmp_path / "s").exists()

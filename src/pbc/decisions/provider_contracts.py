@@ -17,7 +17,7 @@ import datetime as dt
 import tomllib
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
@@ -30,7 +30,10 @@ from pbc.invoices.position import MonthPlan
 from pbc.pricing.schema import SERVICE_LINES
 
 #: service lines a provider contract can plan (prescribing is paid at cost, not contracted)
-CONTRACT_LINES = tuple(s for s in SERVICE_LINES if s != "prescribing")
+ContractLine = Literal["elective_inpatient", "day_case", "non_elective", "outpatient_first",
+                       "outpatient_follow_up", "outpatient_procedure", "ae"]
+CONTRACT_LINES: tuple[str, ...] = get_args(ContractLine)
+assert set(CONTRACT_LINES) == set(SERVICE_LINES) - {"prescribing"}
 MONTHS = ("Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec", "Jan", "Feb", "Mar")
 
 
@@ -60,27 +63,18 @@ class ContractFile(BaseModel):
     provider: str = Field(min_length=1, max_length=20)
     financial_year: str
     title: str = Field(default="", max_length=200)
-    plan: dict[str, LinePlan] = Field(min_length=1)
+    plan: dict[ContractLine, LinePlan] = Field(min_length=1)
 
     @field_validator("financial_year")
     @classmethod
     def _year(cls, v: str) -> str:
         return normalise_financial_year(v)
 
-    @field_validator("plan")
-    @classmethod
-    def _lines(cls, v: dict[str, LinePlan]) -> dict[str, LinePlan]:
-        bad = [s for s in v if s not in CONTRACT_LINES]
-        if bad:
-            raise ValueError(f"unknown service line(s) {', '.join(bad)}; a contract plans "
-                             f"some of {', '.join(CONTRACT_LINES)}")
-        return v
-
     def month_plans(self) -> dict[str, MonthPlan]:
-        return {sl: p.month_plan() for sl, p in self.plan.items()}
+        return {str(sl): p.month_plan() for sl, p in self.plan.items()}
 
     def service_lines(self) -> frozenset[str]:
-        return frozenset(self.plan)
+        return frozenset(str(sl) for sl in self.plan)
 
 
 def parse_contract(data: dict[str, Any], where: str = "contract") -> ContractFile:

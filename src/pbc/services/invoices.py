@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from pbc.decisions.audit import append
@@ -309,6 +310,8 @@ def check_invoice_file(store: DecisionStore, warehouse: Warehouse, who: Principa
         raw = path.read_bytes()
     except FileNotFoundError:
         raise ContractError(f"{path}: no such invoice file") from None
+    except OSError as e:
+        raise ContractError(f"{path}: cannot read the invoice ({e.strerror or e})") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -331,6 +334,18 @@ def check_invoice_file(store: DecisionStore, warehouse: Warehouse, who: Principa
         return CheckOutcome(result, None, path.name)
     summary = {t.klass: {"lines": t.lines, "invoiced_pence": t.invoiced_pence,
                          "at_stake_pence": t.at_stake_pence} for t in result.totals}
+    try:
+        return _record_check(store, who, result, path, sha, summary)
+    except IntegrityError:  # another check recorded some of the same activity meanwhile
+        raise ContractError(
+            f"{path}: another invoice check billing some of the same activity was recorded "
+            "while this one ran; nothing was recorded: check the invoice again (its lines "
+            "billed by that check are then duplicates)") from None
+
+
+def _record_check(store: DecisionStore, who: Principal, result: InvoiceCheck, path: Path,
+                  sha: str, summary: dict[str, Any]) -> CheckOutcome:
+    commissioner, provider = result.commissioner_code, result.provider_code
     with store._tx() as s:
         old = s.scalar(select(InvoiceCheckRecord).where(
             InvoiceCheckRecord.commissioner_code == commissioner,
@@ -504,10 +519,9 @@ def synthetic_invoice(warehouse: Warehouse, *, seed: int, per_class: int = 3,
             act.append(int((n * f).to_integral_value()))
             money.append((Decimal(v) / 100 * f).quantize(Decimal("0.01")))
         plan[sl] = LinePlan(activity=act, money=money)
-    contract = ContractFile(commissioner=commissioner, provider=provider,
-                            financial_year=year,
-                            title=f"Synthetic contract with {provider} (seed {seed})",
-                            plan=plan)
+    contract = ContractFile.model_validate({
+        "commissioner": commissioner, "provider": provider, "financial_year": year,
+        "title": f"Synthetic contract with {provider} (seed {seed})", "plan": plan})
     rows = warehouse.query(
         "SELECT p.activity_id, p.activity_type, coalesce(p.practice_code, ''), "
         f"p.service_line, coalesce(p.hrg_code, ''), p.activity_date, {VALUE_PENCE}, "
@@ -582,10 +596,12 @@ def synth_invoice(out: Path, *, seed: int, per_class: int = 3, keep: Path | None
 
 # --------------------------------------------------------------------------- demo
 def demo_invoice_check(warehouse: Warehouse, out: Path, console: Any, *,
-                       who: Principal | None = None, seed: int = 1) -> CheckOutcome:
+                       who: Principal | None = None, seed: int = 1,
+                       record: bool = True) -> CheckOutcome:
     """The demo's contract and invoice check: a contract for the commissioner's main
     provider (recorded in the decision store beside the warehouse, unless one is there),
-    a month's invoice with three planted errors of each class, checked; prints the summary
+    a month's invoice with three planted errors of each class, checked and recorded (unless
+    ``record`` is False: a store where that invoice was checked refuses it); prints the summary
     and writes ``out/invoice_check/`` (contract, invoice, planted truth, lines, challenge
     list, workbook). ``who``: the commissioner's finance principal (default: self-declared
     ``commissioner:<the commissioner>`` as user ``finance``)."""
@@ -599,7 +615,7 @@ def demo_invoice_check(warehouse: Warehouse, out: Path, console: Any, *,
         except ContractError:
             add_contract(store, warehouse, who, files[2])
         outcome = check_invoice_file(store, warehouse, who, files[0], inv.provider,
-                                     record=False)
+                                     record=record)
     written = write_check(outcome, csv_out=folder / "checked_lines.csv",
                           xlsx_out=folder / "invoice_check.xlsx")
     print_check(outcome, console)
