@@ -323,10 +323,13 @@ def check_invoice_file(store: DecisionStore, warehouse: Warehouse, who: Principa
         contracts = {str(r.financial_year): r.contract().service_lines() for r in s.scalars(
             select(ProviderContract).where(ProviderContract.commissioner_code == commissioner,
                                            ProviderContract.provider_code == provider))}
+        ids = sorted({x.activity_id for x in lines})
         billed = {(b.dataset, b.activity_id): f"row {b.row} of invoice check {b.check_id}"
+                  for start in range(0, len(ids), 500)
                   for b in s.scalars(select(BilledActivity).where(
                       BilledActivity.commissioner_code == commissioner,
-                      BilledActivity.provider_code == provider))}
+                      BilledActivity.provider_code == provider,
+                      BilledActivity.activity_id.in_(ids[start:start + 500])))}
     result = check_invoice(lines, activity, provider=provider, commissioner=commissioner,
                            contracts=contracts, billed_before=billed)
     result.reconcile()
