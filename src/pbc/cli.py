@@ -126,6 +126,11 @@ def synth(
         help="none: one file per table; monthly: delivery folders OUT/deliveries/YYYY-MM "
              "as a provider sends them (rows 1-3 months late, a few revised; "
              "docs/deliveries.md).")] = "none",
+    invoice: Annotated[bool, typer.Option(
+        "--invoice", help="Also price the economy in a scratch warehouse and write its main "
+        "provider's invoice for April of the latest full year, with 3 planted errors of "
+        "each class, to OUT/invoices/ (invoice, planted truth, contract; "
+        "docs/decisions.md).")] = False,
 ) -> None:
     """Generate a synthetic health economy: every input table of the data contract."""
     from pbc.synth import SynthConfig, generate
@@ -146,9 +151,19 @@ def synth(
             deliveries=deliveries,
         )
         t0 = time.perf_counter()
+        if invoice and deliveries != "none":
+            raise UserError("--invoice needs --deliveries none (the invoice is priced from "
+                            "the one set of files)")
         with progress_bar("synth") as cb:
             summary = generate(config, out, progress=cb)
         _print_synth(summary, out, time.perf_counter() - t0)
+        if invoice:
+            from pbc.services.invoices import synth_invoice
+
+            inv, files = synth_invoice(out, seed=seed)
+            _say(f"invoice of {inv.provider} to {inv.commissioner} for month {inv.month} of "
+                 f"{inv.financial_year}: {len(inv.lines):,} lines, {len(inv.planted)} planted "
+                 f"errors; written: {', '.join(str(f) for f in files)}")
 
 
 def _print_synth(summary: Any, out: Path, seconds: float) -> None:
@@ -1641,6 +1656,194 @@ def group_load(
 
 # ------------------------------------------------------------- contracts and invoices
 # (issue 15: pbc contract ..., pbc invoice check)
+contract_app = typer.Typer(help="Provider contracts: an activity and money plan by service "
+                           "line and month, tracked against actual (docs/decisions.md).",
+                           no_args_is_help=True)
+app.add_typer(contract_app, name="contract")
+invoice_app = typer.Typer(help="Check a provider's invoice against pbc's pricing "
+                          "(docs/decisions.md).", no_args_is_help=True)
+app.add_typer(invoice_app, name="invoice")
+YearOpt = Annotated[str, typer.Option("--year", help="Financial year, e.g. 2025-26.")]
+
+
+@contract_app.command("add")
+def contract_add(
+    file: Annotated[Path, typer.Argument(help="The contract (TOML; examples/"
+                                              "provider_contract.toml).")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """Record a provider contract (commissioner finance only; once per commissioner,
+    provider and year)."""
+    from pbc.budgets.money import format_pounds
+    from pbc.services.invoices import add_contract
+
+    with user_errors(), _store(warehouse) as store:
+        view = add_contract(store, Warehouse(warehouse),
+                            _decision_principal(warehouse, acting_as), file)
+    c = view.contract
+    console.print(f"contract {view.id}: {c.commissioner} with {c.provider} for "
+                  f"{c.financial_year}, {len(c.plan)} service lines, plan "
+                  f"{format_pounds(view.plan_pence)}", highlight=False)
+
+
+@contract_app.command("show")
+def contract_show(
+    provider: Annotated[str, typer.Argument(help="Provider code.")],
+    year: YearOpt,
+    warehouse: WarehouseOpt = Path("warehouse"),
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """A contract's plan by service line and month (your organisation's contract)."""
+    from pbc.budgets.money import format_pounds
+    from pbc.decisions.provider_contracts import MONTHS
+    from pbc.services.invoices import show_contract
+
+    with user_errors(), _store(warehouse) as store:
+        view = show_contract(store, _decision_principal(warehouse, acting_as), provider, year,
+                             Warehouse(warehouse))
+    c = view.contract
+    plans = c.month_plans()
+    table = RichTable(title=f"Contract {view.id}: {c.commissioner} with {c.provider}, "
+                            f"{c.financial_year}" + (f": {c.title}" if c.title else ""))
+    for name, just in (("service line", "left"), ("activity", "right"), ("money", "right")):
+        table.add_column(name, justify=just)  # type: ignore[arg-type]
+    for sl, p in plans.items():
+        table.add_row(sl, f"{sum(p.activity):,}", format_pounds(sum(p.pence)))
+    table.add_row("total", f"{sum(sum(p.activity) for p in plans.values()):,}",
+                  format_pounds(view.plan_pence))
+    console.print(table)
+    months = RichTable("month", "activity", "money", title="By month (all service lines)")
+    for m, name in enumerate(MONTHS):
+        months.add_row(name, f"{sum(p.activity[m] for p in plans.values()):,}",
+                       format_pounds(sum(p.pence[m] for p in plans.values())))
+    console.print(months)
+    console.print(f"recorded by {view.created_by} on {view.created_at:%Y-%m-%d %H:%M}; "
+                  "each line's months are in the contract file", highlight=False)
+
+
+@contract_app.command("position")
+def contract_position_cmd(
+    provider: Annotated[str, typer.Argument(help="Provider code.")],
+    year: YearOpt,
+    month: Annotated[int, typer.Option(help="Month of the year: 1 = April ... 12 = March.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write every service line "
+                                                 "and month to this CSV.")] = None,
+    xlsx_out: Annotated[Path | None, typer.Option("--xlsx", help="Write a workbook.")] = None,
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """Plan against actual (tariff value of priced activity) by service line, April to
+    MONTH: the month, the variance and the year to date."""
+    from pbc.budgets.money import format_pounds
+    from pbc.decisions.provider_contracts import MONTHS
+    from pbc.services.invoices import position, write_position
+
+    with user_errors(), _store(warehouse) as store:
+        if not 1 <= month <= 12:
+            raise UserError(f"--month {month}: expected 1 (April) to 12 (March)")
+        view, pos = position(store, Warehouse(warehouse),
+                             _decision_principal(warehouse, acting_as), provider, year, month)
+        written = write_position(view, pos, csv_out=csv_out, xlsx_out=xlsx_out)
+    from pbc.budgets.explain import SERVICE_LINE_NAMES
+
+    c = view.contract
+    name = MONTHS[month - 1]
+
+    def label(service_line: str) -> str:
+        return ("Total" if service_line == "total"
+                else SERVICE_LINE_NAMES.get(service_line, service_line))
+
+    tables = (("Money", ("variance in " + name, "plan to date", "actual to date",
+                         "variance to date"),
+               lambda r: [format_pounds(x) for x in (r.variance_pence, r.ytd_plan_pence,
+                                                     r.ytd_actual_pence,
+                                                     r.ytd_variance_pence)]),
+              ("Activity", (f"plan in {name}", f"actual in {name}", "plan to date",
+                            "actual to date", "variance to date"),
+               lambda r: [f"{x:,}" for x in (r.plan_activity, r.actual_activity,
+                                             r.ytd_plan_activity, r.ytd_actual_activity,
+                                             r.ytd_variance_activity)]))
+    for what, heads, cells in tables:
+        table = RichTable(title=f"{what}: {c.commissioner} with {c.provider}, "
+                                f"{c.financial_year}, {name} and April to {name}",
+                          box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+        table.add_column("service line", min_width=12)
+        for head in heads:
+            table.add_column(head, justify="right")
+        for r in pos.year_to_date:
+            table.add_row(label(r.service_line), *cells(r))
+        console.print(table)
+    console.print(f"money: tariff value (before the emergency marginal rate); the "
+                  f"contract's marginal-rate adjustment to date is "
+                  f"{format_pounds(pos.marginal_rate_pence)}", highlight=False)
+    for path in written:
+        _say(f"written: {path}")
+
+
+@invoice_app.command("plant")
+def invoice_plant(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the invoice, the "
+                                      "planted truth and the contract to.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    provider: Annotated[str | None, typer.Option(
+        help="Provider (default: the commissioner's with most tariff value).")] = None,
+    year: Annotated[str | None, typer.Option(
+        "--year", help="Financial year (default: the latest with twelve months).")] = None,
+    month: Annotated[int, typer.Option(help="Month invoiced: 1 = April.")] = 1,
+    errors: Annotated[int, typer.Option(help="Planted errors of each class.")] = 3,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same invoice.")] = 1,
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """Write a provider's invoice from a priced (synthetic) warehouse with a known number
+    of planted errors of each class, its truth and a contract, for training and tests
+    (pbc synth --invoice does the same for the economy it writes)."""
+    from pbc.services.invoices import plant_invoice
+
+    with user_errors(), _store(warehouse) as store:
+        inv, files = plant_invoice(store, Warehouse(warehouse),
+                                   _decision_principal(warehouse, acting_as), out, seed=seed,
+                                   per_class=errors, provider=provider, year=year, month=month)
+    _say(f"invoice of {inv.provider} to {inv.commissioner} for month {inv.month} of "
+         f"{inv.financial_year}: {len(inv.lines):,} lines, {len(inv.planted)} planted errors")
+    for path in files:
+        _say(f"written: {path}")
+
+
+@invoice_app.command("check")
+def invoice_check(
+    invoice: Annotated[Path, typer.Argument(help="The provider's invoice (CSV: activity_id, "
+                                                 "dataset, practice_code, activity_date, "
+                                                 "amount[, service_line, hrg_code]).")],
+    provider: Annotated[str, typer.Option(help="The provider that sent it.")],
+    csv_out: Annotated[Path, typer.Option("--csv", help="Write every line with its class "
+                                          "here, and the challenge list beside it "
+                                          "(OUT_challenges.csv).")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    xlsx_out: Annotated[Path | None, typer.Option("--xlsx", help="Also a workbook: "
+                                                  "summary, challenges, lines.")] = None,
+    record: Annotated[bool, typer.Option(
+        "--record/--no-record", help="Record the check in the decision store (the activity "
+        "it bills; a later invoice billing it again is a duplicate).")] = True,
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """Classify every line of a provider's invoice: matched, not ours, duplicate, not in
+    contract, wrong price or wrong practice, with the money at stake and a challenge list
+    (commissioner finance only)."""
+    from pbc.services.invoices import check_invoice_file, print_check, write_check
+
+    with user_errors(), _store(warehouse) as store:
+        outcome = check_invoice_file(store, Warehouse(warehouse),
+                                     _decision_principal(warehouse, acting_as), invoice,
+                                     provider, record=record)
+        written = write_check(outcome, csv_out=csv_out, xlsx_out=xlsx_out)
+    print_check(outcome, console)
+    console.print(f"{len(outcome.check.challenges):,} lines to challenge; "
+                  + (f"recorded as invoice check {outcome.check_id}" if outcome.check_id
+                     else "not recorded (--no-record)"), highlight=False)
+    for path in written:
+        _say(f"written: {path}")
+
 
 # ------------------------------------------------------------- evaluation of cases
 @case_app.command("evaluate")

@@ -33,7 +33,8 @@ Action = Literal["manage_budgets", "add_user", "list_users", "create_case", "sub
                  "verify_audit", "read_audit", "record_pooled_agreement",
                  "view_pooled_budget", "propose_opt_out", "confirm_opt_out",
                  "withdraw_opt_out", "view_opt_outs", "agree_group", "change_membership",
-                 "view_group", "load_memberships"]
+                 "view_group", "load_memberships",
+                 "add_contract", "view_contract", "check_invoice"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,13 @@ PERMISSIONS: dict[str, Rule] = {
                            "evaluate an implemented business case"),
     "view_evaluation": _rule("practice group commissioner commissioner_approver", "own",
                              "see a business case's evaluation"),
+    # provider contracts and invoices (pbc.services.invoices): the case's parties are the
+    # provider (as proposer_code) and the contract's commissioner
+    "add_contract": _rule("commissioner", "commissioner", "record a provider contract"),
+    "view_contract": _rule("commissioner commissioner_approver", "commissioner",
+                           "see a provider contract or its position"),
+    "check_invoice": _rule("commissioner", "commissioner",
+                           "read and check a provider's invoice"),
     "verify_audit": _rule("commissioner commissioner_approver administrator", "any",
                           "verify the audit log"),
     "read_audit": _rule("commissioner commissioner_approver administrator", "any",
