@@ -25,6 +25,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table as RichTable
 
+from pbc.services.decisions_demo import DemoDecisions
 from pbc.services.principal import Principal
 from pbc.warehouse import Warehouse
 
@@ -42,9 +43,6 @@ POLICY = Path(__file__).resolve().parents[1] / "reference" / "budgets" / "demo_p
 PLAYED_YEAR = "2025-26"
 #: months of the played year whose deliveries are loaded, priced, shown and frozen one by one
 DEMO_MONTHS = 6
-#: the decision flows after the business case (opt-outs, invoice checks), each called with
-#: the decision demo's context (pbc.services.decisions_demo.DemoDecisions)
-DECISION_STEPS: tuple[Callable[..., None], ...] = ()
 
 
 #: warnings known to come from pinned dependencies, each with why it is harmless (the test
@@ -174,6 +172,12 @@ def run_demo(
         cb("price", 1, 1)
     _print_pricing(priced, console)
 
+    from pbc.budgets.policy import read_policy
+    from pbc.services.optouts import demo_optout
+
+    decisions = reports / "decisions"
+    demo_optout(warehouse, decisions, console,
+                financial_year=read_policy(POLICY).financial_year)
     with timed("budgets"), progress("4. set indicative budgets") as cb:
         cb("budgets", 0, 1)
         run = set_indicative_budgets(warehouse, POLICY, who, reason="demo: first setting",
@@ -222,10 +226,9 @@ def run_demo(
 
     from pbc.services.decisions_demo import demo_decisions
 
-    decisions = reports / "decisions"
     with timed("decisions"):
         console.print("[bold]7. commissioning decisions[/]")
-        demo_decisions(warehouse, decisions, console, extra_steps=DECISION_STEPS)
+        demo_decisions(warehouse, decisions, console, extra_steps=(_invoice_check,))
 
     from pbc.services.pooled import demo_pooled
     from pbc.services.profiles import demo_profiles
@@ -252,6 +255,14 @@ def run_demo(
     console.print(f"                .venv/bin/pbc export quarantine --warehouse {wdir} "
                   f"--out {out / 'quarantine.csv'} --as commissioner_data:{DEMO_COMMISSIONER}")
     console.print("  timings:      " + ", ".join(f"{n} {s:.1f} s" for n, s in timings))
+
+
+def _invoice_check(ctx: DemoDecisions) -> None:
+    """The decision demo's last step: a contract with the main provider and its invoice
+    checked (pbc.services.invoices), by the commissioner's finance user."""
+    from pbc.services.invoices import demo_invoice_check
+
+    demo_invoice_check(ctx.warehouse, ctx.out, ctx.console, who=ctx.users.get("commissioner"))
 
 
 def _play_months(warehouse: Warehouse, who: Principal, deliveries: list[Path],
