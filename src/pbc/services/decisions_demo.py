@@ -25,7 +25,8 @@ from pbc.decisions.cases import CaseError, parse_case
 from pbc.services.principal import NAMED_USER, Principal
 from pbc.warehouse import Warehouse
 
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "business_case.toml"
+#: the example case (examples/business_case.toml links to it), shipped with the package
+EXAMPLE = Path(__file__).resolve().parents[1] / "reference" / "cases" / "business_case.toml"
 COMMISSIONER = "Q99"
 
 
