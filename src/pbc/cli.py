@@ -2131,6 +2131,9 @@ def run_cmd(
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="Run folder: state file, summary, monitoring position CSVs, "
         "benchmark workbooks, budget statements.")] = Path("run"),
+    until: Annotated[str | None, typer.Option(
+        help="Last stage to run: load, price, budgets, monitoring, indicators or risk "
+             "(the stages after it are skipped, and said).")] = None,
     acting_as: AsOpt = None,
 ) -> None:
     """The whole pipeline: load, price, budgets, monitoring, indicators, risk scores.
@@ -2142,7 +2145,7 @@ def run_cmd(
     with user_errors():
         report = run_pipeline(
             Warehouse(warehouse), out, input_dir=input_dir, policy=policy, year=year,
-            month=month, indicators=indicator or None,
+            month=month, indicators=indicator or None, until=until,
             principal=lambda wh: _principal(wh.root, acting_as),
             progress=progress_bar, say=_say)
         print_run_summary(report)

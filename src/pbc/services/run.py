@@ -136,11 +136,11 @@ class RunState:
             except (OSError, ValueError) as e:
                 raise RunError(f"{path}: cannot read the run state ({e}); remove it to start "
                                "the run afresh") from e
+            # a record is kept whatever warehouse it was made with: a stage is skipped
+            # only if its inputs' content hashes match and its outputs are in the warehouse
+            # and run folder given now
             if data.get("format") != STATE_FORMAT:
                 self.note = f"{path}: a state file of another format; every stage runs"
-            elif data.get("warehouse") != self.warehouse:
-                self.note = (f"{path}: the state of a run into another warehouse "
-                             f"({data.get('warehouse')}); every stage is checked afresh")
             else:
                 self.stages = dict(data.get("stages") or {})
 
@@ -265,11 +265,12 @@ def run_pipeline(
     warehouse: Warehouse,
     folder: Path,
     *,
-    input_dir: Path | None,
+    input_dir: Path | None = None,
     policy: Path | None = None,
     year: str | None = None,
     month: str | None = None,
     indicators: list[str] | None = None,
+    until: str | None = None,
     principal: Callable[[Warehouse], Principal],
     progress: ProgressFactory,
     say: Callable[[str], None],
@@ -288,6 +289,8 @@ def run_pipeline(
         from pbc.services.monitoring import parse_period
 
         parse_period(month)
+    if until is not None and until not in STAGES:
+        raise RunError(f"--until {until!r}: use one of {', '.join(STAGES)}")
     if not inputs and not warehouse.exists():
         raise RunError(f"nothing to run: no --input and no warehouse at {warehouse.root}")
     folder.mkdir(parents=True, exist_ok=True)
@@ -298,20 +301,26 @@ def run_pipeline(
         except BlockingIOError as e:
             raise RunError(f"another pbc run is using {folder}; try again when it ends") from e
         return _run(Context(warehouse, folder, inputs, policy, year, month, indicators,
-                            principal), progress, say)
+                            principal), progress, say, until)
     finally:
         fcntl.flock(lock, fcntl.LOCK_UN)
         lock.close()
 
 
-def _run(ctx: Context, progress: ProgressFactory, say: Callable[[str], None]) -> RunReport:
+def _run(ctx: Context, progress: ProgressFactory, say: Callable[[str], None],
+         until: str | None) -> RunReport:
     state = RunState(ctx.folder / STATE_FILE, ctx.warehouse.root)
     if state.note:
         say(state.note)
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     kill_spec = os.environ.get(KILL_ENV)
     failure: BaseException | None = None
+    last = STAGES.index(until) if until else len(STAGES) - 1
     for i, stage in enumerate(STAGE_LIST, start=1):
+        if i - 1 > last:
+            say(f"{i}. {stage.title}: skipped, after --until {until}")
+            ctx.results[stage.name] = StageResult(stage.name, "skipped", f"after --until {until}")
+            continue
         t0 = time.perf_counter()
         try:
             with _kill_points_of(stage.name, kill_spec):
@@ -370,7 +379,6 @@ def _stage(ctx: Context, state: RunState, stage: Stage, title: str,
     why = stage.prerequisite(ctx)
     if why is not None:
         say(f"{title}: skipped, {why}")
-        state.forget(stage.name)
         return StageResult(stage.name, "skipped", why)
     print_ = fingerprint(stage.name, stage.inputs(ctx))
     record = state.completed(stage.name)
@@ -506,6 +514,22 @@ def _has_priced(ctx: Context, record: dict[str, Any] | None = None) -> bool:
     return ctx.has("priced_activity")
 
 
+def _year_before(financial_year: str) -> str:
+    from pbc.calendar import format_financial_year, parse_financial_year
+
+    return format_financial_year(parse_financial_year(financial_year) - 1)
+
+
+def _priced_rows(ctx: Context, years: list[str] | None = None) -> int:
+    """Rows of priced activity (of ``years``, default all): the rows a stage after pricing
+    works over, for its rows per second."""
+    where = ""
+    if years:
+        where = " WHERE financial_year IN (" + ", ".join("?" for _ in years) + ")"
+    return int(ctx.warehouse.query(f"SELECT count(*) FROM priced_activity{where}",
+                                   list(years or []))[0][0])
+
+
 # ---------------------------------------------------------------------- budgets
 def _policy_year(ctx: Context) -> str:
     from pbc.budgets.policy import read_policy
@@ -555,7 +579,8 @@ def _budgets(ctx: Context, cb: Callback) -> Outcome:
                                  statements=ctx.folder / "budget-statements")
     cb("budgets", 1, 1)
     total = int(run.result.frame.budget.sum()) / 100
-    return Outcome(len(run.result.frame), [str(p) for p in run.files],
+    rows = _priced_rows(ctx, [_year_before(run.result.policy.financial_year)])
+    return Outcome(rows, [str(p) for p in run.files],
                    f"{run.result.policy.financial_year}: £{total:,.2f} across "
                    f"{run.result.frame.practice_code.nunique()} practices (budget version "
                    f"{run.version}, draft); statements in {run.statements}",
@@ -618,7 +643,7 @@ def _monitoring(ctx: Context, cb: Callback) -> Outcome:
     assert period is not None
     out = ctx.folder / "monitoring"
     out.mkdir(parents=True, exist_ok=True)
-    rows, written, summary = 0, [], ""
+    written, summary = [], ""
     for i, level in enumerate(MONITORING_LEVELS):
         cb(level, i, len(MONITORING_LEVELS))
         pos = monthly_position(ctx.warehouse, ctx.who, period, level=level)  # type: ignore[arg-type]
@@ -626,7 +651,6 @@ def _monitoring(ctx: Context, cb: Callback) -> Outcome:
         tmp = path.with_name(f".{path.name}.tmp")
         in_pounds(pos.frame).to_csv(tmp, index=False)
         os.replace(tmp, path)
-        rows += len(pos.frame)
         written.append(str(path))
         if level == "commissioner":
             total = pos.frame[pos.frame.service_line == "all"]
@@ -636,6 +660,7 @@ def _monitoring(ctx: Context, cb: Callback) -> Outcome:
                            f"against £{int(r.budget_to_date) / 100:,.2f} (budget version "
                            f"{pos.budget_version}, {pos.budget_status})")
     cb("done", len(MONITORING_LEVELS), len(MONITORING_LEVELS))
+    rows = _priced_rows(ctx, [pos.financial_year, _year_before(pos.financial_year)])
     return Outcome(rows, written, f"position at the end of {period}{summary}: {out}")
 
 
@@ -659,13 +684,13 @@ def _indicators(ctx: Context, cb: Callback) -> Outcome:
     results = benchmark_all(ctx.warehouse, ctx.indicators, level="practice",
                             financial_year=ctx.year)
     written: list[str] = []
-    rows = 0
     for i, result in enumerate(results, start=1):
         cb(result.indicator.id, i, len(results) + 1)
         written += [str(p) for p in write_result(
             result, out / f"benchmark_{result.indicator.id}.xlsx")]
-        rows += len(result.table)
     cb("done", 1, 1)
+    rows = _priced_rows(ctx, [results[0].financial_year] if ctx.year and results and
+                        results[0].financial_year else None)
     return Outcome(rows, written, f"{len(results)} indicators benchmarked (practice level): "
                    f"{out}/benchmark_*.xlsx")
 
