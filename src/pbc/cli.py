@@ -2159,12 +2159,15 @@ def print_run_summary(report: Any, out: Console | None = None) -> None:
         table.add_column(col, justify="left" if col in ("stage", "status") else "right")
     for r in report.stages:
         rate = r.rows_per_second
-        table.add_row(r.stage, r.status if r.status != "skipped" else "skipped (see above)",
+        table.add_row(r.stage, r.status,
                       f"{r.seconds:.1f}" if r.status == "ran" else "-",
                       f"{r.rows:,}" if r.status == "ran" else "-",
                       f"{rate:,.0f}" if rate is not None else "-",
                       f"{r.peak_rss_bytes / 2**20:,.0f} MB" if r.peak_rss_bytes else "-")
     con.print(table)
+    for r in report.stages:
+        if r.status in ("skipped", "failed"):
+            con.print(f"{r.stage} {r.status}: {r.reason}", highlight=False, markup=False)
     con.print(f"process peak RSS {report.peak_rss_bytes / 2**20:,.0f} MB", highlight=False)
     if report.nothing_changed:
         con.print("nothing changed since the last run: no stage was recomputed",

@@ -222,6 +222,7 @@ class Context:
     indicators: list[str] | None
     principal: Callable[[Warehouse], Principal]
     results: dict[str, StageResult] = field(default_factory=dict)
+    input_hashes: list[tuple[str, str, str]] | None = None
     _who: Principal | None = None
 
     @property
@@ -429,14 +430,17 @@ def _input_folders(input_dir: Path) -> list[Path]:
 
 
 def _input_files(ctx: Context) -> list[tuple[str, str, str]]:
-    """(folder, table, SHA-256) of every input file found."""
+    """(folder, table, SHA-256) of every input file found (hashed once a run)."""
     from pbc.warehouse.load import content_hash, discover
 
-    out = []
-    for folder in ctx.inputs:
-        found, _ = discover(folder)
-        out += [(str(folder), name, content_hash(path)) for name, path in sorted(found.items())]
-    return out
+    if ctx.input_hashes is None:
+        out = []
+        for folder in ctx.inputs:
+            found, _ = discover(folder)
+            out += [(str(folder), name, content_hash(path))
+                    for name, path in sorted(found.items())]
+        ctx.input_hashes = out
+    return ctx.input_hashes
 
 
 def _load_inputs(ctx: Context) -> dict[str, Any]:
@@ -510,6 +514,12 @@ def _price(ctx: Context, cb: Callback) -> Outcome:
                    f"(warehouse version {report.version})")
 
 
+def _acting_for(ctx: Context) -> str:
+    """The role and organisation a stage acts for (part of its fingerprint; not the user's
+    name: another user of the same role sees the same)."""
+    return f"{ctx.who.role}:{ctx.who.organisation}"
+
+
 def _has_priced(ctx: Context, record: dict[str, Any] | None = None) -> bool:
     return ctx.has("priced_activity")
 
@@ -556,7 +566,7 @@ def _budgets_inputs(ctx: Context) -> dict[str, Any]:
             store, ctx.who.organisation, _policy_year(ctx))]
     return {"tables": table_hashes(ctx.warehouse, BUDGET_INPUTS),
             "policy": hashlib.sha256(ctx.policy.read_bytes()).hexdigest(),
-            "opt_outs": opt_outs, "principal": str(ctx.who)}
+            "opt_outs": opt_outs, "acting_for": _acting_for(ctx)}
 
 
 def _budget_version_exists(ctx: Context, record: dict[str, Any]) -> bool:
@@ -627,7 +637,7 @@ def _monitoring_inputs(ctx: Context) -> dict[str, Any]:
         chosen = store.current(fy, with_lines=False)
     return {"tables": table_hashes(ctx.warehouse, MONITORING_INPUTS), "period": period,
             "budget": (chosen.version, chosen.status) if chosen else None,
-            "principal": str(ctx.who)}
+            "acting_for": _acting_for(ctx)}
 
 
 def _files_present(ctx: Context, record: dict[str, Any]) -> bool:
@@ -711,7 +721,7 @@ def _risk_prerequisite(ctx: Context) -> str | None:
 def _risk_inputs(ctx: Context) -> dict[str, Any]:
     from pbc.services.risk import FEATURE_INPUTS
 
-    return {"tables": table_hashes(ctx.warehouse, FEATURE_INPUTS), "principal": str(ctx.who)}
+    return {"tables": table_hashes(ctx.warehouse, FEATURE_INPUTS), "acting_for": _acting_for(ctx)}
 
 
 def _has_scores(ctx: Context, record: dict[str, Any]) -> bool:
