@@ -24,7 +24,7 @@ from rich.console import Console
 from pbc.budgets.policy import PolicyError
 from pbc.services.principal import Principal
 from pbc.services.run import STAGES, RunError, RunReport, run_pipeline
-from pbc.warehouse import Warehouse
+from pbc.warehouse import Warehouse, WarehouseError
 from pbc.warehouse.load import LoadError
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -189,6 +189,27 @@ def test_missing_prerequisites_are_skipped_and_said(done: Path, tmp_path: Path) 
     summary = json.loads((out / "summary.json").read_text())
     assert {s["stage"]: s["status"] for s in summary["stages"]} == _status(report)
     assert all(s["reason"] for s in summary["stages"] if s["status"] == "skipped")
+
+
+def test_a_failed_stage_stops_the_run_and_is_in_the_summary(done: Path,
+                                                             tmp_path: Path) -> None:
+    """Budgets for 2024-25 start from 2023-24 spend, which the warehouse does not have."""
+    wh, out = _copy(done, tmp_path)
+    policy = tmp_path / "policy.toml"
+    policy.write_text((done / "policy.toml").read_text(encoding="utf-8").replace(
+        'financial_year = "2025-26"', 'financial_year = "2024-25"'), encoding="utf-8")
+    said: list[str] = []
+    with pytest.raises(WarehouseError, match="prior year 2023-24"):
+        _run(wh, out, said, input_dir=done / "in", policy=policy)
+    summary = json.loads((out / "summary.json").read_text())
+    status = {s["stage"]: (s["status"], s["reason"]) for s in summary["stages"]}
+    assert status["budgets"][0] == "failed" and "2023-24" in status["budgets"][1]
+    assert status["load"][0] == status["price"][0] == "unchanged"
+    assert all(status[s] == ("skipped", "not reached: an earlier stage failed")
+               for s in ("monitoring", "indicators", "risk"))
+    assert "budgets failed" in said[-1]
+    # the budgets' record was removed as they started; the others stand
+    assert _stages_recorded(out) == sorted(set(STAGES) - {"budgets"})
 
 
 def test_refusals(done: Path, tmp_path: Path) -> None:

@@ -316,6 +316,7 @@ def _run(ctx: Context, progress: ProgressFactory, say: Callable[[str], None],
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     kill_spec = os.environ.get(KILL_ENV)
     failure: BaseException | None = None
+    failed = ""
     last = STAGES.index(until) if until else len(STAGES) - 1
     for i, stage in enumerate(STAGE_LIST, start=1):
         if i - 1 > last:
@@ -327,7 +328,7 @@ def _run(ctx: Context, progress: ProgressFactory, say: Callable[[str], None],
             with _kill_points_of(stage.name, kill_spec):
                 result = _stage(ctx, state, stage, f"{i}. {stage.title}", progress, say)
         except BaseException as e:  # recorded in the summary, then raised
-            failure = e
+            failure, failed = e, stage.name
             ctx.results[stage.name] = StageResult(stage.name, "failed", str(e) or repr(e),
                                                   time.perf_counter() - t0)
             break
@@ -352,6 +353,8 @@ def _run(ctx: Context, progress: ProgressFactory, say: Callable[[str], None],
         "stages": [r.to_dict() for r in results],
     })
     if failure is not None:
+        say(f"the run stopped: {failed} failed (the stages before it are recorded; "
+            f"summary: {report.summary_file})")
         raise failure
     return report
 
