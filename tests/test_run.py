@@ -225,6 +225,26 @@ def test_refusals(done: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "none").exists()  # nothing was written
 
 
+def test_input_is_a_folder_of_files_or_of_monthly_deliveries(tmp_path: Path) -> None:
+    from pbc.services.run import _input_folders
+
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "practices.csv").write_text("practice_code\n", encoding="utf-8")
+    assert _input_folders(one) == [one.resolve()]
+    months = ["2025-05", "2025-04", "2026-01"]
+    for base in (tmp_path / "synth" / "deliveries", tmp_path / "plain"):
+        for m in months:
+            (base / m).mkdir(parents=True)
+            (base / m / "apc_spells.csv").write_text("spell_id\n", encoding="utf-8")
+        (base / "notes").mkdir()  # not a month: not loaded
+    for given in (tmp_path / "synth", tmp_path / "plain"):
+        assert [p.name for p in _input_folders(given)] == sorted(months)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LoadError, match="no input tables found"):
+        _input_folders(tmp_path / "empty")
+
+
 # ---------------------------------------------------------------------- kills
 def _pbc(*args: str, kill_at: str | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(SRC)}

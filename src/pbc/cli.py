@@ -2127,7 +2127,8 @@ def run_cmd(
         help="Month of the monitoring position, e.g. 2025-09 (default: the last month of "
              "the budget year with priced activity).")] = None,
     indicator: Annotated[list[str] | None, typer.Option(
-        help="An indicator to benchmark (repeat it; default: every indicator).")] = None,
+        metavar="ID", help="An indicator to benchmark (repeat it; default: every indicator; "
+        "see pbc benchmark --list).")] = None,
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="Run folder: state file, summary, monitoring position CSVs, "
         "benchmark workbooks, budget statements.")] = Path("run"),
