@@ -125,6 +125,35 @@ def test_summary_json_and_table_have_every_stage(done: Path) -> None:
     assert "rows/s" in text and "peak RSS" in text
 
 
+def test_peak_memory_is_each_stage_own_and_the_run_peak_is_the_largest(
+        done: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first (fake) stage holds 300 MB for a moment, the second nothing: the second's
+    peak must not include the first's, and the run's peak must."""
+    import pbc.services.run as run_module
+    from pbc.services.run import Outcome, Stage
+
+    def big(ctx: object, cb: object) -> Outcome:
+        block = bytearray(300 * 2**20)
+        block[::4096] = b"x" * len(block[::4096])  # touch every page
+        del block
+        return Outcome(1, [])
+
+    def small(ctx: object, cb: object) -> Outcome:
+        return Outcome(1, [])
+
+    def stage(name: str, execute: Callable[..., Outcome]) -> Stage:
+        return Stage(name, name, lambda c: None, lambda c: {"at": time.time()},
+                     lambda c, r: False, execute)
+
+    monkeypatch.setattr(run_module, "STAGE_LIST", (stage("load", big), stage("price", small)))
+    report = _run(done / "wh", tmp_path / "out", [])
+    first, second = (s.peak_rss_bytes or 0 for s in report.stages[:2])
+    assert first - second > 250 * 2**20
+    assert report.peak_rss_bytes >= first
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["peak_rss_bytes"] == report.peak_rss_bytes
+
+
 def test_rerun_with_nothing_changed_recomputes_nothing(done: Path, tmp_path: Path) -> None:
     wh, out = _copy(done, tmp_path)
     version = Warehouse(wh).current.name  # type: ignore[union-attr]

@@ -199,7 +199,8 @@ def _reset_peak_rss() -> bool:
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident memory of this process (since the last reset, where Linux allows it)."""
+    """Peak resident memory of this process since the last reset (:func:`_reset_peak_rss`;
+    ``getrusage`` reads the same high-water mark, so it too is reset)."""
     try:
         with open("/proc/self/status", encoding="ascii") as f:
             for line in f:
@@ -223,6 +224,8 @@ class Context:
     principal: Callable[[Warehouse], Principal]
     results: dict[str, StageResult] = field(default_factory=dict)
     input_hashes: list[tuple[str, str, str]] | None = None
+    #: the run's peak RSS so far (the kernel's high-water mark is reset before each stage)
+    peak: int = 0
     _who: Principal | None = None
 
     @property
@@ -338,7 +341,7 @@ def _run(ctx: Context, progress: ProgressFactory, say: Callable[[str], None],
                for s in STAGE_LIST]
     report = RunReport(ctx.folder, results,
                        ctx.warehouse.manifest()["version"] if ctx.warehouse.exists() else 0,
-                       resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+                       max(ctx.peak, peak_rss_bytes()))
     write_json_atomic(report.summary_file, {
         "started_at": started,
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -394,6 +397,7 @@ def _stage(ctx: Context, state: RunState, stage: Stage, title: str,
                                fingerprint=print_, outputs=list(record.get("outputs", [])))
         say(f"{title}: inputs unchanged but its outputs are gone: run again")
     state.forget(stage.name)  # a kill from here on leaves the stage incomplete
+    ctx.peak = max(ctx.peak, peak_rss_bytes())
     exact = _reset_peak_rss()
     t0 = time.perf_counter()
     with progress(title) as cb:
