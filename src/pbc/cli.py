@@ -2169,7 +2169,7 @@ def print_run_summary(report: Any, out: Console | None = None) -> None:
     for r in report.stages:
         if r.status in ("skipped", "failed"):
             con.print(f"{r.stage} {r.status}: {r.reason}", highlight=False, markup=False)
-    con.print(f"process peak RSS {report.peak_rss_bytes / 2**20:,.0f} MB", highlight=False)
+    con.print(f"peak RSS of the run {report.peak_rss_bytes / 2**20:,.0f} MB", highlight=False)
     if report.nothing_changed:
         con.print("nothing changed since the last run: no stage was recomputed",
                   highlight=False)
