@@ -2110,6 +2110,72 @@ def la_shared_clients(
             _say(f"wrote {svc.write_workbook(report, xlsx, wh)}")
 
 
+# ---------------------------------------------------------------------- run (helper: run)
+@app.command("run")
+def run_cmd(
+    input_dir: Annotated[Path | None, typer.Option(
+        "--input", "-i", help="Folder of input files (as pbc load), or of monthly delivery "
+        "folders (deliveries/YYYY-MM), loaded in order. Without it the warehouse is used as "
+        "it is.")] = None,
+    warehouse: WarehouseOpt = Path("warehouse"),
+    policy: Annotated[Path | None, typer.Option(
+        help="Budget policy (TOML). Without it no budgets are set, so nothing is "
+             "monitored (both stages say so).")] = None,
+    year: Annotated[str | None, typer.Option(
+        help="Financial year of the benchmarks, e.g. 2025-26 (default: every year).")] = None,
+    month: Annotated[str | None, typer.Option(
+        help="Month of the monitoring position, e.g. 2025-09 (default: the last month of "
+             "the budget year with priced activity).")] = None,
+    indicator: Annotated[list[str] | None, typer.Option(
+        metavar="ID", help="An indicator to benchmark (repeat it; default: every indicator; "
+        "see pbc benchmark --list).")] = None,
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="Run folder: state file, summary, monitoring position CSVs, "
+        "benchmark workbooks, budget statements.")] = Path("run"),
+    until: Annotated[str | None, typer.Option(
+        help="Last stage to run: load, price, budgets, monitoring, indicators or risk "
+             "(the stages after it are skipped, and said).")] = None,
+    acting_as: AsOpt = None,
+) -> None:
+    """The whole pipeline: load, price, budgets, monitoring, indicators, risk scores.
+
+    A stage whose inputs (by content hash) have not changed since it last completed is not
+    run again; a killed run resumes at the first incomplete stage (docs/performance.md)."""
+    from pbc.services.run import run_pipeline
+
+    with user_errors():
+        report = run_pipeline(
+            Warehouse(warehouse), out, input_dir=input_dir, policy=policy, year=year,
+            month=month, indicators=indicator or None, until=until,
+            principal=lambda wh: _principal(wh.root, acting_as),
+            progress=progress_bar, say=_say)
+        print_run_summary(report)
+
+
+def print_run_summary(report: Any, out: Console | None = None) -> None:
+    """Stage timings, rows per second and peak memory of a run, as a table."""
+    con = out or console
+    table = RichTable(title=f"pbc run (warehouse version {report.warehouse_version})")
+    for col in ("stage", "status", "seconds", "rows", "rows/s", "peak RSS"):
+        table.add_column(col, justify="left" if col in ("stage", "status") else "right")
+    for r in report.stages:
+        rate = r.rows_per_second
+        table.add_row(r.stage, r.status,
+                      f"{r.seconds:.1f}" if r.status == "ran" else "-",
+                      f"{r.rows:,}" if r.status == "ran" else "-",
+                      f"{rate:,.0f}" if rate is not None else "-",
+                      f"{r.peak_rss_bytes / 2**20:,.0f} MB" if r.peak_rss_bytes else "-")
+    con.print(table)
+    for r in report.stages:
+        if r.status in ("skipped", "failed"):
+            con.print(f"{r.stage} {r.status}: {r.reason}", highlight=False, markup=False)
+    con.print(f"peak RSS of the run {report.peak_rss_bytes / 2**20:,.0f} MB", highlight=False)
+    if report.nothing_changed:
+        con.print("nothing changed since the last run: no stage was recomputed",
+                  highlight=False)
+    _say(f"summary: {report.summary_file}; state: {report.state_file}", con)
+
+
 def main() -> None:
     try:
         app()
