@@ -341,11 +341,14 @@ def _patients_sql(cfg: SynthConfig, lo: int, hi: int) -> str:
     return f"""
     WITH base AS (
       SELECT pr.*, aq.ages, CAST(pr.pid_offset + k AS BIGINT) AS pid
-      FROM (SELECT * FROM practices WHERE pidx >= {lo} AND pidx < {hi}) pr
+      FROM (SELECT p.*, nx.practice_code AS prev_practice_code
+            FROM practices p JOIN practices nx
+              ON nx.pidx = (p.pidx + 1) % (SELECT count(*) FROM practices)
+            WHERE p.pidx >= {lo} AND p.pidx < {hi}) pr
       JOIN age_q aq ON aq.pidx = pr.pidx, unnest(range(pr.list_size)) AS t(k)
     ), people AS (
       SELECT pid, practice_code, pidx, group_code, commissioner_code, local_authority_code,
-             neighbourhood_base, home_provider,
+             neighbourhood_base, home_provider, prev_practice_code,
              'P' || lpad(CAST(pid + 1 AS VARCHAR), 10, '0') AS patient_id,
              CASE WHEN {u(key, s)} < 0.507 THEN 'F' ELSE 'M' END AS sex,
              CAST(list_extract(ages, CAST(floor({u(key, s + 1)} * {AGE_Q}) AS INTEGER) + 1)
@@ -494,7 +497,8 @@ def _patc_columns(cfg: SynthConfig, lams: tuple[str, ...] = (), conditions: bool
     column of ``patc`` is computed and carried through the lateral joins that draw events.
     ``lams``: the rate kinds used (``em``, ``el``, ``op``, ``ae``: one column a year each;
     ``em_all``: the all-years ``lam_em``); ``conditions``: the condition flags."""
-    cols = ["pid", "practice_code", "pidx", "commissioner_code", "local_authority_code",
+    cols = ["pid", "practice_code", "prev_practice_code", "pidx", "commissioner_code",
+            "local_authority_code",
             "neighbourhood_base", "home_provider", "patient_id", "sex", "age", "imd_decile",
             "hood", "u_move", "move_day", "n_conditions",
             *((f"c_{c}" for c, _b, _r in ref.CONDITIONS) if conditions else ()),
@@ -618,11 +622,11 @@ class _Faults:
 def _practice_on_row(cfg: SynthConfig, codes: list[str], y: int, day: str, key: str,
                      salt: int) -> str:
     """The practice recorded on an activity row: blank or unknown for a few rows
-    (unattributed, not faults); the previous practice for movers before their move."""
+    (unattributed, not faults); the previous practice for movers before their move (the
+    next practice in the list, ``prev_practice_code``, stored with the patient: a list of
+    every practice code in each query took longer to plan than small chunks to run)."""
     last = cfg.years - 1
-    prev = lookup(codes, "0") if len(codes) == 1 else \
-        f"list_extract([{', '.join(sql_str(c) for c in codes)}], " \
-        f"CAST((pidx + 1) % {len(codes)} AS INTEGER) + 1)"
+    prev = "prev_practice_code"
     moved_before = "TRUE" if y < last else f"{day} < move_day"
     ua = u(key, salt)
     return (f"CASE WHEN {ua} < {BLANK_PRACTICE} THEN NULL "
@@ -678,8 +682,9 @@ def _apc_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: 
                   f"WHEN n_conditions >= 1 OR {age_y} >= 60 THEN 'B' ELSE 'C' END")
         em = f"""
         SELECT pid, k, {ek} AS ek, {dx_idx} AS dx, {los} AS los, {age_y} AS age_y,
-               practice_code, pidx, u_move, move_day, commissioner_code, home_provider,
-               patient_id, n_conditions, active_from, active_to, date_of_death, stays
+               practice_code, prev_practice_code, pidx, u_move, move_day,
+               commissioner_code, home_provider, patient_id, n_conditions, active_from,
+               active_to, date_of_death, stays
         FROM patc, {frm} WHERE {age_y} >= 0 AND {where}"""
         dx_list = lambda n: "[" + ", ".join(sql_str(d[n]) for d in dx) + "]"  # noqa: E731
         resp_list = "[" + ", ".join("true" if d[5] else "false" for d in dx) + "]"
@@ -724,9 +729,10 @@ def _apc_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: 
             "NULL" if p[n] is None else (sql_str(p[n]) if isinstance(p[n], str) else repr(p[n]))
             for p in procs) + "]"
         el = f"""
-        SELECT pid, {ek} AS ek, {pr} AS pr, {age_y} AS age_y, practice_code, pidx, u_move,
-               move_day, commissioner_code, home_provider, patient_id, n_conditions,
-               active_from, active_to, date_of_death, stays,
+        SELECT pid, {ek} AS ek, {pr} AS pr, {age_y} AS age_y, practice_code,
+               prev_practice_code, pidx, u_move, move_day, commissioner_code,
+               home_provider, patient_id, n_conditions, active_from, active_to,
+               date_of_death, stays,
                {lookup(flat_days, u(ek, s2 + 2))} AS day
         FROM patc, {frm} WHERE {age_y} >= 0 AND {where}"""
         daycase = f"({u('ek', s2 + 3)} < list_extract({pl(2)}, pr + 1))"
