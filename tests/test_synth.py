@@ -315,6 +315,7 @@ def test_chunked_economy_writes_parts_with_the_same_rows(tmp_path: Path) -> None
         assert a == b, table
 
 
+@pytest.mark.slow
 def test_same_bytes_whatever_the_chunking_and_the_workers(tmp_path: Path) -> None:
     """Chunk size, worker processes and DuckDB threads change how the economy is generated,
     never a byte of it: every file (parts, truth, settings, manifest) hashes the same."""
