@@ -247,6 +247,21 @@ def test_bad_config_is_refused(tmp_path: Path) -> None:
         generate(SynthConfig(nhse_file=tmp_path / "nope.csv"), tmp_path / "o")
 
 
+def test_bad_execution_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="part_patients"):
+        SynthConfig(part_patients=0)
+    with pytest.raises(ValueError, match="workers"):
+        SynthConfig(workers=0)
+
+
+def test_memory_limit_is_shared_between_workers() -> None:
+    from pbc.synth.generator import _memory_share
+
+    assert _memory_share("4GB", 2) == "2048MB"
+    assert _memory_share("4GB", 1) == "4GB"
+    assert _memory_share("1.5GiB", 3) == "512MB"
+
+
 def test_summary_counts_faults_by_kind_and_unattributed(economy, tmp_path: Path) -> None:
     folder, _ = economy
     import json
