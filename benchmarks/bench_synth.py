@@ -29,7 +29,7 @@ def synthesise(scale: float, out: str) -> dict[str, int]:
                              local_authorities=max(2, practices // 200)), Path(out))
     return {"rows": int(sum(s.rows.values())), "patients": s.patients,
             "faults": int(sum(s.faults.values())),
-            "parts": -(-s.patients // SynthConfig.chunk_patients)}
+            "parts": -(-s.patients // SynthConfig.part_patients)}
 
 
 def baseline(rows: int, out: str) -> int:

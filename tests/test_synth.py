@@ -52,9 +52,9 @@ def test_every_contract_table_is_written_with_contract_columns(economy) -> None:
 
 @pytest.mark.slow
 def test_same_seed_gives_byte_identical_files(tmp_path: Path) -> None:
-    # a small chunk size: the streamed, multi-part layout (used at scale) is deterministic too
+    # a small part size: the streamed, multi-part layout (used at scale) is deterministic too
     cfg = SynthConfig(practices=3, groups=2, local_authorities=1, seed=9, years=2,
-                      start_year=2024, chunk_patients=15_000)
+                      start_year=2024, part_patients=15_000)
 
     def digest(folder: Path) -> dict[str, str]:
         return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -247,6 +247,21 @@ def test_bad_config_is_refused(tmp_path: Path) -> None:
         generate(SynthConfig(nhse_file=tmp_path / "nope.csv"), tmp_path / "o")
 
 
+def test_bad_execution_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="part_patients"):
+        SynthConfig(part_patients=0)
+    with pytest.raises(ValueError, match="workers"):
+        SynthConfig(workers=0)
+
+
+def test_memory_limit_is_shared_between_workers() -> None:
+    from pbc.synth.generator import _memory_share
+
+    assert _memory_share("4GB", 2) == "2048MB"
+    assert _memory_share("4GB", 1) == "4GB"
+    assert _memory_share("1.5GiB", 3) == "512MB"
+
+
 def test_summary_counts_faults_by_kind_and_unattributed(economy, tmp_path: Path) -> None:
     folder, _ = economy
     import json
@@ -299,10 +314,10 @@ def test_practice_age_mix_and_length_of_stay(economy) -> None:
 
 def test_chunked_economy_writes_parts_with_the_same_rows(tmp_path: Path) -> None:
     """A big economy streams as folders of Parquet parts; the rows are the same as in one
-    file (chunking changes only the layout, never the economy)."""
+    file (the part size changes only the layout, never the economy)."""
     cfg = dict(practices=4, groups=2, local_authorities=1, seed=3)
     one_file = generate(SynthConfig(**cfg), tmp_path / "one")  # type: ignore[arg-type]
-    parts = generate(SynthConfig(**cfg, chunk_patients=10_000),  # type: ignore[arg-type]
+    parts = generate(SynthConfig(**cfg, part_patients=10_000),  # type: ignore[arg-type]
                      tmp_path / "parts")
     assert one_file.rows == parts.rows and one_file.faults == parts.faults
     assert len(list((tmp_path / "parts" / "apc_spells").glob("part-*.parquet"))) >= 2
@@ -313,6 +328,25 @@ def test_chunked_economy_writes_parts_with_the_same_rows(tmp_path: Path) -> None
         b = con.execute(f"SELECT * FROM '{tmp_path}/parts/{table}/*.parquet' "
                         "ORDER BY ALL").fetchall()
         assert a == b, table
+
+
+@pytest.mark.slow
+def test_same_bytes_whatever_the_chunking_and_the_workers(tmp_path: Path) -> None:
+    """Chunk size, worker processes and DuckDB threads change how the economy is generated,
+    never a byte of it: every file (parts, truth, settings, manifest) hashes the same."""
+    cfg = SynthConfig(practices=4, groups=2, local_authorities=1, seed=4,
+                      part_patients=16_000)
+
+    def digest(folder: Path) -> dict[str, str]:
+        return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    generate(cfg, tmp_path / "whole")
+    generate(dataclasses.replace(cfg, chunk_patients=1, workers=2, threads=1),
+             tmp_path / "chunked")  # a chunk per practice, two processes, a thread each
+    whole = digest(tmp_path / "whole")
+    assert "apc_spells/part-00001.parquet" in whole  # several parts
+    assert whole == digest(tmp_path / "chunked")
 
 
 def test_progress_is_reported(tmp_path: Path) -> None:

@@ -126,6 +126,12 @@ def synth(
         help="none: one file per table; monthly: delivery folders OUT/deliveries/YYYY-MM "
              "as a provider sends them (rows 1-3 months late, a few revised; "
              "docs/deliveries.md).")] = "none",
+    workers: Annotated[int | None, typer.Option(
+        help="Worker processes generating parts in parallel (default: one per core). "
+             "Changes the time taken, never the files.")] = None,
+    chunk_patients: Annotated[int, typer.Option(
+        help="Patients generated at once (bounds memory). Changes the time taken, never "
+             "the files.")] = 2_000_000,
     invoice: Annotated[bool, typer.Option(
         "--invoice", help="Also price the economy in a scratch warehouse and write its main "
         "provider's invoice for April of the latest full year, with 3 planted errors of "
@@ -148,7 +154,7 @@ def synth(
             practices=practices, groups=groups, local_authorities=local_authorities, seed=seed,
             years=years, start_year=start_year, fault_rate=fault_rate,
             nhse_file=nhse_file, icb=icb, format=fmt, list_scale=list_scale,
-            deliveries=deliveries,
+            deliveries=deliveries, workers=workers, chunk_patients=chunk_patients,
         )
         t0 = time.perf_counter()
         if invoice and deliveries != "none":

@@ -21,7 +21,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,10 +56,17 @@ class SynthConfig:
 
     ``nhse_file`` (optionally with ``icb``, an ICS22 code) takes the real practices,
     hierarchy, list sizes and need from NHS England's weighted-population file instead of
-    ``practices``/``groups``/``local_authorities``. ``chunk_patients`` bounds the patients
-    generated at once; an economy bigger than that is written as folders of Parquet parts.
-    ``list_scale`` shrinks every list (at least 50 patients a practice): all of England's
-    practices with a tenth of the patients is ``nhse_file=..., list_scale=0.1``.
+    ``practices``/``groups``/``local_authorities``. ``list_scale`` shrinks every list (at
+    least 50 patients a practice): all of England's practices with a tenth of the patients
+    is ``nhse_file=..., list_scale=0.1``.
+
+    The file layout and the way the work is done are separate. ``part_patients`` fixes the
+    layout: an economy with more patients than that is written as folders of Parquet parts
+    of whole practices, about ``part_patients`` patients each. ``chunk_patients`` bounds
+    the patients generated at once (memory), ``workers`` the parts generated in parallel
+    (processes; ``None``: one per core), ``threads`` DuckDB's threads in each and
+    ``memory_limit`` DuckDB's memory, shared between the workers. None of these four
+    changes a byte of the output: the same seed and layout give the same files.
     """
 
     practices: int = 50
@@ -75,6 +82,8 @@ class SynthConfig:
     memory_limit: str = "4GB"
     threads: int | None = None
     chunk_patients: int = 2_000_000
+    part_patients: int = 2_000_000
+    workers: int | None = None
     list_scale: float = 1.0
     #: ``none``: one file per table; ``monthly``: delivery folders (pbc.synth.deliveries)
     deliveries: str = "none"
@@ -92,6 +101,10 @@ class SynthConfig:
             raise ValueError("practices must be at least 1")
         if self.chunk_patients < 1:
             raise ValueError("chunk_patients must be at least 1")
+        if self.part_patients < 1:
+            raise ValueError("part_patients must be at least 1")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError("workers must be at least 1")
         if not 0 < self.list_scale <= 1:
             raise ValueError("list_scale must be above 0 and at most 1")
         if self.nhse_file is not None:
@@ -328,11 +341,14 @@ def _patients_sql(cfg: SynthConfig, lo: int, hi: int) -> str:
     return f"""
     WITH base AS (
       SELECT pr.*, aq.ages, CAST(pr.pid_offset + k AS BIGINT) AS pid
-      FROM (SELECT * FROM practices WHERE pidx >= {lo} AND pidx < {hi}) pr
+      FROM (SELECT p.*, nx.practice_code AS prev_practice_code
+            FROM practices p JOIN practices nx
+              ON nx.pidx = (p.pidx + 1) % (SELECT count(*) FROM practices)
+            WHERE p.pidx >= {lo} AND p.pidx < {hi}) pr
       JOIN age_q aq ON aq.pidx = pr.pidx, unnest(range(pr.list_size)) AS t(k)
     ), people AS (
       SELECT pid, practice_code, pidx, group_code, commissioner_code, local_authority_code,
-             neighbourhood_base, home_provider,
+             neighbourhood_base, home_provider, prev_practice_code,
              'P' || lpad(CAST(pid + 1 AS VARCHAR), 10, '0') AS patient_id,
              CASE WHEN {u(key, s)} < 0.507 THEN 'F' ELSE 'M' END AS sex,
              CAST(list_extract(ages, CAST(floor({u(key, s + 1)} * {AGE_Q}) AS INTEGER) + 1)
@@ -367,24 +383,51 @@ RATES = {"em": ref.EMERGENCY_RATE, "el": ref.ELECTIVE_RATE, "op": ref.OP_FIRST_R
 POWER = {"em": 1.0, "el": 0.5, "op": 0.6, "ae": 0.8}
 
 
-def _calibrate(con: duckdb.DuckDBPyConnection, cfg: SynthConfig) -> None:
+#: fixed-point scale of the exact sums behind every population mean the model uses: a sum
+#: of doubles depends on the order it is taken in (threads, chunks), a sum of integers does
+#: not, so the means (and every draw compared with them) are the same whatever the chunking
+EXACT = 10**12
+
+
+def exact_mean_sql(expr: str) -> str:
+    """A mean of ``expr`` that is the same whatever the order of the rows: the sum is taken
+    in integers (``expr`` rounded to 1e-12), then divided."""
+    return (f"(CAST(sum(CAST(({expr}) * {EXACT} AS HUGEINT)) AS DOUBLE) / {EXACT} "
+            "/ count(*))")
+
+
+def _exact_means(con: duckdb.DuckDBPyConnection, exprs: list[str], source: str,
+                 group: str | None = None) -> list[tuple[Any, ...]]:
+    """``(group, mean...)`` rows (or one row without ``group``): each mean is an exact
+    integer sum divided in Python, so it does not depend on the order of the rows."""
+    sums = ", ".join(f"sum(CAST(({e}) * {EXACT} AS HUGEINT))" for e in exprs)
+    if group is None:
+        rows = con.execute(f"SELECT NULL, count(*), {sums} FROM {source}").fetchall()
+    else:
+        rows = con.execute(f"SELECT {group} AS g, count(*), {sums} FROM {source} "
+                           "GROUP BY 1 ORDER BY 1").fetchall()
+    return [(r[0], *(None if v is None or not r[1] else int(v) / EXACT / int(r[1])
+                     for v in r[2:])) for r in rows]
+
+
+def _calibrate(con: duckdb.DuckDBPyConnection, cfg: SynthConfig) -> list[str]:
     """Scale each person's risk so each age band's mean matches its target rate, and add the
-    population dynamics (:func:`_dynamics_sql`).
+    population dynamics (:func:`_dynamics_sql`). Returns the SQL that defines the views
+    ``pat_dyn`` and ``pat`` over a ``pat_raw`` (all patients, or one part of them).
 
     ``lam_em`` is the expected number of emergency admissions a year (the latent risk) at
     the recorded age with every condition; ``lam_{kind}_{y}`` is the same in year ``y`` of
     the data (0 = first), at the patient's age that year and with only the conditions
     diagnosed by the middle of that year (people age, and a new diagnosis raises the risk
     from its onset). Elective, outpatient and A&E rates follow milder powers of the relative
-    risk. The band means are one streaming aggregate; ``pat`` is then a view over
-    ``pat_raw`` (which is stored in patient order), so nothing national-sized is sorted or
-    copied again."""
-    means = ", ".join(f"avg(pow(raw_risk, {POWER[k]}))" for k in RATES)
-    rows = con.execute(f"SELECT {_band('age')} AS b, {means} FROM pat_raw GROUP BY 1 "
-                       "ORDER BY 1").fetchall()
+    risk. The band means are one streaming aggregate, exact (:func:`_exact_means`); ``pat``
+    is a view over ``pat_raw`` (which is stored in patient order), so nothing
+    national-sized is sorted or copied again."""
+    rows = _exact_means(con, [f"pow(raw_risk, {POWER[k]})" for k in RATES], "pat_raw",
+                        _band("age"))
     lams = []
     for i, k in enumerate(RATES):
-        factor = {int(r[0]): float(r[i + 1]) for r in rows}
+        factor = {int(r[0]): float(r[i + 1] or 0.0) for r in rows}
 
         def scaled(age: str, k: str = k, factor: dict[int, float] = factor) -> str:
             whens = " ".join(
@@ -397,13 +440,13 @@ def _calibrate(con: duckdb.DuckDBPyConnection, cfg: SynthConfig) -> None:
             back = cfg.years - 1 - y
             lams.append(f"{scaled(f'(age - {back})')} * pow(raw_risk_{y}, {POWER[k]}) "
                         f"AS lam_{k}_{y}")
-    em_factor = {int(r[0]): float(r[1]) for r in rows}
+    em_factor = {int(r[0]): float(r[1] or 0.0) for r in rows}
     rel = " ".join(f"WHEN {b} THEN {1.0 / em_factor[b]!r}" for b in em_factor if em_factor[b])
-    con.execute(f"""CREATE OR REPLACE VIEW pat_dyn AS
+    return [f"""CREATE OR REPLACE VIEW pat_dyn AS
         SELECT *, raw_risk * (CASE {_band('age')} {rel} ELSE 1.0 END) AS rel_risk
-        FROM pat_raw""")
-    con.execute(f"CREATE OR REPLACE VIEW pat AS SELECT *, {', '.join(lams)} FROM "
-                f"({_dynamics_sql(cfg)})")
+        FROM pat_raw""",
+            f"CREATE OR REPLACE VIEW pat AS SELECT *, {', '.join(lams)} FROM "
+            f"({_dynamics_sql(cfg)})"]
 
 
 #: deaths a year per 1,000 by age band (the bands of :func:`_band`), rounded from ONS,
@@ -454,7 +497,8 @@ def _patc_columns(cfg: SynthConfig, lams: tuple[str, ...] = (), conditions: bool
     column of ``patc`` is computed and carried through the lateral joins that draw events.
     ``lams``: the rate kinds used (``em``, ``el``, ``op``, ``ae``: one column a year each;
     ``em_all``: the all-years ``lam_em``); ``conditions``: the condition flags."""
-    cols = ["pid", "practice_code", "pidx", "commissioner_code", "local_authority_code",
+    cols = ["pid", "practice_code", "prev_practice_code", "pidx", "commissioner_code",
+            "local_authority_code",
             "neighbourhood_base", "home_provider", "patient_id", "sex", "age", "imd_decile",
             "hood", "u_move", "move_day", "n_conditions",
             *((f"c_{c}" for c, _b, _r in ref.CONDITIONS) if conditions else ()),
@@ -578,11 +622,11 @@ class _Faults:
 def _practice_on_row(cfg: SynthConfig, codes: list[str], y: int, day: str, key: str,
                      salt: int) -> str:
     """The practice recorded on an activity row: blank or unknown for a few rows
-    (unattributed, not faults); the previous practice for movers before their move."""
+    (unattributed, not faults); the previous practice for movers before their move (the
+    next practice in the list, ``prev_practice_code``, stored with the patient: a list of
+    every practice code in each query took longer to plan than small chunks to run)."""
     last = cfg.years - 1
-    prev = lookup(codes, "0") if len(codes) == 1 else \
-        f"list_extract([{', '.join(sql_str(c) for c in codes)}], " \
-        f"CAST((pidx + 1) % {len(codes)} AS INTEGER) + 1)"
+    prev = "prev_practice_code"
     moved_before = "TRUE" if y < last else f"{day} < move_day"
     ua = u(key, salt)
     return (f"CASE WHEN {ua} < {BLANK_PRACTICE} THEN NULL "
@@ -638,8 +682,9 @@ def _apc_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: 
                   f"WHEN n_conditions >= 1 OR {age_y} >= 60 THEN 'B' ELSE 'C' END")
         em = f"""
         SELECT pid, k, {ek} AS ek, {dx_idx} AS dx, {los} AS los, {age_y} AS age_y,
-               practice_code, pidx, u_move, move_day, commissioner_code, home_provider,
-               patient_id, n_conditions, active_from, active_to, date_of_death, stays
+               practice_code, prev_practice_code, pidx, u_move, move_day,
+               commissioner_code, home_provider, patient_id, n_conditions, active_from,
+               active_to, date_of_death, stays
         FROM patc, {frm} WHERE {age_y} >= 0 AND {where}"""
         dx_list = lambda n: "[" + ", ".join(sql_str(d[n]) for d in dx) + "]"  # noqa: E731
         resp_list = "[" + ", ".join("true" if d[5] else "false" for d in dx) + "]"
@@ -684,9 +729,10 @@ def _apc_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: 
             "NULL" if p[n] is None else (sql_str(p[n]) if isinstance(p[n], str) else repr(p[n]))
             for p in procs) + "]"
         el = f"""
-        SELECT pid, {ek} AS ek, {pr} AS pr, {age_y} AS age_y, practice_code, pidx, u_move,
-               move_day, commissioner_code, home_provider, patient_id, n_conditions,
-               active_from, active_to, date_of_death, stays,
+        SELECT pid, {ek} AS ek, {pr} AS pr, {age_y} AS age_y, practice_code,
+               prev_practice_code, pidx, u_move, move_day, commissioner_code,
+               home_provider, patient_id, n_conditions, active_from, active_to,
+               date_of_death, stays,
                {lookup(flat_days, u(ek, s2 + 2))} AS day
         FROM patc, {frm} WHERE {age_y} >= 0 AND {where}"""
         daycase = f"({u('ek', s2 + 3)} < list_extract({pl(2)}, pr + 1))"
@@ -745,13 +791,15 @@ def _apc_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: 
 
 
 def _with_duplicates(union_sql: str) -> str:
-    """Every row once, then a second copy of the rows chosen for a duplicate-id fault, in a
-    fixed order (part, event key): the parallel lateral unnest alone does not keep order.
-    The union is written once, as a CTE, and both uses read it."""
+    """Every row once, each row chosen for a duplicate-id fault followed by its second copy
+    (``_copy``), in a fixed order: by event key, then part (the parallel lateral unnest
+    alone does not keep order). The event key starts with the patient number, so the order
+    is patient by patient and the rows of a run of practices are the same whether they are
+    generated at once or in chunks. The union is written once, as a CTE; both uses read it."""
     return (f"WITH rows_ AS ({union_sql}) "
-            f"SELECT * EXCLUDE (_dup) FROM rows_ "
-            f"UNION ALL BY NAME SELECT * EXCLUDE (_dup, _part), 1000 + _part AS _part "
-            f"FROM rows_ WHERE _dup ORDER BY _part, _ek")
+            f"SELECT *, FALSE AS _copy FROM rows_ "
+            f"UNION ALL BY NAME SELECT * REPLACE (1000 + _part AS _part), TRUE AS _copy "
+            f"FROM rows_ WHERE _dup ORDER BY _ek, _part")
 
 
 def _op_sql(cfg: SynthConfig, codes: list[str], providers: list[str], n_acute: int) -> str:
@@ -849,9 +897,10 @@ def _prescribing_sql(cfg: SynthConfig) -> str:
     return f"""
     WITH ps AS (
       SELECT pidx, any_value(practice_code) AS practice_code, count(*) AS n,
-             avg(CAST(age >= 65 AS DOUBLE)) AS s65, avg(raw_risk) AS risk
+             avg(CAST(age >= 65 AS DOUBLE)) AS s65, {exact_mean_sql("raw_risk")} AS risk
       FROM pat GROUP BY pidx
-    ), tot AS (SELECT avg(CAST(age >= 65 AS DOUBLE)) AS s65, avg(raw_risk) AS risk FROM pat)
+    ), tot AS (SELECT avg(CAST(age >= 65 AS DOUBLE)) AS s65,
+                      {exact_mean_sql("raw_risk")} AS risk FROM pat)
     SELECT
       CASE WHEN {u(key, s)} < 0.002 THEN NULL ELSE ps.practice_code END AS practice_code,
       {month} AS year_month,
@@ -891,8 +940,7 @@ def _social_care_norms(cfg: SynthConfig, con: duckdb.DuckDBPyConnection) -> list
     out = []
     for y in range(cfg.years):
         w = _social_care_weight(cfg, y)
-        v = con.execute(f"SELECT avg({w}) FROM pat WHERE age - {cfg.years - 1 - y} >= 0"
-                        ).fetchall()[0][0]
+        v = _exact_means(con, [w], f"pat WHERE age - {cfg.years - 1 - y} >= 0")[0][1]
         out.append(float(v or 1.0))
     return out
 
@@ -1103,6 +1151,18 @@ def _write_annex_a(tariff: dict[str, pd.DataFrame], path: Path) -> None:
 
 
 # ------------------------------------------------------------------ driver
+#: settings that change how the economy is generated, never what is written (left out of
+#: the manifest, which is byte-identical whatever they are)
+EXECUTION = ("chunk_patients", "workers", "threads", "memory_limit")
+#: tables written as one file whatever the number of parts
+SINGLE_FILE_TABLES = ("commissioners", "groups", "local_authorities", "neighbourhoods",
+                      "providers", "practices", "practice_groups", "list_sizes",
+                      "prescribing", "tariff_apc", "tariff_op", "tariff_ae")
+#: rows in every Parquet row group written: fixed, so that a file's bytes never depend on
+#: how its rows were generated (in one piece or in chunks, by one process or several)
+ROW_GROUP_ROWS = 122_880
+
+
 def _chunks(sizes: np.ndarray, limit: int) -> list[tuple[int, int]]:
     """Practice-index ranges [lo, hi) holding at most about ``limit`` patients each."""
     out, lo, acc = [], 0, 0
@@ -1115,68 +1175,220 @@ def _chunks(sizes: np.ndarray, limit: int) -> list[tuple[int, int]]:
     return out
 
 
-class _Writer:
-    """Writes tables (one file, or a folder of parts for a chunked economy) and counts rows."""
+class _Sink:
+    """One Parquet file written from Arrow batches in row groups of exactly
+    :data:`ROW_GROUP_ROWS` rows (the last one shorter), each column contiguous: the bytes
+    depend only on the rows and their order, not on the batches they came in."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, out: Path, ext: str) -> None:
-        self.con, self.out, self.ext = con, out, ext
-        self.rows: dict[str, int] = {}
+    def __init__(self, path: Path, compression: str = "zstd") -> None:
+        self.path, self.compression = path, compression
+        self.writer: Any = None
+        self.buffer: list[pa.RecordBatch] = []
+        self.buffered = 0
+        self.rows = 0
 
-    def _clear(self, name: str) -> None:
-        for old in (self.out / f"{name}.parquet", self.out / f"{name}.csv"):
-            old.unlink(missing_ok=True)
-        shutil.rmtree(self.out / name, ignore_errors=True)
+    def open(self, schema: pa.Schema) -> None:
+        import pyarrow.parquet as pq
 
-    def write(self, name: str, sql: str, part: int | None = None) -> None:
-        """``part=None``: ``DIR/name.ext``; otherwise ``DIR/name/part-00000.ext``."""
-        if part is None or part == 0:
-            self._clear(name)
-        if part is None:
-            target = self.out / f"{name}.{self.ext}"
-        else:
-            (self.out / name).mkdir(exist_ok=True)
-            target = self.out / name / f"part-{part:05d}.{self.ext}"
-        opts = ("FORMAT parquet, COMPRESSION zstd" if self.ext == "parquet"
-                else "FORMAT csv, HEADER, DELIMITER ','")
-        cols = ", ".join(f'"{c.name}"' for c in TABLES[name].columns)
-        self.con.execute(f"COPY (SELECT {cols} FROM ({sql})) TO '{target}' ({opts})")
-        reader = "read_parquet" if self.ext == "parquet" else "read_csv"
-        n = int(self.con.execute(f"SELECT count(*) FROM {reader}('{target}')").fetchall()[0][0])
-        self.rows[name] = self.rows.get(name, 0) + n
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, schema, compression=self.compression)
+
+    def _flush(self, n: int) -> None:
+        table = pa.Table.from_batches(self.buffer, schema=self.writer.schema)
+        self.writer.write_table(table.slice(0, n).combine_chunks(), row_group_size=n)
+        rest = table.slice(n)
+        self.buffer = rest.to_batches()
+        self.buffered = rest.num_rows
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        if not batch.num_rows:
+            return
+        self.buffer.append(batch)
+        self.buffered += batch.num_rows
+        self.rows += batch.num_rows
+        while self.buffered >= ROW_GROUP_ROWS:
+            self._flush(ROW_GROUP_ROWS)
+
+    def close(self) -> None:
+        if self.buffered:
+            self._flush(self.buffered)
+        self.writer.close()
 
 
-def _count(con: duckdb.DuckDBPyConnection, union_sql: str, table: str,
-           faults: dict[str, int], unattributed: dict[str, int]) -> None:
-    """Add this chunk's deliberate faults (by kind) and unattributed rows to the tallies.
-    Only the hash draws are recomputed: DuckDB prunes the unused string columns."""
-    has_practice = "practice_code" in TABLES[table].column_names
-    blank = ("count(*) FILTER (WHERE practice_code IS NULL)" if has_practice else "0")
-    unknown = (f"count(*) FILTER (WHERE practice_code = '{UNKNOWN_PRACTICE_CODE}')"
-               if has_practice else "0")
-    for kind, n, b, k in con.execute(
-            f"SELECT _fault, count(*), {blank}, {unknown} FROM ({union_sql}) "
-            "GROUP BY 1 ORDER BY 1 NULLS FIRST").fetchall():
-        if kind is not None:
-            faults[kind] = faults.get(kind, 0) + int(n)
-        unattributed["blank_practice"] = unattributed.get("blank_practice", 0) + int(b)
-        unattributed["unknown_practice"] = unattributed.get("unknown_practice", 0) + int(k)
+@dataclass(frozen=True)
+class _Task:
+    """One file written from queries run one after another (each after its ``prep``
+    statement), in a DuckDB connection set up by ``setup``. A task is self-contained, so it
+    runs in this process or in a worker process alike."""
+
+    target: str
+    setup: tuple[str, ...]
+    queries: tuple[tuple[str | None, str], ...]
+    columns: tuple[str, ...] | None  # None: every column (the patients' work files)
+    tally: str = "none"  # "activity" (faults and unattributed rows), "patients" or "none"
+    fmt: str = "parquet"
+    compression: str = "zstd"
+    memory_limit: str = "4GB"
+    threads: int | None = None
+    spill: str = ""
+
+
+def _connect(memory_limit: str, threads: int | None, spill: str) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = '{memory_limit}'")
+    if spill:
+        con.execute(f"SET temp_directory = '{spill}'")
+    con.execute("SET preserve_insertion_order = true")
+    if threads:
+        con.execute(f"SET threads = {threads}")
+    return con
+
+
+def _tally(batch: pa.RecordBatch, kind: str, faults: dict[str, int],
+           unattributed: dict[str, int]) -> None:
+    """Count this batch's deliberate faults (by kind) and unattributed rows: the first copy
+    of each row only (a duplicate's second copy is the fault, counted on the first)."""
+    import pyarrow.compute as pc
+
+    first = batch.filter(pc.invert(batch.column("_copy")))
+    if kind == "patients":
+        for name, col in (("duplicate_patient_id", "_dup"),
+                          ("patient_age_out_of_range", "_bad_age")):
+            faults[name] = faults.get(name, 0) + int(pc.sum(first.column(col)).as_py() or 0)
+        return
+    for item in pc.value_counts(first.column("_fault")).to_pylist():
+        if item["values"] is not None:
+            faults[item["values"]] = faults.get(item["values"], 0) + int(item["counts"])
+    if "practice_code" in first.schema.names:
+        code = first.column("practice_code")
+        unknown = int(pc.sum(pc.equal(code, UNKNOWN_PRACTICE_CODE)).as_py() or 0)
+        blank, known = code.null_count, unknown
+    else:
+        blank = known = 0
+    unattributed["blank_practice"] = unattributed.get("blank_practice", 0) + blank
+    unattributed["unknown_practice"] = unattributed.get("unknown_practice", 0) + known
+
+
+def _run(task: _Task, con: duckdb.DuckDBPyConnection | None = None
+         ) -> tuple[int, dict[str, int], dict[str, int]]:
+    """Write ``task.target`` in one pass over its rows, counting faults as they stream by;
+    returns (rows, faults, unattributed)."""
+    own = con is None
+    if con is None:
+        import os
+
+        # a spill folder of its own: DuckDB's temporary files are per process
+        con = _connect(task.memory_limit, task.threads,
+                       task.spill and f"{task.spill}-{os.getpid()}")
+    target = Path(task.target)
+    parquet = target.with_suffix(".parquet.tmp") if task.fmt == "csv" else target
+    sink = _Sink(parquet, task.compression)
+    faults: dict[str, int] = {}
+    unattributed: dict[str, int] = {}
+    try:
+        for statement in task.setup:
+            con.execute(statement)
+        for prep, query in task.queries:
+            if prep:
+                con.execute(prep)
+            sql = query if task.columns is None else \
+                f"SELECT * FROM ({query})" if task.tally != "none" else \
+                "SELECT " + ", ".join(f'"{c}"' for c in task.columns) + f" FROM ({query})"
+            reader = con.sql(sql).to_arrow_reader(batch_size=ROW_GROUP_ROWS)
+            names = list(task.columns) if task.columns is not None else reader.schema.names
+            sink.open(pa.schema([reader.schema.field(c) for c in names]))
+            for batch in reader:
+                if task.tally != "none":
+                    _tally(batch, task.tally, faults, unattributed)
+                sink.add(batch.select(names))
+        sink.close()
+        if task.fmt == "csv":
+            con.execute(f"COPY (SELECT * FROM read_parquet('{parquet}')) TO '{target}' "
+                        "(FORMAT csv, HEADER, DELIMITER ',')")
+            parquet.unlink()
+    finally:
+        if own:
+            con.close()
+    return sink.rows, faults, unattributed
+
+
+def _memory_share(limit: str, n: int) -> str:
+    """A DuckDB memory limit (e.g. ``4GB``) divided between ``n`` processes."""
+    import re
+
+    m = re.fullmatch(r"\s*([0-9.]+)\s*([KMGT]i?B)?\s*", limit, re.IGNORECASE)
+    if n <= 1 or m is None:
+        return limit
+    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    unit = (m.group(2) or "B")[0].upper()
+    size = float(m.group(1)) * units.get(unit, 1)
+    return f"{max(64, int(size / n / 2**20))}MB"
+
+
+class _Pool:
+    """Runs tasks here (one worker) or in worker processes, in parallel."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.executor: Any = None
+        if workers > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.executor = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+
+    def run(self, tasks: list[_Task], done: Callable[[int], None] | None = None
+            ) -> list[tuple[int, dict[str, int], dict[str, int]]]:
+        if self.executor is None or len(tasks) < 2:
+            out = []
+            for i, t in enumerate(tasks):
+                out.append(_run(t))
+                if done:
+                    done(i + 1)
+            return out
+        from concurrent.futures import as_completed
+
+        futures = {self.executor.submit(_run, t): i for i, t in enumerate(tasks)}
+        results: dict[int, tuple[int, dict[str, int], dict[str, int]]] = {}
+        for f in as_completed(futures):
+            results[futures[f]] = f.result()
+            if done:
+                done(len(results))
+        return [results[i] for i in range(len(tasks))]
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown()
+
+
+def _add(total: dict[str, int], more: dict[str, int]) -> None:
+    for k, v in more.items():
+        total[k] = total.get(k, 0) + v
 
 
 def generate(cfg: SynthConfig, out: Path, progress: Progress | None = None) -> SynthSummary:
     """Write every input table of the data contract for a synthetic economy into ``out``.
 
-    Patients are generated practice chunk by practice chunk (at most ``cfg.chunk_patients``
-    each) into a disk-backed DuckDB work file in patient order; every row-level table is then
-    streamed chunk by chunk to Parquet (a folder of parts when there is more than one chunk),
-    so memory stays bounded at any scale. ``progress(step, done, total)`` is called as steps
-    start and once at the end with ``("done", total, total)``.
+    The practices are cut into parts of about ``cfg.part_patients`` patients (the file
+    layout) and each part into chunks of at most ``cfg.chunk_patients`` (the memory bound).
+    First each part's patients are generated, chunk by chunk, into a work file; one
+    streaming pass over them all calibrates the risks (exact sums, so the same whatever the
+    chunking); then each row-level table is written part by part, ``cfg.workers`` parts at a
+    time, each streamed in one pass from DuckDB through Arrow into Parquet with its faults
+    counted on the way. Every draw is a hash of the seed and stable identifiers (patient
+    number, event number, practice), rows are in patient order and row groups have a fixed
+    size, so the files are byte-identical for the same seed whatever the chunking and the
+    number of workers. ``progress(step, done, total)`` is called as steps start and once at
+    the end with ``("done", total, total)``.
     """
+    import os
+
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    (tmp / "pat_raw").mkdir(parents=True)
     steps = ["organisations", "patients", "conditions", "apc_spells", "op_attendances",
              "ae_attendances", "prescribing", "social_care_packages", "tariff", "truth"]
     done = 0
@@ -1190,20 +1402,47 @@ def generate(cfg: SynthConfig, out: Path, progress: Progress | None = None) -> S
     step("organisations")
     orgs = _organisations(cfg)
     practices = orgs["practices"]
-    chunks = _chunks(practices.list_size.to_numpy(), cfg.chunk_patients)
-    parted = len(chunks) > 1
+    sizes = practices.list_size.to_numpy()
+    parts = _chunks(sizes, cfg.part_patients)
+    parted = len(parts) > 1
+    chunks = [[(lo + a, lo + b) for a, b in _chunks(sizes[lo:hi], cfg.chunk_patients)]
+              for lo, hi in parts]
+    workers = max(1, min(cfg.workers or os.cpu_count() or 1, len(parts)))
+    threads = cfg.threads or (max(1, (os.cpu_count() or 1) // workers) if workers > 1
+                              else None)
+    share = _memory_share(cfg.memory_limit, workers)
+    ext = cfg.format
+    faults: dict[str, int] = {}
+    unattributed: dict[str, int] = {}
+    rows: dict[str, int] = {}
+    last_start = cfg.start_year + cfg.years - 1
 
-    con = duckdb.connect(str(tmp / "work.duckdb"))
+    def target(name: str, part: int | None) -> str:
+        if part is None:
+            return str(out / f"{name}.{ext}")
+        return str(out / name / f"part-{part:05d}.{ext}")
+
+    def clear(name: str) -> None:
+        for old in (out / f"{name}.parquet", out / f"{name}.csv"):
+            old.unlink(missing_ok=True)
+        shutil.rmtree(out / name, ignore_errors=True)
+        if parted and name not in SINGLE_FILE_TABLES:
+            (out / name).mkdir()
+
+    def task(name: str, queries: Sequence[tuple[str | None, str]], part: int | None = None,
+             setup: tuple[str, ...] = (), tally: str = "none") -> _Task:
+        return _Task(target(name, part), setup, tuple(queries),
+                     tuple(TABLES[name].column_names), tally, ext, "zstd", share, threads,
+                     str(tmp / "spill"))
+
+    con = _connect(cfg.memory_limit, cfg.threads, str(tmp / "spill"))
+    pool = _Pool(workers)
     try:
-        con.execute(f"SET memory_limit = '{cfg.memory_limit}'")
-        con.execute(f"SET temp_directory = '{tmp / 'spill'}'")
-        con.execute("SET preserve_insertion_order = true")
-        if cfg.threads:
-            con.execute(f"SET threads = {cfg.threads}")
-        w = _Writer(con, out, cfg.format)
-        faults: dict[str, int] = {}
-        unattributed: dict[str, int] = {}
-        last_start = cfg.start_year + cfg.years - 1
+        def write(name: str, sql: str) -> None:
+            clear(name)
+            n, _f, _u = _run(task(name, [(None, sql)]), con)
+            rows[name] = rows.get(name, 0) + n
+
         for name, frame in orgs.items():
             con.register(f"{name}_df", frame)
             con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_df")
@@ -1213,86 +1452,89 @@ def generate(cfg: SynthConfig, out: Path, progress: Progress | None = None) -> S
         con.unregister("age_q_df")
         for name in ("commissioners", "groups", "local_authorities", "neighbourhoods",
                      "providers"):
-            w.write(name, f"SELECT * FROM {name}")
-        w.write("practices", "SELECT * REPLACE (CAST(close_date AS VARCHAR) AS close_date) "
-                "FROM practices")
+            write(name, f"SELECT * FROM {name}")
+        write("practices", "SELECT * REPLACE (CAST(close_date AS VARCHAR) AS close_date) "
+              "FROM practices")
         con.register("pg_df", _practice_groups(cfg, orgs))
-        w.write("practice_groups", "SELECT * FROM pg_df")
+        write("practice_groups", "SELECT * FROM pg_df")
 
+        # the patients of each part, chunk by chunk, into work files (patient order)
         step("patients")
-        for i, (lo, hi) in enumerate(chunks):
-            sql = _patients_sql(cfg, lo, hi)
-            if i == 0:
-                con.execute(f"CREATE TABLE pat_raw AS {sql}")
-            else:
-                con.execute(f"INSERT INTO pat_raw {sql}")
-            if progress:
-                progress("patients", i + 1, len(chunks) + 1)
-        con.execute("CHECKPOINT")
-        _calibrate(con, cfg)
+        for name in ("practices", "age_q"):
+            con.execute(f"COPY {name} TO '{tmp / name}.parquet' (FORMAT parquet)")
+        org_views = tuple(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM "
+                          f"read_parquet('{tmp / name}.parquet')"
+                          for name in ("practices", "age_q"))
+        raw = [str(tmp / "pat_raw" / f"part-{j:05d}.parquet") for j in range(len(parts))]
+        pool.run([_Task(raw[j], org_views,
+                        tuple((None, _patients_sql(cfg, lo, hi)) for lo, hi in chunks[j]),
+                        None, "none", "parquet", "lz4", share, threads, str(tmp / "spill"))
+                  for j in range(len(parts))],
+                 (lambda i: progress("patients", i, len(parts) + 1)) if progress else None)
+        files = "[" + ", ".join(sql_str(f) for f in raw) + "]"
+        con.execute(f"CREATE VIEW pat_raw AS SELECT * FROM read_parquet({files})")
+        views = _calibrate(con, cfg)
+        for statement in views:
+            con.execute(statement)
         hoods = list(orgs["neighbourhoods"].neighbourhood_code)
         norms = _social_care_norms(cfg, con)
         codes = list(practices.practice_code)
         providers = list(orgs["providers"].provider_code)
         n_acute = int((orgs["providers"].provider_type == "acute").sum())
-        per_chunk: list[tuple[str, str, Callable[[], str], str]] = [
-            ("patients", "patients", lambda: _patients_out_sql(cfg, hoods),
-             _patc_columns(cfg)),
-            ("conditions", "patient_conditions", lambda: _conditions_sql(cfg),
-             _patc_columns(cfg, conditions=True)),
-            ("apc_spells", "apc_spells", lambda: _apc_sql(cfg, codes, providers, n_acute),
-             _patc_columns(cfg, ("em", "el"), conditions=True)),
+        per_chunk: list[tuple[str, str, str, str, str]] = [
+            ("patients", "patients", _with_duplicates(_patients_out_sql(cfg, hoods)),
+             _patc_columns(cfg), "patients"),
+            ("conditions", "patient_conditions", _conditions_sql(cfg),
+             _patc_columns(cfg, conditions=True), "none"),
+            ("apc_spells", "apc_spells",
+             _with_duplicates(_apc_sql(cfg, codes, providers, n_acute)),
+             _patc_columns(cfg, ("em", "el"), conditions=True), "activity"),
             ("op_attendances", "op_attendances",
-             lambda: _op_sql(cfg, codes, providers, n_acute), _patc_columns(cfg, ("op",))),
+             _with_duplicates(_op_sql(cfg, codes, providers, n_acute)),
+             _patc_columns(cfg, ("op",)), "activity"),
             ("ae_attendances", "ae_attendances",
-             lambda: _ae_sql(cfg, codes, providers, n_acute), _patc_columns(cfg, ("ae",))),
+             _with_duplicates(_ae_sql(cfg, codes, providers, n_acute)),
+             _patc_columns(cfg, ("ae",)), "activity"),
+            ("social_care_packages", "social_care_packages",
+             _with_duplicates(_social_care_sql(cfg, norms)), _patc_columns(cfg, ("em_all",)),
+             "activity"),
         ]
-        for step_name, table, make, patc_cols in per_chunk:
-            if step_name != "patients":
-                step(step_name)
-            sql = make()
-            for i, (lo, hi) in enumerate(chunks):
-                con.execute(f"CREATE OR REPLACE TABLE patc AS SELECT {patc_cols} FROM pat "
-                            f"WHERE pidx >= {lo} AND pidx < {hi}")
-                if table == "patients":
-                    w.write(table, _with_duplicates(sql), i if parted else None)
-                    for dup, bad in con.execute(
-                            f"SELECT count(*) FILTER (WHERE _dup), count(*) FILTER "
-                            f"(WHERE _bad_age) FROM ({sql})").fetchall():
-                        faults["duplicate_patient_id"] = \
-                            faults.get("duplicate_patient_id", 0) + int(dup)
-                        faults["patient_age_out_of_range"] = \
-                            faults.get("patient_age_out_of_range", 0) + int(bad)
-                elif table == "patient_conditions":
-                    w.write(table, sql, i if parted else None)
-                else:
-                    w.write(table, _with_duplicates(sql), i if parted else None)
-                    _count(con, sql, table, faults, unattributed)
-                if progress and parted:
-                    progress(step_name, i + 1, len(chunks))
-        w.write("list_sizes", """
+
+        def per_part(name: str, table: str, sql: str, patc_cols: str, tally: str) -> None:
+            if name != "patients":
+                step(name)
+            clear(table)
+            tasks = []
+            for j in range(len(parts)):
+                setup = (f"CREATE OR REPLACE VIEW pat_raw AS SELECT * FROM "
+                         f"read_parquet('{raw[j]}')", *views)
+                queries = [(f"CREATE OR REPLACE TABLE patc AS SELECT {patc_cols} FROM pat "
+                            f"WHERE pidx >= {lo} AND pidx < {hi}", sql) for lo, hi in chunks[j]]
+                tasks.append(task(table, queries, j if parted else None, setup, tally))
+            for n, f, u_ in pool.run(tasks, (lambda i: progress(name, i, len(parts)))
+                                     if progress and parted else None):
+                rows[table] = rows.get(table, 0) + n
+                _add(faults, f)
+                if tally == "activity":
+                    _add(unattributed, u_)
+
+        for args in per_chunk[:-1]:
+            per_part(*args)
+        write("list_sizes", """
             SELECT practice_code, sex, CASE WHEN age >= 90 THEN '90+' ELSE
               CAST(age // 5 * 5 AS VARCHAR) || '-' || CAST(age // 5 * 5 + 4 AS VARCHAR) END
               AS age_band, count(*) AS patients FROM pat GROUP BY ALL ORDER BY ALL""")
 
         step("prescribing")
-        w.write("prescribing", _prescribing_final(cfg, _prescribing_sql(cfg)))
-        step("social_care_packages")
-        sc = _social_care_sql(cfg, norms)
-        patc_cols = _patc_columns(cfg, ("em_all",))
-        for i, (lo, hi) in enumerate(chunks):
-            con.execute(f"CREATE OR REPLACE TABLE patc AS SELECT {patc_cols} FROM pat "
-                        f"WHERE pidx >= {lo} AND pidx < {hi}")
-            w.write("social_care_packages", _with_duplicates(sc), i if parted else None)
-            if cfg.fault_rate > 0:
-                _count(con, sc, "social_care_packages", faults, unattributed)
+        write("prescribing", _prescribing_final(cfg, _prescribing_sql(cfg)))
+        per_part(*per_chunk[-1])
 
         step("tariff")
         tariff = _tariff(cfg)
         for name, frame in tariff.items():
             con.register(f"{name}_df", frame)
             con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_df")
-            w.write(name, f"SELECT * FROM {name}")
+            write(name, f"SELECT * FROM {name}")
         _write_annex_a(tariff, out / "tariff_annex_a.xlsx")
         spells = (str(out / "apc_spells" / f"*.{cfg.format}") if parted
                   else str(out / f"apc_spells.{cfg.format}"))
@@ -1306,25 +1548,25 @@ def generate(cfg: SynthConfig, out: Path, progress: Progress | None = None) -> S
         (out / "truth").mkdir(exist_ok=True)
         by_year = ", ".join(f"lam_em_{y} AS latent_risk_{cfg.start_year + y}"
                             for y in range(cfg.years))
-        con.execute(f"""COPY (SELECT patient_id, practice_code, age, n_conditions,
+        _run(_Task(str(out / "truth" / "patient_risk.parquet"), (), ((None, f"""
+            SELECT patient_id, practice_code, age, n_conditions,
             lam_em_{cfg.years - 1} AS latent_risk,
             lam_em_{cfg.years - 1} AS expected_emergency_admissions, {by_year},
-            date_of_death FROM pat)
-            TO '{out / 'truth' / 'patient_risk.parquet'}' (FORMAT parquet, COMPRESSION zstd)""")
-        patients = int(con.execute("SELECT count(*) FROM pat").fetchall()[0][0])
+            date_of_death FROM pat"""),), None), con)
+        patients = int(con.execute("SELECT count(*) FROM pat_raw").fetchall()[0][0])
     finally:
+        pool.close()
         con.close()
         shutil.rmtree(tmp, ignore_errors=True)
     faults = dict(sorted((k, v) for k, v in faults.items() if v))
-    rows = w.rows
     summary = SynthSummary(rows, len(practices), patients, time.perf_counter() - t0, faults,
                            dict(sorted(unattributed.items())))
     manifest = {"config": {k: str(v) if isinstance(v, Path) else v
-                           for k, v in asdict(cfg).items()},
+                           for k, v in asdict(cfg).items() if k not in EXECUTION},
                 "seed": cfg.seed, "rows": rows, "practices": len(practices),
                 "patients": patients, "faults": faults,
                 "unattributed_activity": summary.unattributed,
-                "parts": len(chunks) if parted else 1,
+                "parts": len(parts),
                 "financial_years": [f"{y}/{(y + 1) % 100:02d}" for y in
                                     range(cfg.start_year, last_start + 1)]}
     if cfg.deliveries == "monthly":
