@@ -35,10 +35,8 @@ pytestmark = [
 ]
 
 #: the indicators compared: readmissions (continuous spells, windows, argmin: the hardest
-#: expression), spend per weighted patient (money, the weighted population) and excess bed
-#: days (the tariff's trim points joined in)
-INDICATORS = ["emergency_readmissions_30d", "spend_non_elective_per_weighted_patient",
-              "excess_bed_days"]
+#: expression) and spend per weighted patient (money, the weighted population)
+INDICATORS = ["emergency_readmissions_30d", "spend_non_elective_per_weighted_patient"]
 YEAR = "2024-25"
 
 
