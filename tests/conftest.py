@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,28 @@ def nhse_file() -> Path:
     path = ROOT / "src" / "pbc" / "reference" / "nhse" / "2024_2025.csv.gz"
     assert path.exists(), f"{path}: the packaged NHS England file is missing"
     return path
+
+
+@pytest.fixture(scope="session")
+def spark_con() -> Iterator[object]:
+    """One Spark session (local[2], its JVM started once) for every Spark parity test, as
+    an Ibis pyspark backend; pbc's own :func:`pbc.warehouse.spark.spark_session` gets the
+    same session. Skipped without pyspark, except in CI (CI=true), where it fails."""
+    try:
+        import ibis
+        from pyspark.sql import SparkSession
+    except ImportError:
+        require(False, "pyspark (pip install 'pbc[spark]')")
+        raise
+    spark = (SparkSession.builder.master("local[2]").appName("pbc-parity")
+             .config("spark.ui.enabled", "false")
+             .config("spark.ui.showConsoleProgress", "false")
+             .config("spark.sql.shuffle.partitions", "2")
+             .config("spark.sql.session.timeZone", "UTC")
+             .getOrCreate())
+    spark.sparkContext.setLogLevel("ERROR")
+    yield ibis.pyspark.connect(spark)
+    spark.stop()
 
 
 POSTGRES_SOCKET = os.environ.get("PBC_TEST_POSTGRES_HOST", "/var/run/postgresql")

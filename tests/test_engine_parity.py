@@ -1,12 +1,11 @@
 """One expression, two engines: pricing and attribution give identical rows and totals on
 DuckDB and on Spark (ibis pyspark backend, local[2]). Skipped without pyspark, except in CI
-(CI=true), where a missing pyspark fails."""
+(CI=true), where a missing pyspark fails. The Spark session is the one of every parity test
+(``spark_con`` in conftest.py)."""
 
 from __future__ import annotations
 
-import os
 import random
-from collections.abc import Iterator
 
 import pyarrow as pa
 import pytest
@@ -23,28 +22,6 @@ pytestmark = [
     pytest.mark.filterwarnings(
         "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"),
 ]
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-@pytest.fixture(scope="session")
-def spark_con() -> Iterator[object]:
-    try:
-        import ibis
-        from pyspark.sql import SparkSession
-    except ImportError:
-        if IN_CI:
-            pytest.fail("CI needs pyspark (pip install 'pbc[spark]'), but it is missing",
-                        pytrace=False)
-        pytest.skip("needs pyspark (the pbc[spark] extra)")
-    spark = (SparkSession.builder.master("local[2]").appName("pbc-parity")
-             .config("spark.ui.enabled", "false")
-             .config("spark.ui.showConsoleProgress", "false")
-             .config("spark.sql.shuffle.partitions", "2")
-             .config("spark.sql.session.timeZone", "UTC")
-             .getOrCreate())
-    spark.sparkContext.setLogLevel("ERROR")
-    yield ibis.pyspark.connect(spark)
-    spark.stop()
 
 
 def _data(n: int = 3000, seed: int = 7) -> dict[str, pa.Table]:

@@ -356,13 +356,20 @@ def _access_errors() -> Any:
     return AccessDenied
 
 
+#: ``--engine`` of the analytic stages (issue 17): the same Ibis expressions on either engine
+EngineOpt = Annotated[str, typer.Option(
+    help="duckdb (default) or spark (pbc[spark]): where the stage's expressions run.")]
+
+
 @risk_app.command("train")
-def risk_train(warehouse: WarehouseOpt = Path("warehouse"), acting_as: AsOpt = None) -> None:
+def risk_train(warehouse: WarehouseOpt = Path("warehouse"), acting_as: AsOpt = None,
+               engine: EngineOpt = "duckdb") -> None:
     """Train the emergency-admission model on the warehouse's history (with a model card)."""
     from pbc.services import risk
 
     with user_errors():
-        result = risk.train(Warehouse(warehouse), _principal(warehouse, acting_as))
+        result = risk.train(Warehouse(warehouse), _principal(warehouse, acting_as),
+                            engine=engine)
         v = result.validation
         console.print(f"model {result.model.version} stored in the warehouse "
                       f"({result.windows.method.replace('_', '-')} validation: AUC "
@@ -373,12 +380,13 @@ def risk_train(warehouse: WarehouseOpt = Path("warehouse"), acting_as: AsOpt = N
 
 
 @risk_app.command("score")
-def risk_score(warehouse: WarehouseOpt = Path("warehouse"), acting_as: AsOpt = None) -> None:
+def risk_score(warehouse: WarehouseOpt = Path("warehouse"), acting_as: AsOpt = None,
+               engine: EngineOpt = "duckdb") -> None:
     """Score every registered patient; writes the risk_scores table."""
     from pbc.services import risk
 
     with user_errors():
-        s = risk.score(Warehouse(warehouse), _principal(warehouse, acting_as))
+        s = risk.score(Warehouse(warehouse), _principal(warehouse, acting_as), engine=engine)
         console.print(f"scored {s.rows:,} patients at {s.reference_date} with model "
                       f"{s.model_version}: " + ", ".join(f"{k} {v:,}" for k, v in
                                                          s.segments.items()))
@@ -536,6 +544,7 @@ def benchmark(
     highlight: Annotated[str | None, typer.Option(
         help="Unit to mark on the charts (and whose SPC chart to draw).")] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the indicators.")] = False,
+    engine: EngineOpt = "duckdb",
 ) -> None:
     """Benchmark practices, groups or the commissioner on an indicator, with sound statistics."""
     from pbc.services.benchmarking import (
@@ -559,7 +568,7 @@ def benchmark(
         result = benchmark_indicator(
             Warehouse(warehouse), indicator, level=level,  # type: ignore[arg-type]
             grouping_file=groups, financial_year=year,
-            monthly=monthly or out is not None or charts is not None)
+            monthly=monthly or out is not None or charts is not None, engine=engine)
         if out:
             for path in write_result(result, out):
                 _say(f"wrote {path}")

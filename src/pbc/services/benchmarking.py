@@ -81,6 +81,12 @@ def _indicator(indicator_id: str) -> Indicator:
     return indicators[indicator_id]
 
 
+#: the warehouse tables the indicators read (:mod:`pbc.indicators.compute`)
+INDICATOR_INPUTS = ("practices", "patients", "list_sizes", "tariff_apc",
+                    *ACTIVITY_TABLE.values())
+ENGINES = ("duckdb", "spark")
+
+
 def _tables(warehouse: Warehouse) -> Mapping[str, Any]:
     if not warehouse.exists():
         raise WarehouseError(f"{warehouse.root}: no warehouse here yet (run pbc load first)")
@@ -96,12 +102,45 @@ def benchmark_all(
     grouping_file: Path | None = None,
     financial_year: str | None = None,
     monthly: bool = True,
+    engine: str = "duckdb",
 ) -> list[BenchmarkResult]:
     """Several indicators (default: the whole library) from one warehouse; with more than
-    one they share the populations (:func:`pbc.indicators.compute.with_populations`)."""
+    one they share the populations (:func:`pbc.indicators.compute.with_populations`).
+
+    ``engine="spark"`` runs the numerators and denominators (the same Ibis expressions) on
+    Spark over the warehouse's Parquet files (:func:`pbc.warehouse.spark.spark_tables`);
+    the per-practice results come back as small frames and the statistics (intervals,
+    funnels, XmR) are computed here as on DuckDB."""
+    if engine not in ENGINES:
+        raise WarehouseError(f"unknown engine {engine!r}: use duckdb or spark")
+
+    def run(tables: Mapping[str, Any]) -> list[BenchmarkResult]:
+        return _benchmark_all(warehouse, tables, indicator_ids, level=level,
+                              grouping_file=grouping_file, financial_year=financial_year,
+                              monthly=monthly)
+
+    if engine == "spark":
+        from pbc.warehouse.spark import spark_tables
+
+        if not warehouse.exists():
+            raise WarehouseError(f"{warehouse.root}: no warehouse here yet (run pbc load first)")
+        with spark_tables(warehouse, INDICATOR_INPUTS, stage="benchmark") as tables:
+            return run(tables)
+    return run(_tables(warehouse))
+
+
+def _benchmark_all(
+    warehouse: Warehouse,
+    tables: Mapping[str, Any],
+    indicator_ids: list[str] | None,
+    *,
+    level: Level,
+    grouping_file: Path | None,
+    financial_year: str | None,
+    monthly: bool,
+) -> list[BenchmarkResult]:
     indicators = [_indicator(i) for i in indicator_ids] if indicator_ids else \
         list(load_indicators().values())
-    tables = _tables(warehouse)
     years = None
     if financial_year is not None:
         try:
@@ -165,10 +204,11 @@ def benchmark_indicator(
     grouping_file: Path | None = None,
     financial_year: str | None = None,
     monthly: bool = True,
+    engine: str = "duckdb",
 ) -> BenchmarkResult:
     """The benchmark table for one indicator and, with ``monthly``, its SPC series."""
     return benchmark_all(warehouse, [indicator_id], level=level, grouping_file=grouping_file,
-                         financial_year=financial_year, monthly=monthly)[0]
+                         financial_year=financial_year, monthly=monthly, engine=engine)[0]
 
 
 def run_benchmark(

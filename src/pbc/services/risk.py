@@ -148,22 +148,45 @@ def _tables(con: Any, names: list[str]) -> dict[str, Any]:
     return {n: backend.table(n) for n in FEATURE_INPUTS if n in names}
 
 
+ENGINES = ("duckdb", "spark")
+
+
+def _check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise WarehouseError(f"unknown engine {engine!r}: use duckdb or spark")
+
+
 def _features(warehouse: Warehouse, ref: dt.date, with_outcome: bool,
-              acsc_codelist: str = "acsc_chronic") -> pd.DataFrame:
-    """Features at ``ref``; a condition with no recorded date is known only from the day
-    after the data (it cannot have been known before the extract), so never at a training
-    or validation date."""
+              acsc_codelist: str = "acsc_chronic", engine: str = "duckdb") -> pd.DataFrame:
+    """Features at ``ref``, one row per patient in ``patient_id`` order (so a fit does not
+    depend on the engine's row order); a condition with no recorded date is known only
+    from the day after the data (it cannot have been known before the extract), so never
+    at a training or validation date.
+
+    ``engine="spark"`` builds the same expression on Spark over the warehouse's Parquet
+    files (:func:`pbc.warehouse.spark.spark_tables`); the rows come back here for the
+    model, as from DuckDB."""
     from pbc.reference.codelists import codelist
 
+    _check_engine(engine)
     if not warehouse.has_table("patients"):
         raise WarehouseError(f"{warehouse.root}: case finding needs the patients table")
     known_from = data_span(warehouse)[1] + dt.timedelta(days=1)
+
+    def run(tables: dict[str, Any]) -> pd.DataFrame:
+        expr = build_features(tables, ref, with_outcome=with_outcome,
+                              acsc_codes=codelist(acsc_codelist), undated_known_from=known_from)
+        frame: pd.DataFrame = expr.to_pandas()
+        return frame.sort_values("patient_id", kind="stable").reset_index(drop=True)
+
+    if engine == "spark":
+        from pbc.warehouse.spark import spark_tables
+
+        with spark_tables(warehouse, FEATURE_INPUTS, stage="risk features") as tables:
+            return run(tables)
     con = warehouse.connect()
     try:
-        expr = build_features(_tables(con, warehouse.table_names()), ref,
-                              with_outcome=with_outcome, acsc_codes=codelist(acsc_codelist),
-                              undated_known_from=known_from)
-        return expr.to_pandas()
+        return run(_tables(con, warehouse.table_names()))
     finally:
         con.close()
 
@@ -216,6 +239,7 @@ def train(
     validation_date: dt.date | None = None,
     spec_path: Path | None = None,
     store: bool = True,
+    engine: str = "duckdb",
 ) -> TrainResult:
     """Train the emergency-admission model on the commissioner's own history.
 
@@ -223,8 +247,10 @@ def train(
     12 months (Wennberg et al., Combined Predictive Model, final report, King's Fund, 2006).
     Dates default to :func:`plan_windows`; giving ``validation_date`` equal to
     ``train_date`` asks for a held-out split. With ``store``
-    the model and its card are saved in the warehouse (``reference/risk/model.json``)."""
+    the model and its card are saved in the warehouse (``reference/risk/model.json``).
+    ``engine="spark"`` computes the features on Spark; the fit is the same."""
     _require_commissioner(warehouse, principal, "train the risk model")
+    _check_engine(engine)
     first, last = data_span(warehouse)
     if train_date is not None or validation_date is not None:
         t = train_date or validation_date or first
@@ -242,10 +268,11 @@ def train(
     covered = set(covered_features(first, w.train_date))
     use_terms = [t.term for t in spec.terms if t.feature in covered]
     not_covered = [t.term for t in spec.terms if t.feature not in covered]
-    train_all = _features(warehouse, w.train_date, True, spec.acsc_codelist)
+    train_all = _features(warehouse, w.train_date, True, spec.acsc_codelist, engine)
     train_f = outcome_cohort(train_all)
     if w.method == "temporal":
-        latest_all = _features(warehouse, w.validation_date, True, spec.acsc_codelist)
+        latest_all = _features(warehouse, w.validation_date, True, spec.acsc_codelist,
+                               engine)
         valid_f = latest = outcome_cohort(latest_all)
         validation_note = (f"temporal validation: trained at {w.train_date}, validated on "
                            f"all patients registered at {w.validation_date} and followed "
@@ -384,13 +411,16 @@ def score(
     model: RiskModel | Path | str | None = None,
     *,
     reference_date: dt.date | None = None,
+    engine: str = "duckdb",
 ) -> ScoreSummary:
     """Score every registered patient at ``reference_date`` (default: the day after the
-    data) and replace the ``risk_scores`` table (features, risk, rank, segment, model)."""
+    data) and replace the ``risk_scores`` table (features, risk, rank, segment, model).
+    ``engine="spark"`` computes the features on Spark; scoring and writing are the same."""
     _require_commissioner(warehouse, principal, "score the registered population")
+    _check_engine(engine)
     m = load_model(warehouse, model)
     ref = reference_date or plan_windows(*data_span(warehouse)).score_date
-    scored = score_frame(m, _features(warehouse, ref, False, m.spec.acsc_codelist))
+    scored = score_frame(m, _features(warehouse, ref, False, m.spec.acsc_codelist, engine))
     with tempfile.TemporaryDirectory() as d, warehouse.begin("risk") as tx:
         con = tx.connect()
         con.register("scores_df", scored)

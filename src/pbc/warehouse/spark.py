@@ -14,7 +14,9 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +119,45 @@ def write_partitioned(
                 f.rename(directory / f"{file_prefix}-0.parquet")
             else:
                 f.unlink()
+
+
+class SparkStageError(WarehouseError):
+    """A stage asked to run on Spark that Spark (or Ibis's Spark compiler) cannot run.
+
+    pbc never runs such a stage on DuckDB instead: the user asked for Spark."""
+
+
+@contextmanager
+def spark_tables(warehouse: Any, names: Sequence[str], *, stage: str) -> Iterator[dict[str, Any]]:
+    """The committed warehouse tables ``names`` (those it has) as Ibis tables on Spark.
+
+    Each table is read from exactly the Parquet files its manifest lists
+    (:meth:`~pbc.warehouse.Warehouse.table_files`) into a temporary view of the one Spark
+    session; the views are dropped on the way out. An error from Spark or from Ibis's Spark
+    compiler inside the block (an operation Spark cannot run) is raised as a
+    :class:`SparkStageError` naming ``stage``: nothing falls back to DuckDB."""
+    import ibis
+    from ibis.common.exceptions import IbisError
+    from py4j.protocol import Py4JError
+    from pyspark.errors import PySparkException
+
+    session = spark_session()
+    backend = ibis.pyspark.connect(session)
+    prefix = f"pbc_{uuid.uuid4().hex[:8]}_"
+    try:
+        tables = {}
+        for name in names:
+            if warehouse.has_table(name):
+                read_table(session, warehouse.table_files(name)) \
+                    .createOrReplaceTempView(prefix + name)
+                tables[name] = backend.table(prefix + name)
+        yield tables
+    except (IbisError, PySparkException, Py4JError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise SparkStageError(
+            f"{stage}: Spark cannot run this stage ({type(e).__name__}: {first}); pbc does "
+            "not run it on DuckDB instead: use --engine duckdb to run it there") from e
+    finally:  # the session outlives the stage (one per process): leave no views behind
+        for view in session.catalog.listTables():
+            if view.isTemporary and view.name.startswith(prefix):
+                session.catalog.dropTempView(view.name)
