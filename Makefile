@@ -22,7 +22,7 @@ test: $(DEV) ## Lint, type-check and run the whole test suite
 	$(MAKE) unit
 
 unit: $(DEV)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q --durations=15
 
 lint: $(DEV) ## ruff
 	$(BIN)/ruff check src tests benchmarks

@@ -265,6 +265,19 @@ def test_evaluation_finds_the_planted_effect(wh: Warehouse, store: DecisionStore
     # the proposer may see it; stored and audited
     shown = show_evaluation(store, Principal("dr", "practice", PLANTED), case_id)
     assert shown.result == r
+    # and pbc case show prints it after the case, for those who may see it
+    import json
+
+    from typer.testing import CliRunner
+
+    from pbc.cli import app
+
+    base = ["case", "show", str(case_id), "--warehouse", str(wh.root)]
+    out = CliRunner().invoke(app, [*base, "--as", f"practice:{PLANTED}"], terminal_width=200)
+    assert out.exit_code == 0, out.output
+    assert "difference in differences" in out.output and "comparison group" in out.output
+    out = CliRunner().invoke(app, [*base, "--json", "--as", f"practice:{PLANTED}"])
+    assert json.loads(out.output)["evaluation"]["result"] == r
     assert svc.verify_audit(store, FINANCE).ok
     events = svc.audit_log(store, FINANCE, entity="business_case", entity_id=str(case_id))
     assert events[-1].action == "evaluate_case"

@@ -1378,17 +1378,35 @@ def case_implement(case_id: CaseId, warehouse: WarehouseOpt = Path("warehouse"),
 def case_show(case_id: CaseId, warehouse: WarehouseOpt = Path("warehouse"),
               as_json: Annotated[bool, typer.Option("--json", help="As JSON.")] = False,
               acting_as: DecisionAsOpt = None) -> None:
-    """A case, its projected savings with every assumption, and its history."""
+    """A case, its projected savings with every assumption, and its history; once
+    evaluated, its latest evaluation (for those who may see it)."""
     import json
 
     from pbc.services.cases import show
+    from pbc.services.evaluation import describe, show_evaluation
+    from pbc.services.principal import AccessDenied
 
     with user_errors(), _store(warehouse) as store:
-        view = show(store, _decision_principal(warehouse, acting_as), case_id)
+        who = _decision_principal(warehouse, acting_as)
+        view = show(store, who, case_id)
+        evaluation, hidden = None, ""
+        if view.status == "evaluated":
+            try:
+                evaluation = show_evaluation(store, who, case_id)
+            except AccessDenied as e:  # a council sees the case, not its evaluation
+                hidden = str(e)
         if as_json:
-            print(json.dumps(view.as_dict(), indent=2, default=str))
-        else:
-            _print_case(view)
+            shown = view.as_dict()
+            if view.status == "evaluated":
+                shown["evaluation"] = evaluation.as_dict() if evaluation else hidden
+            print(json.dumps(shown, indent=2, default=str))
+            return
+        _print_case(view)
+        if evaluation is not None:
+            for line in describe(evaluation):
+                _say(line)
+        elif hidden:
+            _say(f"evaluation not shown: {hidden}")
 
 
 @case_app.command("list")
