@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pbc.services import risk as svc
@@ -162,8 +162,19 @@ def economies(draw: st.DrawFn) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*LEVELS, "column", "n"])
 
 
+#: found by Hypothesis: one round of the audit saw several cells disclosed, and widening the
+#: first ones already protected the last, so there was nothing left to hide for it (the
+#: suppression raised "cannot protect" instead of auditing again)
+STALE_DISCLOSURE = pd.DataFrame(
+    [("P0", "G1", "N0", "L1", "C", "a", 2), ("P0", "G1", "N0", "L1", "C", "b", 0),
+     ("P0", "G1", "N0", "L1", "C", "c", 0), ("P1", "G2", "N0", "L1", "C", "a", 6),
+     ("P1", "G2", "N0", "L1", "C", "b", 1), ("P1", "G2", "N0", "L1", "C", "c", 1)],
+    columns=[*LEVELS, "column", "n"])
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(economies())
+@example(STALE_DISCLOSURE)
 def test_no_published_table_minus_another_recovers_a_hidden_count(base: pd.DataFrame) -> None:
     columns = ("a", "b", "c")
     tables = suppress_levels(base, LEVELS, columns)

@@ -182,6 +182,8 @@ def suppress_levels(
         for key in disclosed:
             if hidden == before or not _near(key, relations) & (hidden - before):
                 _widen(key, relations, values, hidden, support)
+        if hidden == before:  # the audit saw these disclosed, and nothing more can hide
+            raise RuntimeError(f"cannot protect suppressed cell {disclosed[0]}")
     out: dict[str, list[LevelRow]] = {}
     for level in levels:
         rows = []
@@ -335,6 +337,6 @@ def _widen(key: CellKey, relations: list[tuple[CellKey, list[CellKey]]],
         mine = set(support[key].tolist())
         shown = [t for t in values if t not in hidden and values[t] > 0
                  and mine & set(support[t].tolist())]
-    if not shown:
-        raise RuntimeError(f"cannot protect suppressed cell {key}")
+    if not shown:  # an earlier widening in this round may have protected it: re-audit
+        return
     hidden.add(min(shown, key=lambda k: _order(k, values)))
