@@ -8,7 +8,7 @@ LOCKS  := requirements/core.lock requirements/dev.lock
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint typecheck unit bench docs lock clean screenshots
+.PHONY: help demo test lint typecheck unit bench docs lock clean screenshots vendor
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ lock: ## Re-resolve requirements/*.lock from pyproject.toml (uv, installed into 
 	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 -q -o requirements/core.lock
 	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 \
 	  --extra dev --extra spark --extra postgres -q -o requirements/dev.lock
+
+vendor: ## Re-vendor the web app's frontend (NHS.UK frontend, htmx, Vega, axe-core) from npm
+	$(BIN)/python scripts/vendor_frontend.py
 
 clean: ## Remove the venv and generated demo files
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,23 @@
+"""What one running web app serves: the warehouse, the decision store, cookie security."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """``warehouse``: the warehouse folder served; ``database_url``: the decision store
+    (None: the warehouse's own SQLite store, or ``PBC_DATABASE_URL``, as the CLI);
+    ``secure_cookies``: send the session cookie only over HTTPS (off only for local
+    development and tests over plain HTTP on the loopback address)."""
+
+    warehouse: Path
+    database_url: str | None = None
+    secure_cookies: bool = True
+    #: a signed-in session ends after this long without a request
+    session_idle_minutes: int = 30
+    #: failed logins for one user name (or one client) within the window before refusing
+    login_failures_allowed: int = 5
+    login_window_minutes: int = 15
