@@ -33,6 +33,7 @@ from pbc.calendar import normalise_financial_year
 from pbc.decisions.models import Base, utcnow
 from pbc.decisions.store import DecisionError
 from pbc.pricing.schema import SERVICE_LINES
+from pbc.reference.codelists import known_condition_codelist, known_names
 
 Status = Literal["draft", "submitted", "consultation", "approved", "rejected", "returned",
                  "implemented", "evaluated"]
@@ -58,7 +59,6 @@ CATEGORIES = ("service_redesign", "respite_care", "carer_support", "crisis_avoid
               "healthy_lifestyles", "long_term_condition_independence",
               "practice_advice_and_advocacy", "parent_support", "practice_mental_health",
               "isolated_older_people")
-CONDITION_CODELISTS = ("acsc_acute", "acsc_chronic")
 
 
 class CaseError(DecisionError):
@@ -104,19 +104,12 @@ class Scope(_Strict):
     @field_validator("service_lines")
     @classmethod
     def _lines(cls, v: list[str]) -> list[str]:
-        bad = [s for s in v if s not in SERVICE_LINES]
-        if bad:
-            raise ValueError(f"unknown service line(s) {', '.join(bad)}; expected some of "
-                             f"{', '.join(SERVICE_LINES)}")
-        return v
+        return known_names(v, SERVICE_LINES, "service line")
 
     @field_validator("condition_codelist")
     @classmethod
     def _codelist(cls, v: str | None) -> str | None:
-        if v is not None and v not in CONDITION_CODELISTS:
-            raise ValueError(f"condition_codelist must be one of "
-                             f"{', '.join(CONDITION_CODELISTS)}, not {v!r}")
-        return v
+        return known_condition_codelist(v)
 
 
 class ExpectedChange(_Strict):

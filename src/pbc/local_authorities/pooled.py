@@ -47,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pbc.calendar import normalise_financial_year, parse_financial_year, year_bounds
 from pbc.contracts.tables import SOCIAL_CARE_SERVICES
 from pbc.pricing.schema import SERVICE_LINES
+from pbc.reference.codelists import known_condition_codelist, known_names
 
 PartnerKind = Literal["commissioner", "local_authority", "group"]
 SharingRule = Literal["proportional", "fixed", "host_cap"]
@@ -54,9 +55,6 @@ SHARING_RULES: tuple[str, ...] = ("proportional", "fixed", "host_cap")
 #: NHS service lines a pooled budget may hold: every line with a patient (prescribing rows
 #: are per practice and month and carry no patient, so their residents cannot be known)
 POOLABLE_SERVICE_LINES = tuple(s for s in SERVICE_LINES if s != "prescribing")
-#: the condition code lists a scope may name (primary diagnosis of admitted spells), as a
-#: business case's scope may (``pbc.reference.codelists``)
-CONDITION_CODELISTS = ("acsc_acute", "acsc_chronic")
 
 Money = Annotated[Decimal, Field(ge=0, decimal_places=2, max_digits=14)]
 
@@ -110,28 +108,17 @@ class PoolScope(_Strict):
             raise ValueError("prescribing cannot be pooled: its rows are per practice and "
                              "month and carry no patient, so whether they are the council's "
                              "residents cannot be known")
-        bad = [s for s in v if s not in POOLABLE_SERVICE_LINES]
-        if bad:
-            raise ValueError(f"unknown service line(s) {', '.join(bad)}; expected some of "
-                             f"{', '.join(POOLABLE_SERVICE_LINES)}")
-        return v
+        return known_names(v, POOLABLE_SERVICE_LINES, "service line")
 
     @field_validator("social_care_service_types")
     @classmethod
     def _types(cls, v: list[str]) -> list[str]:
-        bad = [s for s in v if s not in SOCIAL_CARE_SERVICES]
-        if bad:
-            raise ValueError(f"unknown social care service type(s) {', '.join(bad)}; "
-                             f"expected some of {', '.join(SOCIAL_CARE_SERVICES)}")
-        return v
+        return known_names(v, SOCIAL_CARE_SERVICES, "social care service type")
 
     @field_validator("condition_codelist")
     @classmethod
     def _codelist(cls, v: str | None) -> str | None:
-        if v is not None and v not in CONDITION_CODELISTS:
-            raise ValueError(f"condition_codelist must be one of "
-                             f"{', '.join(CONDITION_CODELISTS)}, not {v!r}")
-        return v
+        return known_condition_codelist(v)
 
     @model_validator(mode="after")
     def _something(self) -> PoolScope:
