@@ -112,16 +112,20 @@ def test_a_practice_pack_reads_back_to_the_penny(wh: Warehouse, tmp_path: Path) 
 
 
 def test_the_back_test_is_the_forecast_cores(wh: Warehouse) -> None:
-    from pbc.services.monitoring import _spend
+    from pbc.services.monitoring import _frame, _opted_out, _spend
     from pbc.services.monitoring_pack import _panel, build_packs
 
     packs = build_packs(wh, COMMISSIONER, PERIOD, level="practice")
     bt = packs.packs[0].backtest
     assert set(bt.method) == {"run_rate", "seasonal_run_rate", "ratio_model"}
-    con = wh.connect()
-    year, before = _spend(con, "2024-25", "practice", "Q99"), _spend(con, "2023-24",
-                                                                       "practice", "Q99")
-    con.close()
+    # the holders' own spend: the lines they opted out of are the commissioner's
+    backend = wh.ibis()
+    priced = backend.table("priced_activity")
+    opted = _opted_out(backend.table("budget_phasing"), packs.position.financial_year,
+                       packs.position.budget_version)
+    year, before = (_frame(_spend(priced, fy, "practice", "Q99", opted))
+                    for fy in ("2024-25", "2023-24"))
+    backend.disconnect()
     codes = sorted(set(year.code) | set(before.code))
     rows = backtest(_panel(year, codes, "spend"), _panel(before, codes, "spend"))
     want = {(r.month, r.method): r for r in rows}
@@ -240,3 +244,24 @@ def test_screenshots_of_a_pack_and_its_chart(wh: Warehouse, tmp_path: Path) -> N
     for png in [*written, chart]:
         width, height = png_size(png)
         assert width >= 400 and height >= 100, png
+
+
+def test_each_packs_months_add_up_to_its_position_opted_out_lines_included(
+        wh: Warehouse) -> None:
+    """A pack's month-by-month spend and budget add up to its holder's position to date, for
+    every holder, including the practice whose prescribing the commissioner holds (the demo
+    policy's opt-out): the months chart and the summary table say the same thing."""
+    from pbc.monitoring.position import TOTAL
+    from pbc.services.monitoring_pack import build_packs
+
+    packs = build_packs(wh, COMMISSIONER, PERIOD, level="practice")
+    month = packs.position.month
+    opted = {str(c) for c, in wh.query(
+        "SELECT DISTINCT practice_code FROM budget_phasing WHERE kind = 'opt_out' AND "
+        "practice_code IS NOT NULL")}
+    assert opted & {p.code for p in packs.packs}, "the economy exercises an opt-out"
+    for pack in packs.packs:
+        total = pack.position[pack.position.service_line == TOTAL].iloc[0]
+        to_date = pack.months[pack.months.month <= month]
+        assert int(to_date.spend.sum()) == int(total.spend_to_date), pack.code
+        assert int(to_date.budget.sum()) == int(total.budget_to_date), pack.code

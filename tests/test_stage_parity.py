@@ -1,6 +1,8 @@
 """One expression, two engines, for the analytic stages after pricing: the indicators'
 numerators and denominators (``pbc benchmark --engine spark``) and the case-finding features
-(``pbc risk train/score --engine spark``) give the same rows on DuckDB and on Spark.
+(``pbc risk train/score --engine spark``), the budgets' inputs (``pbc budgets set --engine
+spark``) and the monitoring position (``pbc monitor --engine spark``) give the same rows on
+DuckDB and on Spark.
 
 Exact everywhere (rows, counts, money summed to the penny before it becomes a float, the
 features and the risk scores), except the float columns of a benchmark that derive from a
@@ -136,3 +138,71 @@ def test_a_stage_spark_cannot_run_is_refused_not_run_on_duckdb(
                 if t.name.startswith("pbc_")]  # its views are gone
     with pytest.raises(risk.WarehouseError, match="unknown engine 'polars'"):
         risk._features(wh, dt.date(2025, 4, 1), False, engine="polars")
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(list(frame.columns)).reset_index(drop=True) if len(
+        frame.columns) else frame
+
+
+def test_budget_inputs_on_spark_are_the_duckdb_inputs(wh: Warehouse) -> None:
+    """``pbc budgets set --engine spark``: the prior year's spend, list sizes, costs by
+    age-sex band, need indices and (person-based model) the register and each patient's
+    costs read on Spark are the DuckDB ones; the need index (a mean of per-person scores)
+    to a relative 1e-12, everything else exactly."""
+    from pbc.services.budgets import _frames
+
+    duck = _frames(wh, "2024-25", person_level=True)
+    spark = _frames(wh, "2024-25", person_level=True, engine="spark")
+    assert set(spark) == set(duck)
+    for name in duck:
+        d, s = _sorted(duck[name]), _sorted(spark[name])
+        if d.empty:
+            assert s.empty and list(s.columns) == list(d.columns), name
+        else:  # only the need index is a float from a sum of floats
+            _same_frames(d, s, exact=() if name == "need_index" else tuple(d.columns),
+                         what=name)
+    assert duck["spend"].spend_pence.sum() > 0 and len(duck["patients"]) > 500
+
+
+@pytest.fixture(scope="module")
+def budgeted(wh: Warehouse, tmp_path_factory: pytest.TempPathFactory) -> Warehouse:
+    """Budgets for 2025-26 set on DuckDB (the demo policy) and on Spark: both versions."""
+    from conftest import DEMO_POLICY
+    from pbc.services.budgets import set_indicative_budgets
+    from pbc.services.principal import Principal
+
+    folder = tmp_path_factory.mktemp("parity-budgets")
+    policy = folder / "policy.toml"
+    # the demo policy's opt-out is of practice A81003: here A81002's, in this 3-practice
+    # economy (so the position's opt-out exclusion runs on both engines too)
+    policy.write_text(DEMO_POLICY.read_text(encoding="utf-8").replace(
+        'financial_year = "2026-27"', 'financial_year = "2025-26"').replace(
+        'code = "A81003"', 'code = "A81002"'), encoding="utf-8")
+    who = Principal("analyst", "commissioner", "Q99")
+    on_duck = set_indicative_budgets(wh, policy, who, statements=folder / "duck")
+    on_spark = set_indicative_budgets(wh, policy, who, statements=folder / "spark",
+                                      engine="spark")
+    assert (on_duck.version, on_spark.version) == (1, 2)
+    # money (integer pence) exact; the need-weighted populations to a relative 1e-12
+    _same_frames(on_duck.result.frame, on_spark.result.frame, exact=(), what="budgets")
+    assert on_duck.result.frame.budget.sum() > 0
+    return wh
+
+
+@pytest.mark.parametrize("level", ["practice", "group", "commissioner"])
+def test_monitoring_position_on_spark_is_the_duckdb_position(budgeted: Warehouse,
+                                                             level: str) -> None:
+    """``pbc monitor --engine spark``: the same position, to the penny, at every level,
+    with the ratio model's interval (floats from the same integer inputs: exact)."""
+    from pbc.services.monitoring import monthly_position
+
+    who = parse_principal("commissioner:Q99", user="test")
+    for method in ("seasonal_run_rate", "ratio_model"):
+        duck = monthly_position(budgeted, who, "2025-09", level=level,  # type: ignore[arg-type]
+                                method=method, version=1)  # type: ignore[arg-type]
+        spark = monthly_position(budgeted, who, "2025-09", level=level,  # type: ignore[arg-type]
+                                 method=method, version=1,  # type: ignore[arg-type]
+                                 engine="spark")
+        pd.testing.assert_frame_equal(spark.frame, duck.frame, check_exact=True)
+        assert duck.frame.spend_to_date.sum() > 0 and duck.has_prior_year

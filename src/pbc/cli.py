@@ -732,6 +732,7 @@ def budgets_set(
         "--out", "-o", help="Folder for the statements (default: statements/YEAR in the "
         "warehouse folder); each file is named with the year and version and never "
         "overwritten.")] = None,
+    engine: EngineOpt = "duckdb",
 ) -> None:
     """Set indicative budgets by a policy; stores them, a new version, and statements."""
     from pbc.services import budgets
@@ -739,7 +740,7 @@ def budgets_set(
     with user_errors():
         run = budgets.set_indicative_budgets(
             Warehouse(warehouse), policy, _principal(warehouse, acting_as), reason=reason,
-            nhse_file=nhse_file, statements=out)
+            nhse_file=nhse_file, statements=out, engine=engine)
         print_budget_summary(run)
         _say(f"statements ({len(run.files)} files): {run.statements}")
 
@@ -866,6 +867,7 @@ def monitor(
              "a .xlsx file for one holder (your own practice or group, or --level "
              "commissioner), else a folder with one pack per holder.")] = None,
     acting_as: AsOpt = None,
+    engine: EngineOpt = "duckdb",
 ) -> None:
     """Spend to date against the phased budget, variance and forecast outturn (and the
     restatements of earlier frozen months). Subcommands: freeze, restatements."""
@@ -883,9 +885,13 @@ def monitor(
             raise UserError(f"--level must be one of {', '.join(LEVELS)}, not {level!r}")
         if method not in METHODS:
             raise UserError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+        if engine == "spark" and xlsx is not None:
+            raise UserError("--xlsx builds the monitoring pack on DuckDB (its drivers and "
+                            "charts are not Ibis expressions yet): leave out --engine spark "
+                            "to write the pack, or --xlsx to compute the position on Spark")
         who = _principal(warehouse, acting_as)
         pos = monthly_position(Warehouse(warehouse), who, month,
-                               level=level, method=method, version=version)
+                               level=level, method=method, version=version, engine=engine)
         frame = in_pounds(pos.frame)
         if csv is not None:
             frame.to_csv(csv, index=False)

@@ -32,6 +32,7 @@ from pbc.services.names import organisation_names
 from pbc.services.suppression import DEFAULT_THRESHOLD, MARKER, suppress_table
 from pbc.warehouse import Warehouse, WarehouseError
 from pbc.warehouse.export import spreadsheet_safe
+from pbc.warehouse.spark import check_engine
 
 Level = Literal["practice", "group", "commissioner"]
 
@@ -84,7 +85,6 @@ def _indicator(indicator_id: str) -> Indicator:
 #: the warehouse tables the indicators read (:mod:`pbc.indicators.compute`)
 INDICATOR_INPUTS = ("practices", "patients", "list_sizes", "tariff_apc",
                     *ACTIVITY_TABLE.values())
-ENGINES = ("duckdb", "spark")
 
 
 def _tables(warehouse: Warehouse) -> Mapping[str, Any]:
@@ -111,8 +111,7 @@ def benchmark_all(
     Spark over the warehouse's Parquet files (:func:`pbc.warehouse.spark.spark_tables`);
     the per-practice results come back as small frames and the statistics (intervals,
     funnels, XmR) are computed here as on DuckDB."""
-    if engine not in ENGINES:
-        raise WarehouseError(f"unknown engine {engine!r}: use duckdb or spark")
+    check_engine(engine)
 
     def run(tables: Mapping[str, Any]) -> list[BenchmarkResult]:
         return _benchmark_all(warehouse, tables, indicator_ids, level=level,

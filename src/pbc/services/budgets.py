@@ -63,7 +63,7 @@ from pbc.calendar import (
     year_bounds,
 )
 from pbc.decisions import DecisionStore, Line
-from pbc.pricing.schema import TARIFF_VALUE_SQL
+from pbc.pricing.schema import tariff_value
 from pbc.reports.budget_statement import (
     LastYear,
     StatementContext,
@@ -75,7 +75,7 @@ from pbc.services.names import organisation_names
 from pbc.services.principal import AccessDenied, Principal
 from pbc.warehouse import Warehouse, WarehouseError
 from pbc.warehouse.export import spreadsheet_safe
-from pbc.warehouse.validate import lit
+from pbc.warehouse.spark import check_engine
 
 #: ``priced_activity.service_line`` values and the two lines priced outside it
 PRICED_LINES = ("elective_inpatient", "day_case", "non_elective", "outpatient_first",
@@ -98,12 +98,12 @@ def _prior_year(financial_year: str) -> str:
     return format_financial_year(parse_financial_year(financial_year) - 1)
 
 
-def _commissioner(con: Any, wanted: str | None) -> str:
-    """The commissioner whose budgets are set: the policy's, checked against ``practices``,
-    or the only one there is."""
-    codes = sorted(str(r[0]) for r in con.execute(
-        "SELECT DISTINCT commissioner_code FROM practices "
-        "WHERE commissioner_code IS NOT NULL").fetchall())
+def _commissioner(practices: Any, wanted: str | None) -> str:
+    """The commissioner whose budgets are set: the policy's, checked against ``practices``
+    (an Ibis table), or the only one there is."""
+    found = practices.filter(practices.commissioner_code.notnull()).select(
+        "commissioner_code").distinct().to_pyarrow()
+    codes = sorted(str(c) for c in found.column("commissioner_code").to_pylist())
     if wanted is not None:
         if wanted not in codes:
             raise WarehouseError(f"the policy's commissioner_code {wanted!r} has no practices "
@@ -148,72 +148,110 @@ def list_sizes(patients: Any) -> pd.DataFrame:
         ["practice_code", "sex", "age_band"]).reset_index(drop=True)
 
 
+#: the warehouse tables the budgets read (``--engine spark`` reads these into Spark)
+BUDGET_INPUTS = ("priced_activity", "practices", "patients", "patient_conditions",
+                 "practice_groups")
+
+
+def registered_on_expr(patients: Any, day: dt.date) -> Any:
+    """:func:`registered_on` as an Ibis condition over ``patients`` (any engine)."""
+    cols = set(patients.columns)
+    cond = ibis.literal(True)
+    if "registered_from" in cols:
+        cond &= patients.registered_from.isnull() | (patients.registered_from <= day)
+    if "registered_to" in cols:
+        cond &= patients.registered_to.isnull() | (patients.registered_to >= day)
+    if "date_of_death" in cols:
+        cond &= patients.date_of_death.isnull() | (patients.date_of_death > day)
+    return cond
+
+
 def _frames(warehouse: Warehouse, prior: str, *, person_level: bool,
-            commissioner: str | None = None) -> dict[str, pd.DataFrame]:
+            commissioner: str | None = None, engine: str = "duckdb") -> dict[str, pd.DataFrame]:
     """The budget inputs of one commissioner from the warehouse; the patient register
     itself only when ``person_level`` (a service line uses the person-based method).
 
     Money is the tariff value before the marginal rate, summed exactly by the engine and
-    handed over as integer pence (``spend_pence``)."""
+    handed over as integer pence (``spend_pence``). ``engine="spark"`` runs the same Ibis
+    expressions on Spark over the warehouse's Parquet files
+    (:func:`pbc.warehouse.spark.spark_tables`); what comes back (sums by practice, service
+    line and month; list sizes and costs by age-sex band; need indices; for the
+    person-based model the register itself) is fitted here, as on DuckDB."""
+    check_engine(engine)
     if not warehouse.has_table("priced_activity"):
         raise WarehouseError("set budgets after pricing: run pbc price first")
-    con = warehouse.connect()
+    if engine == "spark":
+        from pbc.warehouse.spark import spark_tables
+
+        with spark_tables(warehouse, BUDGET_INPUTS, stage="budgets") as tables:
+            return _budget_inputs(tables, prior, person_level, commissioner)
+    backend = warehouse.ibis()
     try:
-        q = lambda sql: con.execute(sql).df()  # noqa: E731
-        code = _commissioner(con, commissioner)
-        # the commissioner's own practices, and a view of its registered patients
-        con.execute(f"CREATE TEMP VIEW budget_practices AS SELECT practice_code, group_code "
-                    f"FROM practices WHERE commissioner_code = {lit(code)}")
-        con.execute("CREATE TEMP VIEW budget_patients AS SELECT * FROM patients WHERE "
-                    "practice_code IN (SELECT practice_code FROM budget_practices) AND "
-                    + registered_on(con, year_bounds(parse_financial_year(prior))[1]))
-        mine = (f"financial_year = {lit(prior)} AND price IS NOT NULL "
-                f"AND commissioner_code = {lit(code)}")
-        spend = q(f"""
-            SELECT coalesce(practice_code, '') AS practice_code, service_line, month,
-                   CAST(sum({TARIFF_VALUE_SQL}) * 100 AS BIGINT) AS spend_pence
-            FROM priced_activity WHERE {mine}
-            GROUP BY ALL ORDER BY ALL""")
-        if spend.empty:
-            raise WarehouseError(f"no priced activity of commissioner {code} for the prior "
-                                 f"year {prior}: budgets start from prior-year spend")
-        backend = ibis.duckdb.from_connection(con)
-        patients = backend.table("budget_patients")
-        frames = {
-            "spend": spend,
-            "practices": q("SELECT practice_code, group_code FROM budget_practices ORDER BY 1"),
-            # the register is aggregated by the engine: list sizes by age-sex band, cost by
-            # band and service line, need index per practice (pbc.budgets.register)
-            "list_sizes": list_sizes(patients),
-        }
-        conditions = (backend.table("patient_conditions")
-                      if warehouse.has_table("patient_conditions") else None)
-        frames["need_index"] = need_index_expr(patients, conditions).execute()
-        costs_sql = f"""
-            SELECT patient_id, service_line, sum({TARIFF_VALUE_SQL}) AS cost
-            FROM priced_activity
-            WHERE {mine} AND patient_id IS NOT NULL GROUP BY ALL"""
-        # read once: kept when the person-based model needs it too, else streamed
-        kind = "TABLE" if person_level else "VIEW"
-        con.execute(f"CREATE TEMP {kind} patient_costs AS {costs_sql}")
-        frames["band_costs"] = band_costs_expr(patients,
-                                               backend.table("patient_costs")).execute()
-        if person_level:  # the person-based model is fitted on the register itself
-            frames["patients"] = q("SELECT patient_id, practice_code, sex, age, imd_decile "
-                                   "FROM budget_patients")
-            frames["conditions"] = (
-                q("SELECT patient_id, condition FROM patient_conditions")
-                if conditions is not None else pd.DataFrame(columns=["patient_id", "condition"]))
-            frames["patient_costs"] = q("SELECT * FROM patient_costs")
-        frames["membership"] = (
-            q("SELECT practice_code, group_code, CAST(valid_from AS VARCHAR) AS valid_from, "
-              "CAST(valid_to AS VARCHAR) AS valid_to FROM practice_groups WHERE practice_code "
-              "IN (SELECT practice_code FROM budget_practices)")
-            if warehouse.has_table("practice_groups") else pd.DataFrame())
-        frames["commissioner"] = pd.DataFrame({"commissioner_code": [code]})
-        return frames
+        return _budget_inputs({n: backend.table(n) for n in BUDGET_INPUTS
+                               if warehouse.has_table(n)}, prior, person_level, commissioner)
     finally:
-        con.close()
+        backend.disconnect()
+
+
+def _budget_inputs(tables: dict[str, Any], prior: str, person_level: bool,
+                   commissioner: str | None) -> dict[str, pd.DataFrame]:
+    practices_t = tables["practices"]
+    code = _commissioner(practices_t, commissioner)
+    # the commissioner's own practices, and its registered patients on the prior year's end
+    mine_practices = practices_t.filter(practices_t.commissioner_code == code).select(
+        "practice_code", "group_code")
+    patients_t = tables["patients"]
+    patients = patients_t.filter(
+        patients_t.practice_code.isin(mine_practices.practice_code),
+        registered_on_expr(patients_t, year_bounds(parse_financial_year(prior))[1]))
+    priced = tables["priced_activity"]
+    mine = priced.filter(priced.financial_year == prior, priced.price.notnull(),
+                         priced.commissioner_code == code)
+    spend = mine.group_by(practice_code=mine.practice_code.fill_null(""),
+                          service_line=mine.service_line, month=mine.month).aggregate(
+        spend_pence=(tariff_value(mine).sum() * 100).cast("int64"))
+    spend = _pandas(spend.order_by(["practice_code", "service_line", "month"]))
+    if spend.empty:
+        raise WarehouseError(f"no priced activity of commissioner {code} for the prior "
+                             f"year {prior}: budgets start from prior-year spend")
+    frames = {
+        "spend": spend,
+        "practices": _pandas(mine_practices.order_by("practice_code")),
+        # the register is aggregated by the engine: list sizes by age-sex band, cost by
+        # band and service line, need index per practice (pbc.budgets.register)
+        "list_sizes": list_sizes(patients),
+    }
+    conditions = tables.get("patient_conditions")
+    frames["need_index"] = need_index_expr(patients, conditions).execute()
+    with_patient = mine.filter(mine.patient_id.notnull())
+    patient_costs = with_patient.group_by(["patient_id", "service_line"]).aggregate(
+        cost=tariff_value(with_patient).sum())
+    frames["band_costs"] = band_costs_expr(patients, patient_costs).execute()
+    if person_level:  # the person-based model is fitted on the register itself
+        frames["patients"] = _pandas(patients.select(
+            "patient_id", "practice_code", "sex", "age", "imd_decile"))
+        frames["conditions"] = (
+            _pandas(conditions.select("patient_id", "condition")) if conditions is not None
+            else pd.DataFrame(columns=["patient_id", "condition"]))
+        frames["patient_costs"] = _pandas(patient_costs)
+    groups = tables.get("practice_groups")
+    frames["membership"] = pd.DataFrame() if groups is None else _pandas(
+        groups.filter(groups.practice_code.isin(mine_practices.practice_code)).select(
+            "practice_code", "group_code", valid_from=groups.valid_from.cast("string"),
+            valid_to=groups.valid_to.cast("string")))
+    frames["commissioner"] = pd.DataFrame({"commissioner_code": [code]})
+    return frames
+
+
+def _pandas(expr: Any) -> pd.DataFrame:
+    """An Ibis table's rows as pandas, with NumPy types as DuckDB's ``.df()`` gives them
+    (object text, int64 counts), whichever engine ran it."""
+    frame: pd.DataFrame = expr.to_pyarrow().to_pandas(types_mapper=None)
+    for col in frame.columns:
+        if pd.api.types.is_string_dtype(frame[col]) and not pd.api.types.is_object_dtype(
+                frame[col]):
+            frame[col] = frame[col].astype(object)
+    return frame
 
 
 def _nhse(policy: Any, nhse_file: Path | None) -> pd.DataFrame | None:
@@ -233,7 +271,14 @@ def set_indicative_budgets(
     reason: str = "budgets set from policy",
     nhse_file: Path | None = None,
     statements: Path | None = None,
+    engine: str = "duckdb",
 ) -> BudgetRun:
+    """Set the indicative budgets of ``policy_path``'s year as a new draft version, store
+    them in the warehouse and the decision store, and write the statements.
+
+    ``engine="spark"``: the inputs read from the warehouse (prior-year spend, list sizes,
+    costs by band, need indices) are computed on Spark (:func:`_frames`); the budgets
+    themselves are computed here, as on DuckDB."""
     if who.role != "commissioner":
         raise AccessDenied(f"{who} may not set budgets: only the commissioner can (pbc "
                            "budgets set --policy FILE --as commissioner:CODE)")
@@ -242,7 +287,7 @@ def set_indicative_budgets(
     person_level = any(policy.fair_share[line].method == "person_based"
                        for line in policy.scope)
     frames = _frames(warehouse, prior, person_level=person_level,
-                     commissioner=policy.commissioner_code)
+                     commissioner=policy.commissioner_code, engine=engine)
     code = str(frames["commissioner"].commissioner_code.iloc[0])
     if who.organisation != code:
         raise AccessDenied(f"{who} may not set the budgets of commissioner {code}")

@@ -24,6 +24,7 @@ import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import ibis
 import numpy as np
 import pandas as pd
 
@@ -48,8 +49,11 @@ from pbc.monitoring.freed import (
 from pbc.monitoring.position import TOTAL, Level
 from pbc.pricing.schema import TARIFF_VALUE_SQL
 from pbc.services.monitoring import (
+    POSITION_INPUTS,
     MonthlyPosition,
     _budget,
+    _frame,
+    _opted_out,
     _spend,
     monthly_position,
     position_outturns,
@@ -314,10 +318,13 @@ def build_packs(warehouse: Warehouse, who: Principal, period: str, *,
     try:
         names = _names(con, level)
         providers = _provider_names(con)
-        spend = _spend(con, fy, level, pos.commissioner_code)
-        prior = _spend(con, prior_fy, level, pos.commissioner_code)
-        before = _spend(con, before_fy, level, pos.commissioner_code)
-        budget = _budget(con, fy, pos.budget_version, level)
+        # the position's own sums (opted-out lines left to the commissioner, as there)
+        backend = ibis.duckdb.from_connection(con)
+        priced, phasing = (backend.table(n) for n in POSITION_INPUTS)
+        opted = _opted_out(phasing, fy, pos.budget_version)
+        spend, prior, before = (_frame(_spend(priced, year, level, pos.commissioner_code,
+                                              opted)) for year in (fy, prior_fy, before_fy))
+        budget = _frame(_budget(phasing, fy, pos.budget_version, level))
         visible = sorted(set(pos.frame.code.astype(str)))
         by_dim: dict[str, pd.DataFrame] = {}
         for dim in DIMENSIONS:

@@ -54,6 +54,7 @@ from pbc.services.principal import AccessDenied, Principal
 from pbc.services.suppression import DEFAULT_THRESHOLD, MARKER, suppress_levels
 from pbc.warehouse import Warehouse, WarehouseError
 from pbc.warehouse.export import spreadsheet_safe
+from pbc.warehouse.spark import check_engine
 from pbc.warehouse.store import FILE_MODE
 
 MODEL_FILE = "risk/model.json"  # under the warehouse version's reference/ folder
@@ -148,14 +149,6 @@ def _tables(con: Any, names: list[str]) -> dict[str, Any]:
     return {n: backend.table(n) for n in FEATURE_INPUTS if n in names}
 
 
-ENGINES = ("duckdb", "spark")
-
-
-def _check_engine(engine: str) -> None:
-    if engine not in ENGINES:
-        raise WarehouseError(f"unknown engine {engine!r}: use duckdb or spark")
-
-
 def _features(warehouse: Warehouse, ref: dt.date, with_outcome: bool,
               acsc_codelist: str = "acsc_chronic", engine: str = "duckdb") -> pd.DataFrame:
     """Features at ``ref``, one row per patient in ``patient_id`` order (so a fit does not
@@ -168,7 +161,7 @@ def _features(warehouse: Warehouse, ref: dt.date, with_outcome: bool,
     model, as from DuckDB."""
     from pbc.reference.codelists import codelist
 
-    _check_engine(engine)
+    check_engine(engine)
     if not warehouse.has_table("patients"):
         raise WarehouseError(f"{warehouse.root}: case finding needs the patients table")
     known_from = data_span(warehouse)[1] + dt.timedelta(days=1)
@@ -250,7 +243,7 @@ def train(
     the model and its card are saved in the warehouse (``reference/risk/model.json``).
     ``engine="spark"`` computes the features on Spark; the fit is the same."""
     _require_commissioner(warehouse, principal, "train the risk model")
-    _check_engine(engine)
+    check_engine(engine)
     first, last = data_span(warehouse)
     if train_date is not None or validation_date is not None:
         t = train_date or validation_date or first
@@ -417,7 +410,7 @@ def score(
     data) and replace the ``risk_scores`` table (features, risk, rank, segment, model).
     ``engine="spark"`` computes the features on Spark; scoring and writing are the same."""
     _require_commissioner(warehouse, principal, "score the registered population")
-    _check_engine(engine)
+    check_engine(engine)
     m = load_model(warehouse, model)
     ref = reference_date or plan_windows(*data_span(warehouse)).score_date
     scored = score_frame(m, _features(warehouse, ref, False, m.spec.acsc_codelist, engine))

@@ -22,6 +22,15 @@ from typing import Any
 
 from pbc.warehouse.store import KEY_PREFIX, PARQUET_COMPRESSION, WarehouseError, hive_from_keys
 
+#: the engines an analytic stage runs on (``--engine``): the same Ibis expressions on each
+ENGINES = ("duckdb", "spark")
+
+
+def check_engine(engine: str) -> None:
+    """WarehouseError unless ``engine`` is one of :data:`ENGINES`."""
+    if engine not in ENGINES:
+        raise WarehouseError(f"unknown engine {engine!r}: use duckdb or spark")
+
 
 def spark_log() -> Path:
     """Where Spark's own output goes when pbc runs it quietly (this process's file)."""
