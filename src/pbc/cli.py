@@ -2215,6 +2215,70 @@ def print_run_summary(report: Any, out: Console | None = None) -> None:
     _say(f"summary: {report.summary_file}; state: {report.state_file}", con)
 
 
+# ------------------------------------------------ webapi: API tokens (issue 18, item 4)
+@users_app.command("token")
+def users_token(
+    name: Annotated[str, typer.Argument(help="The user the token acts for.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    label: Annotated[str | None, typer.Option(
+        help="A name for the token, to list and revoke it by (default: token N).")] = None,
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """Print a new API token for an existing user, once (pbc keeps only its SHA-256): send
+    it as Authorization: Bearer TOKEN to /api/v1 (docs/api.md). An administrator, or the
+    user themself (--as ROLE:ORG:NAME)."""
+    from pbc.services.api_tokens import issue_token
+
+    with user_errors(), _store(warehouse) as store:
+        issued = issue_token(store, _decision_principal(warehouse, acting_as), name, label)
+    err.print(f"token {issued.id} ({issued.label!r}) for {issued.user_name}; shown once, "
+              "keep it secret (revoke: pbc users revoke-token "
+              f"{issued.user_name} --label LABEL):", markup=False, highlight=False)
+    print(issued.token)
+
+
+@users_app.command("tokens")
+def users_tokens(
+    name: Annotated[str, typer.Argument(help="The user whose tokens to list.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """A user's API tokens: label, created, last used, revoked (never the token)."""
+    from pbc.services.api_tokens import list_tokens
+
+    with user_errors(), _store(warehouse) as store:
+        rows = list_tokens(store, _decision_principal(warehouse, acting_as), name)
+    table = RichTable("id", "label", "created", "last used", "revoked",
+                      title=f"API tokens of {name}")
+    for t in rows:
+        table.add_row(str(t.id), t.label, f"{t.created_at:%Y-%m-%d %H:%M} by {t.created_by}",
+                      f"{t.last_used_at:%Y-%m-%d %H:%M}" if t.last_used_at else "never",
+                      f"{t.revoked_at:%Y-%m-%d %H:%M} by {t.revoked_by}" if t.revoked_at
+                      else "no")
+    console.print(table)
+    if not rows:
+        console.print(f"{name} has no API tokens", highlight=False, markup=False)
+
+
+@users_app.command("revoke-token")
+def users_revoke_token(
+    name: Annotated[str, typer.Argument(help="The token's user.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    label: Annotated[str | None, typer.Option(help="The token's label.")] = None,
+    token_id: Annotated[int | None, typer.Option("--id", help="The token's id.")] = None,
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """Revoke one of a user's API tokens (by --label or --id): the API refuses it from
+    then on (401)."""
+    from pbc.services.api_tokens import revoke_token
+
+    with user_errors(), _store(warehouse) as store:
+        t = revoke_token(store, _decision_principal(warehouse, acting_as), name, label=label,
+                         token_id=token_id)
+    console.print(f"revoked token {t.id} ({t.label!r}) of {t.user_name}", highlight=False,
+                  markup=False)
+
+
 def main() -> None:
     try:
         app()
