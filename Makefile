@@ -8,7 +8,7 @@ LOCKS  := requirements/core.lock requirements/dev.lock
 PYTEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint typecheck unit bench docs lock clean screenshots vendor
+.PHONY: help demo test lint typecheck unit bench bench-national docs lock clean screenshots vendor
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ typecheck: $(DEV) ## mypy
 
 bench: $(DEV) ## Benchmarks against baselines (synth, load, pricing, budgets, risk, indicators, monitoring); prints ratios
 	$(BIN)/python benchmarks/run.py
+
+bench-national: $(DEV) ## The national year end to end with pbc run (about an hour the first time: it synthesises England); writes docs/performance.md
+	$(BIN)/python benchmarks/bench_national.py
 
 docs: $(CORE) ## Regenerate docs/data-contracts.md from the contracts
 	$(BIN)/python -m pbc.contracts.docs > docs/data-contracts.md
