@@ -187,7 +187,8 @@ def period_of(request: Request, month: str | None) -> str:
     if not versions:
         raise WarehouseError("no budgets are set yet: pbc budgets set --policy FILE")
     fy = max(str(v.financial_year) for v in versions)
-    m = latest_month(warehouse_of(request), fy) or 1
+    m = cached(request, ("latest_month", fy),
+               lambda: latest_month(warehouse_of(request), fy)) or 1
     start = parse_financial_year(fy)
     year, calendar_month = (start, m + 3) if m <= 9 else (start + 1, m - 9)
     return f"{year}-{calendar_month:02d}"
@@ -367,7 +368,9 @@ def home(request: Request) -> Response:
 def _names(request: Request) -> dict[str, dict[str, str]]:
     from pbc.services.names import organisation_names
 
-    return organisation_names(warehouse_of(request))
+    names: dict[str, dict[str, str]] = cached(
+        request, ("names",), lambda: organisation_names(warehouse_of(request)))
+    return names
 
 
 POSITION_COLUMNS = [Column("annual_budget", "Annual budget", "money"),
@@ -424,7 +427,8 @@ def loads_table(request: Request, v: Viewer) -> Table:
     from pbc.services.loads import reconciliation
 
     with refusals(request, v, "a commissioner (commissioner:CODE)"):
-        frame = reconciliation(warehouse_of(request), v.principal)
+        frame = cached(request, ("loads", _key(v.principal)),
+                       lambda: reconciliation(warehouse_of(request), v.principal))
     return Table("loads", "Data loads: rows quarantined and reconciliation", frame,
                  [Column("stage", "Stage"), Column("source_table", "Table"),
                   Column("source_file", "File"), Column("rows_in", "Rows in", "count"),
@@ -457,7 +461,8 @@ def overview(request: Request, month: str | None = None) -> HTMLResponse:
                        lambda: build_packs(warehouse_of(request), v.principal, period,
                                            level="commissioner"))
     pack = packs.packs[0]
-    chart = chart_spec(cumulative_chart(packs, pack, source="pbc warehouse"))
+    chart = cached(request, ("chart", _key(v.principal), period, "commissioner"),
+                   lambda: chart_spec(cumulative_chart(packs, pack, source="pbc warehouse")))
     return page_or_rows(request, "overview.html", v, tables, chart=chart,
                         title=f"Commissioner overview: {pack.code} {pack.name}".strip(),
                         period=packs.position.period)
@@ -542,8 +547,10 @@ def practice_dashboard(request: Request, code: str, month: str | None = None) ->
     return page_or_rows(request, "practice.html", v, [*tables, cases], code=code,
                         name=pack.name, period=packs.position.period,
                         total={k: Decimal(int(total[k])) / 100 for k in MONEY},
-                        chart=chart_spec(cumulative_chart(packs, pack,
-                                                          source="pbc warehouse")),
+                        chart=cached(request, ("chart", _key(v.principal),
+                                               packs.position.period, code),
+                                     lambda: chart_spec(cumulative_chart(
+                                         packs, pack, source="pbc warehouse"))),
                         own=v.principal.role == "practice"
                         and v.principal.organisation == code)
 
@@ -555,7 +562,8 @@ def case_finding_table(request: Request, v: Viewer, code: str) -> Table:
 
     wh = warehouse_of(request)
     with refusals(request, v, f"a user of practice {code} (practice:{code}) only"):
-        rows = risk.case_finding_list(wh, v.principal, code, top_n=50)
+        rows = cached(request, ("case-finding", _key(v.principal), code),
+                      lambda: risk.case_finding_list(wh, v.principal, code, top_n=50))
     frame = pd.DataFrame(rows)
     if len(frame):
         frame = frame.assign(risk=frame["risk_percent"].astype(float) / 100)
@@ -599,7 +607,8 @@ def budget_explainer(request: Request, code: str) -> HTMLResponse:
 
     v = auth.viewer(request)
     _may_see_budget(request, v, code)
-    text = explanation(warehouse_of(request), code)
+    text = cached(request, ("explanation", code),
+                  lambda: explanation(warehouse_of(request), code))
     return render(request, "budget.html", v, code=code, lines=text.splitlines(),
                   name=_names(request)["practices"].get(code, ""))
 
