@@ -356,3 +356,19 @@ def test_serve_is_a_command(tmp_path: Path) -> None:
 
     r = CliRunner().invoke(cli, ["serve", "--warehouse", str(tmp_path / "none")])
     assert r.exit_code == 2 and "no warehouse" in r.output
+
+
+def test_a_decision_is_seen_at_the_next_request_despite_the_cache(app: Any, economy: Any
+                                                                   ) -> None:
+    """Pages keep services' results per app; agreeing the budget (a decision, with its
+    audit row) must show at once. Last in the module: it agrees the shared budget."""
+    from pbc.services.budgets import agree
+
+    client = signed_in(app, "fin", "commissioner:Q99")
+    url = f"/overview?month={PERIOD}&table=practices"
+    before = client.get(url, headers={"HX-Request": "true"}).text
+    assert "draft, not agreed" in before
+    assert client.get(url, headers={"HX-Request": "true"}).text == before  # from the cache
+    agree(economy, Principal("fin", "commissioner", "Q99"), "2025-26", 1)
+    after = client.get(url, headers={"HX-Request": "true"}).text
+    assert "draft, not agreed" not in after and "agreed)" in after
