@@ -2279,6 +2279,57 @@ def users_revoke_token(
                   markup=False)
 
 
+# ---------------------------------------------------------------------- webcore (issue 18)
+@users_app.command("password")
+def users_password(
+    name: Annotated[str, typer.Argument(help="The user whose password to set.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="Read the password from the first line of standard input "
+        "(for scripts) instead of asking twice.")] = False,
+    acting_as: DecisionAsOpt = None,
+) -> None:
+    """Set a user's password for the web app (pbc serve), stored as an Argon2id hash. Only
+    an administrator, or the user themself (--as ROLE:ORG:NAME)."""
+    from pbc.services.accounts import AccountError, set_password
+
+    with user_errors(), _store(warehouse) as store:
+        if password_stdin:
+            secret = sys.stdin.readline().rstrip("\r\n")
+        else:
+            secret = typer.prompt(f"New password for {name}", hide_input=True,
+                                  confirmation_prompt=True)
+        try:
+            set_password(store, _decision_principal(warehouse, acting_as), name, secret)
+        except AccountError as e:
+            raise UserError(str(e)) from e
+        console.print(f"set the password of {name}")
+
+
+@app.command()
+def serve(
+    warehouse: WarehouseOpt = Path("warehouse"),
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    insecure_cookies: Annotated[bool, typer.Option(
+        "--insecure-cookies", help="Send the session cookie over plain HTTP too (local "
+        "development only; behind HTTPS leave it off).")] = False,
+) -> None:
+    """The web app over this warehouse (docs/web.md): sign in with a user of the decision
+    store whose password is set (pbc users password NAME)."""
+    import uvicorn
+
+    from pbc.web.app import create_app
+    from pbc.web.settings import WebSettings
+
+    with user_errors():
+        if not (warehouse / "current").exists():
+            raise UserError(f"{warehouse}: no warehouse here (pbc load first)")
+        app_ = create_app(WebSettings(warehouse, secure_cookies=not insecure_cookies))
+        _say(f"pbc web app for {warehouse} on http://{host}:{port}/ (Ctrl-C to stop)")
+        uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
 def main() -> None:
     try:
         app()

@@ -35,4 +35,5 @@ def create_app(settings: WebSettings) -> FastAPI:
 
     app.mount("/api/v1", api.create_api(settings))
     app.include_router(pages.router)
+    pages.install(app)
     return app
