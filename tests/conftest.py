@@ -128,3 +128,30 @@ def budgeted_economy(base: Path, *, practices: int, seed: int, years: int, start
     set_indicative_budgets(wh, policy, Principal("analyst", "commissioner", "Q99"),
                            statements=base / "statements")
     return wh
+
+
+@pytest.fixture(scope="session")
+def web_economy_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small economy for the web tests, built once per test process: 4 practices, two
+    years (2024-25, 2025-26), budgets for 2025-26 (the demo policy), risk scores. Use
+    :func:`copy_economy` to get a private copy to change (users, cases, decisions)."""
+    from pbc.services import risk
+    from pbc.services.principal import Principal
+
+    base = tmp_path_factory.mktemp("web-template")
+    wh = budgeted_economy(base, practices=4, seed=21, years=2, start_year=2024)
+    commissioner = Principal("analyst", "commissioner", "Q99")
+    risk.train(wh, commissioner)  # type: ignore[arg-type]
+    risk.score(wh, commissioner)  # type: ignore[arg-type]
+    return base
+
+
+def copy_economy(template: Path, dest: Path) -> object:
+    """A private copy of a template economy (warehouse, decision store, inputs); its
+    Warehouse. Copying takes well under a second; building one takes a minute."""
+    import shutil
+
+    from pbc.warehouse import Warehouse
+
+    shutil.copytree(template, dest, symlinks=True)
+    return Warehouse(dest / "wh")

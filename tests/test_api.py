@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from case_fixtures import case_data
-from conftest import budgeted_economy
+from conftest import copy_economy
 from pbc.cli import app as cli
 from pbc.decisions import DecisionStore
 from pbc.decisions.accounts import ApiToken
@@ -39,13 +40,11 @@ USERS = {"admin": [("administrator", "Q99")], "pm": [("practice", "A81000")],
 
 
 @pytest.fixture(scope="module")
-def economy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def economy(tmp_path_factory: pytest.TempPathFactory,
+            web_economy_template: Path) -> Iterator[dict[str, Any]]:
     """Four practices, two years, budgets for 2025-26, risk scores; the users above, a
     token each (issued through the service), and a submitted case of A81000."""
-    wh: Any = budgeted_economy(tmp_path_factory.mktemp("api"), practices=4, seed=21, years=2,
-                               start_year=2024)
-    risk.train(wh, COMMISSIONER)
-    risk.score(wh, COMMISSIONER)
+    wh: Any = copy_economy(web_economy_template, tmp_path_factory.mktemp("api") / "e")
     tokens = {}
     with DecisionStore.beside(wh.root) as store:
         for user, roles in USERS.items():

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
-from conftest import budgeted_economy
+from conftest import copy_economy
 from pbc.decisions import DecisionStore
 from pbc.decisions.accounts import Credential, WebSession
 from pbc.decisions.models import AuditEvent, utcnow
@@ -38,14 +38,8 @@ OPTED_OUT = ("SELECT practice_code, service_line FROM budget_phasing WHERE kind 
 
 
 @pytest.fixture(scope="module")
-def economy(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from pbc.services import risk
-
-    wh = budgeted_economy(tmp_path_factory.mktemp("web"), practices=4, seed=21, years=2,
-                          start_year=2024)
-    commissioner = Principal("analyst", "commissioner", "Q99")
-    risk.train(wh, commissioner)
-    risk.score(wh, commissioner)
+def economy(tmp_path_factory: pytest.TempPathFactory, web_economy_template: Path) -> Any:
+    wh: Any = copy_economy(web_economy_template, tmp_path_factory.mktemp("web") / "e")
     with DecisionStore.beside(wh.root) as store:
         add_user(store, ADMIN, "admin", "administrator", "Q99")
         admin = Principal("admin", "administrator", "Q99", source="x")

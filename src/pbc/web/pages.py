@@ -195,14 +195,22 @@ def period_of(request: Request, month: str | None) -> str:
 
 
 def nav(p: Principal) -> list[tuple[str, str]]:
+    """The header's links for a role (each page still checks access itself)."""
     if p.role == "commissioner":
-        return [("/overview", "Overview"), ("/cases", "Business cases")]
-    if p.role in COMMISSIONER_ROLES or p.role in ("group", "local_authority"):
+        return [("/overview", "Overview"), ("/indicators", "Indicators"),
+                ("/cases", "Business cases")]
+    if p.role == "group":
+        return [(f"/groups/{p.organisation}", "Group dashboard"), ("/indicators", "Indicators"),
+                ("/cases", "Business cases")]
+    if p.role == "local_authority":
+        return [(f"/councils/{p.organisation}", "Council"), ("/cases", "Business cases")]
+    if p.role in COMMISSIONER_ROLES:
         return [("/cases", "Business cases")]
     if p.role == "practice":
         base = f"/practices/{p.organisation}"
         return [(base, "Dashboard"), (f"{base}/budget", "Budget explained"),
-                (f"{base}/case-finding", "Case finding"), ("/cases", "Business cases")]
+                (f"{base}/case-finding", "Case finding"), ("/indicators", "Indicators"),
+                ("/cases", "Business cases")]
     return []
 
 
