@@ -18,6 +18,7 @@ in its file, the same on every run. docs/bad-input.md lists every kind of bad in
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import errno
@@ -537,9 +538,10 @@ def _load_table(
             tx, con, table, path, digest, loaded_at, allow_shrink, work,
             revision=revision, load_version=load_version, delivery=delivery)
     finally:
-        for view in ("checked", "c"):
-            con.execute(f"DROP VIEW IF EXISTS {view}")
-        con.execute("DROP TABLE IF EXISTS __x")
+        with contextlib.suppress(duckdb.Error):  # never hide the error that ended the load
+            for view in ("checked", "c"):
+                con.execute(f"DROP VIEW IF EXISTS {view}")
+            con.execute("DROP TABLE IF EXISTS __x")
         shutil.rmtree(work, ignore_errors=True)
 
 
