@@ -12,6 +12,7 @@ Reports rows/s, peak RSS, the ratio pbc/baseline, and extrapolates to the nation
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import sys
 from pathlib import Path
@@ -30,11 +31,40 @@ def synthesise(scale: float, out: str) -> int:
     return int(sum(summary.rows.values()))
 
 
-def pbc_load(inputs: str, wdir: str) -> int:
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for f in folder.rglob("*"):
+        with contextlib.suppress(OSError):  # removed while we looked
+            total += f.stat().st_size if f.is_file() else 0
+    return total
+
+
+def pbc_load(inputs: str, wdir: str) -> tuple[int, float]:
+    """Load the files; returns the rows in and the peak size (GB) of the loader's scratch
+    space: DuckDB's spill folder ``.tmp`` and the loader's work files in the version being built."""
+    import threading
+
     from pbc.warehouse import Warehouse
     from pbc.warehouse.load import load
 
-    return load(inputs, Warehouse(wdir)).rows_in
+    peak = [0]
+    done = threading.Event()
+
+    def watch() -> None:
+        root = Path(wdir)
+        while not done.wait(0.5):
+            scratch = _folder_bytes(root / ".tmp") + sum(
+                _folder_bytes(p) for p in root.glob("versions/.staging-*/.work-*"))
+            peak[0] = max(peak[0], scratch)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    try:
+        rows = load(inputs, Warehouse(wdir)).rows_in
+    finally:
+        done.set()
+        t.join()
+    return rows, peak[0] / 1e9
 
 
 def baseline_copy(inputs: str, out: str) -> int:
@@ -66,11 +96,12 @@ def main() -> None:
         measure(synthesise, scale, str(inputs))
         pbc = measure(pbc_load, str(inputs), str(base / "warehouse"))
         plain = measure(baseline_copy, str(inputs), str(base / "plain"))
-        n = pbc["result"]
+        n, spill_gb = pbc["result"]
         rate = n / pbc["seconds"]
         rows.append({
             "scale": scale, "rows_in": n, "pbc_load_s": round(pbc["seconds"], 2),
             "pbc_rows_per_s": round(rate), "pbc_peak_rss_gb": round(pbc["peak_rss_gb"], 2),
+            "pbc_peak_scratch_gb": round(spill_gb, 2),
             "baseline_copy_s": round(plain["seconds"], 2),
             "ratio_pbc_to_baseline": round(pbc["seconds"] / plain["seconds"], 2),
             "national_year_extrapolated_min": round(

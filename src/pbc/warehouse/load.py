@@ -18,12 +18,15 @@ in its file, the same on every run. docs/bad-input.md lists every kind of bad in
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import errno
 import hashlib
 import mmap
 import os
+import shutil
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -442,6 +445,73 @@ def _main_financial_year(con: duckdb.DuckDBPyConnection, table: Table) -> int | 
     return int(row[0][0]) if row else None
 
 
+#: input rows (passing the single-row checks) per bucket of the key check: the keys of one
+#: bucket are all the key check holds in memory at once (about 100 bytes a key)
+KEY_BUCKET_ROWS = 4_000_000
+#: a work folder's name inside the version being built (removed before it is committed;
+#: a killed load's is removed with its staging folder by the next writer)
+WORK_PREFIX = ".work-"
+
+
+def _mark_keys(
+    con: duckdb.DuckDBPyConnection, table: Table, work: Path, *, check_old: bool
+) -> None:
+    """Mark in ``__marks`` the rows of ``c`` whose key repeats an earlier row of the file
+    (kind 0, with the first row and file) or a stored row (kind 1, with its source).
+
+    The check is global but held in bounded memory: the keys of the rows that passed the
+    single-row checks are written once, split by a hash of the key into buckets of about
+    :data:`KEY_BUCKET_ROWS`; a key's rows all fall in one bucket, so each bucket is checked
+    on its own, against its own keys and the stored rows with the same hash. Stored keys
+    are matched to the bucket's keys (the bucket is the hash table; the stored table is
+    only scanned), so the cost against earlier loads is bounded by the delivery, not by
+    the warehouse."""
+    key_cols = table.key_columns
+    key = _key_sql(key_cols, v)
+    whole = " AND ".join(f"{v(col)} IS NOT NULL" for col in key_cols)
+    n_ok = int(con.execute("SELECT count(*) FROM c WHERE __f IS NULL").fetchall()[0][0])
+    buckets = max(1, -(-n_ok // KEY_BUCKET_ROWS))
+    keys = work / "keys"
+    select = f"SELECT {key} AS __k, ({whole}) AS __whole, __fno, __row, __file"
+    if buckets > 1:
+        con.execute(f"""
+            COPY ({select}, CAST(hash({key}) % {buckets} AS INTEGER) AS __b
+                  FROM c WHERE __f IS NULL)
+            TO {lit(str(keys))} (FORMAT parquet, PARTITION_BY (__b))""")
+    stored = _key_sql(key_cols, lambda col: f"CAST({q(col)} AS VARCHAR)")
+    order = "(__fno, __row)"
+    for b in range(buckets):
+        part = keys / f"__b={b}"
+        if buckets == 1:  # one bucket: its keys straight from the work file
+            source = f"{select} FROM c WHERE __f IS NULL"
+        elif part.is_dir():
+            source = ("SELECT __k, __whole, __fno, __row, __file FROM read_parquet("
+                      f"{lit(str(part / '*.parquet'))}, hive_partitioning = false)")
+        else:
+            continue
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __bucket AS {source}")
+        # a natural key with a blank part does not identify its row within a file
+        con.execute(f"""
+            INSERT INTO __marks
+            SELECT k.__fno, k.__row, 0, g.__first_row, g.__first_file, NULL
+            FROM __bucket k JOIN (
+                SELECT __k, arg_min(__row, {order}) AS __first_row,
+                       arg_min(__file, {order}) AS __first_file
+                FROM __bucket WHERE __whole GROUP BY 1 HAVING count(*) > 1) g
+              ON g.__k = k.__k
+            WHERE k.__whole AND (g.__first_row <> k.__row OR g.__first_file <> k.__file)""")
+        if check_old:
+            con.execute(f"""
+                INSERT INTO __marks
+                SELECT k.__fno, k.__row, 1, NULL, NULL, o.__src
+                FROM __bucket k JOIN (
+                    SELECT {stored} AS __k, first(_source) AS __src FROM {q(table.name)}
+                    WHERE hash({stored}) % {buckets} = {b}
+                      AND {stored} IN (SELECT __k FROM __bucket)
+                    GROUP BY 1) o ON o.__k = k.__k""")
+        con.execute("DROP TABLE __bucket")
+
+
 def _load_table(
     tx: Transaction,
     con: duckdb.DuckDBPyConnection,
@@ -457,7 +527,38 @@ def _load_table(
 ) -> TableLoad:
     """Validate and store one table's file. ``revision``: the file holds resubmitted rows
     (from a delivery's ``revisions/`` folder); a row whose key is already stored replaces
-    the stored row, which is kept in the ``revisions`` history table."""
+    the stored row, which is kept in the ``revisions`` history table.
+
+    The table is validated in a work folder inside the version being built, removed when
+    the table is stored (or the load fails)."""
+    work = tx.staging / f"{WORK_PREFIX}{uuid.uuid4().hex[:8]}"
+    work.mkdir()
+    try:
+        return _validate_and_store(
+            tx, con, table, path, digest, loaded_at, allow_shrink, work,
+            revision=revision, load_version=load_version, delivery=delivery)
+    finally:
+        with contextlib.suppress(duckdb.Error):  # never hide the error that ended the load
+            for view in ("checked", "c"):
+                con.execute(f"DROP VIEW IF EXISTS {view}")
+            con.execute("DROP TABLE IF EXISTS __x")
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _validate_and_store(
+    tx: Transaction,
+    con: duckdb.DuckDBPyConnection,
+    table: Table,
+    path: Path,
+    digest: str,
+    loaded_at: str,
+    allow_shrink: bool,
+    work: Path,
+    *,
+    revision: bool,
+    load_version: int,
+    delivery: str,
+) -> TableLoad:
     columns, fmt, _files = _read_raw(con, path, table)
     present = set(columns)
     missing = [c for c in table.required_columns if c not in present]
@@ -479,12 +580,15 @@ def _load_table(
     checks: list[Check] = row_checks(table, present)
     n_checks = len(checks)
     extras_sql = "".join(f", CAST({q(c)} AS VARCHAR) AS {q(c)}" for c in extras)
-    # two steps, each materialised once: single-row checks, then the cross-row checks
+    # Single-row checks in one streaming pass, written to a Parquet work file (compressed,
+    # read back column by column); nothing table-sized is held in memory
+    # (docs/performance.md, "Loading in bounded memory").
+    c_file = work / "c.parquet"
     try:
         con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE c AS
-            SELECT *, {first_failure(checks)} AS __f
-            FROM (SELECT {normalise(table, present)}{extras_sql} FROM raw)
+            COPY (SELECT *, {first_failure(checks)} AS __f
+                  FROM (SELECT {normalise(table, present)}{extras_sql} FROM raw))
+            TO {lit(str(c_file))} (FORMAT parquet)
         """)
     except (duckdb.IOException, duckdb.InvalidInputException) as e:
         first = str(e).strip().splitlines()[0]
@@ -493,46 +597,34 @@ def _load_table(
         # the footer was readable, a data page is not (the view reads pages only here)
         raise LoadError(f"{path}: cannot be read as {fmt.upper()}: {first}") from e
     _drop_raw(con)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW c AS SELECT * FROM read_parquet({lit(str(c_file))})")
 
-    # (column, condition over the joins, reason SQL over the ``checked`` table's columns)
+    # Cross-row checks, found for the few rows they concern and kept in ``__x`` (one row per
+    # failing input row): (column, condition over ``__x``'s columns, reason SQL over the
+    # ``checked`` view's columns)
     extra_conds: list[tuple[str, str, str]] = []
-    joins: list[str] = []
-    carried: list[str] = []  # join columns kept in ``checked`` for the reasons
+    # the rows a cross-row check fails: 0 duplicate, 1 already loaded, 2.. a reference
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE __marks (__fno INTEGER, __row BIGINT, __kind INTEGER, "
+        "__first_row BIGINT, __first_file VARCHAR, __src VARCHAR)")
+    carried = ["__dup_first_row", "__dup_first_file", "__old_src"]
     key_cols = table.key_columns
     if key_cols:
-        key = _key_sql(key_cols, v)
         label = key_cols[0] if len(key_cols) == 1 else "(" + ", ".join(key_cols) + ")"
-        order = "(__fno, __row)"
-        # a natural key with a blank part does not identify its row within a file
-        whole = "".join(f" AND {v(c)} IS NOT NULL" for c in key_cols)
-        joins.append(
-            f"LEFT JOIN (SELECT {key} AS __k, arg_min(__row, {order}) AS __first_row, "
-            f"arg_min(__file, {order}) AS __first_file FROM c WHERE __f IS NULL{whole} "
-            f"GROUP BY 1 HAVING count(*) > 1) __dup ON __dup.__k = {key}"
-        )
+        check_old = table.load_mode == "append" and tx.has_table(table.name) and not revision
+        _mark_keys(con, table, work, check_old=check_old)
         extra_conds.append((
-            key_cols[0],
-            "__dup.__k IS NOT NULL AND (__dup.__first_row <> __row "
-            "OR __dup.__first_file <> __file)",
+            key_cols[0], "coalesce(__x_dup, FALSE)",
             f"'duplicate {label} (first seen at row ' || __dup_first_row || "
             "CASE WHEN __dup_first_file <> __file THEN ' of ' || __dup_first_file "
             "ELSE '' END || ')'",
         ))
-        carried += ["__dup.__first_row AS __dup_first_row",
-                    "__dup.__first_file AS __dup_first_file"]
-        if table.load_mode == "append" and tx.has_table(table.name) and not revision:
-            stored = _key_sql(key_cols, lambda c: f"CAST({q(c)} AS VARCHAR)")
-            joins.append(
-                f"LEFT JOIN (SELECT {stored} AS __k, "
-                f"first(_source) AS __src FROM {q(table.name)} GROUP BY 1) __old "
-                f"ON __old.__k = {key}"
-            )
+        if check_old:
             extra_conds.append((
-                key_cols[0], "__old.__k IS NOT NULL",
+                key_cols[0], "coalesce(__x_old, FALSE)",
                 f"'{label} already loaded (from an earlier file, source ' || __old_src "
                 "|| ')'",
             ))
-            carried.append("__old.__src AS __old_src")
     if table.activity_date and table.plausible_years is not None:
         main = _main_financial_year(con, table)
         if main is not None:
@@ -544,6 +636,7 @@ def _load_table(
                 f"'{act} ' || {v(act)} || ' is more than {table.plausible_years} years from "
                 f"the file''s main financial year {format_financial_year(main, '-')}'",
             ))
+    ref_flags: list[str] = []
     for i, ref in enumerate(table.references):
         if not ref.enforce or ref.column not in present or ref.table == table.name:
             continue
@@ -552,27 +645,46 @@ def _load_table(
                 f"{path}: table {table.name} refers to {ref.table}, which is neither in this "
                 f"delivery nor in the warehouse; deliver {ref.table} too"
             )
-        alias = f"__ref{i}"
         val = v(ref.column)
-        joins.append(
-            f"LEFT JOIN (SELECT DISTINCT CAST({q(ref.target)} AS VARCHAR) AS __k FROM "
-            f"{q(ref.table)}) {alias} ON {alias}.__k = {val}"
-        )
+        kind = 2 + len(ref_flags)
+        # the reference's values that the file uses: only those are held in memory
+        con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE __ref{i} AS
+            SELECT DISTINCT CAST({q(ref.target)} AS VARCHAR) AS __k FROM {q(ref.table)}
+            WHERE CAST({q(ref.target)} AS VARCHAR) IN
+                  (SELECT DISTINCT {val} FROM c WHERE __f IS NULL AND {val} IS NOT NULL)""")
+        con.execute(
+            f"INSERT INTO __marks SELECT __fno, __row, {kind}, NULL, NULL, NULL FROM c "
+            f"WHERE __f IS NULL AND {val} IS NOT NULL AND {val} NOT IN "
+            f"(SELECT __k FROM __ref{i})")
+        con.execute(f"DROP TABLE __ref{i}")
+        flag = f"__x_ref{kind}"
+        ref_flags.append(f"bool_or(__kind = {kind}) AS {flag}")
         extra_conds.append((
-            ref.column, f"{val} IS NOT NULL AND {alias}.__k IS NULL",
+            ref.column, f"coalesce({flag}, FALSE)",
             "'unknown " + ref.column + " ''' || " + val + " || ''' (not in " + ref.table + ")'",
         ))
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE __x AS
+        SELECT __fno AS __x_fno, __row AS __x_row,
+               bool_or(__kind = 0) AS __x_dup, bool_or(__kind = 1) AS __x_old,
+               max(__first_row) FILTER (WHERE __kind = 0) AS __dup_first_row,
+               max(__first_file) FILTER (WHERE __kind = 0) AS __dup_first_file,
+               max(__src) FILTER (WHERE __kind = 1) AS __old_src
+               {''.join(', ' + f for f in ref_flags)}
+        FROM __marks GROUP BY 1, 2""")
+    con.execute("DROP TABLE __marks")
 
     fail_whens = " ".join(
         f"WHEN {cond} THEN {n_checks + j}" for j, (_, cond, _) in enumerate(extra_conds, 1)
     )
-    carry = "".join(", " + c for c in carried)
+    carry = "".join(", " + col for col in carried)
+    # a view: each output (accepted rows, quarantine, money) streams the work file again
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE checked AS
+        CREATE OR REPLACE TEMP VIEW checked AS
         SELECT c.*, CASE WHEN __f IS NOT NULL THEN __f {fail_whens} END AS __fail{carry}
-        FROM c {' '.join(joins)}
+        FROM c LEFT JOIN __x ON __x_fno = c.__fno AND __x_row = c.__row
     """)
-    con.execute("DROP TABLE c")
 
     # accepted rows, typed to the contract
     select_cols = []
