@@ -204,3 +204,55 @@ def test_partition_labels() -> None:
 def test_money_is_decimal_in_the_report(priced: Path) -> None:
     report = run_pricing(Warehouse(priced / "wh"))
     assert all(isinstance(r["money_in"], Decimal) for r in report.reconciliation)
+
+
+# ------------------------------------------------------------------ pbc run, and a kill
+def test_pbc_run_loads_a_new_month_and_prices_only_its_partitions(tmp_path: Path) -> None:
+    import contextlib
+    from collections.abc import Callable, Iterator
+
+    from pbc.services.principal import Principal
+    from pbc.services.run import run_pipeline
+
+    @contextlib.contextmanager
+    def no_bar(title: str) -> Iterator[Callable[[str, int, int], None]]:
+        yield lambda step, done, total: None
+
+    def run(said: list[str]) -> dict[str, str]:
+        report = run_pipeline(
+            Warehouse(tmp_path / "wh"), tmp_path / "out", input_dir=tmp_path / "in",
+            until="price", principal=lambda _: Principal("analyst", "commissioner", "QHM"),
+            progress=no_bar, say=said.append)
+        return {s.stage: s.status for s in report.stages if s.stage in ("load", "price")}
+
+    write_delivery(tmp_path / "in" / "2025-06")
+    assert run([]) == {"load": "ran", "price": "ran"}
+    write_table(tmp_path / "in" / "2025-07", "apc_spells", _spells("2025-07", "N"))
+    said: list[str] = []
+    assert run(said) == {"load": "ran", "price": "ran"}
+    assert any("10 rows priced" in s and "priced 2025-26 month 4; kept 2025-26 months "
+               "1-3, 9" in s for s in said), said
+
+
+@pytest.mark.slow
+def test_an_incremental_price_killed_leaves_the_previous_version(priced: Path,
+                                                                 tmp_path: Path) -> None:
+    """Killed after writing the new month's files (``PBC_TEST_KILL_AT=adopted``): the
+    warehouse is on its previous version, every file as its manifest lists; run again,
+    only that month is priced."""
+    import subprocess
+    import sys
+
+    subprocess.run(["cp", "-a", str(priced / "wh"), str(tmp_path / "wh")], check=True)
+    wh = Warehouse(tmp_path / "wh")
+    write_table(tmp_path / "d5", "apc_spells", _spells("2025-08", "K"))
+    load(tmp_path / "d5", wh)
+    version = wh.manifest()["version"]
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src, "PBC_TEST_KILL_AT": "adopted"}
+    done = subprocess.run([sys.executable, "-m", "pbc.cli", "price", "-w", str(wh.root)],
+                          env=env, capture_output=True, check=False)
+    assert done.returncode == 137
+    assert wh.manifest()["version"] == version and wh.verify() == []
+    report = run_pricing(wh)
+    assert report.priced == [M("2025-26", 5)] and report.version == version + 1
