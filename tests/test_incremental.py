@@ -65,10 +65,22 @@ def _spells(month: str, prefix: str) -> list[dict[str, str]]:
                  discharge_date=f"{month}-03") for r in VALID["apc_spells"]]
 
 
+#: a marginal rate baseline for the one contract (QHM, RTR): May's emergency spells
+#: (£19,101.80) stay under it, July's cross it, so July's prices depend on May's
+MRET = """
+[[emergency_marginal_rate.baseline]]
+commissioner_code = "QHM"
+provider_code = "RTR"
+financial_year = "2025-26"
+baseline = 20000
+"""
+
+
 @pytest.fixture(scope="module")
 def priced(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("incr")
     write_delivery(d / "d1")
+    (d / "d1" / "tariff_settings.toml").write_text(MRET, encoding="utf-8")
     wh = Warehouse(d / "wh")
     load(d / "d1", wh)
     report = run_pricing(wh)
@@ -104,6 +116,9 @@ def test_a_new_month_prices_that_month_only_and_equals_a_full_reprice(priced: Pa
     assert all(os.stat(wh.current / r).st_ino == os.stat(loaded / r).st_ino  # type: ignore[operator]
                for r in before)
     assert any("month=4/" in r for r in after)
+    # July's spells are cut by the marginal rate: their running total starts from May's
+    assert wh.query("SELECT count(*) FROM priced_activity WHERE month = 4 AND "
+                    "marginal_rate_adjustment < 0")[0][0] > 0
     # the totals add up over every partition: 20 spells, 10 outpatients now
     rec = {r["source_table"]: r for r in report.reconciliation}
     assert rec["apc_spells"]["rows_in"] == 20 and rec["op_attendances"]["rows_in"] == 10
@@ -115,15 +130,20 @@ def test_a_new_month_prices_that_month_only_and_equals_a_full_reprice(priced: Pa
     _same_as_full(wh)
 
 
-def test_a_revised_month_prices_that_month_only(priced: Path) -> None:
+def test_a_revised_month_prices_that_month_and_the_months_its_marginal_rate_feeds(
+        priced: Path) -> None:
     wh = Warehouse(priced / "wh")
     spell = dict(VALID["apc_spells"][0], hrg_code="DZ65K", discharge_date="2025-05-30")
     write_table(priced / "d3" / "revisions", "apc_spells", [spell])
     money_before = wh.query("SELECT price FROM priced_activity WHERE activity_id = 'S1'")
     load(priced / "d3", wh)
+    cut = wh.query("SELECT sum(marginal_rate_adjustment) FROM priced_activity")
     report = run_pricing(wh)
-    assert report.priced == [M("2025-26", 2)] and not report.full_reason
-    assert M("2025-26", 2) not in report.kept and M("2025-26", 4) in report.kept
+    # May is priced again, and July after it (its running total starts from May's); the
+    # outpatients' June and A&E's December are kept
+    assert report.priced == [M("2025-26", 2), M("2025-26", 4)] and not report.full_reason
+    assert report.kept == [M("2025-26", 1), M("2025-26", 3), M("2025-26", 9)]
+    assert wh.query("SELECT sum(marginal_rate_adjustment) FROM priced_activity") != cut
     # a longer stay: the revised spell is priced again (an excess bed day payment)
     assert wh.query("SELECT price FROM priced_activity WHERE activity_id = 'S1'") \
         != money_before
@@ -169,19 +189,22 @@ def test_the_plan_prices_exactly_the_partitions_whose_inputs_changed(
         old: dict[tuple[str, str, int], str], new: dict[tuple[str, str, int], str],
         settings_changed: bool, mret: set[str]) -> None:
     """Against a direct statement of the rule: a partition is kept only when no input of
-    every partition changed and the activity files it depends on (its own, or with a
-    marginal rate baseline in its year, the APC files of the whole year) are unchanged."""
+    every partition changed and the activity files it depends on (its own, and where it has
+    APC rows and a marginal rate baseline in its year, the APC files of the earlier months
+    of the year) are unchanged."""
     g_old = {"tariff settings": "x"}
     g_new = {"tariff settings": "y" if settings_changed else "x"}
-    whole = {"apc_spells": mret}
-    fp_old = partition_fingerprints(g_old, _manifest_part(old), whole)
-    fp_new = partition_fingerprints(g_new, _manifest_part(new), whole)
+    running = {"apc_spells": mret}
+    fp_old = partition_fingerprints(g_old, _manifest_part(old), running)
+    fp_new = partition_fingerprints(g_new, _manifest_part(new), running)
     p = plan(fp_new, g_new, record(g_old, fp_old))
 
     def depends(files: dict[tuple[str, str, int], str], key: str) -> dict[Any, str]:
         year, month = parse_partition(key)
+        has_apc = ("apc_spells", year, month) in files
         return {k: v for k, v in files.items() if k[1] == year and (
-            k[2] == month or (k[0] == "apc_spells" and year in mret))}
+            k[2] == month or (k[0] == "apc_spells" and year in mret and has_apc
+                              and k[2] < month))}
 
     keys = sorted({M(y, m) for (_, y, m) in new})
     assert sorted(p.dirty + p.kept) == keys and not set(p.dirty) & set(p.kept)

@@ -167,8 +167,8 @@ def run_pricing(
         activity = {name: parts.table_partitions(sums, name)[0] for name in ACTIVITY_INPUTS
                     if tx.has_table(name)}
         global_inputs = _global_inputs(tx, sums, settings_file, tariff_workbook, engine)
-        # the marginal rate's running total spans a contract's year: with a baseline in a
-        # year, that year's APC partitions are priced together
+        # the marginal rate's running total runs through a contract's year in order of
+        # discharge: with a baseline in a year, an APC month depends on the months before it
         mret_years = {b.financial_year for b in settings.emergency_marginal_rate.baseline}
         fingerprints = parts.partition_fingerprints(
             global_inputs, activity, {"apc_spells": mret_years})
@@ -197,7 +197,8 @@ def run_pricing(
                 tx.drop_files("reconciliation", _partition_prefix(key) + "-")
             if plan.dirty:
                 dups, n_priced = _price_partitions(
-                    tx, con, backend, plan.dirty, activity, settings, annex_a, engine,
+                    tx, con, backend, plan.dirty, activity, mret_years, settings, annex_a,
+                    engine,
                     price_activity, attribute, summarise, reconcile_partitions,
                     check_reconciliation, duplicate_ids)
             tx.manifest["tables"].setdefault("priced_activity", {"sources": {}})
@@ -247,14 +248,17 @@ def _refresh_view(con: Any, tx: Any, name: str) -> None:
 
 
 def _price_partitions(tx: Any, con: Any, backend: Any, dirty: list[str],
-                      activity: dict[str, dict[str, dict[str, str]]], settings: Any,
-                      annex_a: dict[str, Any] | None, engine: str, price_activity: Any,
+                      activity: dict[str, dict[str, dict[str, str]]], mret_years: set[str],
+                      settings: Any, annex_a: dict[str, Any] | None, engine: str,
+                      price_activity: Any,
                       attribute: Any, summarise: Any, reconcile_partitions: Any,
                       check_reconciliation: Any, duplicate_ids: Any
                       ) -> tuple[list[dict[str, Any]], int]:
     """Price the ``dirty`` partitions' activity, write their files, summaries and
     reconciliation rows (each partition checked); their duplicate keys, for the total,
     and their rows."""
+    from pbc.warehouse.partitions import earlier_in_year, parse_partition
+
     staging = tx.staging
     # the activity tables over the dirty partitions' files only (an empty table, with the
     # columns, where a table has none there)
@@ -267,13 +271,33 @@ def _price_partitions(tx: Any, con: Any, backend: Any, dirty: list[str],
             con.execute(f'CREATE OR REPLACE VIEW "dirty_{name}" AS '
                         f"{scan_sql(first)} LIMIT 0")
 
+    # the marginal rate's running totals: a dirty APC month of a year with a baseline is
+    # priced after the earlier months of its year (priced again, not written)
+    context = sorted({k for key in dirty if parse_partition(key)[0] in mret_years
+                      for k in earlier_in_year(key, activity.get("apc_spells", {}))}
+                     - set(dirty))
+    if context:
+        files = [staging / rel for key in [*dirty, *context]
+                 for rel in sorted(activity["apc_spells"].get(key, {}))]
+        con.execute(f'CREATE OR REPLACE VIEW "context_apc_spells" AS {scan_sql(files)}')
+
     def table(name: str) -> Any:
         return backend.table(f"dirty_{name}" if name in activity else name)
 
+    def priced_input(name: str) -> Any:
+        return backend.table("context_apc_spells") if context and name == "apc_spells" \
+            else table(name)
+
     tables = _inputs(tx, table, annex_a, lambda _, t: ibis.memtable(t))
+    priced = price_activity(_inputs(tx, priced_input, annex_a, lambda _, t: ibis.memtable(t)),
+                            settings)
+    if context:  # the dirty partitions' rows only
+        wanted = [parse_partition(k) for k in dirty]
+        priced = priced.filter(ibis.or_(*[(priced.financial_year == y) & (priced.month == m)
+                                          for y, m in wanted]))
     # the pricing expression on DuckDB, compiled once into a view: the money before
     # attribution is summed from it, and (DuckDB engine) attribution reads it
-    _create_view(backend, "priced_before", price_activity(tables, settings))
+    _create_view(backend, "priced_before", priced)
     before = backend.table("priced_before")
     if engine == "spark":  # every partition (the plan is full on Spark)
         _write_on_spark(tx, settings, annex_a)

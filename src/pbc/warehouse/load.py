@@ -522,9 +522,12 @@ def _load_table(
                     "__dup.__first_file AS __dup_first_file"]
         if table.load_mode == "append" and tx.has_table(table.name) and not revision:
             stored = _key_sql(key_cols, lambda c: f"CAST({q(c)} AS VARCHAR)")
+            # only the stored keys this file also has are grouped (a semi-join on the
+            # file's keys): a month's delivery does not aggregate every stored month
             joins.append(
                 f"LEFT JOIN (SELECT {stored} AS __k, "
-                f"first(_source) AS __src FROM {q(table.name)} GROUP BY 1) __old "
+                f"first(_source) AS __src FROM {q(table.name)} WHERE {stored} IN "
+                f"(SELECT {key} FROM c) GROUP BY 1) __old "
                 f"ON __old.__k = {key}"
             )
             extra_conds.append((

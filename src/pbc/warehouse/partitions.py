@@ -102,18 +102,28 @@ class Plan:
     new: list[PartitionKey] = field(default_factory=list)
 
 
+def earlier_in_year(key: PartitionKey, keys: Iterable[PartitionKey]) -> list[PartitionKey]:
+    """The partitions among ``keys`` of the same financial year as ``key`` and an earlier
+    month (financial months run April = 1 to March = 12)."""
+    year, month = parse_partition(key)
+    return sorted(k for k in keys if parse_partition(k)[0] == year
+                  and parse_partition(k)[1] < month)
+
+
 def partition_fingerprints(
     global_inputs: Mapping[str, Any],
     activity: Mapping[str, Mapping[PartitionKey, Mapping[str, str]]],
-    whole_year: Mapping[str, Iterable[str]] | None = None,
+    running: Mapping[str, Iterable[str]] | None = None,
 ) -> dict[PartitionKey, str]:
     """The fingerprint of every partition that some activity table has.
 
     ``activity``: per activity table, its partitions' files (:func:`table_partitions`).
-    ``whole_year``: per activity table, the financial years whose partitions depend on each
-    other (the marginal rate's running total per contract and year, :mod:`pbc.pricing.mret`):
-    a partition of such a year takes in that table's files of the whole year."""
-    whole_year = {t: set(y) for t, y in (whole_year or {}).items()}
+    ``running``: per activity table, the financial years in which a row's output depends on
+    the rows before it in the year (the marginal rate's running total per contract and
+    year, in order of discharge date, :mod:`pbc.pricing.mret`; APC is partitioned by
+    discharge month): a partition of such a year that has rows of that table takes in its
+    files of every earlier month of the year too."""
+    running = {t: set(y) for t, y in (running or {}).items()}
     glob = digest(dict(global_inputs))
     keys = sorted({k for parts in activity.values() for k in parts})
     out: dict[PartitionKey, str] = {}
@@ -122,11 +132,10 @@ def partition_fingerprints(
         inputs: dict[str, Any] = {}
         for table in sorted(activity):
             parts = activity[table]
-            if year in whole_year.get(table, set()):
-                files = {rel: d for k, fs in parts.items() if parse_partition(k)[0] == year
-                         for rel, d in fs.items()}
-            else:
-                files = dict(parts.get(key, {}))
+            files = dict(parts.get(key, {}))
+            if files and year in running.get(table, set()):  # this month's rows of it
+                for k in earlier_in_year(key, parts):
+                    files.update(parts[k])
             if files:
                 inputs[table] = sorted(files.items())
         out[key] = digest({"global": glob, "activity": inputs})
