@@ -91,16 +91,12 @@ def pbc_price(wdir: str, full: bool) -> dict[str, object]:
     return {"rows_priced": r.rows_priced, "partitions": r.partitions_text()}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--scale", type=float, default=0.1)
-    ap.add_argument("--workdir", type=Path, default=Path("bench-out"))
-    args = ap.parse_args()
-    base = args.workdir / f"incremental-{args.scale:g}"
+def one_scale(scale: float, workdir: Path) -> dict[str, object]:
+    base = workdir / f"incremental-{scale:g}"
     shutil.rmtree(base, ignore_errors=True)
     inputs, first, last = base / "input", base / "first", base / "last"
     wh = str(base / "warehouse")
-    measure(synthesise, args.scale, str(inputs))
+    measure(synthesise, scale, str(inputs))
     new_rows = measure(split, str(inputs), str(first), str(last))["result"]
     measure(pbc_load, str(first), wh)
     measure(pbc_price, wh, False)
@@ -108,9 +104,9 @@ def main() -> None:
     inc = measure(pbc_price, wh, False)
     full = measure(pbc_price, wh, True)
     month = load["seconds"] + inc["seconds"]
-    national_month_rows = NATIONAL_ACTIVITY_ROWS_PER_YEAR / 12
-    report("one more month: load + incremental price vs a full re-price", [{
-        "scale": args.scale, "load_avg": os.getloadavg()[0].__round__(2),
+    shutil.rmtree(base, ignore_errors=True)
+    return {
+        "scale": scale, "load_avg": round(os.getloadavg()[0], 2),
         "new_month_rows": new_rows,
         "load_month_s": round(load["seconds"], 2),
         "load_peak_rss_gb": round(load["peak_rss_gb"], 2),
@@ -123,10 +119,28 @@ def main() -> None:
         "price_full_peak_rss_gb": round(full["peak_rss_gb"], 2),
         "ratio_incremental_to_full": round(inc["seconds"] / full["seconds"], 2),
         "ratio_load_and_price_month_to_full_price": round(month / full["seconds"], 2),
-        "national_month_extrapolated_s": round(month * national_month_rows / max(new_rows, 1),
-                                               1),
-    }])
-    shutil.rmtree(base, ignore_errors=True)
+        "month_s": round(month, 2),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", type=float, nargs="+", default=[0.01, 0.1])
+    ap.add_argument("--workdir", type=Path, default=Path("bench-out"))
+    args = ap.parse_args()
+    rows = [one_scale(scale, args.workdir) for scale in args.scale]
+    report("one more month: load + incremental price vs a full re-price", rows)
+    if len(rows) >= 2:
+        # time = fixed + per row x rows, through the smallest and the largest scale
+        a, b = rows[0], rows[-1]
+        per_row = (float(b["month_s"]) - float(a["month_s"])) / (  # type: ignore[arg-type]
+            int(b["new_month_rows"]) - int(a["new_month_rows"]))  # type: ignore[call-overload]
+        fixed = float(a["month_s"]) - per_row * int(a["new_month_rows"])  # type: ignore[arg-type, call-overload]
+        national = NATIONAL_ACTIVITY_ROWS_PER_YEAR / 12
+        report("one month of England, extrapolated (fixed + per row, from the two scales)", [{
+            "fixed_s": round(fixed, 2), "per_million_rows_s": round(per_row * 1e6, 2),
+            "national_month_rows": round(national),
+            "national_month_s": round(fixed + per_row * national, 1)}])
 
 
 if __name__ == "__main__":

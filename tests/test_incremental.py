@@ -279,3 +279,19 @@ def test_an_incremental_price_killed_leaves_the_previous_version(priced: Path,
     assert wh.manifest()["version"] == version and wh.verify() == []
     report = run_pricing(wh)
     assert report.priced == [M("2025-26", 5)] and report.version == version + 1
+
+
+def test_a_load_that_changes_no_input_of_pricing_is_still_recorded_as_priced(
+        priced: Path) -> None:
+    """Nothing to price again after a load of patients only, but the run writes a version
+    (a freeze refuses while a load is not priced: pbc.services.freeze.unpriced_loads)."""
+    from pbc.services.freeze import unpriced_loads
+
+    wh = Warehouse(priced / "wh")
+    patients = [dict(r, age=str(int(r["age"]) + 1)) for r in VALID["patients"]]
+    write_table(priced / "d6", "patients", patients)
+    load(priced / "d6", wh)
+    assert unpriced_loads(wh.manifest())
+    report = run_pricing(wh)
+    assert report.priced == [] and report.changed
+    assert unpriced_loads(wh.manifest()) == []

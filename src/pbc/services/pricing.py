@@ -219,6 +219,10 @@ def run_pricing(
             if r["activity_type"] not in SOURCE_MONEY:
                 r["money_in"] = Decimal(money_in.get(r["source_table"]) or 0)
         check_reconciliation(rows)  # raises: the transaction is rolled back
+        if not tx.changed and _loaded_since_priced(tx.manifest):
+            # nothing to price again, but the run is recorded (a freeze needs every load
+            # priced: pbc.services.freeze.unpriced_loads)
+            tx.changed = True
         if tx.changed:
             tx.drop_files("reconciliation", "r-price-")
             _write_reconciliation(tx, con, rows)
@@ -233,6 +237,12 @@ def run_pricing(
         version = tx.base_version + (1 if changed else 0)
     return PricingReport(version, rows, by_line, by_practice, plan.dirty, plan.kept,
                          plan.removed, plan.reason, changed, n_priced)
+
+
+def _loaded_since_priced(manifest: dict[str, Any]) -> bool:
+    history = manifest.get("history", [])
+    priced = max((int(h["version"]) for h in history if h["stage"] == "price"), default=0)
+    return any(h["stage"] == "load" and int(h["version"]) > priced for h in history)
 
 
 def _partition_prefix(key: str) -> str:
