@@ -94,7 +94,7 @@ def _copy(base: Path, tmp_path: Path) -> Path:
 
 COMMANDS = {
     "load": lambda base, wh: ("load", str(base / "in2"), "-w", str(wh)),
-    "price": lambda base, wh: ("price", "-w", str(wh)),
+    "price": lambda base, wh: ("price", "-w", str(wh), "--full"),  # already priced
     "train": lambda base, wh: ("risk", "train", "-w", str(wh)),
 }
 POINTS = {

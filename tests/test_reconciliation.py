@@ -225,7 +225,7 @@ def test_pbc_price_fails_and_commits_nothing_on_a_fault(loaded, monkeypatch, fau
     monkeypatch.setattr(pbc.attribution, "attribute",
                         lambda priced, tables: change(real(priced, tables)))
     with pytest.raises(ReconciliationError, match=pattern):
-        run_pricing(loaded)
+        run_pricing(loaded, full=True)  # already priced: only --full prices it again
     assert loaded.manifest()["version"] == version  # nothing committed
     assert loaded.query("SELECT count(*), sum(price) FROM priced_activity") == before
     assert loaded.query("SELECT count(*) FROM reconciliation WHERE stage = 'price'") == recs
@@ -272,7 +272,7 @@ def test_pbc_price_on_the_command_line_says_what_is_off_in_one_line(loaded,
     monkeypatch.setattr(pbc.attribution, "attribute",
                         lambda priced, tables: change(real(priced, tables)))
     version = loaded.manifest()["version"]
-    out = CliRunner().invoke(app, ["price", "--warehouse", str(loaded.root)])
+    out = CliRunner().invoke(app, ["price", "--warehouse", str(loaded.root), "--full"])
     assert out.exit_code == 2
     assert "reconciliation failed: apc:" in out.output and "Traceback" not in out.output
     assert loaded.manifest()["version"] == version

@@ -255,8 +255,14 @@ def price(
     verbose: Annotated[bool, typer.Option(
         "--verbose", "-v", help="Show Spark's own log (--engine spark); errors always show.")
     ] = False,
+    full: Annotated[bool, typer.Option(
+        "--full", help="Price every partition again, not only those whose inputs changed.")
+    ] = False,
 ) -> None:
-    """Price loaded activity at the national tariff and attribute it to practices."""
+    """Price loaded activity at the national tariff and attribute it to practices.
+
+    Only the partitions (financial year and month) whose inputs changed since they were
+    priced are priced again; the others are kept as they are (--full prices all)."""
     from pbc.services.pricing import run_pricing
 
     if verbose:
@@ -266,8 +272,12 @@ def price(
         with progress_bar("price") as cb:
             cb("pricing and attribution", 0, 1)
             report = run_pricing(Warehouse(warehouse), settings_file=settings,
-                                 tariff_workbook=tariff_workbook, engine=engine)
+                                 tariff_workbook=tariff_workbook, engine=engine,
+                                 full=full)
             cb("pricing and attribution", 1, 1)
+        console.print(("Partitions: " if report.changed else
+                       "Nothing changed since the last pricing run (warehouse unchanged). "
+                       "Partitions: ") + report.partitions_text())
         table = RichTable(title=f"Priced activity (warehouse version {report.version})")
         for col in ("service line", "rows", "money"):
             table.add_column(col, justify="left" if col == "service line" else "right")

@@ -2,7 +2,7 @@
 
 Public API: :func:`attribute`, :func:`reconcile`, :func:`check_reconciliation`,
 :func:`resolve_commissioner`, :func:`group_as_at`, :func:`summarise`,
-:func:`reconcile_summary`, :func:`duplicate_ids`.
+:func:`reconcile_summary`, :func:`reconcile_partitions`, :func:`duplicate_ids`.
 """
 
 from pbc.attribution.attribute import ATTRIBUTED_SCHEMA, attribute, prescribing_lines
@@ -12,6 +12,7 @@ from pbc.attribution.reconcile import (
     check_reconciliation,
     duplicate_ids,
     reconcile,
+    reconcile_partitions,
     reconcile_summary,
     summarise,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "group_as_at",
     "prescribing_lines",
     "reconcile",
+    "reconcile_partitions",
     "reconcile_summary",
     "resolve_commissioner",
     "summarise",

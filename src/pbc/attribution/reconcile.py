@@ -76,7 +76,7 @@ class ReconciliationError(ValueError):
     ``priced_activity``."""
 
 
-def summarise(attributed: ir.Table) -> ir.Table:
+def summarise(attributed: ir.Table, by: tuple[str, ...] = ()) -> ir.Table:
     """The attributed activity in a few rows: per ``activity_type``, ``service_line``,
     ``practice_code`` and ``attributed``, the rows ``n``, the priced rows ``n_priced``, their
     money ``money`` (exact, DECIMAL(38,2)), the rows ``n_off`` whose money columns do not
@@ -84,7 +84,8 @@ def summarise(attributed: ir.Table) -> ir.Table:
     match the price (rule 3 of the module).
 
     Every total pbc reports about a pricing run (reconciliation, totals by service line or
-    by practice) adds these up, so the activity is read once for all of them.
+    by practice) adds these up, so the activity is read once for all of them. ``by``: more
+    columns to group by (the partition columns, for :func:`reconcile_partitions`).
     """
     if "attributed" not in attributed.columns:
         raise ValueError("reconcile needs attributed activity (run attribute() first)")
@@ -99,7 +100,7 @@ def summarise(attributed: ir.Table) -> ir.Table:
                            all_known & (total.cast(TOTAL) == t.price.cast(TOTAL)))
     reason_ok = t.price.isnull() == t.unpriced_reason.notnull()
     return t.group_by(
-        t.activity_type, t.service_line, t.practice_code,
+        t.activity_type, t.service_line, t.practice_code, *[t[c] for c in by],
         attributed=t.attributed.fill_null(False),
     ).aggregate(
         n=t.count(),
@@ -110,9 +111,10 @@ def summarise(attributed: ir.Table) -> ir.Table:
     )
 
 
-def source_totals(tables: Mapping[str, ir.Table]) -> list[ir.Table]:
+def source_totals(tables: Mapping[str, ir.Table], by: tuple[str, ...] = ()
+                  ) -> list[ir.Table]:
     """Per source table present in ``tables``: its rows and (prescribing) money, as
-    expressions with columns ``activity_type, rows, money``."""
+    expressions with columns ``activity_type, rows, money`` (and ``by``, per group)."""
     out = []
     for kind, name in SOURCE_TABLES.items():
         if name not in tables:
@@ -120,15 +122,16 @@ def source_totals(tables: Mapping[str, ir.Table]) -> list[ir.Table]:
         t = tables[name]
         money = (t[SOURCE_MONEY[kind]].cast(TOTAL).sum() if kind in SOURCE_MONEY
                  else ibis.null(TOTAL))
-        out.append(t.aggregate(rows=t.count(), money=money.cast(TOTAL))
+        grouped = t.group_by(list(by)) if by else t
+        out.append(grouped.aggregate(rows=t.count(), money=money.cast(TOTAL))
                    .mutate(activity_type=ibis.literal(kind)))
     return out
 
 
-def before_totals(priced: ir.Table) -> ir.Table:
-    """Rows and money per activity type of priced activity *before* attribution (the
-    output of :func:`pbc.pricing.price_activity`)."""
-    return priced.group_by("activity_type").aggregate(
+def before_totals(priced: ir.Table, by: tuple[str, ...] = ()) -> ir.Table:
+    """Rows and money per activity type (and ``by``) of priced activity *before*
+    attribution (the output of :func:`pbc.pricing.price_activity`)."""
+    return priced.group_by(["activity_type", *by]).aggregate(
         rows=priced.count(), money=priced.price.cast(TOTAL).sum())
 
 
@@ -163,10 +166,32 @@ def reconcile_summary(summary: ir.Table, tables: Mapping[str, ir.Table],
     tables or the output), from a :func:`summarise` table, the source ``tables``, the
     priced activity before attribution ``priced`` (None: no tariff-priced activity) and
     :func:`duplicate_ids`. Executes the few small aggregates it needs."""
-    rows: dict[str, dict[str, Any]] = {}
+    return _reconcile(summary, tables, priced, duplicates, ()).get((), [])
 
-    def row(kind: str) -> dict[str, Any]:
-        return rows.setdefault(kind, {
+
+def reconcile_partitions(summary: ir.Table, tables: Mapping[str, ir.Table],
+                         priced: ir.Table | None,
+                         by: tuple[str, ...] = ("financial_year", "month"),
+                         ) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
+    """:func:`reconcile_summary` per partition: for each value of ``by`` (financial year
+    and month; text and integer) found in the sources or the output, its reconciliation
+    rows. ``summary`` is a :func:`summarise` of the output grouped by ``by`` too.
+    Duplicate keys are not counted here (they may span partitions): check them on the
+    whole output with :func:`duplicate_ids`."""
+    return _reconcile(summary, tables, priced, (), by)
+
+
+def _reconcile(summary: ir.Table, tables: Mapping[str, ir.Table], priced: ir.Table | None,
+               duplicates: Iterable[Mapping[str, Any]], by: tuple[str, ...],
+               ) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
+    groups: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = {}
+
+    def part(r: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(int(r[c]) if c == "month" else str(r[c]).replace("/", "-")
+                     for c in by)
+
+    def row(at: tuple[Any, ...], kind: str) -> dict[str, Any]:
+        return groups.setdefault(at, {}).setdefault(kind, {
             "activity_type": kind, "source_table": SOURCE_TABLES.get(kind, kind),
             "rows_in": None, "rows_before": None, "rows_priced": 0, "rows_unpriced": 0,
             "money_in": None, "money_priced": Decimal("0.00"),
@@ -174,26 +199,27 @@ def reconcile_summary(summary: ir.Table, tables: Mapping[str, ir.Table],
             "rows_off": 0, "rows_reason_off": 0, "duplicate_ids": 0,
             "duplicate_example": None})
 
-    for expr in source_totals(tables):
+    for expr in source_totals(tables, by):
         for r in _pylist(expr):
-            out = row(r["activity_type"])
+            out = row(part(r), r["activity_type"])
             out["rows_in"] = int(r["rows"])
             if r["activity_type"] in SOURCE_MONEY:
                 out["money_in"] = _money(r["money"]) or Decimal("0.00")
     if priced is not None:
-        for r in _pylist(before_totals(priced)):
-            out = row(r["activity_type"])
+        for r in _pylist(before_totals(priced, by)):
+            out = row(part(r), r["activity_type"])
             out["rows_before"] = int(r["rows"])
             out["money_in"] = _money(r["money"]) or Decimal("0.00")
     if priced is not None:  # a tariff type that pricing gave no rows for
-        for kind, out in rows.items():
-            if kind not in SOURCE_MONEY and out["rows_before"] is None:
-                out["rows_before"], out["money_in"] = 0, Decimal("0.00")
-    after = summary.group_by("activity_type", "attributed").aggregate(
+        for rows in groups.values():
+            for kind, out in rows.items():
+                if kind not in SOURCE_MONEY and out["rows_before"] is None:
+                    out["rows_before"], out["money_in"] = 0, Decimal("0.00")
+    after = summary.group_by(["activity_type", "attributed", *by]).aggregate(
         n=summary.n.sum(), n_priced=summary.n_priced.sum(), money=summary.money.sum(),
         n_off=summary.n_off.sum(), n_reason_off=summary.n_reason_off.sum())
     for r in _pylist(after):
-        out = row(r["activity_type"])
+        out = row(part(r), r["activity_type"])
         money = _money(r["money"]) or Decimal("0.00")
         out["rows_priced"] += int(r["n_priced"])
         out["rows_unpriced"] += int(r["n"]) - int(r["n_priced"])
@@ -202,10 +228,11 @@ def reconcile_summary(summary: ir.Table, tables: Mapping[str, ir.Table],
         out["rows_off"] += int(r["n_off"])
         out["rows_reason_off"] += int(r["n_reason_off"])
     for d in duplicates:
-        out = row(d["activity_type"])
+        out = row((), d["activity_type"])
         out["duplicate_ids"] = int(d["ids"])
         out["duplicate_example"] = f"{d['example']} occurs {d['times']} times"
-    return [{k: rows[kind][k] for k in COLUMNS} for kind in sorted(rows)]
+    return {at: [{k: rows[kind][k] for k in COLUMNS} for kind in sorted(rows)]
+            for at, rows in sorted(groups.items())}
 
 
 def reconcile(attributed: ir.Table, tables: Mapping[str, ir.Table], *,

@@ -140,7 +140,10 @@ OUTPUTS = """\
 |---|---|
 | `quarantine` | source_table, source_file, row_number, column, value, reason, loaded_at |
 | `reconciliation` | stage, source_table, source_file, rows_in, rows_accepted, \
-rows_quarantined, money_in, money_out, money_unattributed, recorded_at |
+rows_quarantined, money_in, money_out, money_unattributed, recorded_at (stage `load`, \
+`price`, and `price partition` per financial year and month of `priced_activity`) |
+| `price_summary` | financial_year, month, activity_type, service_line, practice_code, \
+attributed, n, n_priced, money, n_off, n_reason_off (`pbc price`: per partition) |
 
 Every accepted row also carries `_source` (the first 12 hex digits of its file's SHA-256) and,
 for activity, `financial_year` and `month`. `pbc export TABLE --out FILE` writes any table to

@@ -20,17 +20,19 @@ pricing expression summed on its own, on DuckDB). A run that does not reconcile
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import ibis
 
+from pbc.attribution.reconcile import ReconciliationError
 from pbc.warehouse import Warehouse, WarehouseError
-from pbc.warehouse.store import PARTITION_COLUMNS, ROW_GROUP_ROWS
+from pbc.warehouse.store import PARTITION_COLUMNS, ROW_GROUP_ROWS, scan_sql
 from pbc.warehouse.validate import lit
 
 ACTIVITY_INPUTS = ("apc_spells", "op_attendances", "ae_attendances", "prescribing")
@@ -43,12 +45,42 @@ REFERENCE_INPUTS = (
 )
 
 
+#: the per-partition summary of ``priced_activity`` (rows and money per activity type,
+#: service line, practice and attributed), partitioned like it: totals add these up
+SUMMARY_TABLE = "price_summary"
+#: stage of the per-partition rows of ``reconciliation`` (``source_file`` names the partition)
+PARTITION_STAGE = "price partition"
+
+
 @dataclass
 class PricingReport:
     version: int
     reconciliation: list[dict[str, Any]]
     by_service_line: list[tuple[str, int, Decimal]]
     by_practice: list[tuple[str | None, int, Decimal]]
+    #: partitions (``financial_year=2025-26/month=1``) priced by this run, kept as they
+    #: were, and removed (no activity any more)
+    priced: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    #: why every partition was priced ("" when only changed ones were)
+    full_reason: str = ""
+    #: a new warehouse version was written (False: nothing had changed)
+    changed: bool = True
+    #: rows priced by this run (those of the priced partitions)
+    rows_priced: int = 0
+
+    def partitions_text(self) -> str:
+        """Which partitions were priced and which kept, in words."""
+        from pbc.warehouse.partitions import partition_label
+
+        text = f"priced {partition_label(self.priced)}"
+        if self.full_reason:
+            text += f" (every partition: {self.full_reason})"
+        text += f"; kept {partition_label(self.kept)}"
+        if self.removed:
+            text += f"; removed {partition_label(self.removed)} (no activity any more)"
+        return text
 
 
 def _settings(warehouse: Warehouse, settings_file: Path | None) -> Any:
@@ -58,22 +90,62 @@ def _settings(warehouse: Warehouse, settings_file: Path | None) -> Any:
     return load_settings(path) if path is not None else TariffSettings()
 
 
+def _global_inputs(tx: Any, sums: dict[str, str], settings_file: Path | None,
+                   tariff_workbook: Path | None, engine: str) -> dict[str, Any]:
+    """What every partition's pricing reads, by content hash (for the partition
+    fingerprints, :mod:`pbc.warehouse.partitions`): tariff settings, an Annex A workbook,
+    the tariff and organisation tables, activity files outside any partition, pbc's
+    version and the engine."""
+    from pbc import __version__
+    from pbc.warehouse.partitions import digest, table_partitions
+    from pbc.warehouse.store import file_sha256
+
+    settings = (file_sha256(settings_file) if settings_file is not None
+                else sums.get("reference/tariff_settings.toml", "default"))
+    out: dict[str, Any] = {
+        "pbc version": __version__,
+        "engine": engine,
+        "tariff settings": settings,
+        "tariff workbook": file_sha256(tariff_workbook) if tariff_workbook else None,
+    }
+    for name in REFERENCE_INPUTS:
+        prefix = f"tables/{name}/"
+        files = sorted((r, d) for r, d in sums.items() if r.startswith(prefix))
+        out[f"table {name}"] = digest(files) if files else None
+    for name in ACTIVITY_INPUTS:
+        _, top = table_partitions(sums, name)
+        out[f"{name} files outside partitions"] = digest(sorted(top.items())) if top else None
+    return out
+
+
 def run_pricing(
     warehouse: Warehouse,
     *,
     settings_file: Path | None = None,
     tariff_workbook: Path | None = None,
     engine: str = "duckdb",
+    full: bool = False,
 ) -> PricingReport:
-    """Price and attribute everything in the warehouse; replace ``priced_activity``."""
+    """Price and attribute the warehouse's activity into ``priced_activity``: only the
+    partitions (financial year and month) whose inputs changed since they were priced,
+    or every partition when an input of all of them changed, with ``full``, or on Spark.
+
+    Each partition's input fingerprint is kept with the output (the manifest entry of
+    ``priced_activity``); a partition whose fingerprint is unchanged keeps its files as
+    they are. The reconciliation holds per partition (``reconciliation`` rows of stage
+    ``price partition``) and in total (stage ``price``), checked before anything is
+    committed."""
     from pbc.attribution import (
         attribute,
         check_reconciliation,
         duplicate_ids,
+        reconcile_partitions,
         reconcile_summary,
         summarise,
     )
+    from pbc.attribution.reconcile import SOURCE_MONEY
     from pbc.pricing import price_activity
+    from pbc.warehouse import partitions as parts
 
     if not warehouse.exists():
         raise WarehouseError(f"{warehouse.root}: no warehouse here yet (run pbc load first)")
@@ -91,45 +163,221 @@ def run_pricing(
         if missing:
             raise WarehouseError(
                 f"cannot price: the warehouse has no {', '.join(missing)} (load them first)")
+        sums: dict[str, str] = dict(tx.manifest.get("checksums") or {})
+        activity = {name: parts.table_partitions(sums, name)[0] for name in ACTIVITY_INPUTS
+                    if tx.has_table(name)}
+        global_inputs = _global_inputs(tx, sums, settings_file, tariff_workbook, engine)
+        # the marginal rate's running total runs through a contract's year in order of
+        # discharge: with a baseline in a year, an APC month depends on the months before it
+        mret_years = {b.financial_year for b in settings.emergency_marginal_rate.baseline}
+        fingerprints = parts.partition_fingerprints(
+            global_inputs, activity, {"apc_spells": mret_years})
+        if not fingerprints:
+            raise WarehouseError(
+                "nothing to price: the warehouse's activity tables (apc_spells, "
+                "op_attendances, ae_attendances, prescribing) hold no rows")
+        entry = tx.manifest["tables"].get("priced_activity") or {}
+        recorded = entry.get("inputs") if tx.has_table(SUMMARY_TABLE) else None
+        plan = parts.plan(fingerprints, global_inputs, recorded,
+                          full=full or engine == "spark")
+        if engine == "spark" and not full:
+            plan.reason = "engine spark prices every partition"
         con = tx.connect()
         backend = ibis.duckdb.from_connection(con)
-        # the pricing expression on DuckDB, compiled once into a view: the money before
-        # attribution is summed from it, and (DuckDB engine) attribution reads it
-        tables = _inputs(tx, backend.table, annex_a, lambda _, t: ibis.memtable(t))
-        _create_view(backend, "priced_before", price_activity(tables, settings))
-        before = backend.table("priced_before")
-        if engine == "spark":
-            _write_on_spark(tx, settings, annex_a)
-        else:
-            attributed = attribute(before, tables)
-            # a view (not raw SQL) so that Ibis registers any in-memory tables it uses
-            _create_view(backend, "priced_activity_new", attributed)
-            # DuckDB computes, streaming record batches; pyarrow's dataset writer partitions
-            # and writes them (faster than DuckDB's partitioned COPY for this wide output)
-            with con.sql("SELECT * FROM priced_activity_new").to_arrow_reader(
-                    batch_size=ROW_GROUP_ROWS) as batches:
-                tx.write_batches("priced_activity", batches, file_prefix="priced",
-                                 partition_by=PARTITION_COLUMNS, replace=True,
-                                 meta={"kind": "output"}, unique_columns=UNIQUE_COLUMNS)
-        con.execute(f"CREATE OR REPLACE VIEW priced_activity AS SELECT * FROM read_parquet("
-                    f"{lit(tx.glob('priced_activity'))}, union_by_name = true)")
-        # the written files are read once for the summary: every total below adds it up
-        written = backend.table("priced_activity")
-        backend.create_table("price_summary", summarise(written), temp=True)
-        summary = backend.table("price_summary")
-        rows = reconcile_summary(summary, tables, before, duplicate_ids(written))
+        dups: list[dict[str, Any]] = []
+        n_priced = 0
+        if plan.dirty or plan.removed or plan.full:
+            if plan.full:  # also an older pbc's files, whatever their layout
+                for name in ("priced_activity", SUMMARY_TABLE):
+                    shutil.rmtree(tx.table_dir(name), ignore_errors=True)
+                tx.drop_files("reconciliation", "r-pricepart-")
+            for key in plan.dirty + plan.removed:
+                for name in ("priced_activity", SUMMARY_TABLE):
+                    tx.drop_partition(name, key)
+                tx.drop_files("reconciliation", _partition_prefix(key) + "-")
+            if plan.dirty:
+                dups, n_priced = _price_partitions(
+                    tx, con, backend, plan.dirty, activity, mret_years, settings, annex_a,
+                    engine,
+                    price_activity, attribute, summarise, reconcile_partitions,
+                    check_reconciliation, duplicate_ids)
+            tx.manifest["tables"].setdefault("priced_activity", {"sources": {}})
+            tx.manifest["tables"]["priced_activity"]["kind"] = "output"
+            tx.manifest["tables"]["priced_activity"]["inputs"] = parts.record(
+                global_inputs, fingerprints)
+            tx.changed = True
+        # the totals: the sources counted afresh, every partition's summary and money in
+        all_sources = _inputs(tx, backend.table, None, lambda _, t: ibis.memtable(t))
+        _refresh_view(con, tx, SUMMARY_TABLE)
+        _refresh_view(con, tx, "reconciliation")
+        summary = backend.table(SUMMARY_TABLE)
+        rows = reconcile_summary(summary, all_sources, None, dups)
+        money_in = dict(con.execute(
+            "SELECT source_table, sum(money_in) FROM reconciliation WHERE stage = ? "
+            "GROUP BY 1", [PARTITION_STAGE]).fetchall())
+        for r in rows:
+            if r["activity_type"] not in SOURCE_MONEY:
+                r["money_in"] = Decimal(money_in.get(r["source_table"]) or 0)
         check_reconciliation(rows)  # raises: the transaction is rolled back
-        tx.drop_files("reconciliation", "r-price-")
-        _write_reconciliation(tx, con, rows)
+        if not tx.changed and _loaded_since_priced(tx.manifest):
+            # nothing to price again, but the run is recorded (a freeze needs every load
+            # priced: pbc.services.freeze.unpriced_loads)
+            tx.changed = True
+        if tx.changed:
+            tx.drop_files("reconciliation", "r-price-")
+            _write_reconciliation(tx, con, rows)
         by_line = con.execute(
-            "SELECT service_line, sum(n)::BIGINT, coalesce(sum(money), 0) FROM price_summary "
+            f"SELECT service_line, sum(n)::BIGINT, coalesce(sum(money), 0) FROM {SUMMARY_TABLE} "
             "GROUP BY 1 ORDER BY 3 DESC").fetchall()
         by_practice = con.execute(
-            "SELECT practice_code, sum(n)::BIGINT, coalesce(sum(money), 0) FROM price_summary "
+            f"SELECT practice_code, sum(n)::BIGINT, coalesce(sum(money), 0) FROM {SUMMARY_TABLE} "
             "WHERE attributed GROUP BY 1 ORDER BY 3 DESC").fetchall()
         con.close()
-        version = tx.base_version + 1
-    return PricingReport(version, rows, by_line, by_practice)
+        changed = tx.changed
+        version = tx.base_version + (1 if changed else 0)
+    return PricingReport(version, rows, by_line, by_practice, plan.dirty, plan.kept,
+                         plan.removed, plan.reason, changed, n_priced)
+
+
+def _loaded_since_priced(manifest: dict[str, Any]) -> bool:
+    history = manifest.get("history", [])
+    priced = max((int(h["version"]) for h in history if h["stage"] == "price"), default=0)
+    return any(h["stage"] == "load" and int(h["version"]) > priced for h in history)
+
+
+def _partition_prefix(key: str) -> str:
+    """File prefix of a partition's ``reconciliation`` rows (``r-pricepart-2025-26-m01``)."""
+    from pbc.warehouse.partitions import parse_partition
+
+    year, month = parse_partition(key)
+    return f"r-pricepart-{year}-m{month:02d}"
+
+
+def _refresh_view(con: Any, tx: Any, name: str) -> None:
+    con.execute(f'CREATE OR REPLACE VIEW "{name}" AS {scan_sql(tx.glob(name))}')
+
+
+def _price_partitions(tx: Any, con: Any, backend: Any, dirty: list[str],
+                      activity: dict[str, dict[str, dict[str, str]]], mret_years: set[str],
+                      settings: Any, annex_a: dict[str, Any] | None, engine: str,
+                      price_activity: Any,
+                      attribute: Any, summarise: Any, reconcile_partitions: Any,
+                      check_reconciliation: Any, duplicate_ids: Any
+                      ) -> tuple[list[dict[str, Any]], int]:
+    """Price the ``dirty`` partitions' activity, write their files, summaries and
+    reconciliation rows (each partition checked); their duplicate keys, for the total,
+    and their rows."""
+    from pbc.warehouse.partitions import earlier_in_year, parse_partition
+
+    staging = tx.staging
+    # the activity tables over the dirty partitions' files only (an empty table, with the
+    # columns, where a table has none there)
+    for name, by_part in activity.items():
+        files = [staging / rel for key in dirty for rel in sorted(by_part.get(key, {}))]
+        if files:
+            con.execute(f'CREATE OR REPLACE VIEW "dirty_{name}" AS {scan_sql(files)}')
+        else:
+            first = sorted(tx.table_dir(name).rglob("*.parquet"))[:1]
+            con.execute(f'CREATE OR REPLACE VIEW "dirty_{name}" AS '
+                        f"{scan_sql(first)} LIMIT 0")
+
+    # the marginal rate's running totals: a dirty APC month of a year with a baseline is
+    # priced after the earlier months of its year (priced again, not written)
+    context = sorted({k for key in dirty if parse_partition(key)[0] in mret_years
+                      for k in earlier_in_year(key, activity.get("apc_spells", {}))}
+                     - set(dirty))
+    if context:
+        files = [staging / rel for key in [*dirty, *context]
+                 for rel in sorted(activity["apc_spells"].get(key, {}))]
+        con.execute(f'CREATE OR REPLACE VIEW "context_apc_spells" AS {scan_sql(files)}')
+
+    def table(name: str) -> Any:
+        return backend.table(f"dirty_{name}" if name in activity else name)
+
+    def priced_input(name: str) -> Any:
+        return backend.table("context_apc_spells") if context and name == "apc_spells" \
+            else table(name)
+
+    tables = _inputs(tx, table, annex_a, lambda _, t: ibis.memtable(t))
+    priced = price_activity(_inputs(tx, priced_input, annex_a, lambda _, t: ibis.memtable(t)),
+                            settings)
+    if context:  # the dirty partitions' rows only
+        wanted = [parse_partition(k) for k in dirty]
+        priced = priced.filter(ibis.or_(*[(priced.financial_year == y) & (priced.month == m)
+                                          for y, m in wanted]))
+    # the pricing expression on DuckDB, compiled once into a view: the money before
+    # attribution is summed from it, and (DuckDB engine) attribution reads it
+    _create_view(backend, "priced_before", priced)
+    before = backend.table("priced_before")
+    if engine == "spark":  # every partition (the plan is full on Spark)
+        _write_on_spark(tx, settings, annex_a)
+    else:
+        attributed = attribute(before, tables)
+        # a view (not raw SQL) so that Ibis registers any in-memory tables it uses
+        _create_view(backend, "priced_activity_new", attributed)
+        # DuckDB computes, streaming record batches; pyarrow's dataset writer partitions
+        # and writes them (faster than DuckDB's partitioned COPY for this wide output)
+        with con.sql("SELECT * FROM priced_activity_new").to_arrow_reader(
+                batch_size=ROW_GROUP_ROWS) as batches:
+            tx.write_batches("priced_activity", batches, file_prefix="priced",
+                             partition_by=PARTITION_COLUMNS,
+                             meta={"kind": "output"}, unique_columns=UNIQUE_COLUMNS)
+    # the written files of these partitions are read once for the summary
+    new_files = [f for key in dirty
+                 for f in sorted((tx.table_dir("priced_activity") / key).glob("*.parquet"))]
+    top = sorted(tx.table_dir("priced_activity").glob("*.parquet"))  # no rows at all
+    con.execute(f"CREATE OR REPLACE VIEW priced_new AS {scan_sql(new_files or top)}")
+    written = backend.table("priced_new")
+    backend.create_table("summary_new", summarise(written, PARTITION_COLUMNS), temp=True)
+    summary = backend.table("summary_new")
+    per_partition = reconcile_partitions(summary, tables, before, PARTITION_COLUMNS)
+    dups: list[dict[str, Any]] = duplicate_ids(written)
+    # these partitions together first (every fault named at once), then each on its own
+    check_reconciliation(_add_up(per_partition.values(), dups))
+    for (year, month), rows in per_partition.items():
+        try:
+            check_reconciliation(rows)
+        except ReconciliationError as e:
+            raise ReconciliationError(f"{year} month {month}: {e}") from e
+    for (year, month), rows in per_partition.items():
+        _write_reconciliation(tx, con, rows, stage=PARTITION_STAGE,
+                              source_file=f"priced_activity/financial_year={year}/month={month}",
+                              file_prefix=_partition_prefix(f"financial_year={year}/"
+                                                            f"month={month}"))
+    tx.write(con, SUMMARY_TABLE, "SELECT * FROM summary_new", file_prefix="summary",
+             partition_by=PARTITION_COLUMNS, meta={"kind": "output"})
+    rows = int(con.execute("SELECT coalesce(sum(n), 0) FROM summary_new").fetchall()[0][0])
+    return dups, rows
+
+
+def _add_up(groups: Any, duplicates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Reconciliation rows of several partitions added up per activity type, with the
+    duplicate keys found across them (:func:`pbc.attribution.duplicate_ids`)."""
+    from pbc.attribution.reconcile import COLUMNS
+
+    total: dict[str, dict[str, Any]] = {}
+    for rows in groups:
+        for r in rows:
+            out = total.setdefault(r["activity_type"], {
+                **{k: r[k] for k in ("activity_type", "source_table")},
+                **{k: None for k in COLUMNS[2:]}})
+            for k in COLUMNS[2:]:
+                if k.startswith("duplicate"):
+                    continue
+                if r[k] is not None:
+                    out[k] = r[k] if out[k] is None else out[k] + r[k]
+    for r in total.values():
+        for k in ("rows_priced", "rows_unpriced", "rows_off", "rows_reason_off"):
+            r[k] = r[k] or 0
+        r["duplicate_ids"], r["duplicate_example"] = 0, None
+    for d in duplicates:
+        r = total.setdefault(d["activity_type"], {
+            "activity_type": d["activity_type"], "source_table": d["activity_type"],
+            **{k: None for k in COLUMNS[2:]}, "rows_priced": 0, "rows_unpriced": 0,
+            "rows_off": 0, "rows_reason_off": 0})
+        r["duplicate_ids"] = int(d["ids"])
+        r["duplicate_example"] = f"{d['example']} occurs {d['times']} times"
+    return [total[k] for k in sorted(total)]
 
 
 def _inputs(tx: Any, table: Callable[[str], Any], annex_a: dict[str, Any] | None,
@@ -192,7 +440,9 @@ def _create_view(backend: Any, name: str, expr: Any) -> None:
         ibis.options.sql.fuse_selects = fuse
 
 
-def _write_reconciliation(tx: Any, con: Any, rows: list[dict[str, Any]]) -> None:
+def _write_reconciliation(tx: Any, con: Any, rows: list[dict[str, Any]], *,
+                          stage: str = "price", source_file: str = "priced_activity",
+                          file_prefix: str = "r-price") -> None:
     """The ``reconciliation`` rows of the price stage: rows in (the source table's), rows
     priced (accepted) and unpriced (quarantined: kept, with a reason), money in (before
     attribution; prescribing: the source's ``actual_cost``), money attributed (out) and
@@ -210,11 +460,11 @@ def _write_reconciliation(tx: Any, con: Any, rows: list[dict[str, Any]]) -> None
         "money_unattributed": pa.array([r["money_unattributed"] for r in rows], money),
     })
     con.register("price_rec", frame)
-    tx.write(con, "reconciliation", """
-        SELECT 'price' AS stage, source_table, 'priced_activity' AS source_file,
+    tx.write(con, "reconciliation", f"""
+        SELECT {lit(stage)} AS stage, source_table, {lit(source_file)} AS source_file,
                rows_in, rows_priced AS rows_accepted, rows_unpriced AS rows_quarantined,
                CAST(money_in AS DECIMAL(18,2)) AS money_in,
                CAST(money_attributed AS DECIMAL(18,2)) AS money_out,
                CAST(money_unattributed AS DECIMAL(18,2)) AS money_unattributed,
                current_localtimestamp() AS recorded_at
-        FROM price_rec""", file_prefix="r-price", meta={"kind": "output"})
+        FROM price_rec""", file_prefix=file_prefix, meta={"kind": "output"})

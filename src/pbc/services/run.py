@@ -515,10 +515,10 @@ def _price(ctx: Context, cb: Callback) -> Outcome:
     cb("pricing and attribution", 0, 1)
     report = run_pricing(ctx.warehouse)
     cb("pricing and attribution", 1, 1)
-    rows = sum(int(n) for _, n, _ in report.by_service_line)
+    rows = report.rows_priced  # of the partitions priced (the others are kept)
     money = sum(float(m) for _, _, m in report.by_service_line)
-    return Outcome(rows, [], f"{rows:,} rows priced, £{money:,.2f} "
-                   f"(warehouse version {report.version})")
+    return Outcome(rows, [], f"{rows:,} rows priced, £{money:,.2f} in all "
+                   f"(warehouse version {report.version}); {report.partitions_text()}")
 
 
 def _acting_for(ctx: Context) -> str:

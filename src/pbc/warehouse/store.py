@@ -317,6 +317,14 @@ class Transaction:
         self.manifest["tables"].pop(name, None)
         self.changed = True
 
+    def drop_partition(self, name: str, partition: str) -> None:
+        """Remove one partition folder of ``name`` (e.g. ``financial_year=2025-26/month=1``)
+        and its files; the other partitions' files are left as they are."""
+        folder = self.table_dir(name) / partition
+        if folder.is_dir():
+            shutil.rmtree(folder)
+            self.changed = True
+
     def drop_files(self, name: str, prefix: str) -> None:
         """Remove the Parquet files of ``name`` whose file name starts with ``prefix``."""
         for p in self.table_dir(name).rglob(f"{prefix}*.parquet"):
