@@ -132,6 +132,21 @@ def test_explanation_starts_with_a_plain_english_summary() -> None:
     assert not CODE_WORD.findall(shown), CODE_WORD.findall(shown)
 
 
+def test_every_practice_explained_at_once_is_each_explained_alone() -> None:
+    """explain_all (the frame split by practice once, for 6,553 practices) gives each
+    practice exactly its own explanation."""
+    from pbc.budgets.explain import explain_all
+
+    res = set_budgets(_policy(pace_of_change={"pace": 0.5}), FairShareInputs(list_sizes=LIST),
+                      SPEND)
+    every = explain_all(res)
+    assert sorted(every) == ["A", "B"]
+    for code, explanation in every.items():
+        assert explanation == res.explain(code)
+        assert explanation.practice_code == code
+    assert every["A"].to_text() != every["B"].to_text()
+
+
 def test_relaxed_caps_are_said_in_words() -> None:
     pol = parse_policy({
         "financial_year": "2025/26", "scope": ["elective_inpatient"],

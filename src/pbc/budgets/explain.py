@@ -358,12 +358,19 @@ def _na(v: object) -> bool:
     return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
 
 
-def explain(result: BudgetResult, practice_code: str) -> Explanation:
-    """A step-by-step explanation of one practice's budget in ``result``."""
-    rows = result.frame[result.frame["practice_code"] == practice_code]
+def explain(result: BudgetResult, practice_code: str, *, rows: pd.DataFrame | None = None,
+            summary: pd.DataFrame | None = None) -> Explanation:
+    """A step-by-step explanation of one practice's budget in ``result``.
+
+    ``rows`` (the practice's rows of ``result.frame``) and ``summary`` (``result.summary``
+    indexed by service line) may be given when many practices are explained at once
+    (:func:`explain_all`), so that neither is looked up again for each."""
+    if rows is None:
+        rows = result.frame[result.frame["practice_code"] == practice_code]
     if rows.empty:
         raise KeyError(f"practice {practice_code!r} has no budget in this result")
-    summary = result.summary.set_index("service_line")
+    if summary is None:
+        summary = result.summary.set_index("service_line")
     lines = []
     notes = list(result.notes)
     for _, row in rows.iterrows():
@@ -399,6 +406,14 @@ def explain(result: BudgetResult, practice_code: str) -> Explanation:
         summary=_summary(rows, result),
         methods=tuple(methods),
     )
+
+
+def explain_all(result: BudgetResult) -> dict[str, Explanation]:
+    """Every practice's explanation, the frame split by practice once (at national scale,
+    6,553 practices, looking each practice's rows up in the whole frame dominated)."""
+    summary = result.summary.set_index("service_line")
+    return {str(code): explain(result, str(code), rows=rows, summary=summary)
+            for code, rows in result.frame.groupby("practice_code", sort=False)}
 
 
 def _listing(names: list[str]) -> str:

@@ -320,10 +320,12 @@ def set_indicative_budgets(
     monthly = phase_budgets(result.frame, profile)
     groups = group_budgets(result.frame, frames["practices"], practice_groups=windows,
                            financial_year=policy.financial_year, monthly=monthly)
+    from pbc.budgets.explain import explain_all
+
+    explained = explain_all(result)
     explanations = pd.DataFrame({
         "practice_code": practices,
-        "explanation": [result.explain(p).to_text() if p in set(result.frame.practice_code)
-                        else "" for p in practices],
+        "explanation": [explained[p].to_text() if p in explained else "" for p in practices],
     })
     with DecisionStore.beside(warehouse.root) as store:
         version = store.next_version(policy.financial_year)
