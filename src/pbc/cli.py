@@ -21,9 +21,10 @@ from rich.table import Table as RichTable
 from pbc.warehouse import Warehouse, WarehouseError
 
 app = typer.Typer(
-    help="pbc: practice-based commissioning for the English NHS. Identity (--as) is "
-         "self-declared and not checked until the web app's accounts exist: anyone who can "
-         "read the warehouse folder can claim any role (docs/security.md).",
+    help="pbc: practice-based commissioning for the English NHS. On the command line "
+         "identity (--as) is self-declared and not checked (the web app, pbc serve, checks "
+         "a password): anyone who can read the warehouse folder can claim any role "
+         "(docs/security.md).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

@@ -1,12 +1,11 @@
 """Who is asking: every service call that touches decisions or patient data takes one.
 
-Until the web app's accounts exist, the command line's principal is *self-declared*
-(``--as ROLE:ORGANISATION``): pbc does not check it, so anyone who can read the warehouse
-folder can claim any role. :func:`parse_principal` is the one parser every command uses;
-a principal it makes says so (``authenticated=False``, ``source``). When the decision
-store's users exist, the CLI will act as a named local user whose role comes from the
-store, and that principal will carry ``authenticated=True`` and the store as its source
-(docs/security.md).
+The command line's principal is *self-declared* (``--as ROLE:ORGANISATION``): pbc does
+not check it, so anyone who can read the warehouse folder can claim any role.
+:func:`parse_principal` is the one parser every command uses; a principal it makes says so
+(``authenticated=False``, ``source``). The web app and the API make principals of users
+whose password or token was checked (``authenticated=True``, the source naming which:
+:mod:`pbc.services.accounts`); docs/security.md.
 """
 
 from __future__ import annotations
