@@ -123,7 +123,11 @@ def test_suppressed_counts_are_neither_shown_nor_drawn(app: Any) -> None:
         assert rows[code][2] == "*" and rows[code][4] == "*"
     assert all(not (c.isdigit() and 1 <= int(c) <= 7)
                for r in rows.values() for c in (r[2], r[3]))
-    assert small.isdisjoint(p["unit"] for p in points(spec_of(page.text)))
+    # complementary suppression hides more than the small counts: none of them is drawn
+    hidden = {code for code, r in rows.items() if r[4] == "*"}
+    assert small <= hidden
+    assert hidden.isdisjoint(p["unit"] for p in points(spec_of(page.text)))
+    assert f"{len(hidden)} not drawn because their counts are suppressed" in page.text
     csv = client.get(f"/indicators/{SUPPRESSING}/download/indicator-{SUPPRESSING}.csv"
                      "?year=2025-26")
     assert csv.status_code == 200

@@ -114,6 +114,18 @@ def test_council_page_shows_the_services_figures(app: Any, economy: Any) -> None
         rows = register(store, who)
     assert [[r[0], r[6], r[7]] for r in table_rows(page.text, "la-register")] == \
         [[r.reference, r.financial_year, _pounds(r.as_dict()["contributions"])] for r in rows]
+    # each partner's settlement, at the month being monitored (the latest with activity)
+    from pbc.services.monitoring import latest_month
+    from pbc.services.pooled import pooled_position, settlement_frame, stored_agreement
+
+    with DecisionStore.beside(economy.root) as store:
+        pos = pooled_position(economy, who, stored_agreement(store, who, "S75-2025-01"),
+                              "2025-26", month=latest_month(economy, "2025-26"), store=store)
+    assert pos.settlement is not None
+    assert [(r[1], r[6]) for r in table_rows(page.text, "la-settlement")] == [
+        (p, _pounds(f)) for p, f in zip(settlement_frame(pos.settlement).partner,
+                                        settlement_frame(pos.settlement).final_position,
+                                        strict=True)]
     # the profile: every row of the service's profile, suppressed ones as *
     profile = profiles.neighbourhood_profile(economy, COUNCIL, who)
     got = table_rows(page.text, "la-profile")

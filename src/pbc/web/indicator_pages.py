@@ -115,9 +115,10 @@ def indicator_table(request: Request, v: Viewer, indicator_id: str, year: str | 
     return shown, table, ind
 
 
-def funnel_spec(v: Viewer, shown: Any) -> str:
+def funnel_spec(v: Viewer, shown: Any) -> tuple[str, int]:
     """The CLI's chart (funnel; caterpillar for a cost per head) as Vega-Lite JSON, the
-    viewer's practice highlighted, each point linking to a dashboard the viewer may open."""
+    viewer's practice highlighted, each point linking to a dashboard the viewer may open;
+    and how many practices it draws."""
     from pbc.indicators.charts import caterpillar_chart, funnel_chart
 
     ind, table = shown.indicator, shown.table
@@ -127,29 +128,29 @@ def funnel_spec(v: Viewer, shown: Any) -> str:
     chart = (caterpillar_chart(table, ind, highlight=highlight)
              if ind.kind == "cost_per_head" else funnel_chart(table, ind, highlight=highlight))
     spec = chart.to_dict()
-    may = _may_open(v)
+    may, drawn = _may_open(v), 0
     for layer in spec.get("layer", []):
         if layer.get("name") != "points":
             continue
         data = layer.get("data") or spec.get("data") or {}
-        values = data.get("values") if "values" in data else \
+        values = data["values"] if "values" in data else \
             spec.get("datasets", {}).get(data.get("name", ""), [])
+        drawn += len(values)
         for point in values:
             unit = str(point.get("unit"))
             point["href"] = f"/practices/{unit}" if may is None or unit in may else None
         layer["encoding"]["href"] = {"field": "href", "type": "nominal"}
-    return json.dumps(spec).replace("</", "<\\/")
+    return json.dumps(spec).replace("</", "<\\/"), drawn
 
 
 @router.get("/indicators/{indicator_id}", response_class=HTMLResponse)
 def indicator(request: Request, indicator_id: str, year: str | None = None) -> HTMLResponse:
     v = auth.viewer(request)
     shown, table, ind = indicator_table(request, v, indicator_id, year)
-    table = _sorting(request, table)
-    drawn = int(shown.table["value"].notna().sum()) if "value" in shown.table else 0
-    chart = cached(request, ("indicator-chart", auth.role_key(v.principal), indicator_id, year),
-                   lambda: funnel_spec(v, shown))
-    return page_or_rows(request, "indicator_page.html", v, [table], ind=ind,
+    chart, drawn = cached(request, ("indicator-chart", auth.role_key(v.principal),
+                                    indicator_id, year), lambda: funnel_spec(v, shown))
+    return page_or_rows(request, "indicator_page.html", v, [_sorting(request, table)],
+                        ind=ind,
                         year=shown.financial_year, chart=chart, drawn=drawn,
                         hidden=len(shown.table) - drawn,
                         kind="caterpillar" if ind.kind == "cost_per_head" else "funnel")

@@ -145,16 +145,20 @@ def pooled_tables(request: Request, v: Viewer, code: str) -> tuple[Table, Table,
     notes: list[str] = []
     settlements = []
     at = _month(request, v)
+    fy, month = at if at is not None else ("", 0)
     for r in rows:
-        if at is None or r.financial_year != at[0]:
+        if r.financial_year != fy:
             continue
+
+        def position(reference: str = r.reference) -> Any:
+            return pooled_position(warehouse_of(request), v.principal,
+                                   stored_agreement(store, v.principal, reference), fy,
+                                   month=month, store=store)
+
         try:
             with refusals(request, v, f"the partners of {r.reference}"):
                 pos = cached(request, ("pooled", _key(v.principal), r.reference, r.version,
-                                       at), lambda r=r: pooled_position(
-                    warehouse_of(request), v.principal,
-                    stored_agreement(store, v.principal, r.reference), at[0], month=at[1],
-                    store=store))
+                                       at), position)
         except PooledError as e:
             notes.append(f"{r.reference}: no settlement: {e}")
             continue
