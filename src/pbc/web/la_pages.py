@@ -308,10 +308,15 @@ def group_tables(request: Request, v: Viewer, code: str, month: str | None
     if pack is None:
         raise auth.deny(request, v, f"{v.principal} may not see group {code}'s position",
                         who_may)
-    members = [str(r[0]) for r in warehouse_of(request).query(
-        "SELECT practice_code FROM practices WHERE group_code = ? ORDER BY 1", [code])]
+    members = cached(request, ("members", code), lambda: [
+        str(r[0]) for r in warehouse_of(request).query(
+            "SELECT practice_code FROM practices WHERE group_code = ? ORDER BY 1", [code])])
     notes: list[str] = []
     try:
+        if v.principal.role != "commissioner":  # as monthly_position decides, without the work
+            raise AccessDenied(f"{v.principal} may see the group's position, not its "
+                               "practices' (pbc monitor --level group); the commissioner "
+                               "sees every practice")
         pos = cached(request, ("position", _key(v.principal), period, "practice"),
                      lambda: monthly_position(warehouse_of(request), v.principal, period,
                                               level="practice"))
