@@ -200,6 +200,9 @@ def test_group_dashboard_is_the_group_position(app: Any, economy: Any) -> None:
     got = {r[0]: r[3] for r in table_rows(page.text, "group-position")}
     assert got == {str(r.service_line): _pounds(r.spend_to_date)
                    for r in frame.itertuples()}
+    # the service shows a group's lead its group only: the members' table says so
+    assert table_rows(page.text, "group-members") == [["Nothing to show."]]
+    assert "Member practices&#39; positions are not shown" in page.text
     # the commissioner also sees the member practices' positions
     page = signed_in(app, "fin").get("/groups/G01?month=2025-09")
     practices = in_pounds(monthly_position(economy, principal("fin"), "2025-09").frame)

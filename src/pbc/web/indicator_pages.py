@@ -25,7 +25,7 @@ from pbc.reports.workbook import Column
 from pbc.warehouse import WarehouseError
 from pbc.web import auth
 from pbc.web.auth import Viewer
-from pbc.web.la_pages import SUPPRESSED, PageTable, _pick, send_table
+from pbc.web.la_pages import SUPPRESSED, PageTable, named_table, send_table
 from pbc.web.pages import _names, _sorting, cached, page_or_rows, render, warehouse_of
 
 router = APIRouter()
@@ -161,4 +161,4 @@ def indicator_download(request: Request, indicator_id: str, name: str, fmt: str,
                        year: str | None = None) -> Response:
     v = auth.viewer(request)
     _, table, _ = indicator_table(request, v, indicator_id, year)
-    return send_table(request, v, _pick(v, [table], name), fmt)
+    return send_table(request, v, named_table(v, [table], name), fmt)

@@ -45,6 +45,7 @@ from pbc.web.pages import (
     chart_spec,
     page_or_rows,
     period_of,
+    pounds,
     refusals,
     warehouse_of,
 )
@@ -87,7 +88,7 @@ def send_table(request: Request, v: Viewer, t: Table, fmt: str) -> Response:
                         "Content-Disposition": f'attachment; filename="{stem}.xlsx"'})
 
 
-def _pick(v: Viewer, tables: list[Table], name: str) -> Table:
+def named_table(v: Viewer, tables: list[Table], name: str) -> Table:
     for t in tables:
         if t.name == name:
             return t
@@ -231,7 +232,7 @@ def shared_clients_table(request: Request, v: Viewer, code: str) -> tuple[Table,
         "" if r["table"] != "opportunity" else SUPPRESSED if a is None or pd.isna(a) else a
         for r, a in zip(shown.to_dict("records"), admissions, strict=True)]
     for c in ("nhs_cost", "social_care_cost"):
-        shown[c] = [x if x == SUPPRESSED else pounds_or_blank(x) for x in shown[c]]
+        shown[c] = [x if x == SUPPRESSED else pounds(x) for x in shown[c]]
     return PageTable(
         "la-shared-clients", f"Shared clients of {code} (known to the NHS and to social "
         f"care), {report.financial_year} (* suppressed)", shown,
@@ -241,12 +242,6 @@ def shared_clients_table(request: Request, v: Viewer, code: str) -> tuple[Table,
          Column("emergency_admissions", "Emergency admissions", "general")],
         code, report.financial_year, filter_on="code",
         base=f"/councils/{code}"), svc.summary_lines(report)
-
-
-def pounds_or_blank(x: Any) -> str:
-    from pbc.web.pages import pounds
-
-    return pounds(x)
 
 
 def council_tables(request: Request, v: Viewer, code: str
@@ -277,7 +272,7 @@ def council(request: Request, code: str) -> HTMLResponse:
 def council_download(request: Request, code: str, name: str, fmt: str) -> Response:
     v = auth.viewer(request)
     tables, *_ = council_tables(request, v, code)
-    return send_table(request, v, _pick(v, tables, name), fmt)
+    return send_table(request, v, named_table(v, tables, name), fmt)
 
 
 # ------------------------------------------------------------------ groups
@@ -377,4 +372,4 @@ def group_download(request: Request, code: str, name: str, fmt: str,
                    month: str | None = None) -> Response:
     v = auth.viewer(request)
     _, _, tables, _ = group_tables(request, v, code, month)
-    return send_table(request, v, _pick(v, tables, name), fmt)
+    return send_table(request, v, named_table(v, tables, name), fmt)
