@@ -203,9 +203,14 @@ def test_another_practices_pack_is_403_and_audited(app: Any, economy: Any) -> No
                            ).all()
     assert {"/practices/A81000/pack.pdf", "/practices/A81000/pack.xlsx"} <= {
         e.entity_id for e in denied if e.actor == "pm"}
-    # the commissioner may read any practice's pack
+    # a group's pack: not for a practice's user; the commissioner reads any practice's or
+    # group's pack
+    assert client.get(f"/groups/G01/pack.xlsx?month={PERIOD}").status_code == 403
     fin = _login(TestClient(app), "fin")
-    assert fin.get(f"/practices/A81000/pack.pdf?month={PERIOD}").status_code == 200
+    assert fin.get(f"/practices/A81000/pack.xlsx?month={PERIOD}").status_code == 200
+    group = fin.get(f"/groups/G01/pack.xlsx?month={PERIOD}")
+    assert group.status_code == 200 and "group-G01" in group.headers["content-disposition"]
+    assert fin.get(f"/groups/NOPE/pack.xlsx?month={PERIOD}").status_code == 403
 
 
 # ------------------------------------------------------------------ in a real browser
@@ -333,6 +338,9 @@ def test_axe_finds_no_serious_or_critical_violations_on_the_main_pages(
         browser: Any, server: str) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
+    # the check itself finds what it should: an unlabelled field, a page with no language
+    page.set_content("<html><body><main><input type=text></main></body></html>")
+    assert {v.split(" ")[0] for v in _axe(page)} >= {"label", "html-has-lang"}
     page.goto(server + "/login")
     problems = {"login": _axe(page)}
     _shot(page, "login")
