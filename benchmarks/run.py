@@ -11,7 +11,7 @@ HERE = Path(__file__).resolve().parent
 #: hand-written SQL; pandas runs out of memory there) and at 3%, where pandas fits
 ORDER = [["bench_synth.py"], ["bench_load.py"], ["bench_pricing.py"],
          ["bench_pricing.py", "--scale", "0.03"], ["bench_budgets.py"], ["bench_risk.py"],
-         ["bench_indicators.py"], ["bench_monitoring.py"]]
+         ["bench_indicators.py"], ["bench_monitoring.py"], ["bench_web.py"]]
 
 
 def main() -> int:

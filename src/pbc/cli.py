@@ -1167,7 +1167,10 @@ def demo(
         err.print(f"[red]error:[/] the demo stopped on a warning: {type(w).__name__}: {w}")
         raise typer.Exit(1) from None
     if not no_serve:
-        console.print("The web app is not built yet (a later issue); nothing to serve.")
+        from pbc.services.demo import serve_demo
+
+        with user_errors():
+            serve_demo(out, console)
 
 
 # ---------------------------------------------------------------------- users, cases, audit

@@ -19,6 +19,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -355,3 +356,93 @@ def _print_reconciliation(warehouse: Warehouse, console: Console, stage: str) ->
     for name, rin, acc, qua in rows:
         table.add_row(name, f"{rin:,}", f"{acc:,}", f"{qua:,}")
     console.print(table)
+
+
+# ---------------------------------------------------------------------- serving the app
+#: what each role sees in the web app (docs/web.md), for the demo's list of logins
+ROLE_SEES = {
+    "administrator": "users and roles; the business cases",
+    "commissioner": "the commissioner overview: every practice and group, the decision "
+                    "queue, the data loads",
+    "commissioner_approver": "the business cases, to approve or reject",
+    "commissioner_data": "the business cases",
+    "practice": "its practice's dashboard, budget explained, case-finding list, monthly "
+                "pack (PDF, Excel)",
+    "group": "its group's dashboard and practices",
+    "local_authority": "its council's pooled budgets and the cases it is consulted on",
+}
+DEMO_HOST = "127.0.0.1"
+DEMO_PORT = 8000
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    """One demo user's sign-in: user name, password, role, organisation, what they see."""
+
+    user: str
+    password: str
+    role: str
+    organisation: str
+    sees: str
+
+
+def demo_logins(warehouse: Path, *, make_password: Callable[[], str] | None = None
+                ) -> list[DemoLogin]:
+    """Set a fresh password for one demo user of each role (the first by name), as the
+    demo's administrator; their sign-ins. The passwords are new on every run (never
+    stored but as Argon2 hashes)."""
+    import secrets
+
+    from pbc.decisions import DecisionStore
+    from pbc.services.accounts import set_password
+    from pbc.services.cases import users
+
+    make = make_password or (lambda: secrets.token_urlsafe(12))
+    admin = Principal("admin", "administrator", DEMO_COMMISSIONER)
+    logins: list[DemoLogin] = []
+    with DecisionStore.beside(warehouse) as store:
+        seen: set[str] = set()
+        for name, role, org in users(store, admin):
+            if role in seen:
+                continue
+            seen.add(role)
+            password = make()
+            set_password(store, admin, name, password)
+            logins.append(DemoLogin(name, password, role, org, ROLE_SEES.get(role, "")))
+    if not logins:
+        raise RuntimeError(f"{warehouse}: the demo made no users to sign in as")
+    order = list(ROLE_SEES)
+    return sorted(logins, key=lambda x: (order.index(x.role) if x.role in order else 99))
+
+
+ServerRunner = Callable[[object, str, int], None]
+
+
+def _uvicorn(app: object, host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level="warning")  # type: ignore[arg-type]
+
+
+def serve_demo(out: Path, console: Console, *, host: str = DEMO_HOST, port: int = DEMO_PORT,
+               runner: ServerRunner | None = None,
+               make_password: Callable[[], str] | None = None) -> list[DemoLogin]:
+    """After the pipeline: a password for each demo role, the logins printed, then the web
+    app over the demo warehouse on http://HOST:PORT/ until Ctrl-C (``runner`` serves it;
+    uvicorn by default). Cookies are sent over plain HTTP: the demo listens on loopback."""
+    from pbc.web.app import create_app
+    from pbc.web.settings import WebSettings
+
+    warehouse = Path(out).resolve() / "warehouse"
+    logins = demo_logins(warehouse, make_password=make_password)
+    table = RichTable(title=f"Sign in at http://{host}:{port}/ (one user per role)")
+    for col in ("User name", "Password", "Role", "Organisation", "Sees"):
+        table.add_column(col, overflow="fold")
+    for x in logins:
+        table.add_row(x.user, x.password, x.role, x.organisation, x.sees)
+    console.print(table)
+    console.print(f"Serving the demo warehouse {warehouse} on http://{host}:{port}/ "
+                  "(Ctrl-C to stop)")
+    app = create_app(WebSettings(warehouse, secure_cookies=False))
+    (runner or _uvicorn)(app, host, port)
+    return logins
