@@ -366,3 +366,40 @@ def test_a_decision_is_seen_at_the_next_request_despite_the_cache(app: Any, econ
     agree(economy, Principal("fin", "commissioner", "Q99"), "2025-26", 1)
     after = client.get(url, headers={"HX-Request": "true"}).text
     assert "draft, not agreed" not in after and "agreed)" in after
+
+
+def test_concurrent_first_requests_compute_once_and_users_of_one_practice_share(
+        economy: Any) -> None:
+    """The page cache is single-flight (eight simultaneous first requests: one computation)
+    and keyed by role and organisation, not the user's name (20 users of one practice share
+    its results; access is checked per request before the cache is asked)."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from starlette.requests import Request
+
+    from pbc.web.pages import _key, cached
+
+    request = Request({"type": "http", "app": _app(economy), "headers": []})
+    calls: list[int] = []
+    lock = threading.Lock()
+
+    def slow() -> int:
+        with lock:
+            calls.append(1)
+        time.sleep(0.3)
+        return 42
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda _: cached(request, ("test", "x"), slow), range(8)))
+    assert got == [42] * 8 and calls == [1]
+
+    def refused() -> int:
+        raise PermissionError("no")
+
+    for _ in range(2):  # a refusal is not kept: asked again, it is computed again
+        with pytest.raises(PermissionError):
+            cached(request, ("test", "refused"), refused)
+    assert _key(Principal("a", "practice", "A81001")) == _key(
+        Principal("b", "practice", "A81001")) != _key(Principal("a", "practice", "A81002"))

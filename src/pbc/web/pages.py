@@ -136,13 +136,17 @@ def refusals(request: Request, v: Viewer, who_may: str) -> Iterator[None]:
 
 #: results kept per app (the warehouse version and the decision store's audit head in the
 #: key, so a new load, budget or decision is seen at once); oldest dropped first
-CACHE_SIZE = 64
+CACHE_SIZE = 256
 _CACHE_LOCK = threading.Lock()
 
 
 def cached(request: Request, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
-    """A service's result for ``key`` (which names the principal and the arguments),
-    computed once per warehouse version and audit head."""
+    """A service's result for ``key`` (which names the principal's role and organisation
+    and the arguments), computed once per warehouse version and audit head.
+
+    Concurrent first requests for one key wait for the one computing it (one computation,
+    not one per user); a computation that raises (a refusal, say) is not kept, and the
+    next request tries again."""
     from sqlalchemy import select
 
     from pbc.decisions.audit import AuditHead
@@ -156,18 +160,28 @@ def cached(request: Request, key: tuple[Any, ...], compute: Callable[[], Any]) -
         cache: dict[tuple[Any, ...], Any] | None = getattr(state, "pbc_cache", None)
         if cache is None:
             cache = state.pbc_cache = {}
+            state.pbc_cache_locks = {}
         if full in cache:
             return cache[full]
-    value = compute()  # outside the lock: two first requests may both compute it
-    with _CACHE_LOCK:
-        while len(cache) >= CACHE_SIZE:
-            cache.pop(next(iter(cache)))
-        cache[full] = value
+        key_lock = state.pbc_cache_locks.setdefault(full, threading.Lock())
+    with key_lock:  # single flight: the others wait, then find the value
+        with _CACHE_LOCK:
+            if full in cache:
+                return cache[full]
+        value = compute()
+        with _CACHE_LOCK:
+            while len(cache) >= CACHE_SIZE:
+                cache.pop(next(iter(cache)))
+            cache[full] = value
+            state.pbc_cache_locks.pop(full, None)
     return value
 
 
-def _key(p: Principal) -> tuple[str, str, str]:
-    return (p.user or "", p.role, p.organisation)
+def _key(p: Principal) -> tuple[str, str]:
+    """The part of a cache key that names who asks: the services' results depend on the
+    role and the organisation, not on the user's name, so the users of one practice (or the
+    commissioner's analysts) share them; access is still checked on every request."""
+    return (p.role, p.organisation)
 
 
 def warehouse_of(request: Request) -> Warehouse:
