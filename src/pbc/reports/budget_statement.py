@@ -362,6 +362,10 @@ def group_statement(path: Path, group: str, budgets: pd.DataFrame, phasing: pd.D
     members = phasing[phasing["group_code"].astype(str) == str(group)]
     if members.empty:
         raise ValueError(f"group {group!r} has no practices in {fy}")
+    # only the members' rows (phasing is row by row): one group's statement must not phase
+    # every practice of the commissioner (1,250 groups x 6,553 practices nationally)
+    budgets = budgets[budgets["practice_code"].astype(str).isin(
+        set(members["practice_code"].astype(str)))]
     fair = phase_budgets(budgets[["practice_code", "service_line", "fair_share"]]
                          .rename(columns={"fair_share": "budget"}), profile)
     fair = fair.merge(members[["practice_code", "service_line", "month"]],
