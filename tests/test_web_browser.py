@@ -41,19 +41,23 @@ PERIOD = "2025-09"
 ROOT = Path(__file__).resolve().parents[1]
 AXE = ROOT / "src" / "pbc" / "web" / "static" / "vendor" / "axe-core" / "axe.min.js"
 USERS = (("admin", "administrator", "Q99"), ("pm", "practice", "A81001"),
-         ("fin", "commissioner", "Q99"), ("other", "practice", "A81000"))
+         ("fin", "commissioner", "Q99"), ("other", "practice", "A81000"),
+         ("approver", "commissioner_approver", "Q99"))
+CASE_FILE = ROOT / "src" / "pbc" / "reference" / "cases" / "business_case.toml"
 
 
 @pytest.fixture(scope="module")
 def economy(tmp_path_factory: pytest.TempPathFactory, web_economy_template: Path) -> Any:
     wh: Any = copy_economy(web_economy_template, tmp_path_factory.mktemp("browser") / "e")
+    council = str(wh.query("SELECT min(local_authority_code) FROM local_authorities")[0][0])
+    wh.council = council
     with DecisionStore.beside(wh.root) as store:
         add_user(store, Principal("admin", "administrator", "Q99"), "admin", "administrator",
                  "Q99")
         admin = Principal("admin", "administrator", "Q99", source="x")
-        for name, role, org in USERS[1:]:
+        for name, role, org in (*USERS[1:], ("council", "local_authority", council)):
             add_user(store, admin, name, role, org)
-        for name, _, _ in USERS:
+        for name in (*(u[0] for u in USERS), "council"):
             set_password(store, admin, name, PASSWORD)
     return wh
 
@@ -326,16 +330,72 @@ def test_another_practices_case_finding_is_403_and_in_the_audit_log(
     page.context.close()
 
 
+@pytest.mark.browser
+def test_a_case_proposed_in_the_browser_goes_through_the_council_to_approval(
+        browser: Any, server: str, economy: Any, tmp_path: Path) -> None:
+    """A practice manager uploads a case file and submits it; it touches social care, so
+    the council's officer sees it awaiting the council's response on the council page
+    (whose tables show no count from 1 to 7) and responds; the approver approves it. Each
+    step through the pages' own forms, in chromium; the history says who did what."""
+    case_file = tmp_path / "case.toml"
+    case_file.write_text(CASE_FILE.read_text(encoding="utf-8").replace(
+        'local_authority = "E06009000"', f'local_authority = "{economy.council}"'),
+        encoding="utf-8")
+    pm = _signed_in_page(browser, server, "pm")
+    pm.goto(server + "/cases/new")
+    pm.set_input_files("#case_file", str(case_file))
+    pm.get_by_role("button", name="Upload the case file").click()
+    pm.wait_for_load_state()
+    match = re.search(r"/cases/(\d+)$", pm.url)
+    assert match, pm.url
+    case = match.group(1)
+    assert pm.locator("#case-status").inner_text() == "draft"
+    pm.get_by_role("button", name="Submit the case").click()
+    pm.wait_for_load_state()
+    assert pm.locator("#case-status").inner_text() == "consultation"
+    _shot(pm, "case")
+    pm.context.close()
+
+    la = _signed_in_page(browser, server, "council")
+    la.goto(f"{server}/councils/{economy.council}")
+    assert la.get_by_role("link", name=re.compile(case)).count() >= 1  # awaiting its response
+    cells = la.locator("#table-la-profile td, #table-la-shared-clients td").all_inner_texts()
+    assert len(cells) > 50
+    shown = [c.strip().replace(",", "") for c in cells]
+    assert not [c for c in shown if re.fullmatch(r"[1-7]", c)], "a count of 1-7 is shown"
+    assert "*" in shown  # suppressed cells are marked, never shown
+    _shot(la, "council")
+    la.goto(f"{server}/cases/{case}")
+    la.fill("#consult-response", "The council supports the pilot.")
+    la.get_by_role("button", name="Record the council's response").click()
+    la.wait_for_load_state()
+    assert la.locator("#case-status").inner_text() == "submitted"
+    la.context.close()
+
+    approver = _signed_in_page(browser, server, "approver")
+    approver.goto(f"{server}/cases/{case}")
+    approver.fill("#approve-note", "Approved for one year.")
+    approver.get_by_role("button", name="Approve").click()
+    approver.wait_for_load_state()
+    assert approver.locator("#case-status").inner_text() == "approved"
+    history = approver.locator("#table-case-history").inner_text()
+    for who in ("pm", "council", "approver"):
+        assert who in history, history
+    approver.context.close()
+
+
 MAIN_PAGES = (("fin", "/overview", "overview"), ("pm", f"/practices/A81001?month={PERIOD}",
                                                   "dashboard"),
               ("pm", "/practices/A81001/budget", "budget"),
               ("pm", "/practices/A81001/case-finding", "case-finding"),
-              ("pm", "/cases", "cases"))
+              ("pm", "/cases", "cases"), ("pm", "/cases/new", "case-new"),
+              ("pm", "/indicators/emergency_admissions", "indicator"),
+              ("fin", "/groups/G01", "group"), ("council", "/councils/{council}", "council"))
 
 
 @pytest.mark.browser
 def test_axe_finds_no_serious_or_critical_violations_on_the_main_pages(
-        browser: Any, server: str) -> None:
+        browser: Any, server: str, economy: Any) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     # the check itself finds what it should: an unlabelled field, a page with no language
@@ -350,7 +410,7 @@ def test_axe_finds_no_serious_or_critical_violations_on_the_main_pages(
         if user not in pages:
             pages[user] = _signed_in_page(browser, server, user)
         page = pages[user]
-        response = page.goto(server + path)
+        response = page.goto(server + path.format(council=economy.council))
         assert response.status == 200, (path, response.status)
         page.wait_for_load_state("networkidle")
         problems[name] = _axe(page)
