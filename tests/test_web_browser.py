@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 import socket
-import subprocess
 import threading
 import time
-import zlib
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -98,85 +95,12 @@ def _pounds(d: Decimal) -> str:
 
 # ------------------------------------------------------------------ reading a PDF
 def pdf_text(data: bytes) -> str:
-    """The text of a PDF: pypdf when installed, else poppler's pdftotext, else a small
-    reader of WeasyPrint's output (content streams' glyph codes mapped back to text through
-    each font's ToUnicode map)."""
-    try:
-        import pypdf
-    except ImportError:
-        pass
-    else:
-        return "\n".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(data)).pages)
-    if shutil.which("pdftotext"):
-        return subprocess.run(["pdftotext", "-layout", "-", "-"], input=data,
-                              capture_output=True, check=True).stdout.decode()
-    return _own_pdf_text(data)
+    """The text of a PDF (pypdf)."""
+    import pypdf
+
+    return "\n".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(data)).pages)
 
 
-def _objects(data: bytes) -> dict[int, bytes]:
-    """Every object's body, its stream inflated, with those packed in object streams."""
-    out: dict[int, bytes] = {}
-    for m in re.finditer(rb"(\d+) 0 obj(.*?)endobj", data, re.S):
-        body = m.group(2)
-        s = re.search(rb"stream\r?\n(.*)\r?\nendstream", body, re.S)
-        if s and b"/FlateDecode" in body[:s.start()]:
-            body = body[:s.start()] + b"stream\n" + zlib.decompress(s.group(1))
-        out[int(m.group(1))] = body
-        if b"/ObjStm" in body[:200]:
-            first = int(re.search(rb"/First (\d+)", body).group(1))  # type: ignore[union-attr]
-            packed = body[body.index(b"stream\n") + 7:]
-            head = [int(x) for x in packed[:first].split()]
-            starts = [(head[i], first + head[i + 1]) for i in range(0, len(head), 2)]
-            for (num, start), (_, end) in zip(starts, [*starts[1:], (0, len(packed))],
-                                              strict=True):
-                out[num] = packed[start:end]
-    return out
-
-
-def _cmap(body: bytes) -> dict[bytes, str]:
-    out: dict[bytes, str] = {}
-    for block in re.findall(rb"beginbfchar(.*?)endbfchar", body, re.S):
-        for src, dst in re.findall(rb"<([0-9A-Fa-f]+)>\s*<([0-9A-Fa-f]+)>", block):
-            out[src.upper()] = bytes.fromhex(dst.decode()).decode("utf-16-be")
-    for block in re.findall(rb"beginbfrange(.*?)endbfrange", body, re.S):
-        for lo, hi, dst in re.findall(
-                rb"<([0-9A-Fa-f]+)>\s*<([0-9A-Fa-f]+)>\s*<([0-9A-Fa-f]+)>", block):
-            width, first = len(lo), int(dst, 16)
-            for i, code in enumerate(range(int(lo, 16), int(hi, 16) + 1)):
-                out[f"{code:0{width}X}".encode()] = chr(first + i)
-    return out
-
-
-def _own_pdf_text(data: bytes) -> str:
-    objs = _objects(data)
-    fonts: dict[bytes, dict[bytes, str]] = {}  # font resource name -> code -> text
-    maps = {num: _cmap(objs[int(tu.group(1))]) for num, body in objs.items()
-            if (tu := re.search(rb"/ToUnicode\s+(\d+) 0 R", body[:2000]))}
-    for body in objs.values():  # the pages' font resources: /NAME N 0 R
-        for name, ref in re.findall(rb"/([\w.+-]+)\s+(\d+) 0 R", body[:2000]):
-            if int(ref) in maps:
-                fonts[name] = maps[int(ref)]
-    words: list[str] = []
-    for body in objs.values():
-        if b"BT" not in body or b"Tf" not in body:
-            continue
-        font: dict[bytes, str] = {}
-        for tok in re.finditer(rb"/([\w.-]+)\s+[\d.]+\s+Tf|\[(.*?)\]\s*TJ|<([0-9A-Fa-f]*)>\s*Tj"
-                               rb"|ET", body, re.S):
-            if tok.group(1):
-                font = fonts.get(tok.group(1), {})
-            elif tok.group(0) == b"ET":
-                words.append("\n")
-            else:
-                for hexes in re.findall(rb"<([0-9A-Fa-f]*)>", tok.group(2) or tok.group(0)):
-                    width = len(next(iter(font), b"0000")) if font else 4
-                    h = hexes.upper()
-                    words.append("".join(font.get(h[i:i + width], "")
-                                         for i in range(0, len(h), width)))
-    return "".join(words)
-
-
-# ------------------------------------------------------------------ the packs, in the app
 def test_practice_pack_pdf_and_excel(app: Any, economy: Any) -> None:
     client = _login(TestClient(app), "pm")
     r = client.get(f"/practices/A81001/pack.pdf?month={PERIOD}")
