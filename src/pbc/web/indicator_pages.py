@@ -25,8 +25,16 @@ from pbc.reports.workbook import Column
 from pbc.warehouse import WarehouseError
 from pbc.web import auth
 from pbc.web.auth import Viewer
-from pbc.web.la_pages import SUPPRESSED, PageTable, named_table, send_table
-from pbc.web.pages import _names, _sorting, cached, page_or_rows, render, warehouse_of
+from pbc.web.la_pages import SUPPRESSED, PageTable, named_table
+from pbc.web.pages import (
+    _names,
+    _sorting,
+    cached,
+    page_or_rows,
+    render,
+    table_response,
+    warehouse_of,
+)
 
 router = APIRouter()
 ID = re.compile(r"^[a-z0-9_]{1,80}$")
@@ -161,4 +169,4 @@ def indicator_download(request: Request, indicator_id: str, name: str, fmt: str,
                        year: str | None = None) -> Response:
     v = auth.viewer(request)
     _, table, _ = indicator_table(request, v, indicator_id, year)
-    return send_table(request, v, named_table(v, [table], name), fmt)
+    return table_response(request, v, named_table(v, [table], name), fmt)

@@ -17,19 +17,16 @@ its group's position only, as ``pbc monitor`` shows it).
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from pbc.reports.workbook import Column, TitleBlock, Workbook
+from pbc.reports.workbook import Column
 from pbc.services.principal import AccessDenied
-from pbc.warehouse.export import spreadsheet_safe
 from pbc.web import auth
 from pbc.web.auth import Forbidden, Viewer
 from pbc.web.pages import (
@@ -47,6 +44,7 @@ from pbc.web.pages import (
     period_of,
     pounds,
     refusals,
+    table_response,
     warehouse_of,
 )
 
@@ -63,29 +61,6 @@ class PageTable(Table):
     def link(self, fmt: str) -> str:
         plain = super().link(fmt)
         return self.base + plain
-
-
-def send_table(request: Request, v: Viewer, t: Table, fmt: str) -> Response:
-    """A table as CSV or as an Excel workbook in the house style (as ``/download``)."""
-    stem = f"pbc-{t.name}-{t.organisation}".replace("/", "-")
-    frame = t.frame[[c.key for c in t.columns]]
-    if fmt == "csv":
-        body = spreadsheet_safe(frame.rename(columns={c.key: c.label for c in t.columns})
-                                ).to_csv(index=False)
-        return Response(body, media_type="text/csv; charset=utf-8", headers={
-            "Content-Disposition": f'attachment; filename="{stem}.csv"'})
-    if fmt != "xlsx":
-        raise Forbidden(v.principal, f"download as .csv or .xlsx, not .{fmt}")
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"{stem}.xlsx"
-        title = TitleBlock(title=t.caption, organisation=t.organisation, period=t.period,
-                           source=f"pbc warehouse {auth.settings_of(request).warehouse.name}")
-        with Workbook(path, title) as wb:
-            wb.table(t.name[:31], frame, t.columns)
-        data = path.read_bytes()
-    return Response(data, media_type="application/vnd.openxmlformats-officedocument."
-                    "spreadsheetml.sheet", headers={
-                        "Content-Disposition": f'attachment; filename="{stem}.xlsx"'})
 
 
 def named_table(v: Viewer, tables: list[Table], name: str) -> Table:
@@ -272,7 +247,7 @@ def council(request: Request, code: str) -> HTMLResponse:
 def council_download(request: Request, code: str, name: str, fmt: str) -> Response:
     v = auth.viewer(request)
     tables, *_ = council_tables(request, v, code)
-    return send_table(request, v, named_table(v, tables, name), fmt)
+    return table_response(request, v, named_table(v, tables, name), fmt)
 
 
 # ------------------------------------------------------------------ groups
@@ -372,4 +347,4 @@ def group_download(request: Request, code: str, name: str, fmt: str,
                    month: str | None = None) -> Response:
     v = auth.viewer(request)
     _, _, tables, _ = group_tables(request, v, code, month)
-    return send_table(request, v, named_table(v, tables, name), fmt)
+    return table_response(request, v, named_table(v, tables, name), fmt)

@@ -658,8 +658,13 @@ def table_named(request: Request, v: Viewer, name: str) -> Table:
 @router.get("/download/{name}.{fmt}")
 def download(request: Request, name: str, fmt: str) -> Response:
     v = auth.viewer(request)
-    t = table_named(request, v, name)
-    stem = f"pbc-{name}-{t.organisation}".replace("/", "-")
+    return table_response(request, v, table_named(request, v, name), fmt)
+
+
+def table_response(request: Request, v: Viewer, t: Table, fmt: str) -> Response:
+    """A page's table as a download: CSV (spreadsheet-safe, the columns' labels as headers)
+    or an Excel workbook in the house style (the table's own writer, if it has one)."""
+    stem = f"pbc-{t.name}-{t.organisation}".replace("/", "-")
     frame = t.frame[[c.key for c in t.columns]]
     if fmt == "csv":
         body = spreadsheet_safe(frame.rename(columns={c.key: c.label for c in t.columns})
@@ -677,7 +682,7 @@ def download(request: Request, name: str, fmt: str) -> Response:
                                period=t.period, source=f"pbc warehouse "
                                f"{auth.settings_of(request).warehouse.name}")
             with Workbook(path, title) as wb:
-                wb.table(name[:31], frame, t.columns)
+                wb.table(t.name[:31], frame, t.columns)
         data = path.read_bytes()
     return Response(data, media_type="application/vnd.openxmlformats-officedocument."
                     "spreadsheetml.sheet", headers={
