@@ -267,7 +267,7 @@ def test_disk_full_during_price_is_one_line_and_leaves_the_warehouse(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(store, "write_partitioned", full)
-    out = _one_line_error(CliRunner().invoke(app, ["price", "-w", str(wh.root)]))
+    out = _one_line_error(CliRunner().invoke(app, ["price", "-w", str(wh.root), "--full"]))
     assert "no space left" in out.lower() and "unchanged" in out
     assert wh.manifest()["version"] == version and wh.verify() == []
     assert not list((wh.root / "versions").glob(".staging-*"))
