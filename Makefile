@@ -13,7 +13,7 @@ PYTEST_WORKERS ?= 2
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
-demo: $(CORE) ## Synthesise a health economy, play six months of deliveries (position, freeze, restatements), run every stage (PBC_DEMO_NO_SERVE=1: no web app)
+demo: $(CORE) ## Synthesise a health economy, play six months of deliveries, run every stage, then serve the web app with a login per role (PBC_DEMO_NO_SERVE=1: stop after the pipeline)
 	$(BIN)/pbc demo
 
 test: $(DEV) ## Lint, type-check and run the whole test suite
@@ -30,7 +30,7 @@ lint: $(DEV) ## ruff
 typecheck: $(DEV) ## mypy
 	$(BIN)/mypy
 
-bench: $(DEV) ## Benchmarks against baselines (synth, load, pricing, budgets, risk, indicators, monitoring); prints ratios
+bench: $(DEV) ## Benchmarks against baselines (synth, load, pricing, budgets, risk, indicators, monitoring, web app); prints ratios
 	$(BIN)/python benchmarks/run.py
 
 bench-national: $(DEV) ## The national year end to end with pbc run (about an hour the first time: it synthesises England); writes docs/performance.md
