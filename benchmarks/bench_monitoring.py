@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import measure, report
+from common import measure, one_commissioner_nhse, report
 
 ROOT = Path(__file__).resolve().parents[1]
 YEAR = "2025-26"
@@ -43,9 +43,7 @@ REPEATS = 3
 
 def prepare(base: str, list_scale: float) -> dict[str, int]:
     """Synthesise, load, price and set 2025-26 budgets (kept in ``base`` and reused)."""
-    import pandas as pd
 
-    from pbc.budgets import packaged_nhse_file
     from pbc.services.budgets import set_indicative_budgets
     from pbc.services.pricing import run_pricing
     from pbc.services.principal import Principal
@@ -55,12 +53,7 @@ def prepare(base: str, list_scale: float) -> dict[str, int]:
 
     root = Path(base)
     root.mkdir(parents=True, exist_ok=True)
-    nhse = pd.read_csv(packaged_nhse_file(), dtype=str, keep_default_na=False,
-                       encoding="utf-8-sig")
-    nhse["ICS22"] = COMMISSIONER
-    nhse["ICS22name"] = "NHS Benchmark national commissioner"
-    one = root / "nhse_one_commissioner.csv"
-    nhse.to_csv(one, index=False)
+    one = one_commissioner_nhse(root, COMMISSIONER)
     summary = generate(SynthConfig(nhse_file=one, list_scale=list_scale, seed=5, years=2,
                                    start_year=2024), root / "in")
     wh = Warehouse(root / "wh")

@@ -38,7 +38,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import measure, report
+from common import measure, one_commissioner_nhse, report
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "performance.md"
@@ -49,18 +49,11 @@ YEAR = "2025-26"
 
 def synthesise(base: str, list_scale: float, workers: int) -> dict[str, int]:
     """The national economy under one commissioner (``QBM``) in ``base/in``."""
-    import pandas as pd
 
-    from pbc.budgets import packaged_nhse_file
     from pbc.synth import SynthConfig, generate
 
     root = Path(base)
-    nhse = pd.read_csv(packaged_nhse_file(), dtype=str, keep_default_na=False,
-                       encoding="utf-8-sig")
-    nhse["ICS22"] = COMMISSIONER
-    nhse["ICS22name"] = "NHS Benchmark national commissioner"
-    one = root / "nhse_one_commissioner.csv"
-    nhse.to_csv(one, index=False)
+    one = one_commissioner_nhse(root, COMMISSIONER)
     summary = generate(SynthConfig(nhse_file=one, list_scale=list_scale, seed=5, years=2,
                                    start_year=2024, workers=workers), root / "in")
     return {"practices": summary.practices, "patients": summary.patients}

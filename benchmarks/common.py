@@ -12,6 +12,7 @@ import queue
 import resource
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 NATIONAL_PRACTICES = 6553
@@ -51,3 +52,20 @@ def report(title: str, rows: list[dict[str, Any]]) -> None:
     print(f"\n== {title}")
     for r in rows:
         print("  " + json.dumps(r, default=str))
+
+
+def one_commissioner_nhse(root: Path, commissioner: str) -> Path:
+    """A copy of NHS England's weighted-population file shipped with pbc with every practice
+    under one national ``commissioner`` (pbc sets one commissioner's budgets per
+    warehouse); nothing else changes. Written to ``root/nhse_one_commissioner.csv``."""
+    import pandas as pd
+
+    from pbc.budgets import packaged_nhse_file
+
+    nhse = pd.read_csv(packaged_nhse_file(), dtype=str, keep_default_na=False,
+                       encoding="utf-8-sig")
+    nhse["ICS22"] = commissioner
+    nhse["ICS22name"] = "NHS Benchmark national commissioner"
+    one = root / "nhse_one_commissioner.csv"
+    nhse.to_csv(one, index=False)
+    return one

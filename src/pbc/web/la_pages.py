@@ -40,6 +40,7 @@ from pbc.web.pages import (
     cached,
     cases_table,
     chart_spec,
+    holder_pack,
     page_or_rows,
     period_of,
     pounds,
@@ -265,19 +266,9 @@ def group_tables(request: Request, v: Viewer, code: str, month: str | None
     monitoring service shows them to the viewer, freed resources and business cases."""
     from pbc.monitoring.position import TOTAL, in_pounds
     from pbc.services.monitoring import monthly_position
-    from pbc.services.monitoring_pack import build_packs
-
     _may_see_group(request, v, code)
-    who_may = f"group:{code} and the commissioner"
     period = period_of(request, month)
-    with refusals(request, v, who_may):
-        packs = cached(request, ("packs", _key(v.principal), period, "group"),
-                       lambda: build_packs(warehouse_of(request), v.principal, period,
-                                           level="group"))
-    pack = next((p for p in packs.packs if p.code == code), None)
-    if pack is None:
-        raise auth.deny(request, v, f"{v.principal} may not see group {code}'s position",
-                        who_may)
+    packs, pack = holder_pack(request, v, "group", code, month)
     members = cached(request, ("members", code), lambda: [
         str(r[0]) for r in warehouse_of(request).query(
             "SELECT practice_code FROM practices WHERE group_code = ? ORDER BY 1", [code])])

@@ -498,18 +498,23 @@ def cases_page(request: Request) -> HTMLResponse:
 
 
 # ------------------------------------------------------------------ practice
-def _practice_pack(request: Request, v: Viewer, code: str, month: str | None) -> Any:
+def holder_pack(request: Request, v: Viewer, level: str, code: str, month: str | None
+                ) -> tuple[Any, Any]:
+    """The monitoring pack set at ``level`` that the principal may see, and the pack of
+    practice or group ``code`` in it (403 and an audit row if it is not there): the
+    dashboards, the group page and the PDF and Excel packs all read it from here."""
     from pbc.services.monitoring_pack import build_packs
 
-    who_may = f"practice:{code} and the commissioner"
+    who_may = (f"practice:{code} and the commissioner" if level == "practice"
+               else f"group:{code} and the commissioner")
     period = period_of(request, month)
     with refusals(request, v, who_may):
-        packs = cached(request, ("packs", _key(v.principal), period, "practice"),
+        packs = cached(request, ("packs", _key(v.principal), period, level),
                        lambda: build_packs(warehouse_of(request), v.principal, period,
-                                           level="practice"))
+                                           level=level))  # type: ignore[arg-type]
     pack = next((p for p in packs.packs if p.code == code), None)
     if pack is None:
-        raise auth.deny(request, v, f"{v.principal} may not see practice {code}'s position",
+        raise auth.deny(request, v, f"{v.principal} may not see {level} {code}'s position",
                         who_may)
     return packs, pack
 
@@ -519,7 +524,7 @@ def practice_tables(request: Request, v: Viewer, code: str, month: str | None
     from pbc.monitoring.drivers import DIMENSION_LABELS
     from pbc.monitoring.position import in_pounds
 
-    packs, pack = _practice_pack(request, v, code, month)
+    packs, pack = holder_pack(request, v, "practice", code, month)
     period, params = packs.position.period, {"month": packs.position.period}
     position = in_pounds(pack.position).rename(columns={"service_line": "line"})
     drivers = pd.concat([d.assign(dimension_label=DIMENSION_LABELS.get(dim, dim))

@@ -30,7 +30,7 @@ from pbc.monitoring.drivers import DIMENSION_LABELS, DIMENSIONS
 from pbc.monitoring.position import TOTAL
 from pbc.services.monitoring_pack import HolderPack, PackSet
 from pbc.web import auth
-from pbc.web.auth import Viewer
+from pbc.web.pages import holder_pack
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PDF = "application/pdf"
@@ -127,27 +127,6 @@ def pack_pdf(ps: PackSet, pack: HolderPack, *, source: str) -> bytes:
 
 
 # ------------------------------------------------------------------ routes
-def holder_pack(request: Request, v: Viewer, level: str, code: str, month: str | None
-                ) -> tuple[PackSet, HolderPack]:
-    """The pack of one practice or group that the principal may see (403 and an audit row
-    otherwise)."""
-    from pbc.services.monitoring_pack import build_packs
-    from pbc.web.pages import _key, cached, period_of, refusals, warehouse_of
-
-    who_may = (f"practice:{code} and the commissioner" if level == "practice"
-               else f"group:{code}, its practices' users and the commissioner")
-    period = period_of(request, month)
-    with refusals(request, v, who_may):
-        packs = cached(request, ("packs", _key(v.principal), period, level),
-                       lambda: build_packs(warehouse_of(request), v.principal, period,
-                                           level=level))  # type: ignore[arg-type]
-    pack = next((p for p in packs.packs if p.code == code), None)
-    if pack is None:
-        raise auth.deny(request, v, f"{v.principal} may not see {level} {code}'s pack",
-                        who_may)
-    return packs, pack
-
-
 def _source(request: Request) -> str:
     return f"pbc warehouse {auth.settings_of(request).warehouse.name}"
 
