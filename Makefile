@@ -22,7 +22,7 @@ test: $(DEV) ## Lint, type-check and run the whole test suite
 	$(MAKE) unit
 
 unit: $(DEV)
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile -q --durations=15
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder -q --durations=15 --junitxml=build/junit.xml
 
 lint: $(DEV) ## ruff
 	$(BIN)/ruff check src tests benchmarks
