@@ -20,7 +20,7 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 def create_app(settings: WebSettings) -> FastAPI:
     """The whole web app for one warehouse."""
-    from pbc.web import api, case_pages, indicator_pages, la_pages, pages, pdf
+    from pbc.web import api, case_pages, indicator_pages, la_pages, pages, panel_pages, pdf
 
     app = FastAPI(title="pbc", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.settings = settings
@@ -35,7 +35,7 @@ def create_app(settings: WebSettings) -> FastAPI:
 
     app.mount("/api/v1", api.create_api(settings))
     app.include_router(pages.router)
-    for module in (case_pages, indicator_pages, la_pages, pdf):
+    for module in (case_pages, indicator_pages, la_pages, panel_pages, pdf):
         app.include_router(module.router)
     pages.install(app)
     return app
