@@ -151,7 +151,7 @@ def test_budget_lines_recorded_at_once_read_back_as_given(tmp_path: Path) -> Non
         assert store.record_budgets(who, "2025-26", lines[:3], reason="v2") == 2
         assert store.lines("2025-26", 1) == lines  # in the order given
         assert store.lines("2025-26", 2) == lines[:3]
-        event = [e for e in store.audit_log() if e.action == "record_budgets"][0]
-        assert json.loads(event.detail) | {} == {
+        event = next(e for e in store.audit_log() if e.action == "record_budgets")
+        assert json.loads(event.detail) == {
             "reason": "v1", "lines": len(lines),
             "total_pence": sum(x.budget_pence for x in lines)}
