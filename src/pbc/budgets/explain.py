@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import math
 import textwrap
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
@@ -29,6 +30,9 @@ from pbc.budgets.money import format_pounds
 
 if TYPE_CHECKING:
     from pbc.budgets.indicative import BudgetResult
+
+Row = Mapping[str, Any]
+"""One row of a budget frame or summary as a plain mapping (``frame.to_dict("records")``)."""
 
 INPUT_KEYS: frozenset[str] = frozenset({
     "population", "cost_weight_index", "need_index", "envelope", "top_slices",
@@ -159,13 +163,12 @@ class Explanation:
         out = [f"Indicative budget {self.financial_year} for practice {self.practice_code}", ""]
         if self.summary:
             for sentence in self.summary:
-                out += textwrap.wrap(sentence, TEXT_WIDTH)
+                out += wrap(sentence, TEXT_WIDTH)
             out.append("")
         if self.methods:
             out.append("How fair shares were measured:")
             for m in self.methods:
-                out += textwrap.wrap(m, TEXT_WIDTH, initial_indent="  ",
-                                     subsequent_indent="    ")
+                out += wrap(m, TEXT_WIDTH, initial_indent="  ", subsequent_indent="    ")
             out.append("")
         width = max((len(s.label) for ln in self.lines for s in ln.steps), default=10)
         for ln in self.lines:
@@ -174,8 +177,8 @@ class Explanation:
             for s in ln.steps:
                 out.append(f"  {s.label:<{width}}  {s.value:>18}".rstrip())
                 if s.formula:
-                    out += textwrap.wrap(s.formula, TEXT_WIDTH, initial_indent=" " * 6,
-                                         subsequent_indent=" " * 6, break_on_hyphens=False)
+                    out += wrap(s.formula, TEXT_WIDTH, initial_indent=" " * 6,
+                                subsequent_indent=" " * 6, break_on_hyphens=False)
             out.append("")
         out.append(f"Total indicative budget: {format_pounds(self.total_budget)}")
         if self.total_retained:
@@ -186,6 +189,23 @@ class Explanation:
                        f"(these service lines): {format_pounds(self.unattributed_held)}")
         out += [f"Note: {n}" for n in self.notes]
         return "\n".join(out) + "\n"
+
+
+_WRAP_WHITESPACE = frozenset("\t\n\x0b\x0c\r")
+
+
+def wrap(text: str, width: int = TEXT_WIDTH, *, initial_indent: str = "",
+         subsequent_indent: str = "", break_on_hyphens: bool = True) -> list[str]:
+    """:func:`textwrap.wrap` with the same arguments and the same lines, without building a
+    wrapper for the text that fits on one line as it is (most of an explanation's lines:
+    textwrap was a fifth of the national budgets stage). Such a text (not empty, not
+    ending in white space, no tab or line break) is one line: the indent and the text."""
+    if (text and len(initial_indent) + len(text) <= width and not text[-1].isspace()
+            and _WRAP_WHITESPACE.isdisjoint(text)):
+        return [initial_indent + text]
+    return textwrap.wrap(text, width, initial_indent=initial_indent,
+                         subsequent_indent=subsequent_indent,
+                         break_on_hyphens=break_on_hyphens)
 
 
 def _num(x: float, places: int = 4) -> str:
@@ -216,7 +236,7 @@ def _pct(x: object) -> str:
     return f"{'-' if v < 0 else '+'} {abs(v):g}%"
 
 
-def _line_steps(row: pd.Series, summ: pd.Series, floor_pct: object = None,
+def _line_steps(row: Row, summ: Row, floor_pct: object = None,
                 ceiling_pct: object = None) -> list[Step]:
     p = format_pounds
     steps: list[Step] = []
@@ -340,8 +360,14 @@ def opt_out_notes(result: BudgetResult, practice_code: str, rows: pd.DataFrame) 
     """A sentence per opted-out line of a practice: which opt-out (the policy's entry, or
     the decision recorded in pbc, with its reason) and the money moved to the commissioner,
     so no line leaves a budget silently."""
+    return _opt_out_notes(result, practice_code, _records(rows))
+
+
+def _opt_out_notes(result: BudgetResult, practice_code: str, rows: list[Row]) -> list[str]:
     out = []
-    for _, row in rows[rows["opted_out"].astype(bool)].iterrows():
+    for row in rows:
+        if not bool(row["opted_out"]):
+            continue
         line = str(row["service_line"])
         sources = result.opted_by.get((practice_code, line), ())
         said = "; ".join(
@@ -358,48 +384,59 @@ def _na(v: object) -> bool:
     return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
 
 
-def explain(result: BudgetResult, practice_code: str, *, rows: pd.DataFrame | None = None,
-            summary: pd.DataFrame | None = None) -> Explanation:
-    """A step-by-step explanation of one practice's budget in ``result``.
+def _records(frame: pd.DataFrame) -> list[Row]:
+    """A frame's rows as plain mappings (Python values), in order."""
+    return cast("list[Row]", frame.to_dict("records"))
 
-    ``rows`` (the practice's rows of ``result.frame``) and ``summary`` (``result.summary``
-    indexed by service line) may be given when many practices are explained at once
-    (:func:`explain_all`), so that neither is looked up again for each."""
+
+def _summaries(result: BudgetResult) -> dict[str, Row]:
+    """``result.summary`` as one plain mapping per service line."""
+    return {str(r["service_line"]): r for r in _records(result.summary)}
+
+
+def explain(result: BudgetResult, practice_code: str, *, rows: pd.DataFrame | None = None
+            ) -> Explanation:
+    """A step-by-step explanation of one practice's budget in ``result`` (``rows``: the
+    practice's rows of ``result.frame`` when the caller has them)."""
     if rows is None:
         rows = result.frame[result.frame["practice_code"] == practice_code]
     if rows.empty:
         raise KeyError(f"practice {practice_code!r} has no budget in this result")
-    if summary is None:
-        summary = result.summary.set_index("service_line")
+    return _explain(result, practice_code, _records(rows), _summaries(result))
+
+
+def _explain(result: BudgetResult, practice_code: str, rows: list[Row],
+             summary: dict[str, Row]) -> Explanation:
+    """:func:`explain` from the practice's rows as plain mappings (``frame.to_dict(
+    "records")``), in the frame's order, and the summary by service line: no pandas per
+    practice (at national scale, 6,553 practices, pandas per row and per lookup took three
+    minutes)."""
     lines = []
     notes = list(result.notes)
-    for _, row in rows.iterrows():
+    pace = result.policy.pace_of_change
+    for row in rows:
         line = str(row["service_line"])
-        summ = summary.loc[line]
-        assert isinstance(summ, pd.Series)
-        pace = result.policy.pace_of_change
+        summ = summary[line]
         lines.append(LineExplanation(line, tuple(_line_steps(
             row, summ, pace.floor_percent, pace.ceiling_percent))))
-        if not bool(summary.loc[line, "caps_feasible"]):
+        if not bool(summ["caps_feasible"]):
             notes.append(f"{line_name(line)}: the floor or ceiling could not be met for "
                          "every practice with the money available, so every budget was "
                          "scaled pro rata from its cap.")
-    retained = int(rows.loc[rows["opted_out"], "calculated_budget"].sum())
-    notes += opt_out_notes(result, practice_code, rows)
-    mine = set(rows["service_line"])
-    held = (int(result.summary.loc[result.summary["service_line"].isin(mine),
-                                   "unattributed_held"].sum())
+    retained = sum(int(r["calculated_budget"]) for r in rows if bool(r["opted_out"]))
+    notes += _opt_out_notes(result, practice_code, rows)
+    mine = dict.fromkeys(str(r["service_line"]) for r in rows)
+    held = (sum(int(s["unattributed_held"]) for line, s in summary.items() if line in mine)
             if "unattributed_held" in result.summary.columns else 0)
     methods = []
-    for m in dict.fromkeys(rows["method"].astype(str)):
-        mine_m = [line_name(str(sl)) for sl, mm in zip(rows["service_line"], rows["method"],
-                                                      strict=True) if str(mm) == m]
+    for m in dict.fromkeys(str(r["method"]) for r in rows):
+        mine_m = [line_name(str(r["service_line"])) for r in rows if str(r["method"]) == m]
         methods.append(f"{_listing(mine_m)}: {method_name(m)}.")
     return Explanation(
         practice_code=practice_code,
-        financial_year=str(rows["financial_year"].iloc[0]),
+        financial_year=str(rows[0]["financial_year"]),
         lines=tuple(lines),
-        total_budget=int(rows["budget"].sum()),
+        total_budget=sum(int(r["budget"]) for r in rows),
         total_retained=retained,
         notes=tuple(notes),
         unattributed_held=held,
@@ -409,11 +446,14 @@ def explain(result: BudgetResult, practice_code: str, *, rows: pd.DataFrame | No
 
 
 def explain_all(result: BudgetResult) -> dict[str, Explanation]:
-    """Every practice's explanation, the frame split by practice once (at national scale,
-    6,553 practices, looking each practice's rows up in the whole frame dominated)."""
-    summary = result.summary.set_index("service_line")
-    return {str(code): explain(result, str(code), rows=rows, summary=summary)
-            for code, rows in result.frame.groupby("practice_code", sort=False)}
+    """Every practice's explanation, the frame turned into plain rows once and split by
+    practice (at national scale, 6,553 practices, per-practice pandas dominated the
+    budgets stage); each is :func:`explain` of that practice."""
+    summary = _summaries(result)
+    by_practice: dict[str, list[Row]] = {}
+    for row in _records(result.frame):
+        by_practice.setdefault(str(row["practice_code"]), []).append(row)
+    return {code: _explain(result, code, rows, summary) for code, rows in by_practice.items()}
 
 
 def _listing(names: list[str]) -> str:
@@ -425,22 +465,23 @@ def _pct_words(part: int, whole: int) -> str:
     return f"{abs(part) / whole:.1%}" if whole else "n/a"
 
 
-def _summary(rows: pd.DataFrame, result: BudgetResult) -> tuple[str, ...]:
+def _summary(rows: list[Row], result: BudgetResult) -> tuple[str, ...]:
     """Three sentences in plain English: the budget, its change on last year's spend, and
     its distance from the fair share with the reason (pace of change and caps)."""
     p = format_pounds
-    fy = str(rows["financial_year"].iloc[0])
-    held = rows[rows["opted_out"].astype(bool)]
-    mine = rows[~rows["opted_out"].astype(bool)]
-    budget = int(mine["budget"].sum())
+    fy = str(rows[0]["financial_year"])
+    held = [r for r in rows if bool(r["opted_out"])]
+    mine = [r for r in rows if not bool(r["opted_out"])]
+    budget = sum(int(r["budget"]) for r in mine)
     first = (f"The practice's indicative budget for {fy} is {p(budget)} for "
              f"{len(mine)} service line{'s' if len(mine) != 1 else ''}")
     if len(held):
-        names = [line_name(str(x), in_sentence=True) for x in held["service_line"]]
-        first += (f"; the commissioner holds {p(int(held['calculated_budget'].sum()))} for "
+        names = [line_name(str(r["service_line"]), in_sentence=True) for r in held]
+        first += (f"; the commissioner holds "
+                  f"{p(sum(int(r['calculated_budget']) for r in held))} for "
                   f"{_listing(names)}, which the practice opted out of")
     first += "."
-    prior = int(mine["prior_spend"].sum())
+    prior = sum(int(r["prior_spend"]) for r in mine)
     if prior == 0:
         second = ("It had no spend on these services last year (a new practice), so it "
                   "starts at its fair share.")
@@ -449,7 +490,8 @@ def _summary(rows: pd.DataFrame, result: BudgetResult) -> tuple[str, ...]:
         word = "more" if diff >= 0 else "less"
         second = (f"That is {p(abs(diff))} ({_pct_words(diff, prior)}) {word} than its "
                   f"spend on the same services last year, {p(prior)}.")
-    calc, fair = int(mine["calculated_budget"].sum()), int(mine["fair_share"].sum())
+    calc = sum(int(r["calculated_budget"]) for r in mine)
+    fair = sum(int(r["fair_share"]) for r in mine)
     gap = calc - fair
     pace = float(result.policy.pace_of_change.pace)
     if not len(mine):
@@ -461,8 +503,8 @@ def _summary(rows: pd.DataFrame, result: BudgetResult) -> tuple[str, ...]:
         third = (f"It is {p(abs(gap))} ({_pct_words(gap, fair)}) {where} its fair share of "
                  f"{p(fair)}" if gap else f"It is at its fair share of {p(fair)}")
         why = []
-        caps = mine["cap"].astype(str)
-        if gap and (caps != "new_practice").any():
+        caps = [str(r["cap"]) for r in mine]
+        if gap and any(c != "new_practice" for c in caps):
             why.append("budgets move from last year's spend towards fair shares only "
                        f"{pace:.0%} of the way each year (the pace of change)")
         for cap, words in (
@@ -474,8 +516,8 @@ def _summary(rows: pd.DataFrame, result: BudgetResult) -> tuple[str, ...]:
                 ("ceiling_relaxed", "for {} the ceilings could not all be met with the money "
                                     "available, so every practice's ceiling was scaled up pro "
                                     "rata")):
-            lines = [line_name(str(x), in_sentence=True)
-                     for x in mine.loc[caps == cap, "service_line"]]
+            lines = [line_name(str(r["service_line"]), in_sentence=True)
+                     for r, c in zip(mine, caps, strict=True) if c == cap]
             if lines:
                 why.append(words.format(_listing(lines)))
         third += (", because " + "; and ".join(why) + "." if why else ".")

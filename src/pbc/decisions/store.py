@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, func, select
+from sqlalchemy import create_engine, event, func, insert, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -190,12 +190,15 @@ class DecisionStore:
                 for old in agreed:
                     old.status = "superseded"
                 version.agreed_by, version.agreed_at = who.user, utcnow()
-            version.lines = [BudgetLine(**line.__dict__) for line in lines]
             s.add(version)
-            total = sum(line.budget_pence for line in version.lines)
+            s.flush()  # the version's id, for its lines
+            rows = [{**line.__dict__, "version_id": version.id} for line in lines]
+            if rows:  # one multi-row INSERT, not an object per line (52,424 nationally)
+                s.execute(insert(BudgetLine), rows)
+            total = sum(row["budget_pence"] for row in rows)
             self._audit(s, who, "restate_budgets" if agreed else "record_budgets",
                         "budget_version", f"{financial_year} v{latest + 1}", reason=reason,
-                        lines=len(version.lines), total_pence=total)
+                        lines=len(rows), total_pence=total)
             return latest + 1
 
     def all_versions(self) -> list[BudgetVersion]:
