@@ -398,8 +398,8 @@ def create_api(settings: WebSettings) -> FastAPI:
 
     def _deny(request: Request, who: Principal, reason: str, who_may: str | None) -> None:
         what = f"{request.method} {request.url.path}"
-        api_tokens.record_access_denied(ctx.store, who, what, reason,
-                                        query=str(request.url.query) or None)
+        accounts.record_access_denied(ctx.store, who, "request", what, reason,
+                                      query=str(request.url.query) or None)
         raise Problem(403, reason, who_may=who_may)
 
     @contextmanager
