@@ -196,11 +196,11 @@ def test_a_groups_lead_gets_its_member_practices_only(economy: dict[str, Any]) -
     r = client.get(f"/api/v1/practices/{others[0]}/position", params={"month": "2025-09"},
                    headers=lead)
     assert r.status_code == 403 and "commissioner:Q99" in r.json()["who_may"]
-    assert _denials(wh, f"GET /practices/{others[0]}/position")
+    assert _denials(wh, f"GET /api/v1/practices/{others[0]}/position")
     r = client.get("/api/v1/groups/G02/practices", params={"month": "2025-09"}, headers=lead)
-    assert r.status_code == 403 and _denials(wh, "GET /groups/G02/practices")
+    assert r.status_code == 403 and _denials(wh, "GET /api/v1/groups/G02/practices")
     r = client.get(f"/api/v1/practices/{members[0]}/case-finding", headers=lead)
-    assert r.status_code == 403 and _denials(wh, f"GET /practices/{members[0]}/case-finding")
+    assert r.status_code == 403 and _denials(wh, f"GET /api/v1/practices/{members[0]}/case-finding")
 
 
 def test_budget_is_the_warehouses_with_its_explanation(economy: dict[str, Any]) -> None:
