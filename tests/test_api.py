@@ -175,6 +175,34 @@ def test_position_is_the_services_for_the_practice_and_its_commissioner(
     assert r.status_code == 200 and r.json()["level"] == "group"
 
 
+def test_a_groups_lead_gets_its_member_practices_only(economy: dict[str, Any]) -> None:
+    from pbc.services.monitoring import monthly_position
+
+    wh, client = economy["wh"], economy["client"]
+    lead = _as(economy, "lead", "group:G01")
+    pos = monthly_position(wh, COMMISSIONER, "2025-09", members_of="G01").frame
+    members = sorted(set(pos.code.astype(str)))
+    totals = pos[pos.service_line == "all"].set_index("code")
+    r = client.get("/api/v1/groups/G01/practices", params={"month": "2025-09"}, headers=lead)
+    assert r.status_code == 200, r.text
+    assert [p["code"] for p in r.json()] == members and len(members) >= 2
+    for p in r.json():
+        assert Decimal(p["total"]["spend_to_date"]) * 100 == int(totals.spend_to_date[p["code"]])
+    r = client.get(f"/api/v1/practices/{members[0]}/position", params={"month": "2025-09"},
+                   headers=lead)
+    assert r.status_code == 200 and r.json()["code"] == members[0]
+    others = sorted({str(c) for (c,) in wh.query(
+        "SELECT practice_code FROM practices")} - set(members))
+    r = client.get(f"/api/v1/practices/{others[0]}/position", params={"month": "2025-09"},
+                   headers=lead)
+    assert r.status_code == 403 and "commissioner:Q99" in r.json()["who_may"]
+    assert _denials(wh, f"GET /api/v1/practices/{others[0]}/position")
+    r = client.get("/api/v1/groups/G02/practices", params={"month": "2025-09"}, headers=lead)
+    assert r.status_code == 403 and _denials(wh, "GET /api/v1/groups/G02/practices")
+    r = client.get(f"/api/v1/practices/{members[0]}/case-finding", headers=lead)
+    assert r.status_code == 403 and _denials(wh, f"GET /api/v1/practices/{members[0]}/case-finding")
+
+
 def test_budget_is_the_warehouses_with_its_explanation(economy: dict[str, Any]) -> None:
     from pbc.services.budgets import explanation
 

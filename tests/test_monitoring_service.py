@@ -87,6 +87,44 @@ def test_a_practice_sees_only_itself(budgeted: Warehouse) -> None:
         monthly_position(budgeted, Principal("x", "commissioner", "OTHER"), PERIOD)
 
 
+def test_a_group_sees_its_member_practices_and_no_other(budgeted: Warehouse) -> None:
+    """A group's lead, at the practice level, sees the practices its group holds budgets
+    for in the year, with the figures the commissioner sees for them; never another's."""
+    from pbc.services.monitoring import monthly_position
+
+    rows = budgeted.query("SELECT DISTINCT group_code, practice_code FROM budget_phasing "
+                          "WHERE financial_year = '2025-26' AND group_code IS NOT NULL "
+                          "AND practice_code IS NOT NULL")
+    members: dict[str, set[str]] = {}
+    for g, p in rows:
+        members.setdefault(str(g), set()).add(str(p))
+    assert len(members) >= 2  # two groups, so another group's practice exists
+    # a practice that moved group in the year is a member of both: the stranger is not
+    group, other = next((g, o) for g in sorted(members) for o in sorted(members)
+                        if o != g and members[o] - members[g])
+    lead = Principal("lead", "group", group)
+    everyone = monthly_position(budgeted, COMMISSIONER, PERIOD, level="practice").frame
+    mine = monthly_position(budgeted, lead, PERIOD, level="practice").frame
+    assert set(mine.code) == members[group]
+    expected = everyone[everyone.code.isin(members[group])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(mine, expected)
+    # one member, as the API and the dashboard ask for it
+    one = sorted(members[group])[0]
+    assert set(monthly_position(budgeted, lead, PERIOD, level="practice",
+                                holder=one).frame.code) == {one}
+    # the commissioner asking for the group's members gets the same practices
+    theirs = monthly_position(budgeted, COMMISSIONER, PERIOD, level="practice",
+                              members_of=group).frame
+    pd.testing.assert_frame_equal(theirs, expected)
+    stranger = sorted(members[other] - members[group])[0]
+    with pytest.raises(AccessDenied, match=f"may not see practice {stranger}"):
+        monthly_position(budgeted, lead, PERIOD, level="practice", holder=stranger)
+    with pytest.raises(AccessDenied, match=f"group {other}'s member practices"):
+        monthly_position(budgeted, lead, PERIOD, level="practice", members_of=other)
+    with pytest.raises(AccessDenied, match="commissioner"):
+        monthly_position(budgeted, lead, PERIOD, level="commissioner")
+
+
 def test_no_budget_for_the_year_is_an_error(budgeted: Warehouse) -> None:
     from pbc.services.monitoring import monthly_position
     from pbc.warehouse import WarehouseError

@@ -6,6 +6,7 @@ nothing changed), refusals (403 with an audit row) and CSRF."""
 from __future__ import annotations
 
 import html
+import json
 import re
 import tomllib
 from decimal import Decimal
@@ -288,6 +289,130 @@ def test_the_approver_returns_a_case_with_a_note(app: Any, economy: Any) -> None
     assert step(appr, case_id, "return", note="Cost the clinic's rooms.").status_code == 303
     assert _status(economy, case_id)[0] == "returned"
     assert _actions(pm.get(f"/cases/{case_id}").text) == ["submit"]
+
+
+def _returned(app: Any, economy: Any) -> tuple[TestClient, TestClient, int]:
+    """A case of A81001 proposed by the form, submitted, and returned by the approver."""
+    pm, appr = signed_in(app, "pm"), signed_in(app, "appr")
+    case_id = new_case(pm)
+    assert step(pm, case_id, "submit").status_code == 303
+    assert step(appr, case_id, "return", note="Halve the reduction.").status_code == 303
+    assert _status(economy, case_id)[0] == "returned"
+    return pm, appr, case_id
+
+
+def _revise(client: TestClient, case_id: int, version: int | None = None,
+            file: bytes | None = None, **fields: Any) -> Any:
+    page = client.get(f"/cases/{case_id}/revise")
+    assert page.status_code == 200, page.text[:1000]
+    read = version if version is not None else int(_text_of(
+        client.get(f"/cases/{case_id}").text, "case-version"))
+    data = {"csrf_token": _token(page.text), "version": str(read)}
+    if file is not None:
+        return client.post(f"/cases/{case_id}/revise", data=data, follow_redirects=False,
+                           files={"case_file": ("revised.toml", file, "application/toml")})
+    return client.post(f"/cases/{case_id}/revise", data={**data, **_form(**fields)},
+                       follow_redirects=False)
+
+
+def _stored(economy: Any, case_id: int) -> tuple[str, str, str, int]:
+    with _store(economy) as store, store._session() as s:
+        c = s.get(BusinessCase, case_id)
+        assert c is not None
+        return c.status, c.case_file, c.savings, c.version
+
+
+def test_a_returned_case_is_revised_resubmitted_and_approved(app: Any, economy: Any) -> None:
+    pm, appr, case_id = _returned(app, economy)
+    page = pm.get(f"/cases/{case_id}")
+    assert 'id="revise-form"' in page.text and 'href="/cases/' + str(case_id) + '/revise"' \
+        in page.text
+    # the revise form is filled in from the case file as it stands
+    form = pm.get(f"/cases/{case_id}/revise").text
+    assert 'value="Falls clinic"' in form and 'value="0.1"' in form
+    assert "Halve the reduction." in form
+    # revised by uploading a file: the savings follow the new file
+    with _store(economy) as store:
+        before = parse_case(tomllib.loads(show(store, Principal(
+            "pm", "practice", "A81001"), case_id).case_file))
+    revised = before.model_copy(update={
+        "title": "Falls clinic (revised)",
+        "expected_change": before.expected_change.model_copy(
+            update={"reduction": Decimal("0.05")})})
+    text = case_toml(revised)
+    r = _revise(pm, case_id, file=text.encode())
+    assert r.status_code == 303, r.text[:2000]
+    status, case_file, _, _ = _stored(economy, case_id)
+    assert status == "submitted" and case_file == text
+    baseline, _ = read_baseline(economy, revised)
+    want = projection(revised, baseline)
+    page = pm.get(f"/cases/{case_id}").text
+    assert _text_of(page, "case-net") == format_pounds(want.net_pence)
+    assert want.net_pence != projection(before, baseline).net_pence
+    assert step(appr, case_id, "approve", note="Better.").status_code == 303
+    page = appr.get(f"/cases/{case_id}").text
+    assert _text_of(page, "case-status") == "approved"
+    history = page.split('id="table-case-history"')[1].split("</table>")[0]
+    steps = [html.unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(
+        r"<tr[^>]*>\s*<td[^>]*>[^<]*</td>\s*<td[^>]*>(.*?)</td>", history, re.S)]
+    assert steps == ["create", "submit", "return", "revise", "submit", "approve"]
+    with _store(economy) as store, store._session() as s:
+        row = s.scalars(select(AuditEvent).where(
+            AuditEvent.action == "revise_case", AuditEvent.entity_id == str(case_id))).one()
+    assert json.loads(row.after_state)["net_pence"] == want.net_pence
+    assert json.loads(row.before_state)["title"] == "Falls clinic"
+
+
+def test_a_returned_case_revised_by_its_fields(app: Any, economy: Any) -> None:
+    pm, _, case_id = _returned(app, economy)
+    r = _revise(pm, case_id, title="Falls clinic, smaller", reduction="0.04")
+    assert r.status_code == 303, r.text[:2000]
+    status, case_file, _, _ = _stored(economy, case_id)
+    stored = parse_case(tomllib.loads(case_file))
+    assert status == "submitted" and stored.title == "Falls clinic, smaller"
+    assert stored.expected_change.reduction == Decimal("0.04")
+
+
+def test_a_bad_revision_leaves_the_case_as_it_was(app: Any, economy: Any) -> None:
+    pm, _, case_id = _returned(app, economy)
+    kept = _stored(economy, case_id)
+    head = _last_audit(economy).id
+    r = _revise(pm, case_id, file=b"title = [")
+    assert r.status_code == 400 and 'id="case_file-error"' in r.text
+    assert "not valid TOML" in r.text and "nhsuk-error-summary" in r.text
+    r = _revise(pm, case_id, reduction="2")  # more than the whole baseline
+    assert r.status_code == 400 and 'id="reduction-error"' in r.text
+    assert 'href="#reduction"' in r.text  # the summary links to the field
+    # a file of another proposer: the service refuses the revision
+    with _store(economy) as store:
+        mine = parse_case(tomllib.loads(show(store, Principal(
+            "pm", "practice", "A81001"), case_id).case_file))
+    other = case_toml(mine.model_copy(update={"proposer": "A81002"}))
+    r = _revise(pm, case_id, file=other.encode())
+    assert r.status_code == 400 and "keeps its proposer" in r.text
+    assert _stored(economy, case_id) == kept and _last_audit(economy).id == head
+
+
+def test_a_stale_revision_is_a_conflict_and_another_practice_is_refused(
+        app: Any, economy: Any) -> None:
+    pm, _, case_id = _returned(app, economy)
+    kept = _stored(economy, case_id)
+    r = _revise(pm, case_id, version=kept[3] - 1, title="Stale")
+    assert r.status_code == 409 and "changed by someone else" in r.text
+    assert _stored(economy, case_id) == kept
+    pm2 = signed_in(app, "pm2")
+    assert pm2.get(f"/cases/{case_id}/revise").status_code == 403
+    token = _token(pm2.get("/cases/new").text)
+    r = pm2.post(f"/cases/{case_id}/revise", data={
+        "csrf_token": token, "version": str(kept[3]), **_form(title="Mine now")})
+    assert r.status_code == 403 and _stored(economy, case_id) == kept
+    last = _last_audit(economy)
+    assert (last.action, last.actor, last.entity_id) == ("access_denied", "pm2",
+                                                         f"/cases/{case_id}/revise")
+    # without the session's CSRF token: refused, nothing changes
+    r = pm.post(f"/cases/{case_id}/revise", data={"version": str(kept[3]),
+                                                  **_form(title="Forged")})
+    assert r.status_code == 403 and _stored(economy, case_id) == kept
 
 
 def test_a_stale_version_is_a_conflict_and_nothing_changes(app: Any, economy: Any) -> None:

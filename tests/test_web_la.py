@@ -200,18 +200,59 @@ def test_group_dashboard_is_the_group_position(app: Any, economy: Any) -> None:
     got = {r[0]: r[3] for r in table_rows(page.text, "group-position")}
     assert got == {str(r.service_line): _pounds(r.spend_to_date)
                    for r in frame.itertuples()}
-    # the service shows a group's lead its group only: the members' table says so
-    assert table_rows(page.text, "group-members") == [["Nothing to show."]]
-    assert "Member practices&#39; positions are not shown" in page.text
-    # the commissioner also sees the member practices' positions
-    page = signed_in(app, "fin").get("/groups/G01?month=2025-09")
+    # the lead and the commissioner see the group's member practices in the year, with
+    # the figures of the service's practice level (the commissioner's) for them
     practices = in_pounds(monthly_position(economy, principal("fin"), "2025-09").frame)
     members = practices[(practices.service_line == TOTAL)
-                        & practices.code.isin(["A81000", "A81001"])]
-    assert {r[0]: r[4] for r in table_rows(page.text, "group-members")} == {
-        str(r.code): _pounds(r.spend_to_date) for r in members.itertuples()}
-    csv = signed_in(app, "lead").get("/groups/G01/download/group-position.csv?month=2025-09")
+                        & practices.code.isin(_members(economy, "G01"))]
+    assert len(members) >= 2
+    expected = {str(r.code): [_pounds(getattr(r, c)) for c in (
+        "annual_budget", "budget_to_date", "spend_to_date", "variance", "forecast_outturn")]
+        for r in members.itertuples()}
+    for user in ("lead", "fin"):
+        page = signed_in(app, user).get("/groups/G01?month=2025-09")
+        assert page.status_code == 200, page.text[:800]
+        assert {r[0]: r[2:] for r in table_rows(page.text, "group-members")} == expected
+        for code in expected:  # each member links to its dashboard
+            assert f'<a href="/practices/{code}">{code}</a>' in page.text
+    client = signed_in(app, "lead")
+    csv = client.get("/groups/G01/download/group-position.csv?month=2025-09")
     assert csv.status_code == 200 and "Service line" in csv.text
+    csv = client.get("/groups/G01/download/group-members.csv?month=2025-09")
+    assert csv.status_code == 200
+    got = pd.read_csv(io.StringIO(csv.text), dtype=str)
+    assert sorted(got["Practice"]) == sorted(expected)
+    xlsx = client.get("/groups/G01/download/group-members.xlsx?month=2025-09")
+    assert xlsx.status_code == 200 and xlsx.content[:2] == b"PK"
+
+
+def _members(economy: Any, group: str) -> set[str]:
+    """The practices the year's budget phases with ``group`` (read from the warehouse)."""
+    return {str(r[0]) for r in economy.query(
+        "SELECT DISTINCT practice_code FROM budget_phasing WHERE financial_year = '2025-26' "
+        "AND group_code = ? AND practice_code IS NOT NULL", [group])}
+
+
+def test_the_lead_opens_a_members_dashboard_not_its_case_finding(app: Any, economy: Any
+                                                                 ) -> None:
+    from pbc.services.monitoring import monthly_position
+
+    member = sorted(_members(economy, "G01"))[0]
+    stranger = sorted(_members(economy, "G02") - _members(economy, "G01"))[0]
+    client = signed_in(app, "lead")
+    page = client.get(f"/practices/{member}?month=2025-09")
+    assert page.status_code == 200, page.text[:800]
+    pos = monthly_position(economy, principal("fin"), "2025-09", holder=member).frame
+    spend = pos[pos.service_line == "all"].spend_to_date.iloc[0]
+    assert _pounds(Decimal(int(spend)) / 100) in page.text
+    assert f"/practices/{member}/case-finding" not in page.text  # no link to patients
+    assert client.get(f"/practices/{member}/pack.xlsx?month=2025-09").status_code == 200
+    # another group's practice: refused and audited
+    assert client.get(f"/practices/{stranger}?month=2025-09").status_code == 403
+    assert denied_rows(economy, f"/practices/{stranger}", "lead")
+    # the member's patients stay with the practice: refused and audited
+    assert client.get(f"/practices/{member}/case-finding").status_code == 403
+    assert denied_rows(economy, f"/practices/{member}/case-finding", "lead")
 
 
 def test_another_groups_dashboard_is_refused(app: Any, economy: Any) -> None:

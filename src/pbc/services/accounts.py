@@ -185,11 +185,21 @@ def end_session(store: DecisionStore, session_id: str) -> None:
             row.ended_at = utcnow()
 
 
-def record_denied(store: DecisionStore, who: Principal, what: str, reason: str) -> None:
+#: the audit log's ``entity_id`` column holds 60 characters (pbc.decisions.models)
+ENTITY_ID_LENGTH = 60
+
+
+def record_access_denied(store: DecisionStore, who: Principal, entity: str, what: str,
+                         reason: str, **detail: object) -> None:
     """Write a refused request to the audit log (action ``access_denied``): who asked, for
-    what (e.g. the page's path) and why it was refused."""
+    what and why it was refused. The one writer of refusals: the pages record entity
+    ``web_page`` and the path, the API entity ``request`` and ``METHOD PATH`` (with the
+    query in ``detail``). ``what`` longer than the column is cut to fit, and kept whole in
+    the row's detail (``what``)."""
     from pbc.decisions.audit import append
 
+    if len(what) > ENTITY_ID_LENGTH:
+        detail = {**detail, "what": what}
     with store._tx() as s:
-        append(s, who, "access_denied", "web_page", what[:100], reason=reason,
-               source=who.source)
+        append(s, who, "access_denied", entity, what[:ENTITY_ID_LENGTH], reason=reason,
+               source=who.source, **detail)

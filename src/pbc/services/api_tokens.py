@@ -8,8 +8,9 @@ user's roles (:func:`pbc.services.accounts.principals_for`).
 Who may: an administrator, or the user themself (a principal that names the user and whose
 role the store confirms, ``--as ROLE:ORG:USER``, or an authenticated principal of that
 user). Issuing and revoking each write an audit row (the label and id, never the token).
-A request the API refuses is recorded too (:func:`record_access_denied`, action
-``access_denied``), as docs/security.md asks of every refusal of data.
+A request the API refuses is recorded too
+(:func:`pbc.services.accounts.record_access_denied`, action ``access_denied``, entity
+``request``), as docs/security.md asks of every refusal of data.
 """
 
 from __future__ import annotations
@@ -179,12 +180,3 @@ def authenticate(store: DecisionStore, token: str) -> str | None:
             if found is not None:
                 found.last_used_at = now
     return str(user)
-
-
-def record_access_denied(store: DecisionStore, who: Principal, what: str, reason: str,
-                         **detail: object) -> None:
-    """Write a refused request to the audit log (action ``access_denied``; ``what`` names
-    the thing asked for, e.g. ``GET /practices/A81002/case-finding``)."""
-    with store._tx() as s:
-        append(s, who, "access_denied", "request", what, reason=reason, source=who.source,
-               **detail)

@@ -267,7 +267,9 @@ def act(store: DecisionStore, who: Principal, case_id: int, action: str, *,
     """Take one step of a case's lifecycle (submit, consult, approve, reject, return,
     implement). ``expected_version`` is the version the actor read: if the case has
     changed since, nothing is done and :class:`ConflictError` says who changed it.
-    ``revised`` (with submit): the proposer's revised case file, its text and baseline.
+    ``revised`` (with submit): the proposer's revised case file, its text and baseline; the
+    audit log gets a ``revise_case`` row (title, file hash and savings before and after)
+    and then the ``submit_case`` row, in the same transaction.
     ``freed_from`` (with approve): the warehouse where a case funded from freed resources finds the
     proposer's freed resources (:mod:`pbc.services.reinvestment`)."""
     from pbc.services import reinvestment
@@ -315,6 +317,7 @@ def act(store: DecisionStore, who: Principal, case_id: int, action: str, *,
                                         "being approved; nothing was done: try again")
                 reinvestment.draw_on_freed(s, who, case, freed)
             before = case.state()
+            was = _content(case) if revised is not None else None
             if revised is not None:
                 if action != "submit":
                     raise CaseError("only a submission can carry a revised case file")
@@ -328,6 +331,9 @@ def act(store: DecisionStore, who: Principal, case_id: int, action: str, *,
                 case.decision_note = note
                 case.decided_by, case.decided_at = who.user or "anonymous", utcnow()
             s.flush()  # UPDATE ... WHERE version = read version: StaleDataError if not
+            if was is not None:  # the revision, then the submission: two steps of history
+                append(s, who, "revise_case", ENTITY, str(case.id), before=was,
+                       after=_content(case), source=who.source)
             append(s, who, f"{action}_case", ENTITY, str(case.id), before=before,
                    after=case.state(), note=note, source=who.source)
             return _view(s, case)
@@ -338,7 +344,23 @@ def act(store: DecisionStore, who: Principal, case_id: int, action: str, *,
             raise _conflict(s, case, expected_version) from None
 
 
+def _content(case: BusinessCase) -> dict[str, Any]:
+    """What a revision's audit row records of the case file: its title, the SHA-256 of its
+    text, and pbc's projection of its savings (net, with the interval)."""
+    import hashlib
+
+    sv = json.loads(case.savings)
+    return {"title": case.title,
+            "case_file_sha256": hashlib.sha256(case.case_file.encode()).hexdigest(),
+            "net_pence": sv.get("net_pence"),
+            "interval": [sv.get("interval", {}).get("lower_pence"),
+                         sv.get("interval", {}).get("upper_pence")]}
+
+
 def _revise(case: BusinessCase, file: CaseFile, text: str, baseline: Baseline) -> None:
+    """Replace a draft or returned case's file by its proposer's revision, with pbc's
+    projection of the revised savings (``pbc case submit ID --file F``, the case page's
+    *Revise and resubmit*)."""
     if (file.proposer, file.proposer_kind) != (case.proposer_code, case.proposer_kind):
         raise CaseError(f"a revised case keeps its proposer ({case.proposer_kind} "
                         f"{case.proposer_code}), not {file.proposer_kind} {file.proposer}")

@@ -18,13 +18,18 @@ budget version's ``budget_phasing`` names it (kind ``opt_out`` with the practice
 spend and budget are left out of the practice's and the group's position and stay in the
 commissioner's (docs/decisions.md, "Opt-outs").
 
-Access: the commissioner sees every holder; a practice sees its own practice only and a
-group its own group only (aggregated money, no patient rows).
+Access (docs/security.md, "Who may see what"): the commissioner sees every holder; a
+practice sees its own practice only; a group (its lead, ``group:CODE``) sees its own group
+and, at the practice level, the practices that are members of the group in the year (those
+the budget version phases with the group in at least one month: the practices whose budgets
+the group holds), never another group's practice. Every level is aggregated money: no
+patient rows (case finding stays with the patient's own practice, :mod:`pbc.services.risk`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,23 +151,64 @@ def _budget(phasing: ir.Table, fy: str, version: int, level: Level) -> ir.Table:
         budget=_pence(t.budget))
 
 
-def _allowed(who: Principal, level: Level, commissioner: str) -> str | None:
-    """The one code a principal may see at ``level`` (None: every code)."""
+def group_members(phasing: ir.Table, fy: str, version: int, group: str) -> ir.Table:
+    """The practices that are members of ``group`` in budget version ``version`` of ``fy``:
+    those the version phases with the group in at least one month (``budget_phasing``'s
+    practice and opted-out lines carry each practice's group in each month)."""
+    t = phasing.filter(phasing.financial_year == fy, phasing.version == int(version),
+                       phasing.practice_code.notnull(),
+                       phasing.group_code.cast("string") == group)
+    return t.select(code=t.practice_code.cast("string")).distinct()
+
+
+def _allowed(who: Principal, level: Level, commissioner: str,
+             members: Callable[[str], frozenset[str]]) -> frozenset[str] | None:
+    """The codes a principal may see at ``level`` (None: every code). ``members(group)``
+    gives a group's member practices in the year."""
     if who.role == "commissioner":
         if who.organisation != commissioner:
             raise AccessDenied(f"{who} may not see commissioner {commissioner}'s position")
         return None
     if who.role == level and who.role in ("practice", "group"):
-        return who.organisation
+        return frozenset({who.organisation})
+    if who.role == "group" and level == "practice":
+        return members(who.organisation)
     raise AccessDenied(
         f"{who} may not see the {level} position: a practice sees its own practice "
-        "(--level practice), a group its own group (--level group), the commissioner all")
+        "(--level practice), a group its own group (--level group) and its member "
+        "practices (--level practice), the commissioner all")
+
+
+def _check_wanted(who: Principal, level: Level, fy: str, visible: frozenset[str] | None,
+                  holder: str | None, members_of: str | None,
+                  members: Callable[[str], frozenset[str]]) -> frozenset[str] | None:
+    """Narrow what ``who`` may see to what was asked for: one holder, or a group's member
+    practices. Asking for a holder ``who`` may not see is refused (before any work)."""
+    if members_of is not None:
+        if level != "practice":
+            raise ValueError("members_of (a group's member practices) is for the practice "
+                             f"level, not {level}")
+        if who.role == "group" and who.organisation != members_of:
+            raise AccessDenied(f"{who} may not see group {members_of}'s member practices: "
+                               "a group sees its own members only")
+        own = members(members_of)
+        visible = own if visible is None else visible & own
+    if holder is not None:
+        if visible is not None and holder not in visible:
+            whose = (f"the practices of group {who.organisation} in {fy}"
+                     if who.role == "group" and level == "practice" else f"its own {level}")
+            raise AccessDenied(f"{who} may not see {level} {holder}'s position: it sees "
+                               f"{whose}, the commissioner every {level}")
+        visible = frozenset({holder})
+    return visible
 
 
 def _inputs(tables: dict[str, ir.Table], who: Principal, fy: str, version: int, level: Level,
-            ) -> tuple[str, str | None, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The commissioner, the one code ``who`` may see (None: all), this year's and last
-    year's spend and the budget, computed on the engine the tables live on."""
+            holder: str | None = None, members_of: str | None = None,
+            ) -> tuple[str, frozenset[str] | None, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The commissioner, the codes ``who`` may see and asked for (None: all), this year's
+    and last year's spend and the budget, computed on the engine the tables live on. Access
+    is decided before the sums are computed."""
     phasing, priced = tables["budget_phasing"], tables["priced_activity"]
     commissioners = _frame(phasing.filter(phasing.financial_year == fy,
                                           phasing.version == int(version))
@@ -172,7 +218,13 @@ def _inputs(tables: dict[str, ir.Table], who: Principal, fy: str, version: int, 
             f"budget version {version} of {fy} has no monthly phasing stored (it was set "
             "before pbc kept the phasing of every version): set the budgets again")
     commissioner = str(commissioners.commissioner_code.iloc[0])
-    only = _allowed(who, level, commissioner)
+
+    def members(group: str) -> frozenset[str]:
+        return frozenset(str(c) for c in _frame(group_members(phasing, fy, version,
+                                                              group)).code)
+
+    only = _check_wanted(who, level, fy, _allowed(who, level, commissioner, members),
+                         holder, members_of, members)
     prior_fy = format_financial_year(parse_financial_year(fy) - 1)
     opted = _opted_out(phasing, fy, version)
     return (commissioner, only, _frame(_spend(priced, fy, level, commissioner, opted)),
@@ -182,8 +234,16 @@ def _inputs(tables: dict[str, ir.Table], who: Principal, fy: str, version: int, 
 
 def monthly_position(warehouse: Warehouse, who: Principal, period: str, *,
                      level: Level = "practice", method: Method = "seasonal_run_rate",
-                     version: int | None = None, engine: str = "duckdb") -> MonthlyPosition:
-    """The position at the end of calendar month ``period`` (``YYYY-MM``).
+                     version: int | None = None, engine: str = "duckdb",
+                     holder: str | None = None, members_of: str | None = None
+                     ) -> MonthlyPosition:
+    """The position at the end of calendar month ``period`` (``YYYY-MM``) of every holder
+    at ``level`` that ``who`` may see; ``holder``: only that one (refused if ``who`` may
+    not see it); ``members_of`` (practice level): only the practices that are members of
+    that group in the year (a group's lead may ask for its own group only).
+
+    The position of each holder is computed with every holder of the level (the ratio
+    model pools them), so a holder's figures are the same whoever asks.
 
     ``engine="spark"`` computes the spend and budget sums (the same Ibis expressions) on
     Spark over the warehouse's Parquet files (:func:`pbc.warehouse.spark.spark_tables`);
@@ -210,12 +270,14 @@ def monthly_position(warehouse: Warehouse, who: Principal, period: str, *,
         from pbc.warehouse.spark import spark_tables
 
         with spark_tables(warehouse, POSITION_INPUTS, stage="monitor") as tables:
-            commissioner, only, spend, prior, budget = _inputs(tables, who, fy, version, level)
+            commissioner, only, spend, prior, budget = _inputs(tables, who, fy, version, level,
+                                                               holder, members_of)
     else:
         backend = warehouse.ibis()
         try:
             commissioner, only, spend, prior, budget = _inputs(
-                {n: backend.table(n) for n in POSITION_INPUTS}, who, fy, version, level)
+                {n: backend.table(n) for n in POSITION_INPUTS}, who, fy, version, level,
+                holder, members_of)
         finally:
             backend.disconnect()
     has_prior = not prior.empty
@@ -223,9 +285,13 @@ def monthly_position(warehouse: Warehouse, who: Principal, period: str, *,
                      budget_version=version, method=method,
                      prior_spend=prior if has_prior else None)
     if only is not None:
-        frame = frame[frame.code == only].reset_index(drop=True)
+        frame = frame[frame.code.astype(str).isin(only)].reset_index(drop=True)
         if frame.empty:
-            raise WarehouseError(f"{level} {only} has no budget or spend in {fy}")
+            what = (f"{level} {next(iter(only))} has" if len(only) == 1 else
+                    f"group {members_of or who.organisation}'s member practices have"
+                    if level == "practice" and (members_of or who.role == "group")
+                    else f"no {level} it may see has")
+            raise WarehouseError(f"{what} no budget or spend in {fy}")
     return MonthlyPosition(frame, fy, month, period, version, status, commissioner, method,
                            has_prior)
 

@@ -398,8 +398,8 @@ def create_api(settings: WebSettings) -> FastAPI:
 
     def _deny(request: Request, who: Principal, reason: str, who_may: str | None) -> None:
         what = f"{request.method} {request.url.path}"
-        api_tokens.record_access_denied(ctx.store, who, what, reason,
-                                        query=str(request.url.query) or None)
+        accounts.record_access_denied(ctx.store, who, "request", what, reason,
+                                      query=str(request.url.query) or None)
         raise Problem(403, reason, who_may=who_may)
 
     @contextmanager
@@ -433,22 +433,8 @@ def create_api(settings: WebSettings) -> FastAPI:
             raise Problem(404, str(e)) from None
 
     # ------------------------------------------------------------------ positions
-    def position(request: Request, who: Principal, level: Literal["practice", "group"],
-                 code: str, month: str, method: str) -> Position:
-        from pbc.services.monitoring import monthly_position
-
-        commissioner, _group = organisation(level, code)
-        may = f"{level}:{code} or commissioner:{commissioner}"
-        if who.role in ("practice", "group") and (who.role, who.organisation) != (level, code):
-            _deny(request, who, f"{who} may not see the position of {level} {code}", may)
-        with service(request, who, may):
-            pos = monthly_position(ctx.warehouse, who, month, level=level,
-                                   method=method)  # type: ignore[arg-type]
-        frame = pos.frame[pos.frame.code == code]
-        if frame.empty:
-            raise Problem(404, f"{level} {code} has no budget or spend in "
-                          f"{pos.financial_year}")
-        lines = [PositionLine(
+    def _lines(frame: Any) -> list[PositionLine]:
+        return [PositionLine(
             service_line=str(r["service_line"]), annual_budget=_money(r["annual_budget"]),
             budget_to_date=_money(r["budget_to_date"]),
             spend_to_date=_money(r["spend_to_date"]), variance=_money(r["variance"]),
@@ -457,13 +443,31 @@ def create_api(settings: WebSettings) -> FastAPI:
             forecast_upper=_pounds(r["forecast_upper"]),
             forecast_note=str(r["forecast_note"]) or None)
             for r in frame.to_dict("records")]
+
+    def _position(pos: Any, level: Literal["practice", "group"], code: str) -> Position:
+        lines = _lines(pos.frame[pos.frame.code.astype(str) == code])
         total = next(x for x in lines if x.service_line == "all")
         return Position(level=level, code=code, commissioner_code=pos.commissioner_code,
                         financial_year=pos.financial_year, month=pos.month,
                         period=pos.period, budget_version=pos.budget_version,
-                        budget_status=pos.budget_status,  # type: ignore[arg-type]
+                        budget_status=pos.budget_status,
                         forecast_method=pos.method, total=total,
                         lines=[x for x in lines if x.service_line != "all"])
+
+    def position(request: Request, who: Principal, level: Literal["practice", "group"],
+                 code: str, month: str, method: str) -> Position:
+        """One holder's position; the monitoring service decides who may see it (a
+        practice itself, its group's lead for a member practice, the commissioner)."""
+        from pbc.services.monitoring import monthly_position
+
+        commissioner, group = organisation(level, code)
+        may = (f"practice:{code}, its group's lead (group:{group}) or "
+               f"commissioner:{commissioner}" if level == "practice" and group else
+               f"{level}:{code} or commissioner:{commissioner}")
+        with service(request, who, may):
+            pos = monthly_position(ctx.warehouse, who, month, level=level,
+                                   method=method, holder=code)  # type: ignore[arg-type]
+        return _position(pos, level, code)
 
     @api.get("/practices/{code}/position", response_model=Position,
              responses=_responses(*COMMON), tags=["monitoring"])
@@ -481,6 +485,20 @@ def create_api(settings: WebSettings) -> FastAPI:
         """A group's position (pbc monitor --level group): the group and its
         commissioner."""
         return position(request, who, "group", code, month, method)
+
+    @api.get("/groups/{code}/practices", response_model=list[Position],
+             responses=_responses(*COMMON), tags=["monitoring"])
+    def group_practices(request: Request, who: Who, code: Code, month: Month,
+                        method: Method = "seasonal_run_rate") -> list[Position]:
+        """The position of each practice that is a member of the group in the year (pbc
+        monitor --level practice --as group:CODE): the group's lead and its commissioner."""
+        from pbc.services.monitoring import monthly_position
+
+        commissioner, _ = organisation("group", code)
+        with service(request, who, f"group:{code} or commissioner:{commissioner}"):
+            pos = monthly_position(ctx.warehouse, who, month, level="practice",
+                                   method=method, members_of=code)
+        return [_position(pos, "practice", c) for c in sorted(set(pos.frame.code.astype(str)))]
 
     # ------------------------------------------------------------------ budgets
     @api.get("/practices/{code}/budget", response_model=PracticeBudget,

@@ -29,7 +29,7 @@ from pbc.services.accounts import (
     WEB_SESSION,
     SignedIn,
     principals_for,
-    record_denied,
+    record_access_denied,
     session_for,
 )
 from pbc.services.principal import Principal
@@ -143,7 +143,8 @@ def check_csrf(expected: str, form: Any) -> bool:
 
 def deny(request: Request, v: Viewer, reason: str, who_may: str) -> Forbidden:
     """Record the refused request in the audit log and make the 403 to raise."""
-    record_denied(store_of(request), v.principal, request.url.path, reason)
+    record_access_denied(store_of(request), v.principal, "web_page", request.url.path,
+                         reason)
     return Forbidden(v.principal, reason, who_may)
 
 

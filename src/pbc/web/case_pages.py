@@ -17,6 +17,12 @@ signed-in principal, so the one permission table (:mod:`pbc.services.permissions
   by the form is stored with its case file written out as TOML (the text the CLI would
   have been given), which reads back to the same case.
 
+* ``GET``/``POST /cases/{id}/revise`` is ``pbc case submit ID --file F --expect-version
+  N``: the proposer of a draft or returned case uploads a revised case file, or edits the
+  case's fields (filled in from its case file), and resubmits it; the service recomputes
+  the savings and the history shows the revision and the resubmission. Errors as on the
+  new-case form; nothing is stored.
+
 A step the principal may not take is refused by the service: a 403 page, and the attempt is
 written to the audit log (:func:`pbc.web.auth.deny`).
 """
@@ -146,6 +152,29 @@ def new_case_form(request: Request) -> HTMLResponse:
 def case_page(request: Request, case_id: int) -> HTMLResponse:
     v = auth.viewer(request)
     return _case_page(request, v, case_id)
+
+
+@router.get("/cases/{case_id}/revise", response_class=HTMLResponse)
+def revise_form(request: Request, case_id: int) -> HTMLResponse:
+    """The case's fields, filled in from its case file, to revise and resubmit it."""
+    v = auth.viewer(request)
+    case, problem = _revisable(request, v, case_id)
+    if problem is not None:
+        return problem
+    return _form(request, v, values=case_values(case.case_file), revising=case)
+
+
+@router.post("/cases/{case_id}/revise", response_class=HTMLResponse)
+async def revise(request: Request, case_id: int) -> Response:
+    """``pbc case submit ID --file F --expect-version N``: a revised case file (uploaded,
+    or made from the form's fields) replaces the case's, pbc's projection of its savings is
+    recomputed, and the case is resubmitted; nothing is stored if anything is wrong."""
+    v = auth.viewer(request)
+    form = await _posted(request, v)
+    try:
+        return await _revise(request, v, case_id, form)
+    finally:
+        await form.close()
 
 
 @router.post("/cases/{case_id}/{action}", response_class=HTMLResponse)
@@ -359,10 +388,15 @@ def _councils(request: Request) -> list[tuple[str, str]]:
 
 
 def _form(request: Request, v: Viewer, status_code: int = 200,
-          errors: FormErrors | None = None, values: dict[str, Any] | None = None
-          ) -> HTMLResponse:
-    return render(request, "case_new.html", v, status_code=status_code,
-                  title="Propose a business case", errors=(errors or FormErrors()).by_field,
+          errors: FormErrors | None = None, values: dict[str, Any] | None = None,
+          revising: Any = None) -> HTMLResponse:
+    """The new-case form, or (``revising``: the case) the form to revise and resubmit it."""
+    title = ("Propose a business case" if revising is None else
+             f"Revise and resubmit business case {revising.id}")
+    return render(request, "case_new.html", v, status_code=status_code, title=title,
+                  revising=revising, errors=(errors or FormErrors()).by_field,
+                  form_action=("/cases/new" if revising is None
+                               else f"/cases/{revising.id}/revise"),
                   values=values or {"funding": "commissioner", "reduction_sd": "0"},
                   categories=CATEGORIES, service_lines=SERVICE_LINES,
                   codelists=CONDITION_CODELISTS, councils=_councils(request),
@@ -387,11 +421,10 @@ async def new_case(request: Request) -> Response:
         await form.close()  # an uploaded file's temporary file
 
 
-async def _propose(request: Request, v: Viewer, form: Any) -> Response:
-    from pbc.services.cases import create_case, read_baseline
-
-    _may_propose(request, v)
-    errors = FormErrors()
+async def _case_from(form: Any, v: Viewer, errors: FormErrors
+                     ) -> tuple[CaseFile | None, str, bool]:
+    """The case file from an uploaded file (kept as written) or from the form's fields
+    (written out as TOML), its text, and whether it was uploaded; problems in ``errors``."""
     upload = form.get("case_file")
     raw = await upload.read() if upload is not None and not isinstance(upload, str) else b""
     case: CaseFile | None = None
@@ -412,6 +445,22 @@ async def _propose(request: Request, v: Viewer, form: Any) -> Response:
         if case is not None and not errors:
             text = case_toml(case)
             case = parse_case(tomllib.loads(text), "the form's case file")
+    return case, text, bool(raw)
+
+
+def _error_field(message: str, uploaded: bool) -> str:
+    """The form field a service's refusal of the case belongs beside."""
+    return "case_file" if uploaded else (
+        "local_authority" if "local authority" in message else
+        "baseline_year" if "baseline" in message else "title")
+
+
+async def _propose(request: Request, v: Viewer, form: Any) -> Response:
+    from pbc.services.cases import create_case, read_baseline
+
+    _may_propose(request, v)
+    errors = FormErrors()
+    case, text, uploaded = await _case_from(form, v, errors)
     if errors or case is None:
         return _form(request, v, 400, errors, _values(form))
     try:
@@ -421,9 +470,91 @@ async def _propose(request: Request, v: Viewer, form: Any) -> Response:
     except AccessDenied as e:
         raise auth.deny(request, v, str(e), "a practice or a group, for itself") from e
     except (CaseError, WarehouseError) as e:
-        name = "case_file" if raw else (
-            "local_authority" if "local authority" in str(e) else
-            "baseline_year" if "baseline" in str(e) else "title")
-        errors.add(name, str(e))
+        errors.add(_error_field(str(e), uploaded), str(e))
         return _form(request, v, 400, errors, _values(form))
     return RedirectResponse(f"/cases/{view.id}", status_code=303)
+
+# ------------------------------------------------------------------ revise and resubmit
+def _revisable(request: Request, v: Viewer, case_id: int) -> tuple[Any, HTMLResponse | None]:
+    """The case, if ``v`` may revise and resubmit it now (its proposer, while it is a draft
+    or returned); else the page that says why (403 audited, 404, or 409 for its status)."""
+    from pbc.services.permissions import allowed
+
+    try:
+        case = _show(request, v, case_id)
+    except CaseError as e:
+        return None, render(request, "case_problem.html", v, status_code=404,
+                            heading="There is no such business case", message=str(e))
+    if not allowed(v.principal, "submit_case", _parties(case)):
+        raise auth.deny(request, v, f"{v.principal} may not revise or resubmit business case "
+                        f"{case_id} (proposed by {case.proposer_code})",
+                        f"its proposer ({case.proposer_kind}:{case.proposer_code})")
+    if case.status not in TRANSITIONS["submit"][0]:
+        return case, render(request, "case_problem.html", v, status_code=409,
+                            heading="This case cannot be revised now",
+                            message=f"Case {case_id} is {case.status}: only a draft or a "
+                            "returned case is revised and resubmitted.", case_id=case_id)
+    return case, None
+
+
+def case_values(text: str) -> dict[str, Any]:
+    """The form's fields filled in from a case file (the inverse of :func:`case_data`);
+    empty if the stored text is not a case file."""
+    try:
+        case = parse_case(tomllib.loads(text), "the stored case file")
+    except (tomllib.TOMLDecodeError, CaseError):
+        return {"funding": "commissioner", "reduction_sd": "0"}
+    values: dict[str, Any] = {
+        "title": case.title, "category": case.category, "summary": case.summary,
+        "service_lines": list(case.scope.service_lines),
+        "hrg_prefixes": ", ".join(case.scope.hrg_prefixes),
+        "condition_codelist": case.scope.condition_codelist or "",
+        "baseline_year": case.baseline_year or "",
+        "change_description": case.expected_change.description,
+        "reduction": format(case.expected_change.reduction, "f"),
+        "reduction_sd": format(case.expected_change.reduction_sd, "f"),
+        "touches_social_care": "yes" if case.social_care.touches_social_care else "no",
+        "local_authority": case.social_care.local_authority or "",
+        "provider_is_proposer": "yes" if case.make_or_buy.provider_is_proposer else "no",
+        "provider": case.make_or_buy.provider,
+        "alternatives": "\n".join(case.make_or_buy.alternatives_considered),
+        "conflict_of_interest": case.make_or_buy.conflict_of_interest or "",
+        "funding": case.funding}
+    for i, (year, amount) in enumerate(case.investment.items(), start=1):
+        if i <= INVESTMENT_ROWS:
+            values[f"investment_year_{i}"] = year
+            values[f"investment_amount_{i}"] = format(amount, "f")
+    return values
+
+
+async def _revise(request: Request, v: Viewer, case_id: int, form: Any) -> Response:
+    from pbc.services.cases import act, read_baseline
+
+    case_view, problem = _revisable(request, v, case_id)
+    if problem is not None:
+        return problem
+    errors = FormErrors()
+    try:
+        version = int(str(form.get("version", "")))
+    except ValueError:
+        errors.add("case_file", "The form did not say which version of the case you read: "
+                   "reload the page and try again.")
+        return _form(request, v, 400, errors, _values(form), revising=case_view)
+    case, text, uploaded = await _case_from(form, v, errors)
+    if errors or case is None:
+        return _form(request, v, 400, errors, _values(form), revising=case_view)
+    try:
+        baseline, _ = read_baseline(warehouse_of(request), case)
+        act(auth.store_of(request), v.principal, case_id, "submit",
+            expected_version=version, revised=(case, text, baseline))
+    except AccessDenied as e:
+        raise auth.deny(request, v, str(e), f"its proposer ({case_view.proposer_kind}:"
+                        f"{case_view.proposer_code})") from e
+    except ConflictError as e:
+        return render(request, "case_problem.html", v, status_code=409,
+                      heading="Someone else changed this case", message=str(e),
+                      case_id=case_id)
+    except (CaseError, WarehouseError) as e:
+        errors.add(_error_field(str(e), uploaded), str(e))
+        return _form(request, v, 400, errors, _values(form), revising=case_view)
+    return RedirectResponse(f"/cases/{case_id}", status_code=303)

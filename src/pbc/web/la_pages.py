@@ -10,14 +10,15 @@ services decide that). Every figure comes from the services' disclosure-controll
 aggregates: counts 1-7 are never shown (``*``), and no patient-level row reaches the page.
 
 ``/groups/{code}`` is ``pbc monitor --level group`` (the group's position and forecast
-fan), its freed resources, its business cases, and its member practices' positions where
-the monitoring service lets the viewer see them (the commissioner; a group's lead is shown
-its group's position only, as ``pbc monitor`` shows it).
+fan), its freed resources, its business cases, and its member practices' positions (``pbc
+monitor --level practice --as group:CODE``: the practices that are members of the group in
+the year, which the monitoring service shows to the group's lead and the commissioner), each
+linked to its dashboard.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -26,7 +27,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from pbc.reports.workbook import Column
-from pbc.services.principal import AccessDenied
 from pbc.web import auth
 from pbc.web.auth import Forbidden, Viewer
 from pbc.web.pages import (
@@ -58,6 +58,8 @@ class PageTable(Table):
     """A table whose downloads are served under its page (``{base}/download/NAME.FMT``)."""
 
     base: str = ""
+    #: a row's first cell (a code) -> the page it links to (only pages the viewer may see)
+    row_links: dict[str, str] = field(default_factory=dict)
 
     def link(self, fmt: str) -> str:
         plain = super().link(fmt)
@@ -262,29 +264,25 @@ def _may_see_group(request: Request, v: Viewer, code: str) -> None:
 
 def group_tables(request: Request, v: Viewer, code: str, month: str | None
                  ) -> tuple[Any, Any, list[Table], list[str]]:
-    """The group's pack (``pbc monitor --level group``), its members' positions where the
-    monitoring service shows them to the viewer, freed resources and business cases."""
+    """The group's pack (``pbc monitor --level group``), its member practices' positions
+    (``pbc monitor --level practice``, the members of the group in the year, as the
+    monitoring service shows them to the group's lead and the commissioner), freed
+    resources and business cases."""
     from pbc.monitoring.position import TOTAL, in_pounds
     from pbc.services.monitoring import monthly_position
+    from pbc.warehouse import WarehouseError
     _may_see_group(request, v, code)
     period = period_of(request, month)
     packs, pack = holder_pack(request, v, "group", code, month)
-    members = cached(request, ("members", code), lambda: [
-        str(r[0]) for r in warehouse_of(request).query(
-            "SELECT practice_code FROM practices WHERE group_code = ? ORDER BY 1", [code])])
     notes: list[str] = []
     try:
-        if v.principal.role != "commissioner":  # as monthly_position decides, without the work
-            raise AccessDenied(f"{v.principal} may see the group's position, not its "
-                               "practices' (pbc monitor --level group); the commissioner "
-                               "sees every practice")
-        pos = cached(request, ("position", _key(v.principal), period, "practice"),
-                     lambda: monthly_position(warehouse_of(request), v.principal, period,
-                                              level="practice"))
-        frame = in_pounds(pos.frame[(pos.frame.service_line == TOTAL)
-                                    & pos.frame.code.astype(str).isin(members)])
-    except AccessDenied as e:
-        notes.append(f"Member practices' positions are not shown: {e}.")
+        with refusals(request, v, f"group:{code} (the group's lead) and the commissioner"):
+            pos = cached(request, ("members", _key(v.principal), period, code),
+                         lambda: monthly_position(warehouse_of(request), v.principal, period,
+                                                  level="practice", members_of=code))
+        frame = in_pounds(pos.frame[pos.frame.service_line == TOTAL])
+    except WarehouseError as e:
+        notes.append(f"No member practice's position: {e}.")
         frame = pd.DataFrame(columns=["code", *MONEY])
     names = _names(request)["practices"]
     frame = frame.assign(name=[names.get(str(c), "") for c in frame.code])
@@ -302,7 +300,10 @@ def group_tables(request: Request, v: Viewer, code: str, month: str | None
         PageTable("group-members", f"Member practices of {code}: position at the end of "
                   f"{packs.position.period}", frame.reset_index(drop=True),
                   [Column("code", "Practice"), Column("name", "Name"), *POSITION_COLUMNS],
-                  code, packs.position.period, params, filter_on="code", base=base),
+                  code, packs.position.period, params, filter_on="code", base=base,
+                  # the service gave exactly the practices the viewer may see: each links
+                  # to its dashboard (its case finding stays with the practice)
+                  row_links={str(c): f"/practices/{c}" for c in frame.code}),
         PageTable("group-freed", "Freed resources", ledger,
                   [Column("financial_year", "Year"), Column("budget", "Budget", "money"),
                    Column("outturn", "Outturn", "money"),
