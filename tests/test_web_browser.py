@@ -218,6 +218,13 @@ def test_a_practice_manager_reads_the_dashboard_and_downloads_the_packs(
     page.goto(f"{server}/practices/A81001?month={PERIOD}")
     assert page.locator("h1").inner_text().startswith("A81001")
     assert page.locator("#spend-to-date").inner_text() == _pounds(spend(economy, "A81001"))
+    # the benchmark panel arrives after the page (htmx) and its charts are drawn (vega)
+    page.wait_for_selector("#benchmark-panels [data-pbc-spec] svg", timeout=60_000)
+    from pbc.web.panel_pages import PANEL_INDICATORS
+
+    drawn = page.locator("#benchmark-panels [data-drawn] svg")
+    assert drawn.count() >= len(PANEL_INDICATORS)
+    assert "A81001" in page.locator("#benchmark-panels").inner_text()
     with page.expect_download() as got:
         page.get_by_role("link", name="Download the monthly pack (Excel)").click()
     xlsx = tmp_path / got.value.suggested_filename
