@@ -34,7 +34,12 @@ from pbc.attribution.organisations import resolve_commissioner
 from pbc.pricing.ae import price_ae
 from pbc.pricing.apc import price_apc
 from pbc.pricing.money import MONEY, X20, as_dec, dec
-from pbc.pricing.mret import apply_marginal_rate, contract_month_totals, exact_value
+from pbc.pricing.mret import (
+    RUNNING_VALUE,
+    apply_marginal_rate,
+    contract_month_totals,
+    exact_value,
+)
 from pbc.pricing.outpatients import price_outpatients
 from pbc.pricing.schema import EXACT_PRICE, PRICED_SCHEMA
 from pbc.pricing.settings import TariffSettings
@@ -96,10 +101,14 @@ def _no_marginal_rate(t: ir.Table, keep_exact: bool) -> dict[str, ir.Value]:
     return cols
 
 
-def _finalise(t: ir.Table, keep_exact: bool, extra: dict[str, ir.Value]) -> ir.Table:
+def _finalise(t: ir.Table, keep_exact: bool, extra: dict[str, ir.Value],
+              running_value: bool = False) -> ir.Table:
     cols: dict[str, ir.Value] = {}
     for name, dtype in PRICED_SCHEMA.items():
         cols[name] = (extra[name] if name in extra else t[name]).cast(dtype)
+    if running_value:
+        cols[RUNNING_VALUE] = (t[RUNNING_VALUE] if RUNNING_VALUE in t.columns
+                               else ibis.null(MONEY)).cast(MONEY)
     if keep_exact:
         cols[EXACT_PRICE] = as_dec(extra[EXACT_PRICE] if EXACT_PRICE in extra
                                    else t[EXACT_PRICE], X20)
@@ -136,7 +145,8 @@ def marginal_rate_totals(tables: Mapping[str, ir.Table],
 
 def price_activity(tables: Mapping[str, ir.Table], settings: TariffSettings | None = None,
                    *, keep_exact: bool = False,
-                   marginal_rate_opening: ir.Table | None = None) -> ir.Table:
+                   marginal_rate_opening: ir.Table | None = None,
+                   marginal_rate_value: bool = False) -> ir.Table:
     """Price every APC spell, outpatient and A&E attendance in ``tables`` at the tariff.
 
     ``tables`` maps contract table names to Ibis tables: any of ``apc_spells``,
@@ -148,7 +158,9 @@ def price_activity(tables: Mapping[str, ir.Table], settings: TariffSettings | No
 
     ``marginal_rate_opening``: the contracts' running totals before the first spell of
     ``apc_spells`` (``opening`` of :func:`pbc.pricing.mret.apply_marginal_rate`), for
-    pricing a year's later months without its earlier ones.
+    pricing a year's later months without its earlier ones. ``marginal_rate_value``: add
+    the column :data:`pbc.pricing.mret.RUNNING_VALUE` (what a spell adds to its contract's
+    running total; NULL for every other row), from which the running totals are kept.
     """
     settings = settings or TariffSettings()
     present = [k for k, (src, _) in SOURCES.items() if src in tables]
@@ -165,7 +177,7 @@ def price_activity(tables: Mapping[str, ir.Table], settings: TariffSettings | No
         if kind == "apc":
             staged = apply_marginal_rate(_apc_staged(tables, settings), settings,
                                          keep_exact=keep_exact, opening=marginal_rate_opening)
-            parts.append(_finalise(staged, keep_exact, {}))
+            parts.append(_finalise(staged, keep_exact, {}, marginal_rate_value))
             continue
         if kind == "op":
             exact = price_outpatients(activity, tables["tariff_op"], tables.get("tariff_apc"),
@@ -173,7 +185,8 @@ def price_activity(tables: Mapping[str, ir.Table], settings: TariffSettings | No
         else:
             exact = price_ae(activity, tables["tariff_ae"], providers, settings)
         staged = resolve_commissioner(_stage(exact, has_commissioner), tables)
-        parts.append(_finalise(staged, keep_exact, _no_marginal_rate(staged, keep_exact)))
+        parts.append(_finalise(staged, keep_exact, _no_marginal_rate(staged, keep_exact),
+                               marginal_rate_value))
     out = parts[0]
     for part in parts[1:]:
         out = out.union(part)

@@ -120,6 +120,10 @@ def _with_baselines(spells: ir.Table, settings: TariffSettings) -> ir.Table:
                     _mret=(eligible & t._b_baseline.notnull()).fill_null(False))
 
 
+#: the value a spell adds to its contract's running total (its price before the marginal
+#: rate where the rule applies to it, else NULL): what :func:`contract_month_totals` adds up
+RUNNING_VALUE = "marginal_rate_value"
+
 #: the columns of a contract's running total (:func:`contract_month_totals`, and the
 #: ``opening`` of :func:`apply_marginal_rate`)
 CONTRACT_KEYS = ("commissioner_code", "provider_code", "financial_year")
@@ -147,8 +151,9 @@ def contract_month_totals(spells: ir.Table, settings: TariffSettings) -> ir.Tabl
 def apply_marginal_rate(spells: ir.Table, settings: TariffSettings, *,
                         keep_exact: bool = False, opening: ir.Table | None = None
                         ) -> ir.Table:
-    """Add ``marginal_rate_adjustment`` (shown, <= 0), ``price`` and the rule text to APC
-    spells priced up to the MFF (and ``price_exact``, DECIMAL(38,20), when ``keep_exact``).
+    """Add ``marginal_rate_adjustment`` (shown, <= 0), ``price``, :data:`RUNNING_VALUE` and
+    the rule text to APC spells priced up to the MFF (and ``price_exact``, DECIMAL(38,20),
+    when ``keep_exact``).
 
     ``spells`` needs ``commissioner_code``, ``provider_code``, ``financial_year``,
     ``activity_date`` (discharge date), ``activity_id``, ``mret_eligible``,
@@ -172,7 +177,8 @@ def apply_marginal_rate(spells: ir.Table, settings: TariffSettings, *,
     if not mret.baseline:
         t = t.mutate(marginal_rate_adjustment=_zero_or_null(t), price=t._price_before_marginal,
                      pricing_rule=ibis.ifelse(eligible, t.pricing_rule + no_baseline + _year(t),
-                                              t.pricing_rule))
+                                              t.pricing_rule),
+                     **{RUNNING_VALUE: ibis.null(MONEY)})
         if keep_exact:
             t = t.mutate(**{"price_exact": as_dec(exact_value(t), X20)})
         return t
@@ -211,6 +217,7 @@ def apply_marginal_rate(spells: ir.Table, settings: TariffSettings, *,
     cut = cut.mutate(marginal_rate_adjustment=add(cut._paid_step, -cut._above))
     text = f"; marginal rate {fraction_text(mret.rate)} above contract baseline"
     cut = cut.mutate(
+        **{RUNNING_VALUE: value},
         price=add(value, cut.marginal_rate_adjustment),
         pricing_rule=ibis.ifelse(cut._above > 0, cut.pricing_rule + text, cut.pricing_rule),
     )
@@ -223,11 +230,12 @@ def apply_marginal_rate(spells: ir.Table, settings: TariffSettings, *,
     rest = t.filter(~t._mret)
     rest = rest.mutate(
         marginal_rate_adjustment=_zero_or_null(rest), price=rest._price_before_marginal,
+        **{RUNNING_VALUE: ibis.null(MONEY)},
         pricing_rule=ibis.ifelse(rest._eligible, rest.pricing_rule + no_baseline + _year(rest),
                                  rest.pricing_rule))
     if keep_exact:
         rest = rest.mutate(**{"price_exact": as_dec(exact_value(rest), X20)})
-    columns = [*t.columns, "marginal_rate_adjustment", "price"]
+    columns = [*t.columns, "marginal_rate_adjustment", "price", RUNNING_VALUE]
     columns = list(dict.fromkeys(columns + (["price_exact"] if keep_exact else [])))
     return cut.select(*columns).union(rest.select(*columns))  # the caller selects columns
 

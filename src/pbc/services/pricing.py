@@ -300,7 +300,8 @@ def _price_partitions(tx: Any, con: Any, backend: Any, dirty: list[str],
         return backend.table(f"dirty_{name}" if name in activity else name)
 
     tables = _inputs(tx, table, annex_a, lambda _, t: ibis.memtable(t))
-    priced = price_activity(tables, settings, marginal_rate_opening=opening)
+    priced = price_activity(tables, settings, marginal_rate_opening=opening,
+                            marginal_rate_value=bool(running))
     # the pricing expression on DuckDB, compiled once into a view: the money before
     # attribution is summed from it, and (DuckDB engine) attribution reads it
     _create_view(backend, "priced_before", priced)
@@ -343,7 +344,7 @@ def _price_partitions(tx: Any, con: Any, backend: Any, dirty: list[str],
     tx.write(con, SUMMARY_TABLE, "SELECT * FROM summary_new", file_prefix="summary",
              partition_by=PARTITION_COLUMNS, meta={"kind": "output"})
     if running:
-        _write_totals(tx, con, backend, tables, settings, running, opening is not None)
+        _write_totals(tx, con, running, opening is not None)
     rows = int(con.execute("SELECT coalesce(sum(n), 0) FROM summary_new").fetchall()[0][0])
     return dups, rows
 
@@ -404,14 +405,19 @@ def _opening_totals(tx: Any, con: Any, running: dict[str, tuple[int | None, list
     return ibis.duckdb.from_connection(con).table("mret_opening")
 
 
-def _write_totals(tx: Any, con: Any, backend: Any, tables: dict[str, Any], settings: Any,
-                  running: dict[str, tuple[int | None, list[int]]], has_opening: bool
-                  ) -> None:
+def _write_totals(tx: Any, con: Any, running: dict[str, tuple[int | None, list[int]]],
+                  has_opening: bool) -> None:
     """Write the running totals of the dirty APC months of ``running``: per contract and
-    year, the opening plus the months' own totals up to and including each month."""
-    from pbc.pricing import marginal_rate_totals
+    year, the opening plus the months' own totals up to and including each month. The
+    months' own totals are those of the view ``priced_before`` (the pricing expression,
+    compiled once; :func:`pbc.pricing.marginal_rate_totals` gives the same)."""
+    from pbc.pricing.mret import RUNNING_VALUE
 
-    backend.create_table("mret_month", marginal_rate_totals(tables, settings), temp=True)
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE mret_month AS
+        SELECT commissioner_code, provider_code, financial_year, month,
+               count({RUNNING_VALUE})::BIGINT AS spells,
+               CAST(sum({RUNNING_VALUE}) AS DECIMAL(18,2)) AS value
+        FROM priced_before WHERE {RUNNING_VALUE} IS NOT NULL GROUP BY ALL""")
     months = ", ".join(f"({lit(year)}, {m})" for year, (_, ms) in sorted(running.items())
                        for m in ms)
     opening = ("SELECT commissioner_code, provider_code, financial_year, 0 AS month, "
