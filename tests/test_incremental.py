@@ -11,7 +11,7 @@ reconciliation. The planning rule itself is a Hypothesis property.
 from __future__ import annotations
 
 import os
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,8 @@ def _outputs(wh: Warehouse) -> dict[str, Any]:
         "reconciliation": sorted(wh.query(
             "SELECT * EXCLUDE (recorded_at) FROM reconciliation WHERE stage LIKE 'price%'"),
             key=repr),
+        # the marginal rate's running totals kept with each APC month: stale ones differ
+        "totals": sorted(wh.query("SELECT * FROM marginal_rate_totals"), key=repr),
     }
 
 
@@ -58,6 +60,12 @@ def _same_as_full(wh: Warehouse) -> None:
     report = run_pricing(wh, full=True)
     assert report.full_reason == "--full asked for every partition"
     assert _outputs(wh) == incremental
+
+
+def _totals(wh: Warehouse) -> list[tuple[Any, ...]]:
+    return wh.query("SELECT financial_year, month, spells_to_date, value_to_date FROM "
+                    "marginal_rate_totals WHERE commissioner_code = 'QHM' AND "
+                    "provider_code = 'RTR' ORDER BY month")
 
 
 def _spells(month: str, prefix: str) -> list[dict[str, str]]:
@@ -119,6 +127,12 @@ def test_a_new_month_prices_that_month_only_and_equals_a_full_reprice(priced: Pa
     # July's spells are cut by the marginal rate: their running total starts from May's
     assert wh.query("SELECT count(*) FROM priced_activity WHERE month = 4 AND "
                     "marginal_rate_adjustment < 0")[0][0] > 0
+    # ... kept with May (and now July): every spell is an emergency one of QHM's contract
+    # with RTR, so the totals are the spells and their value before the cut, up to the month
+    assert _totals(wh) == [
+        ("2025-26", m, *wh.query(
+            "SELECT count(*), sum(price - marginal_rate_adjustment) FROM priced_activity "
+            f"WHERE activity_type = 'apc' AND month <= {m}")[0]) for m in (2, 4)]
     # the totals add up over every partition: 20 spells, 10 outpatients now
     rec = {r["source_table"]: r for r in report.reconciliation}
     assert rec["apc_spells"]["rows_in"] == 20 and rec["op_attendances"]["rows_in"] == 10
@@ -148,6 +162,53 @@ def test_a_revised_month_prices_that_month_and_the_months_its_marginal_rate_feed
     assert wh.query("SELECT price FROM priced_activity WHERE activity_id = 'S1'") \
         != money_before
     _same_as_full(wh)
+
+
+def test_a_new_month_is_priced_from_the_running_totals_kept_with_the_month_before(
+        priced: Path, tmp_path: Path) -> None:
+    """The totals kept with the last APC month are what August's marginal rate starts
+    from: made stale
+    (set to £19,000 in a version of their own, £1,000 under the baseline), August is cut
+    by exactly what the rule gives from £19,000 (not from 0, nor from the true total); a
+    full re-price, which reads no totals, puts it right."""
+    import subprocess
+
+    from pbc.services.pricing import TOTALS_TABLE
+
+    def _august_cut(before: Decimal, value: Decimal) -> Decimal:
+        """The rule (baseline £20,000, rate 30%) for spells worth ``value`` after
+        ``before``: what is paid above the baseline, less the part above it."""
+        x_before, x_after = (max(t - 20000, Decimal(0)) for t in (before, before + value))
+
+        def paid(x: Decimal) -> Decimal:
+            return (Decimal("0.3") * x).quantize(Decimal("0.01"), ROUND_HALF_UP)
+        return paid(x_after) - paid(x_before) - (x_after - x_before)
+
+    subprocess.run(["cp", "-a", str(priced / "wh"), str(tmp_path / "wh")], check=True)
+    wh = Warehouse(tmp_path / "wh")
+    last = _totals(wh)[-1][1]  # July (May when run on its own)
+    with wh.begin("test: stale totals") as tx:
+        con = tx.connect()
+        con.execute("CREATE TEMP TABLE stale AS SELECT * REPLACE (19000::DECIMAL(18,2) AS "
+                    f"value_to_date) FROM marginal_rate_totals WHERE month = {last}")
+        tx.drop_partition(TOTALS_TABLE, M("2025-26", last))
+        tx.write(con, TOTALS_TABLE, "SELECT * FROM stale", file_prefix="totals",
+                 partition_by=("financial_year", "month"))
+        con.close()
+    write_table(tmp_path / "d7", "apc_spells", _spells("2025-08", "A"))
+    load(tmp_path / "d7", wh)
+    report = run_pricing(wh)
+    assert report.priced == [M("2025-26", 5)]
+    august = ("SELECT sum(price - marginal_rate_adjustment), sum(marginal_rate_adjustment) "
+              "FROM priced_activity WHERE month = 5")
+    value, cut = wh.query(august)[0]
+    assert cut == _august_cut(Decimal(19000), value) != 0
+    run_pricing(wh, full=True)
+    before = wh.query("SELECT sum(price - marginal_rate_adjustment) FROM priced_activity "
+                      "WHERE activity_type = 'apc' AND month < 5")[0][0]
+    assert before != 19000
+    assert wh.query(august)[0] == (value, _august_cut(before, value))
+
 
 
 def test_a_tariff_change_prices_every_partition_and_says_why(priced: Path) -> None:

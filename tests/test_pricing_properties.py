@@ -8,7 +8,7 @@ from decimal import Decimal
 import ibis
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, Phase, assume, given, settings
+from hypothesis import HealthCheck, Phase, assume, example, given, settings
 from hypothesis import strategies as st
 
 from pbc.attribution import ReconciliationError, attribute, check_reconciliation, reconcile
@@ -187,3 +187,44 @@ def test_changing_the_mff_scales_each_price_exactly(acts, m1, m2) -> None:
         i = index[ra["provider_code"]]
         assert ra["price_exact"] * m2[i] == rb["price_exact"] * m1[i]
         assert ra["price"] == ra["price_exact"].quantize(D("0.01"), rounding="ROUND_HALF_UP")
+
+
+# emergency spells at RXX from April to September over a small baseline: the later months
+# are cut only because of the earlier ones (the explicit example; then a few drawn ones)
+_CROSSING = [spell(f"S{m}{i}", admission_date=f"2025-{m:02d}-1{i}", los=3)
+             for m in range(4, 10) for i in range(3)]
+_LOW_BASELINE = settings_from_dict({
+    "financial_year": "2025/26", "emergency_marginal_rate": {"rate": 0.3, "baseline": [
+        {"commissioner_code": "QHM", "provider_code": "RXX", "baseline": 2000.0}]}})
+
+
+@settings(max_examples=2, deadline=None, phases=[Phase.explicit, Phase.generate],
+          suppress_health_check=[HealthCheck.too_slow])
+@example(spell_rows=_CROSSING, s=_LOW_BASELINE, cut=4)
+@given(spell_rows=st.lists(spells, min_size=1, max_size=30), s=tariff_settings,
+       cut=st.integers(2, 10))
+def test_later_months_priced_from_the_earlier_months_totals_equal_the_year_at_once(
+        spell_rows, s, cut) -> None:
+    """Split a year's spells at a month: the later months priced on their own, from the
+    contracts' running totals of the earlier months (``marginal_rate_totals`` added up:
+    what pbc keeps with each priced month), give exactly the rows of the year priced at
+    once."""
+    from pbc.pricing import marginal_rate_totals
+
+    rows = unique(spell_rows, "spell_id")
+    whole = price_activity(memtables(economy(apc=rows)), s).to_pyarrow().to_pylist()
+    month = {r["activity_id"]: r["month"] for r in whole}
+    early = [r for r in rows if month[r["spell_id"]] < cut]
+    late = [r for r in rows if month[r["spell_id"]] >= cut]
+    assume(late)
+    opening = None
+    if early:
+        totals = marginal_rate_totals(memtables(economy(apc=early)), s)
+        opening = totals.group_by(["commissioner_code", "provider_code", "financial_year"]) \
+            .aggregate(value_to_date=totals.value.sum())
+    later = price_activity(memtables(economy(apc=late)), s,
+                           marginal_rate_opening=opening).to_pyarrow().to_pylist()
+
+    def key(r: dict) -> str:
+        return str(r["activity_id"])
+    assert sorted(later, key=key) == sorted((r for r in whole if r["month"] >= cut), key=key)

@@ -144,6 +144,9 @@ rows_quarantined, money_in, money_out, money_unattributed, recorded_at (stage `l
 `price`, and `price partition` per financial year and month of `priced_activity`) |
 | `price_summary` | financial_year, month, activity_type, service_line, practice_code, \
 attributed, n, n_priced, money, n_off, n_reason_off (`pbc price`: per partition) |
+| `marginal_rate_totals` | commissioner_code, provider_code, financial_year, month, \
+spells_to_date, value_to_date (`pbc price`: per APC partition of a year with contract \
+baselines, the marginal rate's running totals up to and including the month) |
 
 Every accepted row also carries `_source` (the first 12 hex digits of its file's SHA-256) and,
 for activity, `financial_year` and `month`. `pbc export TABLE --out FILE` writes any table to

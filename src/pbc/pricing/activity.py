@@ -34,7 +34,12 @@ from pbc.attribution.organisations import resolve_commissioner
 from pbc.pricing.ae import price_ae
 from pbc.pricing.apc import price_apc
 from pbc.pricing.money import MONEY, X20, as_dec, dec
-from pbc.pricing.mret import apply_marginal_rate, exact_value
+from pbc.pricing.mret import (
+    RUNNING_VALUE,
+    apply_marginal_rate,
+    contract_month_totals,
+    exact_value,
+)
 from pbc.pricing.outpatients import price_outpatients
 from pbc.pricing.schema import EXACT_PRICE, PRICED_SCHEMA
 from pbc.pricing.settings import TariffSettings
@@ -51,7 +56,8 @@ SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
     "ae": ("ae_attendances", ("tariff_ae",)),
 }
 
-__all__ = ["EXACT_PRICE", "PRICED_SCHEMA", "SOURCES", "PricingError", "price_activity"]
+__all__ = ["EXACT_PRICE", "PRICED_SCHEMA", "SOURCES", "PricingError", "marginal_rate_totals",
+           "price_activity"]
 
 #: the shown money columns every activity type gives (the marginal rate and price follow)
 _SHOWN = ("base_price", "long_stay_adjustment", "short_stay_adjustment", "top_up_adjustment",
@@ -95,10 +101,14 @@ def _no_marginal_rate(t: ir.Table, keep_exact: bool) -> dict[str, ir.Value]:
     return cols
 
 
-def _finalise(t: ir.Table, keep_exact: bool, extra: dict[str, ir.Value]) -> ir.Table:
+def _finalise(t: ir.Table, keep_exact: bool, extra: dict[str, ir.Value],
+              running_value: bool = False) -> ir.Table:
     cols: dict[str, ir.Value] = {}
     for name, dtype in PRICED_SCHEMA.items():
         cols[name] = (extra[name] if name in extra else t[name]).cast(dtype)
+    if running_value:
+        cols[RUNNING_VALUE] = (t[RUNNING_VALUE] if RUNNING_VALUE in t.columns
+                               else ibis.null(MONEY)).cast(MONEY)
     if keep_exact:
         cols[EXACT_PRICE] = as_dec(extra[EXACT_PRICE] if EXACT_PRICE in extra
                                    else t[EXACT_PRICE], X20)
@@ -111,8 +121,32 @@ def _require(tables: Mapping[str, ir.Table], names: tuple[str, ...], why: str) -
         raise PricingError(f"cannot price {why}: no {', '.join(missing)} table given")
 
 
+def _apc_staged(tables: Mapping[str, ir.Table], settings: TariffSettings) -> ir.Table:
+    """APC spells priced up to the MFF, staged, with the contract commissioner resolved:
+    what the marginal rate reads."""
+    _require(tables, ("providers", "tariff_apc"), "apc_spells")
+    activity = tables["apc_spells"]
+    exact = price_apc(activity, tables["tariff_apc"], tables["providers"], settings)
+    staged = resolve_commissioner(_stage(exact, "commissioner_code" in activity.columns),
+                                  tables)
+    # (a new relation, so the marginal rate can join the contract baselines to it)
+    return staged.drop("attributed")
+
+
+def marginal_rate_totals(tables: Mapping[str, ir.Table],
+                         settings: TariffSettings | None = None) -> ir.Table:
+    """Per contract, financial year and month of ``tables["apc_spells"]``: the emergency
+    spells the marginal rate applies to and the sum of their values
+    (:func:`pbc.pricing.mret.contract_month_totals`): the running totals a later month's
+    pricing starts from (``marginal_rate_opening`` of :func:`price_activity`)."""
+    settings = settings or TariffSettings()
+    return contract_month_totals(_apc_staged(tables, settings), settings)
+
+
 def price_activity(tables: Mapping[str, ir.Table], settings: TariffSettings | None = None,
-                   *, keep_exact: bool = False) -> ir.Table:
+                   *, keep_exact: bool = False,
+                   marginal_rate_opening: ir.Table | None = None,
+                   marginal_rate_value: bool = False) -> ir.Table:
     """Price every APC spell, outpatient and A&E attendance in ``tables`` at the tariff.
 
     ``tables`` maps contract table names to Ibis tables: any of ``apc_spells``,
@@ -121,6 +155,12 @@ def price_activity(tables: Mapping[str, ir.Table], settings: TariffSettings | No
     ``practices``/``commissioners`` to resolve the contract commissioner for the marginal
     rate. Returns one expression with the columns of :data:`PRICED_SCHEMA` (plus
     ``price_exact``, DECIMAL(38,20), when ``keep_exact``), one row per input row.
+
+    ``marginal_rate_opening``: the contracts' running totals before the first spell of
+    ``apc_spells`` (``opening`` of :func:`pbc.pricing.mret.apply_marginal_rate`), for
+    pricing a year's later months without its earlier ones. ``marginal_rate_value``: add
+    the column :data:`pbc.pricing.mret.RUNNING_VALUE` (what a spell adds to its contract's
+    running total; NULL for every other row), from which the running totals are kept.
     """
     settings = settings or TariffSettings()
     present = [k for k, (src, _) in SOURCES.items() if src in tables]
@@ -135,20 +175,18 @@ def price_activity(tables: Mapping[str, ir.Table], settings: TariffSettings | No
         activity = tables[src]
         has_commissioner = "commissioner_code" in activity.columns
         if kind == "apc":
-            exact = price_apc(activity, tables["tariff_apc"], providers, settings)
-        elif kind == "op":
+            staged = apply_marginal_rate(_apc_staged(tables, settings), settings,
+                                         keep_exact=keep_exact, opening=marginal_rate_opening)
+            parts.append(_finalise(staged, keep_exact, {}, marginal_rate_value))
+            continue
+        if kind == "op":
             exact = price_outpatients(activity, tables["tariff_op"], tables.get("tariff_apc"),
                                       providers, settings)
         else:
             exact = price_ae(activity, tables["tariff_ae"], providers, settings)
         staged = resolve_commissioner(_stage(exact, has_commissioner), tables)
-        if kind == "apc":
-            # (a new relation, so the marginal rate can join the contract baselines to it)
-            staged = apply_marginal_rate(staged.drop("attributed"), settings,
-                                         keep_exact=keep_exact)
-            parts.append(_finalise(staged, keep_exact, {}))
-        else:
-            parts.append(_finalise(staged, keep_exact, _no_marginal_rate(staged, keep_exact)))
+        parts.append(_finalise(staged, keep_exact, _no_marginal_rate(staged, keep_exact),
+                               marginal_rate_value))
     out = parts[0]
     for part in parts[1:]:
         out = out.union(part)

@@ -48,6 +48,15 @@ REFERENCE_INPUTS = (
 #: the per-partition summary of ``priced_activity`` (rows and money per activity type,
 #: service line, practice and attributed), partitioned like it: totals add these up
 SUMMARY_TABLE = "price_summary"
+#: the marginal rate's running totals kept with each priced APC month of a year with
+#: contract baselines: per contract (commissioner, provider) and financial year, the
+#: emergency spells the rule applies to and their value up to and including that month
+#: (:func:`pbc.pricing.marginal_rate_totals` added up), partitioned like
+#: ``priced_activity``: the next month is priced from them, not from the earlier months
+TOTALS_TABLE = "marginal_rate_totals"
+#: how the running totals are kept (a global input of every partition: a warehouse priced
+#: before they were kept is priced again in full)
+TOTALS_FORMAT = "per partition, cumulative (1)"
 #: stage of the per-partition rows of ``reconciliation`` (``source_file`` names the partition)
 PARTITION_STAGE = "price partition"
 
@@ -107,6 +116,7 @@ def _global_inputs(tx: Any, sums: dict[str, str], settings_file: Path | None,
         "engine": engine,
         "tariff settings": settings,
         "tariff workbook": file_sha256(tariff_workbook) if tariff_workbook else None,
+        "marginal rate running totals": TOTALS_FORMAT,
     }
     for name in REFERENCE_INPUTS:
         prefix = f"tables/{name}/"
@@ -188,11 +198,11 @@ def run_pricing(
         n_priced = 0
         if plan.dirty or plan.removed or plan.full:
             if plan.full:  # also an older pbc's files, whatever their layout
-                for name in ("priced_activity", SUMMARY_TABLE):
+                for name in ("priced_activity", SUMMARY_TABLE, TOTALS_TABLE):
                     shutil.rmtree(tx.table_dir(name), ignore_errors=True)
                 tx.drop_files("reconciliation", "r-pricepart-")
             for key in plan.dirty + plan.removed:
-                for name in ("priced_activity", SUMMARY_TABLE):
+                for name in ("priced_activity", SUMMARY_TABLE, TOTALS_TABLE):
                     tx.drop_partition(name, key)
                 tx.drop_files("reconciliation", _partition_prefix(key) + "-")
             if plan.dirty:
@@ -267,7 +277,6 @@ def _price_partitions(tx: Any, con: Any, backend: Any, dirty: list[str],
     """Price the ``dirty`` partitions' activity, write their files, summaries and
     reconciliation rows (each partition checked); their duplicate keys, for the total,
     and their rows."""
-    from pbc.warehouse.partitions import earlier_in_year, parse_partition
 
     staging = tx.staging
     # the activity tables over the dirty partitions' files only (an empty table, with the
@@ -282,29 +291,17 @@ def _price_partitions(tx: Any, con: Any, backend: Any, dirty: list[str],
                         f"{scan_sql(first)} LIMIT 0")
 
     # the marginal rate's running totals: a dirty APC month of a year with a baseline is
-    # priced after the earlier months of its year (priced again, not written)
-    context = sorted({k for key in dirty if parse_partition(key)[0] in mret_years
-                      for k in earlier_in_year(key, activity.get("apc_spells", {}))}
-                     - set(dirty))
-    if context:
-        files = [staging / rel for key in [*dirty, *context]
-                 for rel in sorted(activity["apc_spells"].get(key, {}))]
-        con.execute(f'CREATE OR REPLACE VIEW "context_apc_spells" AS {scan_sql(files)}')
+    # priced from the totals kept with the APC month before the year's first dirty one
+    apc_parts = activity.get("apc_spells", {})
+    running = _running_years(dirty, apc_parts, mret_years)
+    opening = _opening_totals(tx, con, running) if running else None
 
     def table(name: str) -> Any:
         return backend.table(f"dirty_{name}" if name in activity else name)
 
-    def priced_input(name: str) -> Any:
-        return backend.table("context_apc_spells") if context and name == "apc_spells" \
-            else table(name)
-
     tables = _inputs(tx, table, annex_a, lambda _, t: ibis.memtable(t))
-    priced = price_activity(_inputs(tx, priced_input, annex_a, lambda _, t: ibis.memtable(t)),
-                            settings)
-    if context:  # the dirty partitions' rows only
-        wanted = [parse_partition(k) for k in dirty]
-        priced = priced.filter(ibis.or_(*[(priced.financial_year == y) & (priced.month == m)
-                                          for y, m in wanted]))
+    priced = price_activity(tables, settings, marginal_rate_opening=opening,
+                            marginal_rate_value=bool(running))
     # the pricing expression on DuckDB, compiled once into a view: the money before
     # attribution is summed from it, and (DuckDB engine) attribution reads it
     _create_view(backend, "priced_before", priced)
@@ -346,8 +343,97 @@ def _price_partitions(tx: Any, con: Any, backend: Any, dirty: list[str],
                                                             f"month={month}"))
     tx.write(con, SUMMARY_TABLE, "SELECT * FROM summary_new", file_prefix="summary",
              partition_by=PARTITION_COLUMNS, meta={"kind": "output"})
+    if running:
+        _write_totals(tx, con, running, opening is not None)
     rows = int(con.execute("SELECT coalesce(sum(n), 0) FROM summary_new").fetchall()[0][0])
     return dups, rows
+
+
+def _running_years(dirty: list[str], apc_parts: dict[str, dict[str, str]],
+                   mret_years: set[str]) -> dict[str, tuple[int | None, list[int]]]:
+    """Per financial year with contract baselines and dirty APC months: the APC month
+    whose kept running totals the year's pricing starts from (None: the year's first),
+    and the dirty APC months (each gets its totals written).
+
+    A month's fingerprint takes in every earlier APC month of its year
+    (:func:`pbc.warehouse.partitions.partition_fingerprints`), so every APC month after a
+    dirty one is dirty too; were one not, pbc would price it from stale totals, so it
+    refuses."""
+    from pbc.warehouse.partitions import parse_partition
+
+    out: dict[str, tuple[int | None, list[int]]] = {}
+    months_of: dict[str, list[int]] = {}
+    for key in apc_parts:
+        year, month = parse_partition(key)
+        months_of.setdefault(year, []).append(month)
+    dirty_of: dict[str, list[int]] = {}
+    for key in dirty:
+        year, month = parse_partition(key)
+        if year in mret_years and key in apc_parts:
+            dirty_of.setdefault(year, []).append(month)
+    for year, months in sorted(dirty_of.items()):
+        first = min(months)
+        later = sorted(m for m in months_of[year] if m > first)
+        if not set(later) <= set(months):
+            raise WarehouseError(
+                f"{year}: APC months {sorted(set(later) - set(months))} would be kept after "
+                f"month {first} is priced again (their marginal rate starts from it)")
+        before = [m for m in months_of[year] if m < first]
+        out[year] = (max(before) if before else None, sorted(months))
+    return out
+
+
+def _opening_totals(tx: Any, con: Any, running: dict[str, tuple[int | None, list[int]]]
+                    ) -> Any:
+    """The running totals the dirty months of each year start from (those kept with the
+    APC month before the year's first dirty one), as a DuckDB table ``mret_opening``; None
+    when every year starts at its first month."""
+    from pbc.warehouse.partitions import partition_key
+
+    files = [f for year, (base, _) in sorted(running.items()) if base is not None
+             for f in sorted((tx.table_dir(TOTALS_TABLE) / partition_key(year, base))
+                             .glob("*.parquet"))]
+    if not any(base is not None for base, _ in running.values()):
+        return None
+    # a month none of whose contracts had a spell the rule applies to kept no rows
+    con.execute("CREATE OR REPLACE TEMP TABLE mret_opening (commissioner_code VARCHAR, "
+                "provider_code VARCHAR, financial_year VARCHAR, spells_to_date BIGINT, "
+                "value_to_date DECIMAL(18,2))")
+    if files:
+        con.execute(f"INSERT INTO mret_opening SELECT commissioner_code, provider_code, "
+                    f"financial_year, spells_to_date, value_to_date FROM ({scan_sql(files)})")
+    return ibis.duckdb.from_connection(con).table("mret_opening")
+
+
+def _write_totals(tx: Any, con: Any, running: dict[str, tuple[int | None, list[int]]],
+                  has_opening: bool) -> None:
+    """Write the running totals of the dirty APC months of ``running``: per contract and
+    year, the opening plus the months' own totals up to and including each month. The
+    months' own totals are those of the view ``priced_before`` (the pricing expression,
+    compiled once; :func:`pbc.pricing.marginal_rate_totals` gives the same)."""
+    from pbc.pricing.mret import RUNNING_VALUE
+
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE mret_month AS
+        SELECT commissioner_code, provider_code, financial_year, month,
+               count({RUNNING_VALUE})::BIGINT AS spells,
+               CAST(sum({RUNNING_VALUE}) AS DECIMAL(18,2)) AS value
+        FROM priced_before WHERE {RUNNING_VALUE} IS NOT NULL GROUP BY ALL""")
+    months = ", ".join(f"({lit(year)}, {m})" for year, (_, ms) in sorted(running.items())
+                       for m in ms)
+    opening = ("SELECT commissioner_code, provider_code, financial_year, 0 AS month, "
+               "spells_to_date AS spells, value_to_date AS value FROM mret_opening UNION ALL "
+               if has_opening else "")
+    tx.write(con, TOTALS_TABLE, f"""
+        WITH months(financial_year, month) AS (VALUES {months}),
+        parts AS ({opening}SELECT commissioner_code, provider_code, financial_year, month,
+                          spells, value FROM mret_month)
+        SELECT p.commissioner_code, p.provider_code, m.financial_year, m.month::BIGINT AS month,
+               sum(p.spells)::BIGINT AS spells_to_date,
+               CAST(sum(p.value) AS DECIMAL(18,2)) AS value_to_date
+        FROM months m JOIN parts p ON p.financial_year = m.financial_year
+                                  AND p.month <= m.month
+        GROUP BY ALL ORDER BY ALL""", file_prefix="totals", partition_by=PARTITION_COLUMNS,
+             meta={"kind": "output"})
 
 
 def _add_up(groups: Any, duplicates: list[dict[str, Any]]) -> list[dict[str, Any]]:
