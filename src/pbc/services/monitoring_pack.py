@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import ibis
 import numpy as np
@@ -51,16 +51,18 @@ from pbc.pricing.schema import TARIFF_VALUE_SQL
 from pbc.services.monitoring import (
     POSITION_INPUTS,
     MonthlyPosition,
+    _allowed,
     _budget,
     _frame,
     _opted_out,
     _spend,
     monthly_position,
+    parse_period,
     position_outturns,
     year_outturns,
 )
 from pbc.services.principal import Principal
-from pbc.warehouse import Warehouse
+from pbc.warehouse import Warehouse, WarehouseError
 from pbc.warehouse.validate import lit
 
 #: columns of a restatements table given to the pack
@@ -426,3 +428,43 @@ def build_packs(warehouse: Warehouse, who: Principal, period: str, *,
                         else ledger[ledger.code == p.code].reset_index(drop=True),
                         p.backtest, p.interval, p.restatements) for p in packs]
     return PackSet(pos, packs, backtest_note, drivers_notes, rule, holders)
+
+
+def shared_packs(warehouse: Warehouse, period: str, *, level: Level = "practice",
+                 method: Method = "seasonal_run_rate") -> PackSet:
+    """Every holder's pack at ``level``, as the budget's commissioner sees them: the set
+    each principal's packs are cut from (:func:`packs_for`), for a caller (the web app)
+    that serves many holders. One holder's pack costs as much as all of them, because it
+    is computed from every holder's figures (the drivers' plan falls back on the
+    commissioner's mix, the forecast interval and the back-test pool every holder), so one
+    computation serves every practice (or group) instead of one each."""
+    fy, _ = parse_period(period)
+    with DecisionStore.beside(warehouse.root) as store:
+        chosen = store.current(fy, with_lines=False)
+    if chosen is None:
+        raise WarehouseError(f"no budgets are set for {fy}: run pbc budgets set first")
+    rows = warehouse.query("SELECT DISTINCT commissioner_code FROM budget_phasing WHERE "
+                           "financial_year = ? AND version = ?", [fy, int(chosen.version)])
+    if len(rows) != 1:
+        raise WarehouseError(f"budget version {chosen.version} of {fy} has no monthly "
+                             "phasing of one commissioner: set the budgets again")
+    who = Principal("pbc", "commissioner", str(rows[0][0]))
+    return build_packs(warehouse, who, period, level=level, method=method)
+
+
+def packs_for(full: PackSet, who: Principal) -> PackSet:
+    """The part of :func:`shared_packs`' ``full`` that ``who`` may see, under the same rule
+    as :func:`build_packs` (:class:`AccessDenied` otherwise): the commissioner all of it, a
+    practice (group) its own pack at practice (group) level. The figures are those
+    :func:`build_packs` gives ``who`` (each pack is computed from every holder's figures
+    either way)."""
+    pos = full.position
+    level = full.packs[0].level if full.packs else "practice"
+    only = _allowed(who, level, pos.commissioner_code)
+    if only is None:
+        return full
+    frame = pos.frame[pos.frame.code == only].reset_index(drop=True)
+    if frame.empty:
+        raise WarehouseError(f"{level} {only} has no budget or spend in {pos.financial_year}")
+    return PackSet(replace(pos, frame=frame), [p for p in full.packs if p.code == only],
+                   full.backtest_note, full.drivers_notes, full.rule)
