@@ -440,9 +440,9 @@ def build_packs(warehouse: Warehouse, who: Principal, period: str, *,
         holders = totals.reset_index(drop=True)
     else:
         ledger = _ledger(warehouse, who, pos, level, method, rule, names)
+    own_ledger = _by_code(ledger) if level != "commissioner" else None
     packs = [HolderPack(p.level, p.code, p.name, p.position, p.months, p.drivers,
-                        ledger if level == "commissioner"
-                        else ledger[ledger.code == p.code].reset_index(drop=True),
+                        ledger if own_ledger is None else own_ledger(p.code),
                         p.backtest, p.interval, p.restatements) for p in packs]
     return PackSet(pos, packs, backtest_note, drivers_notes, rule, holders)
 
