@@ -265,3 +265,40 @@ def test_each_packs_months_add_up_to_its_position_opted_out_lines_included(
         to_date = pack.months[pack.months.month <= month]
         assert int(to_date.spend.sum()) == int(total.spend_to_date), pack.code
         assert int(to_date.budget.sum()) == int(total.budget_to_date), pack.code
+
+
+def test_a_holders_cut_of_the_shared_packs_is_its_own_pack(wh: Warehouse) -> None:
+    """The web app computes every practice's (group's) pack once (shared_packs) and cuts
+    each principal's part from it (packs_for): that part must be exactly what build_packs
+    gives the principal, and the same access rule must refuse the others."""
+    from pbc.services.monitoring_pack import build_packs, packs_for, shared_packs
+
+    lead = Principal("lead", "group", "G01")
+    for level, who in (("practice", PRACTICE), ("group", lead), ("practice", lead)):
+        full = shared_packs(wh, PERIOD, level=level)  # type: ignore[arg-type]
+        assert len(full.packs) > 1
+        own, cut = build_packs(wh, who, PERIOD, level=level), packs_for(full, who, wh)  # type: ignore[arg-type]
+        codes = [p.code for p in own.packs]
+        assert [p.code for p in cut.packs] == codes
+        # a practice or group its own pack; a group's lead at practice level its members'
+        assert codes == [who.organisation] if who.role == level else \
+            0 < len(codes) < len(full.packs)
+        pd.testing.assert_frame_equal(cut.position.frame, own.position.frame)
+        assert (cut.position.period, cut.position.budget_version, cut.backtest_note) == (
+            own.position.period, own.position.budget_version, own.backtest_note)
+        for a, b in zip(cut.packs, own.packs, strict=True):
+            for frame_a, frame_b in ((a.position, b.position), (a.months, b.months),
+                                     (a.ledger, b.ledger), (a.backtest, b.backtest),
+                                     *zip(a.drivers.values(), b.drivers.values(),
+                                          strict=True)):
+                pd.testing.assert_frame_equal(frame_a, frame_b)
+            assert (a.name, a.interval, list(a.drivers)) == (b.name, b.interval,
+                                                              list(b.drivers))
+    full = shared_packs(wh, PERIOD, level="practice")
+    assert packs_for(full, COMMISSIONER, wh) is full
+    for other in (Principal("pm", "practice", "A81002"),):
+        assert [p.code for p in packs_for(full, other, wh).packs] == ["A81002"]
+    for refused in (Principal("x", "commissioner", "Q98"),
+                    Principal("x", "local_authority", "E09000001")):
+        with pytest.raises(AccessDenied):
+            packs_for(full, refused, wh)

@@ -2328,20 +2328,34 @@ def serve(
     insecure_cookies: Annotated[bool, typer.Option(
         "--insecure-cookies", help="Send the session cookie over plain HTTP too (local "
         "development only; behind HTTPS leave it off).")] = False,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Worker processes (each keeps its own cache of results).")] = 1,
+    warm_up: Annotated[bool, typer.Option(
+        help="Compute the landing pages' results in the background at start-up and when "
+        "the data change (docs/web.md).")] = True,
 ) -> None:
     """The web app over this warehouse (docs/web.md): sign in with a user of the decision
     store whose password is set (pbc users password NAME)."""
+    import os
+
     import uvicorn
 
-    from pbc.web.app import create_app
+    from pbc.web.app import SETTINGS_VARIABLE, create_app
     from pbc.web.settings import WebSettings
 
     with user_errors():
         if not (warehouse / "current").exists():
             raise UserError(f"{warehouse}: no warehouse here (pbc load first)")
-        app_ = create_app(WebSettings(warehouse, secure_cookies=not insecure_cookies))
-        _say(f"pbc web app for {warehouse} on http://{host}:{port}/ (Ctrl-C to stop)")
-        uvicorn.run(app_, host=host, port=port, log_level="warning")
+        settings = WebSettings(warehouse.resolve(), secure_cookies=not insecure_cookies,
+                               warm_up=warm_up)
+        _say(f"pbc web app for {warehouse} on http://{host}:{port}/ "
+             f"({workers} worker{'s' if workers > 1 else ''}; Ctrl-C to stop)")
+        if workers == 1:
+            uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        else:  # each worker process builds its own app from the settings
+            os.environ[SETTINGS_VARIABLE] = settings.to_json()
+            uvicorn.run("pbc.web.app:create_app_from_environment", factory=True,
+                        host=host, port=port, workers=workers, log_level="warning")
 
 
 def main() -> None:

@@ -203,6 +203,21 @@ def _check_wanted(who: Principal, level: Level, fy: str, visible: frozenset[str]
     return visible
 
 
+def members_in(warehouse: Warehouse, fy: str, version: int) -> Callable[[str], frozenset[str]]:
+    """``members(group)``: the practices that are members of a group in budget version
+    ``version`` of ``fy`` (:func:`group_members`), read from the warehouse when asked."""
+
+    def members(group: str) -> frozenset[str]:
+        backend = warehouse.ibis()
+        try:
+            return frozenset(str(c) for c in _frame(group_members(
+                backend.table("budget_phasing"), fy, version, group)).code)
+        finally:
+            backend.disconnect()
+
+    return members
+
+
 def _inputs(tables: dict[str, ir.Table], who: Principal, fy: str, version: int, level: Level,
             holder: str | None = None, members_of: str | None = None,
             ) -> tuple[str, frozenset[str] | None, pd.DataFrame, pd.DataFrame, pd.DataFrame]:

@@ -21,8 +21,8 @@ For month ``M`` and each budget holder the principal may see (the access rules o
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 import ibis
 import numpy as np
@@ -51,16 +51,19 @@ from pbc.pricing.schema import TARIFF_VALUE_SQL
 from pbc.services.monitoring import (
     POSITION_INPUTS,
     MonthlyPosition,
+    _allowed,
     _budget,
     _frame,
     _opted_out,
     _spend,
+    members_in,
     monthly_position,
+    parse_period,
     position_outturns,
     year_outturns,
 )
 from pbc.services.principal import Principal
-from pbc.warehouse import Warehouse
+from pbc.warehouse import Warehouse, WarehouseError
 from pbc.warehouse.validate import lit
 
 #: columns of a restatements table given to the pack
@@ -159,6 +162,19 @@ def _dimension_spend(con: object, fy: str, level: Level, commissioner: str,
         GROUP BY ALL ORDER BY ALL"""
     frame: pd.DataFrame = con.execute(sql).df()  # type: ignore[attr-defined]
     return frame
+
+
+def _by_code(frame: pd.DataFrame) -> Callable[[str], pd.DataFrame]:
+    """``frame``'s rows of one holder (``code``), in their order, index from 0: as
+    ``frame[frame.code == code].reset_index(drop=True)``, with the frame split only once."""
+    positions: dict[str, list[int]] = {}
+    for n, c in enumerate(frame["code"].astype(str)):
+        positions.setdefault(c, []).append(n)
+
+    def rows(code: str) -> pd.DataFrame:
+        return frame.iloc[positions.get(str(code), [])].reset_index(drop=True)
+
+    return rows
 
 
 def _panel(frame: pd.DataFrame, codes: Sequence[str], value: str) -> np.ndarray:
@@ -367,9 +383,13 @@ def build_packs(warehouse: Warehouse, who: Principal, period: str, *,
         drivers_notes.append("risk segments need pbc risk score: every patient is "
                              "'(not scored)' until then")
     packs = []
+    # each holder's rows, split once (a filter per holder is quadratic: hours for 6,553)
+    index = {c: i for i, c in enumerate(codes)}
+    pos_rows = _by_code(pos.frame)
+    dim_rows = {dname: _by_code(frame) for dname, frame in by_dim.items()}
     for code in visible:
-        i = codes.index(code) if code in codes else None
-        rows = pos.frame[pos.frame.code == code].reset_index(drop=True)
+        i = index.get(code)
+        rows = pos_rows(code)
         months = pd.DataFrame({"month": range(1, 13)})
         if i is not None:
             b, s = phased[i], actual[i]
@@ -394,8 +414,8 @@ def build_packs(warehouse: Warehouse, who: Principal, period: str, *,
                 ratio.lower is not None and ratio.upper is not None:
             interval = (int(ratio.outturn[i]), int(ratio.lower[i]), int(ratio.upper[i]))
         dims: dict[str, pd.DataFrame] = {}
-        for dname, frame in by_dim.items():
-            d = frame[frame.code == code].reset_index(drop=True)
+        for dname in by_dim:
+            d = dim_rows[dname](code)
             label_names = providers if dname == "provider" else {}
             d["label"] = [segment_label(dname, str(s), label_names) for s in d.segment]
             dims[dname] = d
@@ -421,8 +441,51 @@ def build_packs(warehouse: Warehouse, who: Principal, period: str, *,
         holders = totals.reset_index(drop=True)
     else:
         ledger = _ledger(warehouse, who, pos, level, method, rule, names)
+    own_ledger = _by_code(ledger) if level != "commissioner" else None
     packs = [HolderPack(p.level, p.code, p.name, p.position, p.months, p.drivers,
-                        ledger if level == "commissioner"
-                        else ledger[ledger.code == p.code].reset_index(drop=True),
+                        ledger if own_ledger is None else own_ledger(p.code),
                         p.backtest, p.interval, p.restatements) for p in packs]
     return PackSet(pos, packs, backtest_note, drivers_notes, rule, holders)
+
+
+def shared_packs(warehouse: Warehouse, period: str, *, level: Level = "practice",
+                 method: Method = "seasonal_run_rate") -> PackSet:
+    """Every holder's pack at ``level``, as the budget's commissioner sees them: the set
+    each principal's packs are cut from (:func:`packs_for`), for a caller (the web app)
+    that serves many holders. One holder's pack costs as much as all of them, because it
+    is computed from every holder's figures (the drivers' plan falls back on the
+    commissioner's mix, the forecast interval and the back-test pool every holder), so one
+    computation serves every practice (or group) instead of one each."""
+    fy, _ = parse_period(period)
+    with DecisionStore.beside(warehouse.root) as store:
+        chosen = store.current(fy, with_lines=False)
+    if chosen is None:
+        raise WarehouseError(f"no budgets are set for {fy}: run pbc budgets set first")
+    rows = warehouse.query("SELECT DISTINCT commissioner_code FROM budget_phasing WHERE "
+                           "financial_year = ? AND version = ?", [fy, int(chosen.version)])
+    if len(rows) != 1:
+        raise WarehouseError(f"budget version {chosen.version} of {fy} has no monthly "
+                             "phasing of one commissioner: set the budgets again")
+    who = Principal("pbc", "commissioner", str(rows[0][0]))
+    return build_packs(warehouse, who, period, level=level, method=method)
+
+
+def packs_for(full: PackSet, who: Principal, warehouse: Warehouse) -> PackSet:
+    """The part of :func:`shared_packs`' ``full`` that ``who`` may see, under the same rule
+    as :func:`build_packs` (:class:`AccessDenied` otherwise): the commissioner all of it, a
+    practice (group) its own pack at practice (group) level, a group's lead its member
+    practices' packs at practice level. The figures are those :func:`build_packs` gives
+    ``who`` (each pack is computed from every holder's figures either way)."""
+    pos = full.position
+    level = full.packs[0].level if full.packs else "practice"
+    only = _allowed(who, level, pos.commissioner_code,
+                    members_in(warehouse, pos.financial_year, pos.budget_version))
+    if only is None:
+        return full
+    frame = pos.frame[pos.frame.code.astype(str).isin(only)].reset_index(drop=True)
+    if frame.empty:
+        what = f"{level} {next(iter(only))} has" if len(only) == 1 else \
+            f"group {who.organisation}'s member practices have"
+        raise WarehouseError(f"{what} no budget or spend in {pos.financial_year}")
+    return PackSet(replace(pos, frame=frame), [p for p in full.packs if p.code in only],
+                   full.backtest_note, full.drivers_notes, full.rule)

@@ -142,9 +142,11 @@ def check_csrf(expected: str, form: Any) -> bool:
 
 
 def deny(request: Request, v: Viewer, reason: str, who_may: str) -> Forbidden:
-    """Record the refused request in the audit log and make the 403 to raise."""
-    record_access_denied(store_of(request), v.principal, "web_page", request.url.path,
-                         reason)
+    """Record the refused request in the audit log and make the 403 to raise (not for the
+    cache's warm-up, :mod:`pbc.web.warmup`: nobody asked)."""
+    if not getattr(request.state, "pbc_warmup", False):
+        record_access_denied(store_of(request), v.principal, "web_page", request.url.path,
+                             reason)
     return Forbidden(v.principal, reason, who_may)
 
 

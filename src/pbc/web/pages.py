@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -93,17 +94,54 @@ class Table:
     query: str = ""
     #: the xlsx writer when the CLI has its own (e.g. the case-finding workbook)
     xlsx: Callable[[Path], Path] | None = None
+    #: rows shown at once (None: every row); the downloads always hold every row
+    page_size: int | None = None
+    page: int = 1
 
     def link(self, fmt: str) -> str:
         q = urlencode(self.params)
         return f"/download/{self.name}.{fmt}" + (f"?{q}" if q else "")
 
+    @property
+    def pages(self) -> int:
+        if not self.page_size:
+            return 1
+        return max(1, -(-len(self.frame) // self.page_size))
+
+    def shown_frame(self) -> pd.DataFrame:
+        """The rows of the page shown (all of them for a table without pages)."""
+        if not self.page_size:
+            return self.frame
+        start = (min(self.page, self.pages) - 1) * self.page_size
+        return self.frame.iloc[start:start + self.page_size]
+
+    def first_row(self) -> int:
+        return 0 if self.frame.empty else (min(self.page, self.pages) - 1) * (
+            self.page_size or 0) + 1
+
+    def last_row(self) -> int:
+        return self.first_row() - 1 + len(self.shown_frame()) if len(self.frame) else 0
+
     def rows(self) -> list[list[str]]:
         return [[shown(r[c.key], c.kind) for c in self.columns]
-                for r in self.frame.to_dict("records")]
+                for r in self.shown_frame().to_dict("records")]
+
+    def page_link(self, path: str, page: int) -> str:
+        """This table's page ``page``, sorted and filtered as now."""
+        q = {"table": self.name, **self.params, "page": str(page)}
+        if self.sort:
+            q.update(sort=self.sort, dir="desc" if self.descending else "asc")
+        if self.query:
+            q["q"] = self.query
+        return f"{path}?{urlencode(q)}"
 
 
-def _sorted_filtered(t: Table, sort: str | None, descending: bool, q: str) -> Table:
+#: rows per page of a long table (the overview's practices and groups)
+PAGE_SIZE = 50
+
+
+def _sorted_filtered(t: Table, sort: str | None, descending: bool, q: str, page: int = 1
+                     ) -> Table:
     frame = t.frame
     if q and t.filter_on:
         mask = frame[t.filter_on].astype(str).str.contains(q, case=False, regex=False)
@@ -115,6 +153,7 @@ def _sorted_filtered(t: Table, sort: str | None, descending: bool, q: str) -> Ta
         frame = frame.sort_values(sort, ascending=not descending, kind="stable",
                                   key=lambda s: s.map(_sort_key))
     t.frame, t.sort, t.descending, t.query = frame.reset_index(drop=True), sort, descending, q
+    t.page = max(1, page)
     return t
 
 
@@ -138,24 +177,51 @@ def refusals(request: Request, v: Viewer, who_may: str) -> Iterator[None]:
 #: key, so a new load, budget or decision is seen at once); oldest dropped first
 CACHE_SIZE = 256
 _CACHE_LOCK = threading.Lock()
+#: audit rows that change no service's result: a refused request (a 403 writes one) or a
+#: new password must not make every page compute again
+UNCHANGING_ACTIONS = ("access_denied", "set_password")
+
+
+def data_version(request: Request) -> tuple[str, int | None]:
+    """What the cached results depend on, read once per request: the warehouse version
+    (the ``current`` link's target, without reading the manifest) and the last audit row
+    that may change a result. Read from the store and the warehouse on every request, so
+    every worker process sees a new load, budget or decision at its next request."""
+    known: tuple[str, int | None] | None = getattr(request.state, "pbc_data_version", None)
+    if known is None:
+        known = read_data_version(auth.settings_of(request).warehouse, auth.store_of(request))
+        request.state.pbc_data_version = known
+    return known
+
+
+def read_data_version(warehouse: Path, store: Any) -> tuple[str, int | None]:
+    from sqlalchemy import select
+
+    from pbc.decisions.models import AuditEvent
+
+    try:
+        version = os.readlink(warehouse / "current")
+    except OSError:
+        version = ""
+    with store._session() as s:
+        head = s.scalar(select(AuditEvent.id).where(AuditEvent.action.not_in(
+            UNCHANGING_ACTIONS)).order_by(AuditEvent.id.desc()).limit(1))
+    return version, head
 
 
 def cached(request: Request, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
     """A service's result for ``key`` (which names the principal's role and organisation
-    and the arguments), computed once per warehouse version and audit head.
+    and the arguments), computed once per warehouse version and audit head
+    (:func:`data_version`).
 
     Concurrent first requests for one key wait for the one computing it (one computation,
     not one per user); a computation that raises (a refusal, say) is not kept, and the
     next request tries again."""
-    from sqlalchemy import select
+    return remember(request.app.state, (*key, *data_version(request)), compute)
 
-    from pbc.decisions.audit import AuditHead
 
-    store = auth.store_of(request)
-    with store._session() as s:
-        head = s.scalar(select(AuditHead.last_id).where(AuditHead.id == 1))
-    full = (*key, warehouse_of(request).manifest().get("version"), head)
-    state = request.app.state
+def remember(state: Any, full: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+    """The app's cache under its full key (single flight, at most CACHE_SIZE results)."""
     with _CACHE_LOCK:
         cache: dict[tuple[Any, ...], Any] | None = getattr(state, "pbc_cache", None)
         if cache is None:
@@ -197,10 +263,11 @@ def period_of(request: Request, month: str | None) -> str:
     if month:
         parse_period(month)
         return month
-    versions = auth.store_of(request).all_versions()
-    if not versions:
+    years = cached(request, ("budget_years",), lambda: sorted(
+        {str(v.financial_year) for v in auth.store_of(request).all_versions()}))
+    if not years:
         raise WarehouseError("no budgets are set yet: pbc budgets set --policy FILE")
-    fy = max(str(v.financial_year) for v in versions)
+    fy = years[-1]
     m = cached(request, ("latest_month", fy),
                lambda: latest_month(warehouse_of(request), fy)) or 1
     start = parse_financial_year(fy)
@@ -249,7 +316,9 @@ def _sorting(request: Request, t: Table) -> Table:
     q = request.query_params
     if q.get("table") not in (None, t.name):
         return t
-    return _sorted_filtered(t, q.get("sort"), q.get("dir") == "desc", q.get("q", "").strip())
+    page = q.get("page", "1")
+    return _sorted_filtered(t, q.get("sort"), q.get("dir") == "desc", q.get("q", "").strip(),
+                            int(page) if page.isdigit() else 1)
 
 
 def chart_spec(chart: Any) -> str:
@@ -413,15 +482,19 @@ def position_table(request: Request, v: Viewer, level: str, month: str | None) -
         pos = cached(request, ("position", _key(v.principal), period, level),
                      lambda: monthly_position(warehouse_of(request), v.principal, period,
                                               level=level))  # type: ignore[arg-type]
-    frame = in_pounds(pos.frame[pos.frame.service_line == TOTAL])
-    names = _names(request)["practices" if level == "practice" else "groups"]
-    frame = frame.assign(name=[names.get(str(c), "") for c in frame.code])
+
+    def totals() -> pd.DataFrame:
+        frame = in_pounds(pos.frame[pos.frame.service_line == TOTAL])
+        names = _names(request)["practices" if level == "practice" else "groups"]
+        return frame.assign(name=[names.get(str(c), "") for c in frame.code])
+
+    frame = cached(request, ("position-totals", _key(v.principal), period, level), totals)
     status = "agreed" if pos.budget_status == "agreed" else "draft, not agreed"
     return Table(f"{level}s", f"{level.capitalize()}s: position at the end of {pos.period} "
                  f"(budget version {pos.budget_version}, {status})", frame,
                  [Column("code", level.capitalize()), Column("name", "Name"),
                   *POSITION_COLUMNS], pos.commissioner_code, pos.period,
-                 params={"month": period}, filter_on="code")
+                 params={"month": period}, filter_on="code", page_size=PAGE_SIZE)
 
 
 def cases_table(request: Request, v: Viewer, proposer: str | None = None) -> Table:
@@ -462,21 +535,16 @@ def loads_table(request: Request, v: Viewer) -> Table:
                  v.principal.organisation, "every load", filter_on="source_table")
 
 
-@router.get("/overview", response_class=HTMLResponse)
-def overview(request: Request, month: str | None = None) -> HTMLResponse:
+def overview_results(request: Request, v: Viewer, month: str | None
+                     ) -> tuple[dict[str, Callable[[], Table]], Any, Any, str]:
+    """The commissioner overview's tables (builders), packs, pack and chart."""
     from pbc.reports.monitoring_pack import cumulative_chart
     from pbc.services.monitoring_pack import build_packs
 
-    v = auth.viewer(request)
     builders: dict[str, Callable[[], Table]] = {
         "practices": lambda: position_table(request, v, "practice", month),
         "groups": lambda: position_table(request, v, "group", month),
         "cases": lambda: cases_table(request, v), "loads": lambda: loads_table(request, v)}
-    wanted = request.query_params.get("table")
-    if request.headers.get("HX-Request") and wanted in builders:
-        return page_or_rows(request, "overview.html", v,
-                            [_sorting(request, builders[wanted]())])
-    tables = [_sorting(request, build()) for build in builders.values()]
     period = period_of(request, month)
     with refusals(request, v, "a commissioner (commissioner:CODE)"):
         packs = cached(request, ("packs", _key(v.principal), period, "commissioner"),
@@ -485,6 +553,22 @@ def overview(request: Request, month: str | None = None) -> HTMLResponse:
     pack = packs.packs[0]
     chart = cached(request, ("chart", _key(v.principal), period, "commissioner"),
                    lambda: chart_spec(cumulative_chart(packs, pack, source="pbc warehouse")))
+    return builders, packs, pack, chart
+
+
+@router.get("/overview", response_class=HTMLResponse)
+def overview(request: Request, month: str | None = None) -> HTMLResponse:
+    v = auth.viewer(request)
+    wanted = request.query_params.get("table")
+    if request.headers.get("HX-Request") and wanted in ("practices", "groups", "cases",
+                                                         "loads"):
+        one = {"practices": lambda: position_table(request, v, "practice", month),
+               "groups": lambda: position_table(request, v, "group", month),
+               "cases": lambda: cases_table(request, v),
+               "loads": lambda: loads_table(request, v)}[wanted]
+        return page_or_rows(request, "overview.html", v, [_sorting(request, one())])
+    builders, packs, pack, chart = overview_results(request, v, month)
+    tables = [_sorting(request, build()) for build in builders.values()]
     return page_or_rows(request, "overview.html", v, tables, chart=chart,
                         title=f"Commissioner overview: {pack.code} {pack.name}".strip(),
                         period=packs.position.period)
@@ -503,20 +587,29 @@ def holder_pack(request: Request, v: Viewer, level: str, code: str, month: str |
     """The monitoring pack set at ``level`` that the principal may see, and the pack of
     practice or group ``code`` in it (403 and an audit row if it is not there): the
     dashboards, the group page and the PDF and Excel packs all read it from here."""
-    from pbc.services.monitoring_pack import build_packs
-
     who_may = (f"practice:{code} and the commissioner" if level == "practice"
                else f"group:{code} and the commissioner")
     period = period_of(request, month)
     with refusals(request, v, who_may):
-        packs = cached(request, ("packs", _key(v.principal), period, level),
-                       lambda: build_packs(warehouse_of(request), v.principal, period,
-                                           level=level))  # type: ignore[arg-type]
+        packs = shared_packs_for(request, v.principal, period, level)
     pack = next((p for p in packs.packs if p.code == code), None)
     if pack is None:
         raise auth.deny(request, v, f"{v.principal} may not see {level} {code}'s position",
                         who_may)
     return packs, pack
+
+
+def shared_packs_for(request: Request, who: Principal, period: str, level: str) -> Any:
+    """``who``'s monitoring packs at ``level`` (practice or group): every holder's packs
+    computed once per data version (:func:`pbc.services.monitoring_pack.shared_packs`; one
+    holder's pack costs as much as all of them) and ``who``'s part cut from them by the
+    service, under its own access rule (:func:`~pbc.services.monitoring_pack.packs_for`)."""
+    from pbc.services.monitoring_pack import packs_for, shared_packs
+
+    full = cached(request, ("shared-packs", period, level),
+                  lambda: shared_packs(warehouse_of(request), period,
+                                       level=level))  # type: ignore[arg-type]
+    return packs_for(full, who, warehouse_of(request))
 
 
 def practice_tables(request: Request, v: Viewer, code: str, month: str | None
@@ -562,23 +655,28 @@ def practice_tables(request: Request, v: Viewer, code: str, month: str | None
     return packs, pack, tables
 
 
-@router.get("/practices/{code}", response_class=HTMLResponse)
-def practice_dashboard(request: Request, code: str, month: str | None = None) -> HTMLResponse:
+def practice_results(request: Request, v: Viewer, code: str, month: str | None
+                     ) -> tuple[Any, Any, list[Table], str]:
+    """The practice dashboard's packs, pack, tables and chart."""
     from pbc.reports.monitoring_pack import cumulative_chart
 
-    v = auth.viewer(request)
     packs, pack, tables = practice_tables(request, v, code, month)
+    chart = cached(request, ("chart", _key(v.principal), packs.position.period, code),
+                   lambda: chart_spec(cumulative_chart(packs, pack, source="pbc warehouse")))
+    return packs, pack, tables, chart
+
+
+@router.get("/practices/{code}", response_class=HTMLResponse)
+def practice_dashboard(request: Request, code: str, month: str | None = None) -> HTMLResponse:
+    v = auth.viewer(request)
+    packs, pack, tables, chart = practice_results(request, v, code, month)
     tables = [_sorting(request, t) for t in tables]
     cases = _sorting(request, cases_table(request, v, proposer=code))
     total = pack.position[pack.position.service_line == "all"].iloc[0]
     return page_or_rows(request, "practice.html", v, [*tables, cases], code=code,
                         name=pack.name, period=packs.position.period,
                         total={k: Decimal(int(total[k])) / 100 for k in MONEY},
-                        chart=cached(request, ("chart", _key(v.principal),
-                                               packs.position.period, code),
-                                     lambda: chart_spec(cumulative_chart(
-                                         packs, pack, source="pbc warehouse"))),
-                        own=v.principal.role == "practice"
+                        chart=chart, own=v.principal.role == "practice"
                         and v.principal.organisation == code)
 
 
@@ -628,14 +726,21 @@ def _may_see_budget(request: Request, v: Viewer, code: str) -> None:
                     f"practice:{code}, its group's lead and the commissioner")
 
 
-@router.get("/practices/{code}/budget", response_class=HTMLResponse)
-def budget_explainer(request: Request, code: str) -> HTMLResponse:
+def budget_text(request: Request, code: str) -> str:
+    """The practice's budget explained (``pbc budgets explain CODE``); access is checked
+    by the caller."""
     from pbc.services.budgets import explanation
 
+    text: str = cached(request, ("explanation", code),
+                       lambda: explanation(warehouse_of(request), code))
+    return text
+
+
+@router.get("/practices/{code}/budget", response_class=HTMLResponse)
+def budget_explainer(request: Request, code: str) -> HTMLResponse:
     v = auth.viewer(request)
     _may_see_budget(request, v, code)
-    text = cached(request, ("explanation", code),
-                  lambda: explanation(warehouse_of(request), code))
+    text = budget_text(request, code)
     return render(request, "budget.html", v, code=code, lines=text.splitlines(),
                   name=_names(request)["practices"].get(code, ""))
 
