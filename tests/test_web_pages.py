@@ -156,12 +156,27 @@ def test_csrf_token_is_checked_on_every_post(app: Any) -> None:
 
 
 def test_a_session_ends_after_its_idle_time(app: Any, economy: Any) -> None:
+    import datetime as dt
+
+    from pbc.services.accounts import TOUCH_EVERY
+
     client = signed_in(app, "pm")
     sid = hashlib.sha256(client.cookies["pbc_session"].encode()).hexdigest()
+    # a request moves the idle expiry on once its last move is TOUCH_EVERY old, not on
+    # every request (a write per page)
+    with _store(economy) as store, store._tx() as s:
+        s.execute(update(WebSession).where(WebSession.session_sha256 == sid).values(
+            last_seen_at=utcnow() - TOUCH_EVERY, expires_at=utcnow() + dt.timedelta(
+                seconds=30)))
     assert client.get("/practices/A81001/budget").status_code == 200
     with _store(economy) as store, store._tx() as s:
         row = s.scalar(select(WebSession).where(WebSession.session_sha256 == sid))
-        assert row is not None and row.expires_at > utcnow()  # moved on by the request
+        assert row is not None and row.expires_at > utcnow() + dt.timedelta(minutes=5)
+        seen = row.last_seen_at
+    assert client.get("/practices/A81001/budget").status_code == 200
+    with _store(economy) as store, store._tx() as s:
+        row = s.scalar(select(WebSession).where(WebSession.session_sha256 == sid))
+        assert row is not None and row.last_seen_at == seen  # not written again at once
         s.execute(update(WebSession).where(WebSession.session_sha256 == sid).values(
             expires_at=utcnow()))
     r = client.get("/practices/A81001/budget", follow_redirects=False)

@@ -619,17 +619,24 @@ def practice_tables(request: Request, v: Viewer, code: str, month: str | None
 
     packs, pack = holder_pack(request, v, "practice", code, month)
     period, params = packs.position.period, {"month": packs.position.period}
-    position = in_pounds(pack.position).rename(columns={"service_line": "line"})
-    drivers = pd.concat([d.assign(dimension_label=DIMENSION_LABELS.get(dim, dim))
-                         for dim, d in pack.drivers.items() if len(d)] or [pd.DataFrame(
-                             columns=["dimension_label", "label", "budget_to_date",
-                                      "spend_to_date", "variance"])], ignore_index=True)
-    if len(drivers):
-        drivers = drivers.reindex(drivers.variance.abs().sort_values(ascending=False).index
-                                  ).head(15)
-        drivers = in_pounds(drivers, ["budget_to_date", "spend_to_date", "variance"])
-    ledger = in_pounds(pack.ledger, ["budget", "outturn", "freed", "reinvestable", "opening",
-                                     "drawn", "lapsed", "closing"])
+
+    def frames() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """The pack's tables in pounds (the same for everyone who may see the pack, so
+        kept once: a request then only sorts and renders them)."""
+        position = in_pounds(pack.position).rename(columns={"service_line": "line"})
+        drivers = pd.concat([d.assign(dimension_label=DIMENSION_LABELS.get(dim, dim))
+                             for dim, d in pack.drivers.items() if len(d)] or [pd.DataFrame(
+                                 columns=["dimension_label", "label", "budget_to_date",
+                                          "spend_to_date", "variance"])], ignore_index=True)
+        if len(drivers):
+            drivers = drivers.reindex(drivers.variance.abs().sort_values(ascending=False)
+                                      .index).head(15)
+            drivers = in_pounds(drivers, ["budget_to_date", "spend_to_date", "variance"])
+        ledger = in_pounds(pack.ledger, ["budget", "outturn", "freed", "reinvestable",
+                                         "opening", "drawn", "lapsed", "closing"])
+        return position, drivers, ledger
+
+    position, drivers, ledger = cached(request, ("practice-frames", period, code), frames)
     label = "label" if "label" in drivers.columns else "segment"
     tables = [
         Table("position", f"Position by service line at the end of {period}", position,
