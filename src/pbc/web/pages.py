@@ -717,20 +717,20 @@ def case_finding(request: Request, code: str) -> HTMLResponse:
     return page_or_rows(request, "case_finding.html", v, [t], code=code)
 
 
-def _may_see_budget(request: Request, v: Viewer, code: str) -> None:
-    """The budget explainer: the practice's own users, its group's lead, the commissioner
-    (as the budget statements are shared)."""
+def may_see_holder(request: Request, v: Viewer, level: str, code: str, what: str) -> None:
+    """A practice's figures (its budget explainer, its benchmarks): its own users, its
+    group's lead, the commissioner (as the budget statements are shared); a group's: the
+    group and the commissioner. Anyone else: 403 with an audit row."""
     p = v.principal
-    if p.role in COMMISSIONER_ROLES or (p.role == "practice" and p.organisation == code):
+    if p.role in COMMISSIONER_ROLES or (p.role == level and p.organisation == code):
         return
-    if p.role == "group":
-        rows = warehouse_of(request).query(
+    if level == "practice" and p.role == "group" and warehouse_of(request).query(
             "SELECT 1 FROM practices WHERE practice_code = ? AND group_code = ?",
-            [code, p.organisation])
-        if rows:
-            return
-    raise auth.deny(request, v, f"{p} may not see practice {code}'s budget",
-                    f"practice:{code}, its group's lead and the commissioner")
+            [code, p.organisation]):
+        return
+    who_may = (f"practice:{code}, its group's lead and the commissioner" if level == "practice"
+               else f"group:{code} and the commissioner")
+    raise auth.deny(request, v, f"{p} may not see {level} {code}'s {what}", who_may)
 
 
 def budget_text(request: Request, code: str) -> str:
@@ -746,7 +746,7 @@ def budget_text(request: Request, code: str) -> str:
 @router.get("/practices/{code}/budget", response_class=HTMLResponse)
 def budget_explainer(request: Request, code: str) -> HTMLResponse:
     v = auth.viewer(request)
-    _may_see_budget(request, v, code)
+    may_see_holder(request, v, "practice", code, "budget")
     text = budget_text(request, code)
     return render(request, "budget.html", v, code=code, lines=text.splitlines(),
                   name=_names(request)["practices"].get(code, ""))

@@ -38,10 +38,10 @@ from pbc.web import auth
 from pbc.web.auth import Viewer
 from pbc.web.la_pages import PageTable, named_table
 from pbc.web.pages import (
-    COMMISSIONER_ROLES,
     _names,
     _sorting,
     cached,
+    may_see_holder,
     page_or_rows,
     period_of,
     refusals,
@@ -57,21 +57,6 @@ router = APIRouter()
 #: classic redesign target of practice-based commissioning)
 PANEL_INDICATORS = ("emergency_admissions", "ae_attendances", "outpatient_follow_up_ratio")
 LEVELS = {"practices": "practice", "groups": "group"}
-
-
-def may_see_holder(request: Request, v: Viewer, level: str, code: str, what: str) -> None:
-    """A practice's figures: its own users, its group's lead, the commissioner; a group's:
-    the group and the commissioner. Anyone else: 403 with an audit row."""
-    p = v.principal
-    if p.role in COMMISSIONER_ROLES or (p.role == level and p.organisation == code):
-        return
-    if level == "practice" and p.role == "group" and warehouse_of(request).query(
-            "SELECT 1 FROM practices WHERE practice_code = ? AND group_code = ?",
-            [code, p.organisation]):
-        return
-    who_may = (f"practice:{code}, its group's lead and the commissioner" if level == "practice"
-               else f"group:{code} and the commissioner")
-    raise auth.deny(request, v, f"{p} may not see {level} {code}'s {what}", who_may)
 
 
 # ------------------------------------------------------------------ benchmarks
