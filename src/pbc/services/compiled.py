@@ -127,12 +127,17 @@ def save(root: Path, k: str, entry: Mapping[str, Any]) -> None:
             writer.write_table(table)
         return base64.b64encode(sink.getvalue()).decode()
 
+    from pbc.warehouse.store import DIR_MODE, FILE_MODE
+
     folder = cache_dir(root)
     folder.mkdir(parents=True, exist_ok=True)
+    for d in (folder.parent, folder):  # owner and group only, like the versions
+        d.chmod(DIR_MODE)
     doc = {"views": entry["views"],
            "memtables": {n: ipc(t) for n, t in entry["memtables"].items()}}
     tmp = folder / f".{k}.{uuid.uuid4().hex[:8]}"
     tmp.write_text(json.dumps(doc), encoding="utf-8")
+    tmp.chmod(FILE_MODE)
     os.replace(tmp, folder / f"{k}.json")
     entries = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in entries[KEEP:]:
