@@ -408,3 +408,23 @@ def test_the_key_of_the_compiled_sql_changes_with_what_the_sql_is_built_from() -
     assert key({"tariff settings": "s1"}, {"t": wider}, marginal_rate_value=False) != base
     retyped = ibis.table({"a": "string", "b": "float64"}, name="t")
     assert key({"tariff settings": "s1"}, {"t": retyped}, marginal_rate_value=False) != base
+
+
+def test_sql_built_by_a_stand_in_or_an_edited_pbc_is_not_taken_from_the_cache(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test's lambda in place of a builder is compiled every time (its closure is not in
+    the key); pbc's own functions are kept, under a key that names them and pbc's source."""
+    import ibis
+
+    from pbc.attribution import attribute
+    from pbc.pricing import price_activity
+    from pbc.services import compiled
+
+    assert compiled.cacheable((price_activity, attribute))
+    assert not compiled.cacheable((price_activity, lambda p, t: attribute(p, t)))
+    t = ibis.table({"a": "string"}, name="t")
+    base = compiled.key({}, {"t": t}, (price_activity, attribute))
+    assert compiled.key({}, {"t": t}, (price_activity,)) != base
+    assert compiled.key({}, {"t": t}, (price_activity, attribute)) == base
+    monkeypatch.setattr(compiled, "source_digest", lambda: "an edited pbc")
+    assert compiled.key({}, {"t": t}, (price_activity, attribute)) != base

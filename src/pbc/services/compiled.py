@@ -5,8 +5,9 @@ Building the Ibis expressions of :func:`pbc.pricing.price_activity` and
 (docs/performance.md, "Monthly deliveries"): for a month's delivery it was the largest
 fixed cost of ``pbc price``. The SQL depends only on what the expressions are built from:
 the tariff settings and any Annex A workbook (by content hash), the columns and types of
-the input tables, whether the marginal rate starts from kept running totals, and the
-versions of pbc, Ibis, sqlglot and DuckDB. Those make the **key**; the SQL text of each view
+the input tables, whether the marginal rate starts from kept running totals, the functions
+that build the expressions, pbc's source (every module, by content hash) and the versions of
+pbc, Ibis, sqlglot and DuckDB. Those make the **key**; the SQL text of each view
 and the small in-memory tables it names (contract baselines, an Annex A tariff) are kept
 under it, in ``cache/compiled/`` beside the warehouse's versions (not data: deleting it only
 means the next run compiles again).
@@ -14,19 +15,21 @@ means the next run compiles again).
 A run with the same key executes the kept SQL text; a run without one compiles, executes
 the text it compiled in the same way, and keeps it. Either way DuckDB runs the same
 statements, so the output is the same (tests/test_incremental.py compares a run from the
-kept SQL with one that compiled). Files are written under a temporary name and renamed, so
-a killed run leaves either the whole entry or none.
+kept SQL with one that compiled). Expressions built by anything but pbc's own functions (a
+test's stand-in, :func:`cacheable`) are compiled every time and never kept. Files are
+written under a temporary name and renamed, so a killed run leaves the whole entry or none.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import json
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +44,33 @@ def cache_dir(root: Path) -> Path:
     return root / "cache" / "compiled"
 
 
-def key(inputs: Mapping[str, Any], tables: Mapping[str, Any], **flags: Any) -> str:
+def cacheable(builders: Iterable[Callable[..., Any]]) -> bool:
+    """Whether SQL built by ``builders`` may be kept: each is a named function of pbc's own
+    code (whose source is part of the key), not a stand-in such as a test's lambda (whose
+    closure the key cannot see)."""
+    return all(getattr(fn, "__module__", "").startswith("pbc.")
+               and "<" not in getattr(fn, "__qualname__", "<") for fn in builders)
+
+
+@functools.cache
+def source_digest() -> str:
+    """SHA-256 of pbc's Python source (every module): an edited pbc whose version number
+    did not change still compiles its own SQL."""
+    import pbc
+
+    root = Path(pbc.__file__).parent
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+def key(inputs: Mapping[str, Any], tables: Mapping[str, Any],
+        builders: Iterable[Callable[..., Any]] = (), **flags: Any) -> str:
     """The key of the compiled SQL: ``inputs`` (content hashes of the settings and
-    workbook), the name, columns and types of every input table, ``flags`` and the
-    versions of the libraries that compile and run it."""
+    workbook), the name, columns and types of every input table, the functions that build
+    the expressions and pbc's source, ``flags`` and the versions of the libraries that
+    compile and run it."""
     import duckdb
     import ibis
     import sqlglot
@@ -54,6 +80,8 @@ def key(inputs: Mapping[str, Any], tables: Mapping[str, Any], **flags: Any) -> s
     doc = {
         "format": FORMAT,
         "versions": [__version__, ibis.__version__, sqlglot.__version__, duckdb.__version__],
+        "source": source_digest(),
+        "builders": [f"{fn.__module__}.{fn.__qualname__}" for fn in builders],
         "inputs": dict(inputs),
         "tables": {name: [[c, str(t)] for c, t in tables[name].schema().items()]
                    for name in sorted(tables)},

@@ -305,11 +305,13 @@ def _price_partitions(tx: Any, con: Any, backend: Any, dirty: list[str],
     # attribution is summed from ``priced_before``, and (DuckDB engine) attribution reads
     # it. Their SQL is kept between runs under a key of what it is built from
     # (:mod:`pbc.services.compiled`): building and compiling them is the largest fixed cost
+    builders = (price_activity, attribute)
+    keep = compiled.cacheable(builders)
     k = compiled.key(
         {name: global_inputs.get(name) for name in ("tariff settings", "tariff workbook")},
         {**tables, **({"mret_opening": opening} if opening is not None else {})},
-        engine=engine, marginal_rate_value=bool(running))
-    entry = compiled.load(tx.warehouse.root, k)
+        builders, engine=engine, marginal_rate_value=bool(running))
+    entry = compiled.load(tx.warehouse.root, k) if keep else None
     if entry is not None:
         compiled.create_views(con, entry)
     else:
@@ -319,7 +321,8 @@ def _price_partitions(tx: Any, con: Any, backend: Any, dirty: list[str],
                 marginal_rate_value=bool(running)),
             "priced_activity_new": lambda: attribute(backend.table("priced_before"), tables),
         })
-        compiled.save(tx.warehouse.root, k, entry)
+        if keep:
+            compiled.save(tx.warehouse.root, k, entry)
     before = backend.table("priced_before")
     if engine == "spark":  # every partition (the plan is full on Spark)
         _write_on_spark(tx, settings, annex_a)
