@@ -356,3 +356,75 @@ def test_a_load_that_changes_no_input_of_pricing_is_still_recorded_as_priced(
     report = run_pricing(wh)
     assert report.priced == [] and report.changed
     assert unpriced_loads(wh.manifest()) == []
+
+
+# ------------------------------------------------------------------ the compiled SQL kept
+def test_the_compiled_sql_is_kept_and_a_run_from_it_equals_one_that_compiled(
+        priced: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first run compiles the pricing and attribution expressions and keeps their SQL
+    (with the contract baselines' in-memory table it names); the next run with the same
+    inputs compiles nothing and writes exactly what the compiled run wrote."""
+    import shutil
+    import subprocess
+
+    from pbc.services import compiled
+
+    subprocess.run(["cp", "-a", str(priced / "wh"), str(tmp_path / "wh")], check=True)
+    wh = Warehouse(tmp_path / "wh")
+    shutil.rmtree(compiled.cache_dir(wh.root), ignore_errors=True)
+    calls: list[int] = []
+    compile_views = compiled.compile_views
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return compile_views(*args, **kwargs)
+
+    monkeypatch.setattr(compiled, "compile_views", counted)
+    run_pricing(wh, full=True)
+    assert len(calls) == 1 and len(list(compiled.cache_dir(wh.root).glob("*.json"))) == 1
+    fresh = _outputs(wh)
+    run_pricing(wh, full=True)
+    assert len(calls) == 1  # the kept SQL, not compiled again
+    assert _outputs(wh) == fresh
+    # an entry that cannot be read is compiled again, never half used
+    for entry in compiled.cache_dir(wh.root).glob("*.json"):
+        entry.write_text("{", encoding="utf-8")
+    run_pricing(wh, full=True)
+    assert len(calls) == 2 and _outputs(wh) == fresh
+
+
+def test_the_key_of_the_compiled_sql_changes_with_what_the_sql_is_built_from() -> None:
+    import ibis
+
+    from pbc.services.compiled import key
+
+    t = ibis.table({"a": "string", "b": "decimal(18,2)"}, name="t")
+    base = key({"tariff settings": "s1"}, {"t": t}, marginal_rate_value=False)
+    assert key({"tariff settings": "s1"}, {"t": t}, marginal_rate_value=False) == base
+    assert key({"tariff settings": "s2"}, {"t": t}, marginal_rate_value=False) != base
+    assert key({"tariff settings": "s1"}, {"t": t}, marginal_rate_value=True) != base
+    assert key({"tariff settings": "s1"}, {"u": t}, marginal_rate_value=False) != base
+    wider = ibis.table({"a": "string", "b": "decimal(18,2)", "c": "int64"}, name="t")
+    assert key({"tariff settings": "s1"}, {"t": wider}, marginal_rate_value=False) != base
+    retyped = ibis.table({"a": "string", "b": "float64"}, name="t")
+    assert key({"tariff settings": "s1"}, {"t": retyped}, marginal_rate_value=False) != base
+
+
+def test_sql_built_by_a_stand_in_or_an_edited_pbc_is_not_taken_from_the_cache(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test's lambda in place of a builder is compiled every time (its closure is not in
+    the key); pbc's own functions are kept, under a key that names them and pbc's source."""
+    import ibis
+
+    from pbc.attribution import attribute
+    from pbc.pricing import price_activity
+    from pbc.services import compiled
+
+    assert compiled.cacheable((price_activity, attribute))
+    assert not compiled.cacheable((price_activity, lambda p, t: attribute(p, t)))
+    t = ibis.table({"a": "string"}, name="t")
+    base = compiled.key({}, {"t": t}, (price_activity, attribute))
+    assert compiled.key({}, {"t": t}, (price_activity,)) != base
+    assert compiled.key({}, {"t": t}, (price_activity, attribute)) == base
+    monkeypatch.setattr(compiled, "source_digest", lambda: "an edited pbc")
+    assert compiled.key({}, {"t": t}, (price_activity, attribute)) != base

@@ -208,7 +208,7 @@ def run_pricing(
             if plan.dirty:
                 dups, n_priced = _price_partitions(
                     tx, con, backend, plan.dirty, activity, mret_years, settings, annex_a,
-                    engine,
+                    engine, global_inputs,
                     price_activity, attribute, summarise, reconcile_partitions,
                     check_reconciliation, duplicate_ids)
             tx.manifest["tables"].setdefault("priced_activity", {"sources": {}})
@@ -270,13 +270,14 @@ def _refresh_view(con: Any, tx: Any, name: str) -> None:
 def _price_partitions(tx: Any, con: Any, backend: Any, dirty: list[str],
                       activity: dict[str, dict[str, dict[str, str]]], mret_years: set[str],
                       settings: Any, annex_a: dict[str, Any] | None, engine: str,
-                      price_activity: Any,
+                      global_inputs: dict[str, Any], price_activity: Any,
                       attribute: Any, summarise: Any, reconcile_partitions: Any,
                       check_reconciliation: Any, duplicate_ids: Any
                       ) -> tuple[list[dict[str, Any]], int]:
     """Price the ``dirty`` partitions' activity, write their files, summaries and
     reconciliation rows (each partition checked); their duplicate keys, for the total,
     and their rows."""
+    from pbc.services import compiled
 
     staging = tx.staging
     # the activity tables over the dirty partitions' files only (an empty table, with the
@@ -300,18 +301,32 @@ def _price_partitions(tx: Any, con: Any, backend: Any, dirty: list[str],
         return backend.table(f"dirty_{name}" if name in activity else name)
 
     tables = _inputs(tx, table, annex_a, lambda _, t: ibis.memtable(t))
-    priced = price_activity(tables, settings, marginal_rate_opening=opening,
-                            marginal_rate_value=bool(running))
-    # the pricing expression on DuckDB, compiled once into a view: the money before
-    # attribution is summed from it, and (DuckDB engine) attribution reads it
-    _create_view(backend, "priced_before", priced)
+    # the pricing and attribution expressions on DuckDB, as views: the money before
+    # attribution is summed from ``priced_before``, and (DuckDB engine) attribution reads
+    # it. Their SQL is kept between runs under a key of what it is built from
+    # (:mod:`pbc.services.compiled`): building and compiling them is the largest fixed cost
+    builders = (price_activity, attribute)
+    keep = compiled.cacheable(builders)
+    k = compiled.key(
+        {name: global_inputs.get(name) for name in ("tariff settings", "tariff workbook")},
+        {**tables, **({"mret_opening": opening} if opening is not None else {})},
+        builders, engine=engine, marginal_rate_value=bool(running))
+    entry = compiled.load(tx.warehouse.root, k) if keep else None
+    if entry is not None:
+        compiled.create_views(con, entry)
+    else:
+        entry = compiled.compile_views(backend, {
+            "priced_before": lambda: price_activity(
+                tables, settings, marginal_rate_opening=opening,
+                marginal_rate_value=bool(running)),
+            "priced_activity_new": lambda: attribute(backend.table("priced_before"), tables),
+        })
+        if keep:
+            compiled.save(tx.warehouse.root, k, entry)
     before = backend.table("priced_before")
     if engine == "spark":  # every partition (the plan is full on Spark)
         _write_on_spark(tx, settings, annex_a)
     else:
-        attributed = attribute(before, tables)
-        # a view (not raw SQL) so that Ibis registers any in-memory tables it uses
-        _create_view(backend, "priced_activity_new", attributed)
         # DuckDB computes, streaming record batches; pyarrow's dataset writer partitions
         # and writes them (faster than DuckDB's partitioned COPY for this wide output)
         with con.sql("SELECT * FROM priced_activity_new").to_arrow_reader(
@@ -509,21 +524,6 @@ def _write_on_spark(tx: Any, settings: Any, annex_a: dict[str, Any] | None) -> N
             if view.isTemporary and view.name.startswith(f"pbc_{run}_"):
                 session.catalog.dropTempView(view.name)
     tx.adopt("priced_activity", tmp, replace=True, meta={"kind": "output"})
-
-
-def _create_view(backend: Any, name: str, expr: Any) -> None:
-    """``backend.create_view``, compiled without Ibis's select fusing.
-
-    Fusing nested projections is an optimisation of the SQL text only (DuckDB merges them
-    itself; the result is the same); for the pricing expression it takes a third of the
-    compile time. The option is Ibis-wide, so it is put back at once.
-    """
-    fuse = ibis.options.sql.fuse_selects
-    ibis.options.sql.fuse_selects = False
-    try:
-        backend.create_view(name, expr, overwrite=True)
-    finally:
-        ibis.options.sql.fuse_selects = fuse
 
 
 def _write_reconciliation(tx: Any, con: Any, rows: list[dict[str, Any]], *,
