@@ -33,9 +33,10 @@ def synthesise(scale: float, out: str) -> int:
 
 def _folder_bytes(folder: Path) -> int:
     total = 0
-    for f in folder.rglob("*"):
-        with contextlib.suppress(OSError):  # removed while we looked
-            total += f.stat().st_size if f.is_file() else 0
+    with contextlib.suppress(OSError):  # a folder removed while we walked it
+        for f in folder.rglob("*"):
+            with contextlib.suppress(OSError):  # removed while we looked
+                total += f.stat().st_size if f.is_file() else 0
     return total
 
 

@@ -445,6 +445,10 @@ def _main_financial_year(con: duckdb.DuckDBPyConnection, table: Table) -> int | 
     return int(row[0][0]) if row else None
 
 
+#: one number for a row of the delivery: its file's place and its row in that file (a
+#: file holds fewer than 2**40 rows)
+_ROW_ID = "((CAST({fno} AS BIGINT) << 40) + {row})"
+
 #: input rows (passing the single-row checks) per bucket of the key check: the keys of one
 #: bucket are all the key check holds in memory at once (about 100 bytes a key)
 KEY_BUCKET_ROWS = 4_000_000
@@ -453,8 +457,72 @@ KEY_BUCKET_ROWS = 4_000_000
 WORK_PREFIX = ".work-"
 
 
+#: the suffix of a stored file's key summary, beside it: ``<file>.parquet`` + ``.keys``
+KEY_SUMMARY_SUFFIX = ".keys"
+#: a fixed text whose ``hash`` is kept with the summaries: if DuckDB's hash function ever
+#: changes, the summaries written before are not used (every stored file is scanned)
+_HASH_PROBE = "pbc key summary"
+
+
+def _hash_probe(con: duckdb.DuckDBPyConnection) -> str:
+    return str(con.execute(f"SELECT hash({lit(_HASH_PROBE)})").fetchall()[0][0])
+
+
+def write_key_summaries(
+    con: duckdb.DuckDBPyConnection, tx: Transaction, table: Table, files: list[Path]
+) -> None:
+    """Beside each new stored file of an activity table, write its key summary: the
+    distinct hashes of its rows' keys, sorted (Parquet, named ``<file>.keys``; read by the
+    check that a key was not loaded before, docs/performance.md "Monthly deliveries").
+
+    A summary may list more keys than its file holds (a revision takes rows out of the
+    file, not out of the summary), never fewer: it only decides which files to scan."""
+    stored = _key_sql(table.key_columns, lambda col: f"CAST({q(col)} AS VARCHAR)")
+    for f in files:
+        con.execute(f"""
+            COPY (SELECT DISTINCT hash({stored}) AS h FROM read_parquet({lit(str(f))})
+                  ORDER BY h) TO {lit(str(f) + KEY_SUMMARY_SUFFIX)} (FORMAT parquet)""")
+    tx.manifest["tables"][table.name]["key_summary_hash"] = _hash_probe(con)
+
+
+def key_summaries(
+    con: duckdb.DuckDBPyConnection, tx: Transaction, table: Table
+) -> dict[Path, Path]:
+    """The stored files of ``table`` that have a usable key summary (file -> summary):
+    none when the summaries were hashed by another hash function than this DuckDB's."""
+    table_dir = tx.table_dir(table.name)
+    probe = tx.manifest["tables"].get(table.name, {}).get("key_summary_hash")
+    if probe is None or probe != _hash_probe(con):
+        return {}
+    out = {}
+    for f in sorted(table_dir.rglob("*.parquet")):
+        summary = f.with_name(f.name + KEY_SUMMARY_SUFFIX)
+        if summary.is_file():
+            out[f] = summary
+    return out
+
+
+def _files_to_check(
+    con: duckdb.DuckDBPyConnection, table_dir: Path, summarised: dict[Path, Path]
+) -> list[Path]:
+    """The stored files to scan for the keys of ``__bucket``: every file without a key
+    summary, and those whose summary has the hash of one of the bucket's keys (a key
+    stored before has the same hash, so its file is always scanned: the check stays
+    exact; a hash shared by chance only costs a scan)."""
+    files = sorted(table_dir.rglob("*.parquet"))
+    scan = [f for f in files if f not in summarised]
+    if summarised:
+        listed = "[" + ", ".join(lit(str(s)) for s in summarised.values()) + "]"
+        hit = {str(r[0]) for r in con.execute(f"""
+            SELECT DISTINCT filename FROM read_parquet({listed}, filename = true)
+            WHERE h IN (SELECT hash(__k) FROM __bucket)""").fetchall()}
+        scan += [f for f, s in summarised.items() if str(s) in hit]
+    return sorted(scan)
+
+
 def _mark_keys(
-    con: duckdb.DuckDBPyConnection, table: Table, work: Path, *, check_old: bool
+    con: duckdb.DuckDBPyConnection, table: Table, work: Path, *, check_old: bool,
+    table_dir: Path, summarised: dict[Path, Path],
 ) -> None:
     """Mark in ``__marks`` the rows of ``c`` whose key repeats an earlier row of the file
     (kind 0, with the first row and file) or a stored row (kind 1, with its source).
@@ -490,22 +558,30 @@ def _mark_keys(
         else:
             continue
         con.execute(f"CREATE OR REPLACE TEMP TABLE __bucket AS {source}")
-        # a natural key with a blank part does not identify its row within a file
+        # a natural key with a blank part does not identify its row within a file. The
+        # repeated keys are found first by a plain count (no ordering: cheap); the first
+        # row of each (by file, then row) is then found among their few rows only
         con.execute(f"""
             INSERT INTO __marks
+            WITH r AS (SELECT k.* FROM __bucket k WHERE k.__whole AND k.__k IN (
+                         SELECT __k FROM __bucket WHERE __whole
+                         GROUP BY 1 HAVING count(*) > 1))
             SELECT k.__fno, k.__row, 0, g.__first_row, g.__first_file, NULL
-            FROM __bucket k JOIN (
+            FROM r k JOIN (
                 SELECT __k, arg_min(__row, {order}) AS __first_row,
                        arg_min(__file, {order}) AS __first_file
-                FROM __bucket WHERE __whole GROUP BY 1 HAVING count(*) > 1) g
+                FROM r GROUP BY 1) g
               ON g.__k = k.__k
-            WHERE k.__whole AND (g.__first_row <> k.__row OR g.__first_file <> k.__file)""")
-        if check_old:
+            WHERE g.__first_row <> k.__row OR g.__first_file <> k.__file""")
+        # the stored files that may hold one of the bucket's keys: those whose key summary
+        # has one of the bucket's key hashes, and any file without a summary
+        scan = _files_to_check(con, table_dir, summarised) if check_old else []
+        if scan:
             con.execute(f"""
                 INSERT INTO __marks
                 SELECT k.__fno, k.__row, 1, NULL, NULL, o.__src
                 FROM __bucket k JOIN (
-                    SELECT {stored} AS __k, first(_source) AS __src FROM {q(table.name)}
+                    SELECT {stored} AS __k, first(_source) AS __src FROM ({scan_sql(scan)})
                     WHERE hash({stored}) % {buckets} = {b}
                       AND {stored} IN (SELECT __k FROM __bucket)
                     GROUP BY 1) o ON o.__k = k.__k""")
@@ -603,6 +679,8 @@ def _validate_and_store(
     # failing input row): (column, condition over ``__x``'s columns, reason SQL over the
     # ``checked`` view's columns)
     extra_conds: list[tuple[str, str, str]] = []
+    # the cross-row conditions decided by the row's own values (the others by ``__x``)
+    row_level: list[str] = []
     # the rows a cross-row check fails: 0 duplicate, 1 already loaded, 2.. a reference
     con.execute(
         "CREATE OR REPLACE TEMP TABLE __marks (__fno INTEGER, __row BIGINT, __kind INTEGER, "
@@ -612,7 +690,8 @@ def _validate_and_store(
     if key_cols:
         label = key_cols[0] if len(key_cols) == 1 else "(" + ", ".join(key_cols) + ")"
         check_old = table.load_mode == "append" and tx.has_table(table.name) and not revision
-        _mark_keys(con, table, work, check_old=check_old)
+        _mark_keys(con, table, work, check_old=check_old, table_dir=tx.table_dir(table.name),
+                   summarised=key_summaries(con, tx, table) if check_old else {})
         extra_conds.append((
             key_cols[0], "coalesce(__x_dup, FALSE)",
             f"'duplicate {label} (first seen at row ' || __dup_first_row || "
@@ -631,8 +710,10 @@ def _validate_and_store(
             lo = dt.date(main - table.plausible_years, 4, 1)
             hi = dt.date(main + 1 + table.plausible_years, 3, 31)
             act = table.activity_date
+            implausible = f"{_activity_date_sql(table)} NOT BETWEEN DATE '{lo}' AND DATE '{hi}'"
+            row_level.append(implausible)
             extra_conds.append((
-                act, f"{_activity_date_sql(table)} NOT BETWEEN DATE '{lo}' AND DATE '{hi}'",
+                act, implausible,
                 f"'{act} ' || {v(act)} || ' is more than {table.plausible_years} years from "
                 f"the file''s main financial year {format_financial_year(main, '-')}'",
             ))
@@ -664,15 +745,16 @@ def _validate_and_store(
             ref.column, f"coalesce({flag}, FALSE)",
             "'unknown " + ref.column + " ''' || " + val + " || ''' (not in " + ref.table + ")'",
         ))
+    row_id = _ROW_ID.format(fno="__fno", row="__row")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE __x AS
-        SELECT __fno AS __x_fno, __row AS __x_row,
+        SELECT __fno AS __x_fno, __row AS __x_row, {row_id} AS __x_id,
                bool_or(__kind = 0) AS __x_dup, bool_or(__kind = 1) AS __x_old,
                max(__first_row) FILTER (WHERE __kind = 0) AS __dup_first_row,
                max(__first_file) FILTER (WHERE __kind = 0) AS __dup_first_file,
                max(__src) FILTER (WHERE __kind = 1) AS __old_src
                {''.join(', ' + f for f in ref_flags)}
-        FROM __marks GROUP BY 1, 2""")
+        FROM __marks GROUP BY 1, 2, 3""")
     con.execute("DROP TABLE __marks")
 
     fail_whens = " ".join(
@@ -702,7 +784,13 @@ def _validate_and_store(
     if table.activity_date:
         select_cols.append(_activity_partitions(table))
         partition_by = ("financial_year", "month")
-    accepted_sql = f"SELECT {', '.join(select_cols)} FROM checked WHERE __fail IS NULL"
+    # every row of ``__x`` fails a cross-row check: the accepted rows are those passing the
+    # single-row and row-level checks and absent from ``__x``, found by an anti-join on
+    # one number (cheaper than joining ``__x``'s columns to every row, as ``checked`` does)
+    passes = "".join(f" AND NOT coalesce({cond}, FALSE)" for cond in row_level)
+    accepted_sql = (
+        f"SELECT {', '.join(select_cols)} FROM c ANTI JOIN __x "
+        f"ON __x_id = {_ROW_ID.format(fno='c.__fno', row='c.__row')} WHERE __f IS NULL{passes}")
 
     replace = table.load_mode == "replace"
     if replace and tx.has_table(table.name):
@@ -718,6 +806,9 @@ def _validate_and_store(
         partition_by=partition_by, replace=replace,
         meta={"kind": table.kind, "load_mode": table.load_mode},
     )
+    if table.load_mode == "append" and table.key_columns:
+        write_key_summaries(con, tx, table, sorted(
+            tx.table_dir(table.name).rglob(f"src-{source_id}-*.parquet")))
     sources = tx.manifest["tables"][table.name].setdefault("sources", {})
     if replace:
         sources.clear()
@@ -747,8 +838,8 @@ def _validate_and_store(
         con, "quarantine", quarantine_sql, file_prefix=f"q-{table.name}-{source_id}",
         meta={"kind": "output"},
     )
-    rows_in = con.execute(
-        "SELECT (SELECT count(*) FROM checked) + (SELECT count(*) FROM rejects)")
+    rows_in = con.execute(  # ``checked`` has one row per row of ``c``
+        "SELECT (SELECT count(*) FROM c) + (SELECT count(*) FROM rejects)")
     n_in = int(rows_in.fetchall()[0][0])
 
     money_in = money_out = money_unattributed = None
