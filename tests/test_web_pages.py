@@ -418,3 +418,49 @@ def test_concurrent_first_requests_compute_once_and_users_of_one_practice_share(
             cached(request, ("test", "refused"), refused)
     assert _key(Principal("a", "practice", "A81001")) == _key(
         Principal("b", "practice", "A81001")) != _key(Principal("a", "practice", "A81002"))
+
+
+def test_a_page_kept_whole_carries_each_users_own_token_and_name(economy: Any) -> None:
+    """The landing pages are rendered once per role and organisation (pages.whole_page)
+    with placeholders where the user's CSRF token and name go: two users of one practice
+    each get their own, the page is rendered once for both, nothing of either user is
+    kept, and a refused user is refused (and audited) every time."""
+    from pbc.web import pages
+
+    with DecisionStore.beside(economy.root) as store:
+        admin = Principal("admin", "administrator", "Q99", source="x")
+        add_user(store, admin, "pm.two", "practice", "A81001")
+        set_password(store, admin, "pm.two", PASSWORD)
+    app = _app(economy)
+    one, two = signed_in(app, "pm"), signed_in(app, "pm.two")
+    rendered: list[str] = []
+    real = pages.practice_results
+
+    def counting(*args: Any, **kw: Any) -> Any:
+        rendered.append(args[2])
+        return real(*args, **kw)
+
+    pages.practice_results = counting  # type: ignore[assignment]
+    try:
+        first, second = one.get("/practices/A81001"), two.get("/practices/A81001")
+    finally:
+        pages.practice_results = real  # type: ignore[assignment]
+    assert first.status_code == second.status_code == 200 and rendered == ["A81001"]
+    for r, user, other in ((first, "pm", "pm.two"), (second, "pm.two", "pm")):
+        assert f"{user} (practice A81001)" in r.text and f"{other} (practice" not in r.text
+        assert pages.HOLE_CSRF not in r.text and pages.HOLE_USER not in r.text
+    assert _token(first.text) != _token(second.text)
+    kept = [v for k, v in app.state.pbc_cache.items() if k[0] == "page"]
+    assert kept and all(pages.HOLE_CSRF in body and "pm.two" not in body
+                        for _, body in kept)
+    # the token each page carries is its own session's: a form posted with it is accepted
+    r = one.post("/logout", data={"csrf_token": _token(first.text)}, follow_redirects=False)
+    assert r.status_code == 303
+    other = signed_in(app, "lead")
+    for _ in range(2):
+        assert other.get("/practices/A81001/case-finding").status_code == 403
+    with _store(economy) as store, store._session() as s:
+        refused = s.scalars(select(AuditEvent).where(
+            AuditEvent.action == "access_denied", AuditEvent.actor == "lead",
+            AuditEvent.entity_id == "/practices/A81001/case-finding")).all()
+    assert len(refused) >= 2

@@ -13,6 +13,7 @@ Excel workbook in the house style (:mod:`pbc.reports.workbook`).
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 import os
 import tempfile
@@ -297,8 +298,11 @@ def nav(p: Principal) -> list[tuple[str, str]]:
 
 def render(request: Request, template: str, v: Viewer | None, status_code: int = 200,
            **ctx: Any) -> HTMLResponse:
+    hollow = getattr(request.state, "pbc_hollow", False)  # a page kept whole: whole_page
     ctx.update(viewer=v, nav=nav(v.principal) if v else [],
-               csrf=v.session.csrf_token if v else "", path=request.url.path)
+               csrf=HOLE_CSRF if hollow else v.session.csrf_token if v else "",
+               viewer_name=HOLE_USER if hollow else v.principal.user if v else "",
+               path=request.url.path)
     return templates.TemplateResponse(request, template, ctx, status_code=status_code)
 
 
@@ -310,6 +314,39 @@ def page_or_rows(request: Request, template: str, v: Viewer, tables: list[Table]
         t = next(t for t in tables if t.name == wanted)
         return render(request, "_table.html", v, table=t)
     return render(request, template, v, tables=tables, **ctx)
+
+
+#: the two parts of a page that belong to the user, not to the role: the CSRF token of its
+#: forms and the name in its header. A page kept whole (:func:`whole_page`) is rendered with
+#: these in their place and each request puts its own back
+HOLE_CSRF, HOLE_USER = "pbc-hole-csrf-5c1d0f", "pbc-hole-user-5c1d0f"
+
+
+def whole_page(request: Request, v: Viewer, page: Callable[[Viewer], HTMLResponse]
+               ) -> HTMLResponse:
+    """A landing page's HTML, rendered once per role and organisation (with the roles the
+    user may choose among), URL and data version (:func:`cached`): measured at 10% of
+    England, rendering was half a warm page's time. ``page(viewer)`` checks access and
+    renders, as the viewer; :func:`render` then writes placeholders where the user's CSRF
+    token and name go, and each request puts its own user's back (so no user's token or
+    name is ever kept). A refusal is not kept (the next request is refused, and audited,
+    again). An htmx request for one table is rendered each time."""
+    if request.headers.get("HX-Request"):
+        return page(v)
+    roles = tuple(sorted(auth.role_key(p) for p in v.roles))
+    key = ("page", request.url.path, request.url.query, _key(v.principal), roles)
+
+    def render_once() -> tuple[int, str]:
+        request.state.pbc_hollow = True
+        try:
+            response = page(v)
+        finally:
+            request.state.pbc_hollow = False
+        return response.status_code, bytes(response.body).decode("utf-8")
+
+    status, body = cached(request, key, render_once)
+    return HTMLResponse(body.replace(HOLE_CSRF, v.session.csrf_token).replace(
+        HOLE_USER, html.escape(v.principal.user or "")), status_code=status)
 
 
 def _sorting(request: Request, t: Table) -> Table:
@@ -567,11 +604,15 @@ def overview(request: Request, month: str | None = None) -> HTMLResponse:
                "cases": lambda: cases_table(request, v),
                "loads": lambda: loads_table(request, v)}[wanted]
         return page_or_rows(request, "overview.html", v, [_sorting(request, one())])
-    builders, packs, pack, chart = overview_results(request, v, month)
-    tables = [_sorting(request, build()) for build in builders.values()]
-    return page_or_rows(request, "overview.html", v, tables, chart=chart,
-                        title=f"Commissioner overview: {pack.code} {pack.name}".strip(),
-                        period=packs.position.period)
+
+    def page(v: Viewer) -> HTMLResponse:
+        builders, packs, pack, chart = overview_results(request, v, month)
+        tables = [_sorting(request, build()) for build in builders.values()]
+        return page_or_rows(request, "overview.html", v, tables, chart=chart,
+                            title=f"Commissioner overview: {pack.code} {pack.name}".strip(),
+                            period=packs.position.period)
+
+    return whole_page(request, v, page)
 
 
 @router.get("/cases", response_class=HTMLResponse)
@@ -675,16 +716,18 @@ def practice_results(request: Request, v: Viewer, code: str, month: str | None
 
 @router.get("/practices/{code}", response_class=HTMLResponse)
 def practice_dashboard(request: Request, code: str, month: str | None = None) -> HTMLResponse:
-    v = auth.viewer(request)
-    packs, pack, tables, chart = practice_results(request, v, code, month)
-    tables = [_sorting(request, t) for t in tables]
-    cases = _sorting(request, cases_table(request, v, proposer=code))
-    total = pack.position[pack.position.service_line == "all"].iloc[0]
-    return page_or_rows(request, "practice.html", v, [*tables, cases], code=code,
-                        name=pack.name, period=packs.position.period,
-                        total={k: Decimal(int(total[k])) / 100 for k in MONEY},
-                        chart=chart, own=v.principal.role == "practice"
-                        and v.principal.organisation == code)
+    def page(v: Viewer) -> HTMLResponse:
+        packs, pack, tables, chart = practice_results(request, v, code, month)
+        tables = [_sorting(request, t) for t in tables]
+        cases = _sorting(request, cases_table(request, v, proposer=code))
+        total = pack.position[pack.position.service_line == "all"].iloc[0]
+        return page_or_rows(request, "practice.html", v, [*tables, cases], code=code,
+                            name=pack.name, period=packs.position.period,
+                            total={k: Decimal(int(total[k])) / 100 for k in MONEY},
+                            chart=chart, own=v.principal.role == "practice"
+                            and v.principal.organisation == code)
+
+    return whole_page(request, auth.viewer(request), page)
 
 
 def case_finding_table(request: Request, v: Viewer, code: str) -> Table:
@@ -712,9 +755,11 @@ def case_finding_table(request: Request, v: Viewer, code: str) -> Table:
 
 @router.get("/practices/{code}/case-finding", response_class=HTMLResponse)
 def case_finding(request: Request, code: str) -> HTMLResponse:
-    v = auth.viewer(request)
-    t = _sorting(request, case_finding_table(request, v, code))
-    return page_or_rows(request, "case_finding.html", v, [t], code=code)
+    def page(v: Viewer) -> HTMLResponse:
+        t = _sorting(request, case_finding_table(request, v, code))
+        return page_or_rows(request, "case_finding.html", v, [t], code=code)
+
+    return whole_page(request, auth.viewer(request), page)
 
 
 def may_see_holder(request: Request, v: Viewer, level: str, code: str, what: str) -> None:
@@ -745,11 +790,13 @@ def budget_text(request: Request, code: str) -> str:
 
 @router.get("/practices/{code}/budget", response_class=HTMLResponse)
 def budget_explainer(request: Request, code: str) -> HTMLResponse:
-    v = auth.viewer(request)
-    may_see_holder(request, v, "practice", code, "budget")
-    text = budget_text(request, code)
-    return render(request, "budget.html", v, code=code, lines=text.splitlines(),
-                  name=_names(request)["practices"].get(code, ""))
+    def page(v: Viewer) -> HTMLResponse:
+        may_see_holder(request, v, "practice", code, "budget")
+        text = budget_text(request, code)
+        return render(request, "budget.html", v, code=code, lines=text.splitlines(),
+                      name=_names(request)["practices"].get(code, ""))
+
+    return whole_page(request, auth.viewer(request), page)
 
 
 # ------------------------------------------------------------------ downloads
