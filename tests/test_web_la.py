@@ -13,7 +13,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from conftest import copy_economy
@@ -24,8 +23,8 @@ from pbc.services.cases import act, add_user, case_file_path, create_case, read_
 from pbc.services.principal import Principal
 from pbc.web.app import create_app
 from pbc.web.settings import WebSettings
+from test_web_pages import PASSWORD, signed_in
 
-PASSWORD = "correct horse battery"
 ADMIN = Principal("admin", "administrator", "Q99")
 ROOT = Path(__file__).resolve().parents[1]
 COUNCIL, OTHER_COUNCIL = "E06009000", "E06009001"
@@ -63,15 +62,6 @@ def app(economy: Any) -> Any:
                                   login_failures_allowed=50))
 
 
-def signed_in(app: Any, user: str) -> TestClient:
-    client = TestClient(app)
-    page = client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert token
-    r = client.post("/login", data={"username": user, "password": PASSWORD,
-                                    "csrf_token": token.group(1)}, follow_redirects=False)
-    assert r.status_code == 303
-    return client
 
 
 def principal(user: str) -> Principal:

@@ -22,8 +22,7 @@ from pbc.services.cases import add_user
 from pbc.services.principal import Principal
 from pbc.web.app import create_app
 from pbc.web.settings import WebSettings
-
-PASSWORD = "correct horse battery"
+from test_web_pages import PASSWORD, signed_in
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +45,6 @@ def _app(wh: Any, **kw: Any) -> Any:
                                   **kw))
 
 
-def signed_in(app: Any, user: str) -> TestClient:
-    client = TestClient(app)
-    page = client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert token
-    r = client.post("/login", data={"username": user, "password": PASSWORD,
-                                    "csrf_token": token.group(1)}, follow_redirects=False)
-    assert r.status_code == 303
-    return client
 
 
 def _codes(body: str) -> list[str]:
